@@ -229,8 +229,9 @@ def process_task(job):
         return [(None, ('bad file', str(e)))] * len(task.samples)
     results = []
     for sample, (clip, length) in zip(task.samples, clips):
-        if length < (UCLA_MIN_FRAMES if task.kind == 'ucla' else 1):
-            results.append((None, ('too short', f'{sample.name} ({length} frames)')))
+        needed = UCLA_MIN_FRAMES if task.kind == 'ucla' else 1
+        if length < needed:
+            results.append((None, ('too short', f'{sample.name} (length {length}, needs {needed})')))
             continue
         clip = fit_frames(clip, MAX_FRAMES, resample=task.kind == 'ucla')
         if task.kind == 'ucla':

@@ -1,0 +1,94 @@
+"""Batched skeleton augmentations (method notes, section 5) as tensor functions.
+
+Every function takes a batch ``x`` of shape (N, C=3, T, V, M) and per-sample clip lengths, draws
+its random numbers per sample, and runs on whatever device ``x`` lives on, so the same code serves
+data-loader workers and whole batches on the GPU.
+"""
+import torch
+
+
+def _rand(shape, x, generator):
+    return torch.rand(shape, generator=generator, device=generator.device if generator else x.device)
+
+
+def resize_window(x, start, length, frames):
+    """Frames ``[start, start + length)`` of each sample, linearly resized to ``frames``.
+
+    Identical to ``F.interpolate(window.view(1, C*V*M, length, 1), size=(frames, 1),
+    mode='bilinear', align_corners=False)``, the published resize, but for a whole batch of
+    different windows at once.
+    """
+    n, c, _, v, m = x.shape
+    scale = length.to(torch.float64) / frames
+    dst = torch.arange(frames, device=x.device, dtype=torch.float64)
+    src = ((dst[None] + 0.5) * scale[:, None] - 0.5).clamp(min=0)
+    lo = src.floor().long()
+    weight = (src - lo).to(x.dtype)
+    hi = torch.minimum(lo + 1, (length - 1)[:, None])
+    lo, hi = lo + start[:, None], hi + start[:, None]
+
+    def take(index):
+        return x.gather(2, index[:, None, :, None, None].expand(n, c, frames, v, m))
+
+    w = weight[:, None, :, None, None]
+    return take(lo) * (1 - w) + take(hi) * w
+
+
+def crop_lengths(num_frames, scale, min_length):
+    """Published crop length rule: ``min(max(floor(n * scale), min_length), n)``."""
+    length = torch.floor(num_frames.to(torch.float64) * scale).long()
+    return torch.minimum(length.clamp(min=min_length), num_frames)
+
+
+def random_crop_resize(x, num_frames, frames, scale=(0.1, 1.0), min_length=None, generator=None):
+    """Random temporal crop with ``scale ~ U(lo, hi)`` of each clip, resized to ``frames``.
+
+    ``min_length`` defaults to ``frames`` (64 in the published recipe). ``num_frames`` is
+    clamped to the stored length ``T``.
+    """
+    n = num_frames.to(x.device).long().clamp(1, x.shape[2])
+    lo, hi = scale
+    s = _rand(len(n), x, generator).to(torch.float64) * (hi - lo) + lo
+    length = crop_lengths(n, s, frames if min_length is None else min_length)
+    start = torch.floor(_rand(len(n), x, generator).to(torch.float64) * (n - length + 1)).long()
+    return resize_window(x, start, length, frames)
+
+
+def center_crop_resize(x, num_frames, frames, keep=0.95):
+    """Test-time crop keeping the central ``keep`` of each clip: frames ``[s, n - s)`` with
+    ``s = int((1 - keep) * n / 2)``, resized to ``frames``."""
+    n = num_frames.to(x.device).long().clamp(1, x.shape[2])
+    start = torch.floor((1 - keep) * n.to(torch.float64) / 2).long()
+    return resize_window(x, start, n - 2 * start, frames)
+
+
+def random_spatial(x, corrupt_joints, generator=None):
+    """Per sample, with probability 1/2 joint corruption, else shear (published pretraining).
+
+    Joint corruption picks ``corrupt_joints`` joints without replacement and, with probability
+    1/2, zeroes them in every frame and person, else maps their points ``p -> p @ A`` with one
+    random ``A ~ U(-1, 1)^{3x3}``. Shear maps every point ``p -> S @ p`` with
+    ``S = [[1, a, b], [c, 1, d], [e, f, 1]]``, off-diagonal entries ``U(-1, 1)``.
+    """
+    n, c, _, v, _ = x.shape
+    corrupt = _rand(n, x, generator) < 0.5
+    zero = _rand(n, x, generator) < 0.5
+    chosen = _rand((n, v), x, generator).argsort(dim=1)[:, :corrupt_joints]
+    joint_mask = torch.zeros(n, v, dtype=torch.bool, device=x.device).scatter_(1, chosen, True)
+    matrix = _rand((n, 3, 3), x, generator).to(x.dtype) * 2 - 1
+    shear = _rand((n, 3, 3), x, generator).to(x.dtype) * 2 - 1
+    eye = torch.eye(3, dtype=x.dtype, device=x.device)
+    shear = torch.where(eye.bool(), eye, shear)
+
+    # out[d] = sum_c A[d, c] x[c]: shear uses S itself, corruption ``p @ A`` uses A transposed.
+    whole = torch.where(corrupt[:, None, None], eye, shear)
+    part = matrix.transpose(1, 2) * (~zero).to(x.dtype)[:, None, None]
+    moved = torch.einsum('ndc,nctvm->ndtvm', whole, x)
+    corrupted = torch.einsum('ndc,nctvm->ndtvm', part, x)
+    mask = (corrupt[:, None] & joint_mask)[:, None, None, :, None]
+    return torch.where(mask, corrupted, moved)
+
+
+def corrupt_count(num_joints):
+    """Joints corrupted per sample: 60% of the layout's joints (15 of NTU's 25)."""
+    return round(0.6 * num_joints)

@@ -1,0 +1,108 @@
+"""Datasets over the community layout (``{part}_data_joint.npy``, ``_num_frame.npy``, ``_label.pkl``)."""
+import os
+import pickle
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from feeder.augment import center_crop_resize, corrupt_count, random_crop_resize, random_spatial
+from options.presets import MAX_FRAMES
+
+PARTS = ('train', 'val')
+
+
+class SkeletonFolder:
+    """One part (``train`` or ``val``) of a prepared benchmark folder, memory-mapped.
+
+    Checks the three files against each other on open; the array is opened lazily in each process
+    (data-loader workers included) so nothing large is copied or pickled.
+    """
+
+    def __init__(self, root, part):
+        if part not in PARTS:
+            raise ValueError(f'part must be one of {PARTS}, got {part!r}')
+        self.root, self.part = root, part
+        self.data_path = os.path.join(root, f'{part}_data_joint.npy')
+        frames_path = os.path.join(root, f'{part}_num_frame.npy')
+        label_path = os.path.join(root, f'{part}_label.pkl')
+        for path in (self.data_path, frames_path, label_path):
+            if not os.path.isfile(path):
+                raise FileNotFoundError(
+                    f'{root}: missing {os.path.basename(path)}; expected the folder written by '
+                    f'"python -m feeder.prepare" ({part}_data_joint.npy, {part}_num_frame.npy, {part}_label.pkl)')
+        data = np.load(self.data_path, mmap_mode='r')
+        if data.ndim != 5 or data.shape[1] != 3 or data.shape[2] != MAX_FRAMES:
+            raise ValueError(f'{self.data_path}: expected an array (N, 3, {MAX_FRAMES}, V, M), found {data.shape}')
+        self.shape = data.shape
+        self.num_frames = np.minimum(np.load(frames_path).astype(np.int64), MAX_FRAMES)
+        try:
+            with open(label_path, 'rb') as f:
+                names, labels = pickle.load(f)
+        except (pickle.UnpicklingError, ValueError, TypeError, EOFError) as e:
+            raise ValueError(f'{label_path}: expected a pickled (sample_names, labels) tuple ({e})') from None
+        self.names, self.labels = list(names), np.asarray(labels, dtype=np.int64)
+        if not len(self.names) == len(self.labels) == len(self.num_frames) == len(data):
+            raise ValueError(f'{root}: {part} files disagree on the sample count: data {len(data)}, '
+                             f'num_frame {len(self.num_frames)}, names {len(self.names)}, labels {len(self.labels)}')
+        if (self.num_frames < 1).any():
+            raise ValueError(f'{frames_path}: every clip needs at least one frame')
+        self._data = None
+
+    def __len__(self):
+        return self.shape[0]
+
+    @property
+    def num_joints(self):
+        return self.shape[3]
+
+    def clip(self, index):
+        """(3, n, V, M) float32 tensor of the clip's true frames (n <= 300)."""
+        if self._data is None:
+            self._data = np.load(self.data_path, mmap_mode='r')
+        return torch.from_numpy(np.array(self._data[index, :, :self.num_frames[index]]))
+
+    def __getstate__(self):
+        return {**self.__dict__, '_data': None}
+
+
+class PretrainDataset(Dataset):
+    """Two independently augmented views of each clip: random crop-resize, then joint
+    corruption or shear (section 5)."""
+
+    def __init__(self, folder, frames=64, min_crop=None, scale=(0.1, 1.0)):
+        self.folder, self.frames, self.scale = folder, frames, scale
+        self.min_crop = frames if min_crop is None else min_crop
+        self.corrupt_joints = corrupt_count(folder.num_joints)
+
+    def __len__(self):
+        return len(self.folder)
+
+    def view(self, clip, n):
+        x = random_crop_resize(clip[None], n, self.frames, self.scale, self.min_crop)
+        return random_spatial(x, self.corrupt_joints)[0]
+
+    def __getitem__(self, index):
+        clip = self.folder.clip(index)
+        n = torch.tensor([clip.shape[1]])
+        return self.view(clip, n), self.view(clip, n)
+
+
+class DownstreamDataset(Dataset):
+    """(clip, label): random 0.5-1.0 crop for training, 95% centre crop for testing."""
+
+    def __init__(self, folder, frames=64, train=False, min_crop=None):
+        self.folder, self.frames, self.train = folder, frames, train
+        self.min_crop = frames if min_crop is None else min_crop
+
+    def __len__(self):
+        return len(self.folder)
+
+    def __getitem__(self, index):
+        clip = self.folder.clip(index)[None]
+        n = torch.tensor([clip.shape[2]])
+        if self.train:
+            x = random_crop_resize(clip, n, self.frames, (0.5, 1.0), self.min_crop)
+        else:
+            x = center_crop_resize(clip, n, self.frames)
+        return x[0], int(self.folder.labels[index])

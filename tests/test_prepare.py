@@ -1,0 +1,258 @@
+import json
+import os
+import pickle
+
+import numpy as np
+import pytest
+
+from feeder import prepare as prep
+from feeder.synthetic import generate
+from tests.conftest import random_body, write_skeleton
+from tests.reference import prepare_file, read_skeleton_filter
+
+# (name, train in xsub, train in xview)
+NTU_FILES = [
+    ('S001C001P001R001A001', True, False),
+    ('S001C002P003R001A002', False, True),
+    ('S002C003P008R002A060', True, True),
+    ('S017C001P040R001A010', False, False),
+    ('S003C002P004R001A005', True, True),
+    ('S004C003P006R002A007', False, True),
+]
+
+
+def _write_ntu(raw, rng, names, bodies=2):
+    for i, name in enumerate(names):
+        frames = int(rng.integers(20, 60))
+        people = [random_body(rng, frames, offset=(k, 0, 3)) for k in range(bodies if i % 2 else 1)]
+        frame_list = [[p[t] for p in people] for t in range(frames)]
+        if i == 2:
+            frame_list[:3] = [[]] * 3  # late start
+        write_skeleton(raw / f'{name}.skeleton', frame_list, crlf=bool(i % 3 == 0))
+
+
+def _run(*argv):
+    return prep.main([str(a) for a in argv] + ['--quiet'])
+
+
+def _load(out, benchmark, part):
+    folder = out / benchmark
+    data = np.load(folder / f'{part}_data_joint.npy')
+    frames = np.load(folder / f'{part}_num_frame.npy')
+    with open(folder / f'{part}_label.pkl', 'rb') as f:
+        names, labels = pickle.load(f)
+    return data, frames, names, labels
+
+
+@pytest.fixture
+def ntu_raw(tmp_path, rng):
+    raw = tmp_path / 'raw'
+    (raw / 'nested').mkdir(parents=True)
+    _write_ntu(raw, rng, [n for n, _, _ in NTU_FILES[:3]])
+    _write_ntu(raw / 'nested', rng, [n for n, _, _ in NTU_FILES[3:]])
+    # NTU-120-only files and foreign files are left out of ntu60
+    _write_ntu(raw, rng, ['S018C001P001R001A001', 'S001C001P001R001A061'])
+    (raw / 'readme.txt').write_text('not a skeleton')
+    return raw
+
+
+@pytest.mark.parametrize('workers', [0, 2])
+def test_ntu60_end_to_end_matches_published_pipeline(tmp_path, ntu_raw, workers):
+    out = tmp_path / 'out'
+    assert _run('--dataset', 'ntu60', '--raw-dir', ntu_raw, '--out-dir', out, '--workers', workers) == 0
+    paths = {p.stem: p for p in ntu_raw.rglob('*.skeleton')}
+    for benchmark, column in (('xsub', 1), ('xview', 2)):
+        for part in ('train', 'val'):
+            data, frames, names, labels = _load(out, benchmark, part)
+            expected = sorted(n for n, *split in NTU_FILES if split[column - 1] == (part == 'train'))
+            assert names == expected
+            assert labels == [int(n[-3:]) - 1 for n in names]
+            assert data.shape == (len(names), 3, 300, 25, 2) and data.dtype == np.float32
+            for i, name in enumerate(names):
+                ref, length = prepare_file(str(paths[name]))
+                assert frames[i] == length
+                assert np.abs(data[i] - ref).max() <= 1e-4
+    summary = json.loads((out / 'prepare_summary.json').read_text())
+    assert summary['samples']['xsub/train'] == 3
+    assert sorted(summary['skipped']['not part of ntu60']) == ['S001C001P001R001A061', 'S018C001P001R001A001']
+    assert not [p for p in os.listdir(out) if p.startswith('.')]
+
+
+@pytest.mark.parametrize('official', [True, False])
+def test_ignore_list(tmp_path, ntu_raw, official):
+    listing = tmp_path / 'missing.txt'
+    header = ('The following samples have missing skeletons.\nPlease ignore them.\n\n' if official else '')
+    listing.write_text(header + 'S001C001P001R001A001\nS002C003P008R002A060\n')
+    out = tmp_path / 'out'
+    assert _run('--dataset', 'ntu60', '--raw-dir', ntu_raw, '--out-dir', out, '--ignore-list', listing) == 0
+    names = _load(out, 'xsub', 'train')[2] + _load(out, 'xsub', 'val')[2]
+    assert sorted(names) == sorted(n for n, *_ in NTU_FILES if n not in ('S001C001P001R001A001', 'S002C003P008R002A060'))
+
+
+def test_ignore_list_without_names_is_an_error(tmp_path, ntu_raw, capsys):
+    listing = tmp_path / 'empty.txt'
+    listing.write_text('nothing to see here\n')
+    assert _run('--dataset', 'ntu60', '--raw-dir', ntu_raw, '--out-dir', tmp_path / 'o', '--ignore-list', listing) == 1
+    assert 'no sample names' in capsys.readouterr().err
+
+
+def test_ntu120_splits(tmp_path, rng):
+    raw = tmp_path / 'raw'
+    raw.mkdir()
+    names = ['S001C001P001R001A001', 'S018C001P045R001A100', 'S019C002P046R001A120', 'S020C001P106R001A061']
+    _write_ntu(raw, rng, names)
+    out = tmp_path / 'out'
+    assert _run('--dataset', 'ntu120', '--raw-dir', raw, '--out-dir', out, '--workers', 0) == 0
+    assert _load(out, 'xsub', 'train')[2] == ['S001C001P001R001A001', 'S018C001P045R001A100', 'S019C002P046R001A120']
+    assert _load(out, 'xsetup', 'train')[2] == ['S018C001P045R001A100', 'S020C001P106R001A061']
+    assert _load(out, 'xsetup', 'val')[3] == [0, 119]
+
+
+def test_empty_split_is_an_error(tmp_path, rng, capsys):
+    raw = tmp_path / 'raw'
+    raw.mkdir()
+    _write_ntu(raw, rng, ['S001C002P001R001A001', 'S001C003P002R001A002'])  # all train subjects
+    out = tmp_path / 'out'
+    assert _run('--dataset', 'ntu60', '--raw-dir', raw, '--out-dir', out) == 1
+    err = capsys.readouterr().err
+    assert 'no samples for xsub/val, xview/val' in err
+    assert not out.exists() or not any(out.iterdir())
+
+
+def _break(path):
+    lines = open(path).read().split('\n')
+    open(path, 'w').write('\n'.join(lines[:30]))
+
+
+def test_bad_file_stops_and_keeps_previous_output(tmp_path, ntu_raw, capsys):
+    out = tmp_path / 'out'
+    assert _run('--dataset', 'ntu60', '--raw-dir', ntu_raw, '--out-dir', out, '--workers', 0) == 0
+    before = {p: p.read_bytes() for p in out.rglob('*') if p.is_file()}
+    bad = ntu_raw / 'nested' / 'S004C003P006R002A007.skeleton'
+    _break(bad)
+    assert _run('--dataset', 'ntu60', '--raw-dir', ntu_raw, '--out-dir', out, '--workers', 2) == 1
+    err = capsys.readouterr().err
+    assert str(bad) in err and 'line 30' in err and '--skip-bad' in err
+    assert {p: p.read_bytes() for p in out.rglob('*') if p.is_file()} == before
+    assert not [p for p in os.listdir(out) if p.startswith('.')]
+
+
+def test_skip_bad_leaves_the_file_out(tmp_path, ntu_raw):
+    bad = ntu_raw / 'S002C003P008R002A060.skeleton'
+    _break(bad)
+    out = tmp_path / 'out'
+    assert _run('--dataset', 'ntu60', '--raw-dir', ntu_raw, '--out-dir', out, '--skip-bad') == 0
+    data, frames, names, labels = _load(out, 'xsub', 'train')
+    assert names == ['S001C001P001R001A001', 'S003C002P004R001A005']
+    paths = {p.stem: p for p in ntu_raw.rglob('*.skeleton')}
+    for i, name in enumerate(names):
+        ref, length = prepare_file(str(paths[name]))
+        assert frames[i] == length and np.abs(data[i] - ref).max() <= 1e-4
+    summary = json.loads((out / 'prepare_summary.json').read_text())
+    assert any(str(bad) in entry for entry in summary['skipped']['bad file'])
+
+
+def test_rerun_replaces_output(tmp_path, ntu_raw):
+    out = tmp_path / 'out'
+    (out / 'xsub').mkdir(parents=True)
+    (out / 'xsub' / 'stale.npy').write_bytes(b'old')
+    assert _run('--dataset', 'ntu60', '--raw-dir', ntu_raw, '--out-dir', out) == 0
+    assert not (out / 'xsub' / 'stale.npy').exists()
+    assert sorted(os.listdir(out)) == ['prepare_summary.json', 'xsub', 'xview']
+
+
+def test_missing_raw_dir(tmp_path, capsys):
+    assert _run('--dataset', 'ntu60', '--raw-dir', tmp_path / 'nope', '--out-dir', tmp_path / 'o') == 1
+    assert 'not a folder' in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- PKU-MMD
+
+def _write_pku(raw, rng, videos, v2=True):
+    (raw / 'skeleton').mkdir(parents=True)
+    (raw / 'label').mkdir()
+    for video, length, actions in videos:
+        body = random_body(rng, length).reshape(length, 75)
+        other = np.zeros((length, 75))
+        other[length // 2:] = random_body(rng, length - length // 2, offset=(1, 0, 3)).reshape(-1, 75)
+        np.savetxt(raw / 'skeleton' / f'{video}.txt', np.concatenate([body, other], 1), fmt='%.6f')
+        (raw / 'label' / f'{video}.txt').write_text(''.join(f'{c},{s},{e},1\n' for c, s, e in actions))
+    suffix = '_v2' if v2 else ''
+    (raw / f'cross_subject{suffix}.txt').write_text('Training videos:\n0002-L, 0002-M\nValidation videos:\n0291-L\n')
+    (raw / f'cross_view{suffix}.txt').write_text('Training videos:\n0002-M, 0291-L\n')
+
+
+@pytest.mark.parametrize('dataset', ['pku1', 'pku2'])
+def test_pku(tmp_path, rng, dataset):
+    raw = tmp_path / 'raw'
+    videos = [('0002-L', 400, [(3, 10, 60), (51, 60, 420)]), ('0002-M', 100, [(1, 0, 40)]),
+              ('0291-L', 90, [(7, 5, 90), (2, 20, 30)])]
+    _write_pku(raw, rng, videos, v2=dataset == 'pku2')
+    out = tmp_path / 'out'
+    assert _run('--dataset', dataset, '--raw-dir', raw, '--out-dir', out, '--workers', 2) == 0
+    data, frames, names, labels = _load(out, 'xsub', 'train')
+    assert names == ['0002-L.txt_0', '0002-L.txt_1', '0002-M.txt_0']
+    assert labels == [2, 50, 0]
+    # the second action runs past the video's end (400 frames): its length is what exists
+    assert frames.tolist() == [50, 340, 40]
+    assert _load(out, 'xsub', 'val')[2] == ['0291-L.txt_0', '0291-L.txt_1']
+    assert _load(out, 'xview', 'val')[2] == ['0002-L.txt_0', '0002-L.txt_1']
+    # the stored clip is the normalised slice: recompute the first from the raw file
+    raw_video = np.loadtxt(raw / 'skeleton' / '0002-L.txt', dtype=np.float32).reshape(-1, 2, 25, 3)
+    clip = np.zeros((1, 3, 300, 25, 2), dtype=np.float32)
+    clip[0, :, :50] = raw_video[10:60].transpose(3, 0, 2, 1)
+    from tests.reference import pre_normalization
+    np.testing.assert_allclose(data[0], pre_normalization(clip)[0], atol=1e-5)
+    assert data.shape[1:] == (3, 300, 25, 2)
+
+
+# ----------------------------------------------------------------------------- NW-UCLA
+
+def _write_ucla(raw, rng, entries):
+    (raw / 'all_sqe').mkdir(parents=True)
+    for name, frames in entries:
+        body = random_body(rng, frames, joints=20)
+        record = {'file_name': name, 'skeletons': body.tolist(), 'label': 0}
+        (raw / 'all_sqe' / f'{name}.json').write_text(json.dumps(record))
+
+
+def test_ucla(tmp_path, rng, capsys):
+    raw = tmp_path / 'raw'
+    _write_ucla(raw, rng, [('a01_s01_e00_v01', 30), ('a12_s02_e01_v02', 420), ('a08_s03_e00_v03', 25),
+                           ('a11_s01_e02_v03', 1), ('a05_s01_e00_v01', 40)])
+    out = tmp_path / 'out'
+    assert _run('--dataset', 'ucla', '--raw-dir', raw, '--out-dir', out) == 0
+    data, frames, names, labels = _load(out, 'xview', 'train')
+    assert names == ['a01_s01_e00_v01', 'a05_s01_e00_v01', 'a12_s02_e01_v02']
+    assert labels == [0, 4, 9]
+    assert frames.tolist() == [30, 40, 300]  # longer clips are resampled to 300 frames
+    assert data.shape == (3, 3, 300, 20, 1)
+    assert _load(out, 'xview', 'val')[2:] == (['a08_s03_e00_v03'], [6])
+    hip_to_spine = data[0, :, 0, 1, 0] - data[0, :, 0, 0, 0]
+    assert hip_to_spine[2] / np.linalg.norm(hip_to_spine) > 0.9
+    np.testing.assert_allclose(data[:, 1:, 0, 8, 0] - data[:, 1:, 0, 4, 0], 0, atol=1e-5)
+    assert np.all(data[:, :, :, 1, 0] == 0)  # centred on joint 1 in every frame
+    summary = capsys.readouterr().out
+    assert 'too short: 1' in summary and 'a11_s01_e02_v03' in summary
+
+
+# ----------------------------------------------------------------------------- synthetic
+
+def test_synthetic_files_are_genuine_ntu_format(tmp_path):
+    raw = tmp_path / 'raw'
+    names = generate(str(raw), classes=12, subjects=3, cameras=3, replications=1, seed=1)
+    assert len(names) == 3 * 3 * 12
+    info = read_skeleton_filter(str(raw / f'{names[0]}.skeleton'))
+    body = info['frameInfo'][-1]['bodyInfo'][0]
+    assert len(body) == 12 and len(body['jointInfo']) == 25 and len(body['jointInfo'][0]) == 12
+    out = tmp_path / 'out'
+    assert _run('--dataset', 'synthetic', '--raw-dir', raw, '--out-dir', out, '--workers', 2) == 0
+    data, frames, names, labels = _load(out, 'xview', 'train')
+    assert sorted(set(labels)) == list(range(12)) and len(names) == 3 * 2 * 12
+    # classes differ in kinematics: mean clips of different classes are far apart
+    means = np.stack([data[np.array(labels) == c, :, :64].mean(0) for c in range(12)])
+    gaps = np.linalg.norm((means[:, None] - means[None]).reshape(12, 12, -1), axis=-1)
+    assert gaps[~np.eye(12, dtype=bool)].min() > 1.0
+    # two-person classes carry a second body
+    assert np.abs(data[np.array(labels) == 10][..., 1]).sum() > 0
+    assert np.abs(data[np.array(labels) == 0][..., 1]).sum() == 0

@@ -381,7 +381,8 @@ class _pool:
             self.pool.join()
 
 
-def print_summary(summary, file=sys.stdout):
+def print_summary(summary, file=None):
+    file = file or sys.stdout
     print(f"\nPrepared {summary['dataset']} from {summary['raw_dir']}", file=file)
     for key, n in summary['samples'].items():
         print(f'  {key:<14} {n:>7} samples', file=file)

@@ -1,0 +1,24 @@
+"""The three input modalities of CMD, derived from the joint stream (method notes, section 4)."""
+import torch
+
+MODALITIES = ('joint', 'motion', 'bone')
+
+
+def bone_parents(layout):
+    """Index v2 for each joint v1 so that ``bone = x - x[..., parents, :]``."""
+    parents = [0] * layout.num_joints
+    for v1, v2 in layout.bone_pairs:
+        parents[v1] = v2
+    return parents
+
+
+def to_modality(x, modality, layout):
+    """``x`` is (N, C, T, V, M) joint coordinates; returns the same shape."""
+    if modality == 'joint':
+        return x
+    if modality == 'motion':
+        # frame t holds x[t + 1] - x[t]; the last frame has no successor and stays zero
+        return torch.cat([x[:, :, 1:] - x[:, :, :-1], torch.zeros_like(x[:, :, :1])], dim=2)
+    if modality == 'bone':
+        return x - x[:, :, :, bone_parents(layout)]
+    raise ValueError(f'unknown modality {modality!r}; expected one of {MODALITIES}')

@@ -1,0 +1,86 @@
+"""CMD: per-modality MoCo learners that distil neighbourhood structure into each other."""
+import copy
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from feeder.modalities import to_modality
+from models.losses import cmd_loss, infonce, topk_accuracy
+
+
+class CMD(nn.Module):
+    """Query encoders, momentum key encoders and one key queue per modality.
+
+    ``encoder_q``/``encoder_k`` are ``ModuleDict``s keyed by modality; ``queue`` is one buffer
+    (modalities, dim, K) filled at a shared pointer, so index i of every modality's queue holds the
+    same sample, which is what lets one modality's neighbours be looked up in another's.
+    """
+
+    def __init__(self, make_encoder, layout, modalities=('joint', 'motion', 'bone'), dim=128,
+                 queue_size=16384, momentum=0.999, contrast_t=0.07, topk=8192, teacher_t=0.05,
+                 student_t=0.1, cmd_weight=1.0):
+        super().__init__()
+        if topk > queue_size:
+            raise ValueError(f'top-k ({topk}) cannot exceed the queue size ({queue_size})')
+        self.layout, self.modalities = layout, tuple(modalities)
+        self.momentum, self.contrast_t = momentum, contrast_t
+        self.topk, self.teacher_t, self.student_t, self.cmd_weight = topk, teacher_t, student_t, cmd_weight
+        self.encoder_q = nn.ModuleDict({m: make_encoder() for m in self.modalities})
+        self.encoder_k = copy.deepcopy(self.encoder_q)
+        for param in self.encoder_k.parameters():
+            param.requires_grad = False
+        self.register_buffer('queue', F.normalize(torch.randn(len(self.modalities), dim, queue_size), dim=1))
+        self.register_buffer('queue_ptr', torch.zeros(1, dtype=torch.long))
+
+    @torch.no_grad()
+    def _momentum_update_key_encoder(self):
+        k = [p for p in self.encoder_k.parameters()]
+        q = [p.detach() for p in self.encoder_q.parameters()]
+        torch._foreach_mul_(k, self.momentum)
+        torch._foreach_add_(k, q, alpha=1 - self.momentum)
+
+    @torch.no_grad()
+    def _dequeue_and_enqueue(self, keys):
+        """``keys``: (modalities, N, dim); all ranks' keys enter, so the queue holds the global batch."""
+        keys = concat_all_gather(keys, dim=1)
+        batch = keys.shape[1]
+        ptr = int(self.queue_ptr)
+        if self.queue.shape[2] % batch:
+            raise ValueError(f'queue size {self.queue.shape[2]} is not a multiple of the global batch {batch}')
+        self.queue[:, :, ptr:ptr + batch] = keys.transpose(1, 2)
+        self.queue_ptr[0] = (ptr + batch) % self.queue.shape[2]
+
+    def forward(self, view_q, view_k):
+        """One training step's losses. Returns ``(total, stats)`` where ``stats`` holds the
+        per-modality InfoNCE losses and top-1 accuracies, the CMD loss and the logits."""
+        q = {m: F.normalize(self.encoder_q[m](to_modality(view_q, m, self.layout)), dim=1) for m in self.modalities}
+        with torch.no_grad():
+            self._momentum_update_key_encoder()
+            k = {m: F.normalize(self.encoder_k[m](to_modality(view_k, m, self.layout)), dim=1) for m in self.modalities}
+        queue = self.queue.clone()
+        stats, total, student_sims, teacher_sims = {}, 0, {}, {}
+        for i, m in enumerate(self.modalities):
+            loss, logits, student_sims[m] = infonce(q[m], k[m], queue[i], self.contrast_t)
+            total = total + loss
+            teacher_sims[m] = k[m] @ queue[i]
+            stats[f'infonce_{m}'] = loss.detach()
+            stats[f'acc_{m}'] = topk_accuracy(logits)
+            stats[f'logits_{m}'] = logits.detach()
+        if len(self.modalities) > 1 and self.cmd_weight:
+            cmd = self.cmd_weight * cmd_loss(student_sims, teacher_sims, self.topk, self.teacher_t, self.student_t)
+            total = total + cmd
+            stats['cmd'] = cmd.detach()
+        self._dequeue_and_enqueue(torch.stack([k[m] for m in self.modalities]))
+        return total, stats
+
+
+@torch.no_grad()
+def concat_all_gather(tensor, dim=0):
+    """Concatenate ``tensor`` from every rank along ``dim`` (identity without a process group)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return tensor
+    gathered = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, tensor.contiguous())
+    return torch.cat(gathered, dim=dim)

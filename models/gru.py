@@ -1,0 +1,147 @@
+"""The published GRU encoder (method notes, section 6), computed with full-sequence calls."""
+import torch
+from torch import nn
+
+
+def projection_head(in_dim, dim, mlp):
+    """``fc``: Linear(in, dim), or with ``mlp`` Linear(in, in) -> ReLU -> Linear(in, dim).
+
+    The published code Xavier-initialises the original ``fc`` (the last layer); the MLP's extra
+    hidden layer keeps PyTorch's default init.
+    """
+    last = nn.Linear(in_dim, dim)
+    nn.init.xavier_uniform_(last.weight)
+    if not mlp:
+        return last
+    return nn.Sequential(nn.Linear(in_dim, in_dim), nn.ReLU(inplace=True), last)
+
+
+def fuse_chains(forward, reverse):
+    """Stack two chains' gate-stacked (3H, ...) tensors into one hidden-2H GRU's layout.
+
+    Gate blocks stay in PyTorch's (r, z, n) order; within each gate the first H rows are the
+    ``forward`` chain, the next H the ``reverse`` chain.
+    """
+    h = forward.shape[0] // 3
+    return torch.cat([torch.cat([forward[g * h:(g + 1) * h], reverse[g * h:(g + 1) * h]]) for g in range(3)])
+
+
+def split_chains(fused):
+    """Inverse of :func:`fuse_chains`."""
+    h = fused.shape[0] // 6
+    blocks = fused.view(3, 2, h, *fused.shape[1:])
+    return blocks[:, 0].reshape(3 * h, *fused.shape[1:]), blocks[:, 1].reshape(3 * h, *fused.shape[1:])
+
+
+def block_diagonal(forward, reverse):
+    """Recurrent weights (3H, H) of both chains -> (6H, 2H): each chain only sees its own state."""
+    h = forward.shape[1]
+    zeros = forward.new_zeros(forward.shape)
+    return fuse_chains(torch.cat([forward, zeros], 1), torch.cat([zeros, reverse], 1))
+
+
+class GRUEncoder(nn.Module):
+    """BatchNorm over the flattened (joint, xyz, person) features, a 3-layer recurrent stack,
+    the last frame's output as the feature and a projection head ``fc``.
+
+    ``mode='published'`` is the function the released checkpoints compute: each layer is two
+    independent forward-in-time GRU chains over the same input (the "bidirectional" GRU of the
+    published code, run one frame at a time). It is computed here as one GRU of hidden 2H whose
+    recurrent matrix is block-diagonal per gate, so cuDNN (or the CPU kernel) runs all layers in
+    one call; a gradient mask keeps the off-diagonal blocks exactly zero. ``mode='bidirectional'``
+    is a true bidirectional GRU whose feature joins the forward direction's last state with the
+    backward direction's state at frame 0.
+    """
+
+    def __init__(self, in_features, hidden_size=1024, num_layers=3, dim=128, mlp=True, mode='published'):
+        super().__init__()
+        if mode not in ('published', 'bidirectional'):
+            raise ValueError(f"gru mode must be 'published' or 'bidirectional', got {mode!r}")
+        self.mode, self.hidden_size, self.num_layers = mode, hidden_size, num_layers
+        self.feature_dim = 2 * hidden_size
+        self.input_norm = nn.BatchNorm1d(in_features)
+        published = nn.GRU(in_features, hidden_size, num_layers, batch_first=True, bidirectional=True)
+        for name, param in published.named_parameters():
+            if param.dim() == 2:
+                nn.init.xavier_uniform_(param)
+        if mode == 'published':
+            self.gru = nn.GRU(in_features, 2 * hidden_size, num_layers, batch_first=True)
+            self.load_published_gru(published.state_dict())
+            mask = block_diagonal(torch.ones(3 * hidden_size, hidden_size), torch.ones(3 * hidden_size, hidden_size))
+            self.register_buffer('hh_mask', mask.bool(), persistent=False)
+            self._register_grad_masks()
+        else:
+            self.gru = published
+        self.fc = projection_head(self.feature_dim, dim, mlp)
+
+    def _register_grad_masks(self):
+        for layer in range(self.num_layers):
+            getattr(self.gru, f'weight_hh_l{layer}').register_hook(lambda grad: grad * self.hh_mask)
+
+    def __setstate__(self, state):
+        # Tensor hooks do not survive copy.deepcopy or pickling; put the masks back.
+        super().__setstate__(state)
+        if self.mode == 'published':
+            self._register_grad_masks()
+
+    @torch.no_grad()
+    def load_published_gru(self, state):
+        """Load the per-chain weights (``weight_ih_l0``, ``..._l0_reverse``, ...) of the released
+        bidirectional GRU."""
+        if self.mode == 'bidirectional':
+            self.gru.load_state_dict(state)
+            return
+        for layer in range(self.num_layers):
+            for kind in ('weight_ih', 'weight_hh', 'bias_ih', 'bias_hh'):
+                fwd, rev = state[f'{kind}_l{layer}'], state[f'{kind}_l{layer}_reverse']
+                fuse = block_diagonal if kind == 'weight_hh' else fuse_chains
+                getattr(self.gru, f'{kind}_l{layer}').copy_(fuse(fwd, rev))
+
+    def published_gru_state(self):
+        """The recurrent weights in the released per-chain layout."""
+        if self.mode == 'bidirectional':
+            return dict(self.gru.state_dict())
+        state = {}
+        h = self.hidden_size
+        for layer in range(self.num_layers):
+            for kind in ('weight_ih', 'weight_hh', 'bias_ih', 'bias_hh'):
+                fwd, rev = split_chains(getattr(self.gru, f'{kind}_l{layer}').detach())
+                if kind == 'weight_hh':
+                    fwd, rev = fwd[:, :h], rev[:, h:]
+                state[f'{kind}_l{layer}'], state[f'{kind}_l{layer}_reverse'] = fwd.clone(), rev.clone()
+        return state
+
+    def load_published_state_dict(self, state):
+        """Load one encoder in the released layout: ``encoder.gru.*`` (per chain),
+        ``input_norm.*``, ``fc.*``; returns the keys of ``state`` that were not used."""
+        gru = {k[len('encoder.gru.'):]: v for k, v in state.items() if k.startswith('encoder.gru.')}
+        rest = {k: v for k, v in state.items() if not k.startswith('encoder.gru.')}
+        expected = set(self.published_gru_state())
+        if set(gru) != expected:
+            raise KeyError(f'GRU weights in the released layout: missing {sorted(expected - set(gru))}, '
+                           f'unexpected {sorted(set(gru) - expected)}')
+        self.load_published_gru(gru)
+        own = {k: v for k, v in rest.items() if not k.startswith('gru.')}
+        missing, unexpected = self.load_state_dict({**own, **{f'gru.{k}': v for k, v in self.gru.state_dict().items()}},
+                                                   strict=False)
+        return missing, unexpected
+
+    def published_state_dict(self):
+        """This encoder in the released key layout (the inverse of the loader above)."""
+        state = {k: v for k, v in self.state_dict().items() if not k.startswith('gru.')}
+        state.update({f'encoder.gru.{k}': v for k, v in self.published_gru_state().items()})
+        return state
+
+    def features(self, x):
+        """(N, C, T, V, M) -> (N, 2H) feature before ``fc``."""
+        n, c, t, v, m = x.shape
+        x = x.permute(0, 2, 3, 1, 4).reshape(n, t, v * c * m)
+        x = self.input_norm(x.transpose(1, 2)).transpose(1, 2)
+        out, _ = self.gru(x)
+        if self.mode == 'published':
+            return out[:, -1]
+        h = self.hidden_size
+        return torch.cat([out[:, -1, :h], out[:, 0, h:]], dim=1)
+
+    def forward(self, x):
+        return self.fc(self.features(x))

@@ -1,0 +1,66 @@
+"""Parity with the published implementation: one training step from a mid-training state
+(values produced by the authors' code at tiny sizes; method notes, section 15)."""
+import os
+
+import pytest
+import torch
+
+from feeder.layouts import NTU25
+from models.checkpoint import load_published_cmd, published_cmd_state
+from models.cmd import CMD
+from models.gru import GRUEncoder
+
+GOLDEN = os.path.join(os.path.dirname(__file__), 'data', 'cmd_published_tiny.pt')
+
+
+@pytest.fixture(scope='module')
+def golden():
+    return torch.load(GOLDEN, weights_only=True)
+
+
+def build(config):
+    def make_encoder():
+        return GRUEncoder(150, config['hidden'], config['layers'], config['dim'], mlp=config['mlp'])
+    return CMD(make_encoder, NTU25, dim=config['dim'], queue_size=config['K'], momentum=config['m'],
+               contrast_t=config['T'], topk=config['topk'], teacher_t=config['teacher_T'],
+               student_t=config['student_T'], cmd_weight=config['cmd_weight'])
+
+
+def test_released_layout_round_trip(golden):
+    model = build(golden['config'])
+    load_published_cmd(model, golden['state_dict_before'])
+    exported = published_cmd_state(model)
+    before = golden['state_dict_before']
+    assert set(exported) == set(before)
+    for key, value in before.items():
+        torch.testing.assert_close(exported[key], value, rtol=0, atol=0, msg=key)
+
+
+def test_one_step_reproduces_the_published_implementation(golden):
+    torch.manual_seed(0)
+    config = golden['config']
+    model = build(config)
+    load_published_cmd(model, golden['state_dict_before'])
+    model.train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=config['lr'], momentum=config['momentum'],
+                                weight_decay=config['weight_decay'])
+    total, stats = model(golden['inputs']['view_query'], golden['inputs']['view_key'])
+    for m in ('joint', 'motion', 'bone'):
+        torch.testing.assert_close(stats[f'logits_{m}'], golden['logits'][m], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(stats[f'infonce_{m}'], golden['losses'][f'infonce_{m}'], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(stats['cmd'], golden['losses']['cmd'], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(total.detach(), golden['total_loss'], atol=1e-5, rtol=1e-5)
+
+    optimizer.zero_grad()
+    total.backward()
+    optimizer.step()
+    after = published_cmd_state(model)
+    expected = golden['state_dict_after_one_sgd_step']
+    assert set(after) == set(expected)
+    for key, value in expected.items():
+        torch.testing.assert_close(after[key].to(value.dtype), value, atol=1e-5, rtol=1e-4, msg=key)
+
+    model.eval()
+    with torch.no_grad():
+        feature = model.encoder_q['joint'].features(golden['inputs']['view_query'])
+    torch.testing.assert_close(feature, golden['joint_feature_eval_mode_view_query'], atol=1e-5, rtol=1e-5)

@@ -128,3 +128,15 @@ def prepare_file(path, max_frame=300):
     out = np.zeros((1, 3, max_frame, 25, 2), dtype=np.float32)
     out[0, :, :data.shape[1]] = data
     return pre_normalization(out)[0], data.shape[1]
+
+
+def published_gru_features(gru, input_norm, x):
+    """The published encoder's feature: a bidirectional ``nn.GRU`` called on one frame at a time,
+    carrying its hidden state; the output of the last call (method notes, section 6)."""
+    n, c, t, v, m = x.shape
+    x = x.permute(0, 2, 3, 1, 4).reshape(n, t, v * c * m)
+    x = input_norm(x.permute(0, 2, 1)).permute(0, 2, 1)
+    hidden = None
+    for frame in range(t):
+        out, hidden = gru(x[:, frame:frame + 1], hidden)
+    return out[:, -1]

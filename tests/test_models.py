@@ -1,0 +1,196 @@
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from feeder.layouts import KINECT_V1_20, NTU25
+from feeder.modalities import to_modality
+from models.cmd import CMD
+from models.gru import GRUEncoder
+from models.losses import cmd_loss, infonce, neighbour_kl
+from models.stgcn import STGCNEncoder
+from tests.reference import published_gru_features
+
+
+def _published_gru(encoder):
+    gru = nn.GRU(encoder.input_norm.num_features, encoder.hidden_size, encoder.num_layers,
+                 batch_first=True, bidirectional=True)
+    gru.load_state_dict(encoder.published_gru_state())
+    return gru
+
+
+@pytest.mark.parametrize('layout, persons, hidden, frames', [(NTU25, 2, 32, 20), (KINECT_V1_20, 1, 16, 7)])
+@pytest.mark.parametrize('train', [True, False])
+def test_gru_equals_frame_by_frame_formulation(layout, persons, hidden, frames, train):
+    torch.manual_seed(0)
+    encoder = GRUEncoder(3 * layout.num_joints * persons, hidden, 3, dim=16)
+    x = torch.randn(6, 3, frames, layout.num_joints, persons)
+    oracle_norm = copy.deepcopy(encoder.input_norm)
+    encoder.train(train), oracle_norm.train(train)
+    with torch.no_grad():
+        ours = encoder.features(x)
+        theirs = published_gru_features(_published_gru(encoder), oracle_norm, x)
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
+
+
+def test_gru_recurrent_blocks_stay_block_diagonal_in_training():
+    torch.manual_seed(0)
+    encoder = GRUEncoder(150, 8, 3, dim=16)
+    optimizer = torch.optim.SGD(encoder.parameters(), lr=0.5, momentum=0.9, weight_decay=1e-2)
+    for _ in range(3):
+        optimizer.zero_grad()
+        encoder(torch.randn(4, 3, 10, 25, 2)).pow(2).sum().backward()
+        optimizer.step()
+    for layer in range(3):
+        weight = getattr(encoder.gru, f'weight_hh_l{layer}')
+        assert (weight[~encoder.hh_mask] == 0).all()
+        assert (weight[encoder.hh_mask] != 0).all()
+    # and the trained weights still compute the published function
+    x = torch.randn(3, 3, 9, 25, 2)
+    encoder.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(encoder.features(x),
+                                   published_gru_features(_published_gru(encoder), encoder.input_norm, x))
+
+
+def test_gru_initialisation_follows_the_published_code():
+    encoder = GRUEncoder(150, 64, 3, dim=128, mlp=True)
+    state = encoder.published_gru_state()
+    bound = (6 / (150 + 3 * 64)) ** 0.5  # Xavier-uniform on each chain's (3H, in) matrix
+    assert state['weight_ih_l0'].abs().max() <= bound and state['weight_ih_l0'].abs().max() > 0.9 * bound
+    assert state['bias_hh_l2'].abs().max() <= 64 ** -0.5  # PyTorch's default
+    xavier_fc = (6 / (128 + 128)) ** 0.5
+    assert encoder.fc[2].weight.abs().max() <= xavier_fc < encoder.fc[2].weight.abs().max() * 1.2
+
+
+def test_bidirectional_mode_joins_last_forward_and_first_backward_state():
+    torch.manual_seed(0)
+    encoder = GRUEncoder(150, 8, 2, dim=16, mode='bidirectional').eval()
+    x = torch.randn(3, 3, 12, 25, 2)
+    seq = encoder.input_norm(x.permute(0, 2, 3, 1, 4).reshape(3, 12, 150).transpose(1, 2)).transpose(1, 2)
+    _, h = encoder.gru(seq)  # h: (layers * 2, N, H): the final states of both directions
+    torch.testing.assert_close(encoder.features(x), torch.cat([h[-2], h[-1]], dim=1))
+
+
+@pytest.mark.parametrize('layout, persons', [(NTU25, 2), (KINECT_V1_20, 1)])
+def test_stgcn_shapes_and_person_order(layout, persons):
+    torch.manual_seed(0)
+    encoder = STGCNEncoder(layout, dim=32).eval()
+    x = torch.randn(2, 3, 24, layout.num_joints, persons)
+    assert encoder(x).shape == (2, 32) and encoder.features(x).shape == (2, 256)
+    # the feature is a mean over persons, so their order does not matter
+    torch.testing.assert_close(encoder.features(x), encoder.features(x.flip(-1)), atol=1e-5, rtol=1e-5)
+    assert encoder.A.shape == (3, layout.num_joints, layout.num_joints)
+
+
+def test_modalities():
+    x = torch.randn(2, 3, 5, 25, 2)
+    motion = to_modality(x, 'motion', NTU25)
+    torch.testing.assert_close(motion[:, :, :4], x[:, :, 1:] - x[:, :, :-1])
+    assert (motion[:, :, 4] == 0).all()
+    bone = to_modality(x, 'bone', NTU25)
+    for v1, v2 in NTU25.bone_pairs:
+        torch.testing.assert_close(bone[..., v1, :], x[..., v1, :] - x[..., v2, :])
+    assert (bone[..., 20, :] == 0).all()
+    with pytest.raises(ValueError, match='unknown modality'):
+        to_modality(x, 'velocity', NTU25)
+
+
+def test_infonce_against_direct_formula():
+    torch.manual_seed(0)
+    q, k = F.normalize(torch.randn(5, 8), dim=1), F.normalize(torch.randn(5, 8), dim=1)
+    queue = F.normalize(torch.randn(8, 11), dim=0)
+    loss, logits, sim = infonce(q, k, queue, 0.07)
+    expected = 0
+    for i in range(5):
+        pos = torch.exp(q[i] @ k[i] / 0.07)
+        neg = sum(torch.exp(q[i] @ queue[:, j] / 0.07) for j in range(11))
+        expected += -torch.log(pos / (pos + neg)) / 5
+    torch.testing.assert_close(loss, expected)
+    assert logits.shape == (5, 12) and torch.allclose(sim, q @ queue)
+
+
+def _direct_kl(student_row, teacher_row, topk, teacher_t, student_t):
+    order = sorted(range(len(teacher_row)), key=lambda j: -float(teacher_row[j]))[:topk]
+    t = torch.stack([teacher_row[j] for j in order]) / teacher_t
+    s = torch.stack([student_row[j] for j in order]) / student_t
+    p = torch.exp(t) / torch.exp(t).sum()
+    log_s = s - torch.log(torch.exp(s).sum())
+    return (p * (torch.log(p) - log_s)).sum()
+
+
+def test_cmd_loss_against_direct_formula():
+    torch.manual_seed(0)
+    mods = ('joint', 'motion', 'bone')
+    student = {m: torch.randn(4, 20) for m in mods}
+    teacher = {m: torch.randn(4, 20) for m in mods}
+    got = cmd_loss(student, teacher, topk=6, teacher_t=0.05, student_t=0.1)
+    expected = 0
+    for a in mods:
+        for b in mods:
+            if a != b:
+                expected += sum(_direct_kl(student[b][i], teacher[a][i], 6, 0.05, 0.1) for i in range(4)) / 4
+    torch.testing.assert_close(got, expected)
+
+
+def test_student_is_compared_on_the_teachers_neighbours():
+    # The student agrees with the teacher on the teacher's top-2 and disagrees everywhere else:
+    # the loss only looks at the top-2, so it is the KL of two equal-shaped distributions.
+    teacher = torch.tensor([[5.0, 4.0, 0.0, -1.0]])
+    student = torch.tensor([[2.5, 2.0, 100.0, 100.0]])
+    values, index = teacher.topk(2, dim=1)
+    assert index.tolist() == [[0, 1]]
+    loss = neighbour_kl(student, values, index, teacher_t=0.5, student_t=0.25)
+    torch.testing.assert_close(loss, torch.tensor(0.0), atol=1e-6, rtol=0)
+
+
+def _tiny_cmd(modalities=('joint', 'motion', 'bone'), cmd_weight=1.0, queue=16):
+    torch.manual_seed(0)
+    return CMD(lambda: GRUEncoder(150, 8, 2, dim=16), NTU25, modalities, dim=16, queue_size=queue,
+               momentum=0.9, topk=8, cmd_weight=cmd_weight)
+
+
+def test_step_gradients_momentum_and_queue():
+    model = _tiny_cmd().train()
+    x_q, x_k = torch.randn(4, 3, 10, 25, 2), torch.randn(4, 3, 10, 25, 2)
+    q_before = {k: v.clone() for k, v in model.encoder_q.state_dict().items()}
+    k_before = {k: v.clone() for k, v in model.encoder_k.state_dict().items()}
+    ptr = int(model.queue_ptr)
+    total, stats = model(x_q, x_k)
+    total.backward()
+    assert all(p.grad is not None for p in model.encoder_q.parameters())
+    assert all(p.grad is None for p in model.encoder_k.parameters())
+    for name, param in model.encoder_k.named_parameters():
+        torch.testing.assert_close(param, 0.9 * k_before[name] + 0.1 * q_before[name])
+    assert int(model.queue_ptr) == (ptr + 4) % 16
+    # the enqueued keys are the key encoders' normalised outputs for the key view
+    with torch.no_grad():
+        for i, m in enumerate(model.modalities):
+            keys = F.normalize(model.encoder_k[m](to_modality(x_k, m, NTU25)), dim=1)
+            torch.testing.assert_close(model.queue[i, :, ptr:ptr + 4], keys.T)
+    assert set(stats) >= {'infonce_joint', 'infonce_motion', 'infonce_bone', 'cmd', 'acc_joint'}
+    torch.testing.assert_close(total.detach(), stats['infonce_joint'] + stats['infonce_motion']
+                               + stats['infonce_bone'] + stats['cmd'])
+
+
+def test_queue_pointer_wraps_and_fills_every_slot():
+    model = _tiny_cmd(queue=8).train()
+    for step in range(3):
+        model(torch.randn(4, 3, 6, 25, 2), torch.randn(4, 3, 6, 25, 2))
+        assert int(model.queue_ptr) == (4 * (step + 1)) % 8
+
+
+def test_single_modality_is_moco_and_weight_zero_turns_cmd_off():
+    moco = _tiny_cmd(modalities=('joint',))
+    total, stats = moco(torch.randn(4, 3, 6, 25, 2), torch.randn(4, 3, 6, 25, 2))
+    assert 'cmd' not in stats and moco.queue.shape == (1, 16, 16)
+    torch.testing.assert_close(total.detach(), stats['infonce_joint'])
+    _, stats = _tiny_cmd(cmd_weight=0)(torch.randn(4, 3, 6, 25, 2), torch.randn(4, 3, 6, 25, 2))
+    assert 'cmd' not in stats
+
+
+def test_topk_above_queue_is_an_error():
+    with pytest.raises(ValueError, match='top-k'):
+        CMD(lambda: GRUEncoder(150, 8, 1, dim=16), NTU25, dim=16, queue_size=8, topk=9)

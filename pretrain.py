@@ -1,0 +1,173 @@
+"""Self-supervised CMD pretraining.
+
+    python pretrain.py --dataset ntu60 --protocol xsub --data-root DATA --output-dir OUT
+
+reproduces the published run; every recipe value (section 9 of the method notes) is a default
+from ``options/presets.py`` and can be overridden. Multi-GPU: ``torchrun --nproc_per_node N
+pretrain.py ...`` (``--batch-size`` is per process).
+"""
+import argparse
+import json
+import os
+import sys
+
+import torch
+from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.tensorboard import SummaryWriter
+
+from engine import adjust_learning_rate, train_one_epoch
+from feeder.datasets import PretrainDataset, SkeletonFolder
+from feeder.layouts import get_layout
+from feeder.modalities import MODALITIES
+from models import build_cmd
+from options.args import check_protocol, fill_defaults, get_args_parser
+from options.presets import DATASETS, pretrain_recipe
+from utils.misc import (append_jsonl, get_rng_state, git_revision, init_distributed, is_main_process,
+                        plain, save_atomic, seed_everything, set_rng_state, write_text_atomic)
+
+
+def get_pretrain_parser():
+    parser = argparse.ArgumentParser('CMD pretraining', parents=[get_args_parser()], description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    opt = parser.add_argument_group('optimisation')
+    opt.add_argument('--epochs', type=int, default=None)
+    opt.add_argument('--lr', type=float, default=None, help='base learning rate (SGD)')
+    opt.add_argument('--schedule', type=int, nargs='*', default=None, help='epochs where lr drops x0.1')
+    opt.add_argument('--cos', action='store_true', help='cosine learning-rate decay instead of steps')
+    opt.add_argument('--momentum', type=float, default=None, help='SGD momentum')
+    opt.add_argument('--weight-decay', type=float, default=None)
+    opt.add_argument('--amp', action='store_true', help='float16 autocast and gradient scaling (CUDA)')
+    cmd = parser.add_argument_group('CMD')
+    cmd.add_argument('--modalities', nargs='+', default=list(MODALITIES), choices=MODALITIES,
+                     help='one modality gives plain MoCo')
+    cmd.add_argument('--queue-size', type=int, default=None)
+    cmd.add_argument('--topk', type=int, default=None, help="teacher's neighbours used for distillation")
+    cmd.add_argument('--contrast-t', type=float, default=None, help='InfoNCE temperature')
+    cmd.add_argument('--teacher-t', type=float, default=None)
+    cmd.add_argument('--student-t', type=float, default=None)
+    cmd.add_argument('--momentum-key', type=float, default=None, help='key encoder momentum')
+    cmd.add_argument('--cmd-weight', type=float, default=None, help='0 turns distillation off')
+    cmd.add_argument('--min-crop', type=int, default=None, help='shortest temporal crop (default: --frames)')
+    out = parser.add_argument_group('output')
+    out.add_argument('--save-every', type=int, default=None, help='keep checkpoint_XXXX.pth every N epochs')
+    out.add_argument('--resume', default=None, help='checkpoint to continue from')
+    out.add_argument('--auto-resume', action='store_true', help='continue from OUTPUT_DIR/checkpoint.pth if present')
+    out.add_argument('--quiet', action='store_true', help='no progress bars')
+    return parser
+
+
+def resolve_args(args):
+    check_protocol(args)
+    if args.output_dir is None:
+        raise SystemExit('error: --output-dir is required for pretraining')
+    fill_defaults(args, pretrain_recipe(args.dataset, args.encoder or 'gru'))
+    if args.min_crop is None:
+        args.min_crop = args.frames
+    if args.device is None:
+        args.device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    args.modalities = list(dict.fromkeys(args.modalities))
+    return args
+
+
+def check_settings(args, folder, layout, persons):
+    """Inconsistent settings are errors before any work starts."""
+    global_batch = args.batch_size * args.world_size
+    problems = []
+    if args.topk > args.queue_size:
+        problems.append(f'--topk {args.topk} exceeds --queue-size {args.queue_size}')
+    if args.queue_size % global_batch:
+        problems.append(f'--queue-size {args.queue_size} is not a multiple of the global batch '
+                        f'{global_batch} (--batch-size {args.batch_size} x {args.world_size} processes)')
+    if folder.num_joints != layout.num_joints or folder.shape[4] != persons:
+        problems.append(f'{folder.data_path} holds {folder.num_joints} joints x {folder.shape[4]} persons, '
+                        f'but {args.dataset} uses layout {layout.name} ({layout.num_joints} joints) x {persons}')
+    if len(folder) < global_batch:
+        problems.append(f'{folder.data_path} has {len(folder)} clips, fewer than one global batch ({global_batch})')
+    if args.min_crop > args.frames or args.min_crop < 1:
+        problems.append(f'--min-crop {args.min_crop} must be between 1 and --frames {args.frames}')
+    if args.amp and args.device != 'cuda':
+        problems.append('--amp needs --device cuda')
+    if problems:
+        raise SystemExit('error: ' + '\n       '.join(problems))
+
+
+def main(args):
+    init_distributed(args)
+    resolve_args(args)
+    preset = DATASETS[args.dataset]
+    layout, persons = get_layout(preset['layout']), preset['persons']
+    folder = SkeletonFolder(os.path.join(args.data_root, args.protocol), 'train')
+    check_settings(args, folder, layout, persons)
+    print(f'git revision: {git_revision()}')
+    print('\n'.join(f'{k}: {v}' for k, v in sorted(vars(args).items())))
+
+    device = torch.device(args.device, args.local_rank if args.device == 'cuda' else None)
+    seed_everything(args.seed + args.rank)
+    dataset = PretrainDataset(folder, frames=args.frames, min_crop=args.min_crop)
+    sampler = DistributedSampler(dataset, seed=args.seed) if args.distributed else None
+    loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=sampler is None, sampler=sampler,
+                        num_workers=args.workers, pin_memory=device.type == 'cuda', drop_last=True)
+
+    model = build_cmd(args, layout, persons).to(device)
+    model_without_ddp = model
+    if args.distributed:
+        if device.type == 'cuda':
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[args.local_rank] if device.type == 'cuda' else None,
+            broadcast_buffers=device.type != 'cuda')
+        model_without_ddp = model.module
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=args.lr,
+                                momentum=args.momentum, weight_decay=args.weight_decay)
+    scaler = torch.amp.GradScaler(device.type, enabled=args.amp)
+    print(f'trainable parameters: {sum(p.numel() for p in model.parameters() if p.requires_grad):,}')
+
+    latest = os.path.join(args.output_dir, 'checkpoint.pth')
+    if args.auto_resume and args.resume is None and os.path.isfile(latest):
+        args.resume = latest
+    start_epoch = 0
+    if args.resume:
+        checkpoint = torch.load(args.resume, map_location='cpu', weights_only=True)
+        model_without_ddp.load_state_dict(checkpoint['model'])
+        optimizer.load_state_dict(checkpoint['optimizer'])
+        scaler.load_state_dict(checkpoint['scaler'])
+        set_rng_state(checkpoint['rng'])
+        start_epoch = checkpoint['epoch']
+        print(f'resumed from {args.resume} at epoch {start_epoch}')
+
+    writer = None
+    if is_main_process():
+        os.makedirs(args.output_dir, exist_ok=True)
+        write_text_atomic(os.path.join(args.output_dir, 'args.json'), json.dumps(plain(vars(args)), indent=1))
+        writer = SummaryWriter(log_dir=os.path.join(args.output_dir, 'tensorboard'))
+
+    for epoch in range(start_epoch, args.epochs):
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        lr = adjust_learning_rate(optimizer, epoch, args)
+        stats = train_one_epoch(model, loader, optimizer, scaler, device, epoch, args)
+        stats['lr'] = lr
+        if is_main_process():
+            checkpoint = {'model': model_without_ddp.state_dict(), 'optimizer': optimizer.state_dict(),
+                          'scaler': scaler.state_dict(), 'epoch': epoch + 1, 'args': plain(vars(args)),
+                          'rng': get_rng_state()}
+            save_atomic(checkpoint, latest)
+            if epoch % args.save_every == 0 or epoch + 1 == args.epochs:
+                save_atomic(checkpoint, os.path.join(args.output_dir, f'checkpoint_{epoch:04d}.pth'))
+            append_jsonl(os.path.join(args.output_dir, 'log.txt'), {'epoch': epoch, **stats})
+            for key, value in stats.items():
+                writer.add_scalar(f'pretrain/{key}', value, epoch)
+            writer.flush()
+            shown = ', '.join(f'{k} {v:.4g}' for k, v in stats.items())
+            print(f'epoch {epoch}: {shown}')
+    if writer is not None:
+        writer.close()
+    return model_without_ddp
+
+
+if __name__ == '__main__':
+    try:
+        main(get_pretrain_parser().parse_args())
+    except (FloatingPointError, FileNotFoundError, ValueError) as e:
+        print(f'error: {e}', file=sys.stderr)
+        sys.exit(1)

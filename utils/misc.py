@@ -1,0 +1,112 @@
+"""Distributed set-up, rank-0 output, atomic saving, RNG state and logging helpers."""
+import builtins
+import datetime
+import json
+import os
+import random
+import subprocess
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+
+def init_distributed(args):
+    """Join the process group that ``torchrun`` describes in the environment, if any."""
+    args.distributed = int(os.environ.get('WORLD_SIZE', 1)) > 1
+    args.rank, args.world_size, args.local_rank = 0, 1, 0
+    if not args.distributed:
+        return
+    args.rank, args.world_size = int(os.environ['RANK']), int(os.environ['WORLD_SIZE'])
+    args.local_rank = int(os.environ.get('LOCAL_RANK', 0))
+    backend = 'nccl' if args.device == 'cuda' else 'gloo'
+    if args.device == 'cuda':
+        torch.cuda.set_device(args.local_rank)
+    dist.init_process_group(backend, timeout=datetime.timedelta(minutes=30))
+    dist.barrier()
+    setup_for_distributed(args.rank == 0)
+
+
+def setup_for_distributed(is_main):
+    """Silence ``print`` on every rank but 0 (``print(..., force=True)`` still prints)."""
+    builtin_print = builtins.print
+
+    def print(*args, **kwargs):
+        if kwargs.pop('force', False) or is_main:
+            builtin_print(*args, **kwargs)
+    builtins.print = print
+
+
+def is_main_process():
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
+def git_revision():
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        rev = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=here, capture_output=True,
+                             text=True, check=True).stdout.strip()
+        dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'], cwd=here,
+                               capture_output=True, text=True, check=True).stdout.strip()
+        return rev + ('-dirty' if dirty else '')
+    except (OSError, subprocess.CalledProcessError):
+        return 'unknown'
+
+
+def save_atomic(obj, path):
+    """``torch.save`` to a temporary file, then rename: a crash never leaves a torn checkpoint."""
+    tmp = f'{path}.tmp{os.getpid()}'
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def write_text_atomic(path, text):
+    tmp = f'{path}.tmp{os.getpid()}'
+    with open(tmp, 'w') as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def get_rng_state():
+    """Every RNG the run draws from, as tensors and plain values (loads with weights_only)."""
+    version, state, gauss = random.getstate()
+    _, keys, pos, has_gauss, cached = np.random.get_state()
+    out = {'torch': torch.get_rng_state(),
+           'python': {'version': version, 'state': torch.tensor(state, dtype=torch.int64), 'gauss': gauss},
+           'numpy': {'keys': torch.from_numpy(keys.astype(np.int64)), 'pos': int(pos),
+                     'has_gauss': int(has_gauss), 'cached': float(cached)}}
+    if torch.cuda.is_available():
+        out['cuda'] = torch.cuda.get_rng_state_all()
+    return out
+
+
+def set_rng_state(state):
+    torch.set_rng_state(state['torch'])
+    py = state['python']
+    random.setstate((py['version'], tuple(py['state'].tolist()), py['gauss']))
+    nps = state['numpy']
+    np.random.set_state(('MT19937', nps['keys'].numpy().astype(np.uint32), nps['pos'], nps['has_gauss'], nps['cached']))
+    if 'cuda' in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state['cuda'])
+
+
+def seed_everything(seed):
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def append_jsonl(path, record):
+    with open(path, 'a') as f:
+        f.write(json.dumps(record) + '\n')
+
+
+def plain(value):
+    """Args as plain containers, so checkpoints load with ``weights_only=True``."""
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)

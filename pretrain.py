@@ -7,6 +7,7 @@ from ``options/presets.py`` and can be overridden. Multi-GPU: ``torchrun --nproc
 pretrain.py ...`` (``--batch-size`` is per process).
 """
 import argparse
+import inspect
 import json
 import os
 import sys
@@ -91,6 +92,20 @@ def check_settings(args, folder, layout, persons):
         raise SystemExit('error: ' + '\n       '.join(problems))
 
 
+def wrap_distributed(model, args, device):
+    """DDP with synchronised BatchNorm on CUDA. The CPU (gloo) path has no SyncBatchNorm, so
+    there rank 0's buffers (BatchNorm statistics, queues) are broadcast at every forward instead."""
+    if not args.distributed:
+        return model
+    if device.type == 'cuda':
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    ddp = torch.nn.parallel.DistributedDataParallel
+    # newer PyTorch renames broadcast_buffers; both mean "sync buffers before every forward"
+    sync = 'forward_sync_buffers' if 'forward_sync_buffers' in inspect.signature(ddp).parameters else 'broadcast_buffers'
+    return ddp(model, device_ids=[args.local_rank] if device.type == 'cuda' else None,
+               **{sync: device.type != 'cuda'})
+
+
 def main(args):
     init_distributed(args)
     resolve_args(args)
@@ -102,21 +117,15 @@ def main(args):
     print('\n'.join(f'{k}: {v}' for k, v in sorted(vars(args).items())))
 
     device = torch.device(args.device, args.local_rank if args.device == 'cuda' else None)
-    seed_everything(args.seed + args.rank)
+    seed_everything(args.seed)  # the same initial model and queues on every rank
+    model = wrap_distributed(build_cmd(args, layout, persons).to(device), args, device)
+    model_without_ddp = model.module if args.distributed else model
+    seed_everything(args.seed + args.rank)  # different augmentations on every rank
     dataset = PretrainDataset(folder, frames=args.frames, min_crop=args.min_crop)
     sampler = DistributedSampler(dataset, seed=args.seed) if args.distributed else None
     loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=sampler is None, sampler=sampler,
                         num_workers=args.workers, pin_memory=device.type == 'cuda', drop_last=True)
 
-    model = build_cmd(args, layout, persons).to(device)
-    model_without_ddp = model
-    if args.distributed:
-        if device.type == 'cuda':
-            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[args.local_rank] if device.type == 'cuda' else None,
-            broadcast_buffers=device.type != 'cuda')
-        model_without_ddp = model.module
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=args.lr,
                                 momentum=args.momentum, weight_decay=args.weight_decay)
     scaler = torch.amp.GradScaler(device.type, enabled=args.amp)

@@ -1,0 +1,138 @@
+import argparse
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+import pretrain
+from feeder import prepare as prep
+from feeder.layouts import NTU25
+from feeder.synthetic import generate
+from models import build_cmd
+
+TINY = ['--hidden-size', '8', '--num-layers', '2', '--frames', '8', '--min-crop', '4', '--batch-size', '4',
+        '--queue-size', '8', '--topk', '4', '--workers', '0', '--device', 'cpu', '--quiet', '--seed', '3']
+
+
+@pytest.fixture(scope='module')
+def data_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp('synthetic')
+    generate(str(root / 'raw'), classes=4, subjects=3, cameras=2, replications=1, seed=0)
+    prep.prepare(argparse.Namespace(dataset='synthetic', raw_dir=str(root / 'raw'), out_dir=str(root / 'data'),
+                                    ignore_list=None, workers=0, skip_bad=False, quiet=True))
+    return root / 'data'
+
+
+def run(data_root, out, *extra):
+    args = pretrain.get_pretrain_parser().parse_args(
+        ['--dataset', 'synthetic', '--data-root', str(data_root), '--output-dir', str(out), *TINY, *extra])
+    return pretrain.main(args)
+
+
+def test_resume_continues_exactly(data_root, tmp_path):
+    straight = run(data_root, tmp_path / 'a', '--epochs', '2')
+    run(data_root, tmp_path / 'b', '--epochs', '1')
+    resumed = run(data_root, tmp_path / 'b', '--epochs', '2', '--auto-resume')
+    for (name, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items()):
+        assert torch.equal(a, b), name
+    opt_a = torch.load(tmp_path / 'a' / 'checkpoint.pth', weights_only=True)['optimizer']
+    opt_b = torch.load(tmp_path / 'b' / 'checkpoint.pth', weights_only=True)['optimizer']
+    for key in opt_a['state']:
+        assert torch.equal(opt_a['state'][key]['momentum_buffer'], opt_b['state'][key]['momentum_buffer'])
+
+
+def test_outputs(data_root, tmp_path):
+    out = tmp_path / 'run'
+    run(data_root, out, '--epochs', '3', '--save-every', '2')
+    files = set(os.listdir(out))
+    assert {'checkpoint.pth', 'checkpoint_0000.pth', 'checkpoint_0002.pth', 'log.txt', 'args.json',
+            'tensorboard'} <= files and 'checkpoint_0001.pth' not in files
+    checkpoint = torch.load(out / 'checkpoint.pth', weights_only=True)
+    assert checkpoint['epoch'] == 3 and checkpoint['args']['queue_size'] == 8
+    assert set(checkpoint) == {'model', 'optimizer', 'scaler', 'epoch', 'args', 'rng'}
+    assert checkpoint['model']['queue'].shape == (3, 128, 8)
+    log = [json.loads(line) for line in (out / 'log.txt').read_text().splitlines()]
+    assert [r['epoch'] for r in log] == [0, 1, 2]
+    assert {'infonce_joint', 'infonce_motion', 'infonce_bone', 'cmd', 'acc_joint', 'acc_motion',
+            'acc_bone', 'lr'} <= set(log[0])
+    assert json.loads((out / 'args.json').read_text())['topk'] == 4
+    assert os.listdir(out / 'tensorboard')
+
+
+def test_single_modality_run_is_moco(data_root, tmp_path):
+    model = run(data_root, tmp_path / 'moco', '--epochs', '1', '--modalities', 'joint', '--cmd-weight', '0')
+    assert list(model.encoder_q) == ['joint']
+    log = json.loads((tmp_path / 'moco' / 'log.txt').read_text())
+    assert 'cmd' not in log and 'infonce_motion' not in log
+
+
+@pytest.mark.parametrize('extra, message', [
+    (['--topk', '16'], 'exceeds --queue-size'),
+    (['--queue-size', '10', '--topk', '2'], 'not a multiple of the global batch'),
+    (['--batch-size', '64', '--queue-size', '64'], 'fewer than one global batch'),
+    (['--protocol', 'xsetup'], 'not a benchmark of synthetic'),
+    (['--min-crop', '9'], '--min-crop 9 must be between'),
+])
+def test_inconsistent_settings_fail_before_work(data_root, tmp_path, extra, message, capsys):
+    with pytest.raises(SystemExit, match=message):
+        run(data_root, tmp_path / 'x', '--epochs', '1', *extra)
+    assert not (tmp_path / 'x').exists()
+
+
+def test_missing_data_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match='missing train_data_joint.npy'):
+        run(tmp_path / 'nowhere', tmp_path / 'x', '--epochs', '1')
+
+
+def test_non_finite_loss_stops_and_keeps_the_checkpoint(data_root, tmp_path):
+    out = tmp_path / 'run'
+    run(data_root, out, '--epochs', '1')
+    before = (out / 'checkpoint.pth').read_bytes()
+    broken = tmp_path / 'broken'
+    (broken / 'xsub').mkdir(parents=True)
+    for name in os.listdir(data_root / 'xsub'):
+        os.symlink(data_root / 'xsub' / name, broken / 'xsub' / name)
+    os.remove(broken / 'xsub' / 'train_data_joint.npy')
+    data = np.load(data_root / 'xsub' / 'train_data_joint.npy')
+    data[:, 0] = np.nan
+    np.save(broken / 'xsub' / 'train_data_joint.npy', data)
+    with pytest.raises(FloatingPointError, match='epoch 1, step 0'):
+        run(broken, out, '--epochs', '2', '--auto-resume')
+    assert (out / 'checkpoint.pth').read_bytes() == before
+
+
+def _ddp_worker(rank, init_file, out_dir):
+    dist.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank, world_size=2)
+    torch.manual_seed(rank)  # different initial draws: DDP must bring the ranks together
+    args = argparse.Namespace(encoder='gru', hidden_size=8, num_layers=2, dim=16, mlp=True, gru_mode='published',
+                              modalities=['joint', 'motion', 'bone'], queue_size=16, momentum_key=0.99,
+                              contrast_t=0.07, topk=8, teacher_t=0.05, student_t=0.1, cmd_weight=1.0,
+                              distributed=True, local_rank=0)
+    model = pretrain.wrap_distributed(build_cmd(args, NTU25, 2), args, torch.device('cpu'))
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1, momentum=0.9)
+    torch.manual_seed(100 + rank)  # each rank sees different clips
+    for _ in range(2):
+        loss, _ = model(torch.randn(4, 3, 6, 25, 2), torch.randn(4, 3, 6, 25, 2))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    # Parameters (query and key encoders) and queues must agree. BatchNorm statistics are only
+    # synchronised at the next forward on CPU, where SyncBatchNorm does not exist.
+    state = {k: v.clone() for k, v in model.module.named_parameters()}
+    state.update(queue=model.module.queue.clone(), queue_ptr=model.module.queue_ptr.clone())
+    torch.save(state, os.path.join(out_dir, f'rank{rank}.pt'))
+    dist.destroy_process_group()
+
+
+def test_two_gloo_ranks_hold_identical_state(tmp_path):
+    mp.spawn(_ddp_worker, args=(str(tmp_path / 'init'), str(tmp_path)), nprocs=2, join=True)
+    a = torch.load(tmp_path / 'rank0.pt', weights_only=True)
+    b = torch.load(tmp_path / 'rank1.pt', weights_only=True)
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    # the queue received the global batch (2 ranks x 4) at each of the 2 steps
+    assert int(a['queue_ptr']) == 16 % 16 and not torch.equal(a['queue'][:, :, :4], a['queue'][:, :, 4:8])

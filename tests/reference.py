@@ -4,6 +4,7 @@ tests and as the "before" side of ``benchmarks/prepare_speed.py``."""
 import math
 
 import numpy as np
+import torch
 
 
 def read_skeleton_filter(path):
@@ -140,3 +141,20 @@ def published_gru_features(gru, input_norm, x):
     for frame in range(t):
         out, hidden = gru(x[:, frame:frame + 1], hidden)
     return out[:, -1]
+
+
+class FrameByFrameGRUEncoder(torch.nn.Module):
+    """The published encoder as the authors run it (frame by frame), for benchmarks."""
+
+    def __init__(self, in_features, hidden_size, num_layers, dim, mlp=True):
+        super().__init__()
+        from models.gru import projection_head
+        self.input_norm = torch.nn.BatchNorm1d(in_features)
+        self.gru = torch.nn.GRU(in_features, hidden_size, num_layers, batch_first=True, bidirectional=True)
+        self.fc = projection_head(2 * hidden_size, dim, mlp)
+
+    def features(self, x):
+        return published_gru_features(self.gru, self.input_norm, x)
+
+    def forward(self, x):
+        return self.fc(self.features(x))

@@ -1,0 +1,110 @@
+"""kNN evaluation of frozen pretrained features (method notes, section 10).
+
+    python knn_eval.py --checkpoint CKPT --dataset ntu60 --protocol xsub --data-root DATA [--stream all] [--k 1 10 20]
+
+Features are the encoders' outputs before ``fc`` on the centre-cropped train and test clips,
+L2-normalised; each test clip takes the majority label of its k most cosine-similar training
+clips. ``--stream all`` also reports the fusion of the three streams (concatenated normalised
+features). Without ``--checkpoint`` (or with ``random``) a randomly initialised encoder is
+measured: the baseline every table needs.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+from feeder.datasets import DownstreamDataset, SkeletonFolder
+from feeder.layouts import get_layout
+from feeder.modalities import MODALITIES
+from models.pretrained import load_encoders
+from options.args import check_protocol, get_args_parser
+from options.presets import DATASETS
+from utils.features import extract_features
+from utils.knn import knn_predict
+from utils.misc import git_revision, write_text_atomic
+
+
+def get_knn_parser():
+    parser = argparse.ArgumentParser('CMD kNN evaluation', parents=[get_args_parser()], description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--checkpoint', default=None, help="ours, the authors' released file, or 'random'")
+    parser.add_argument('--stream', default='joint', choices=list(MODALITIES) + ['all'])
+    parser.add_argument('--k', type=int, nargs='+', default=[1])
+    parser.add_argument('--tsne', default=None, metavar='PNG', help='save a t-SNE picture of the test features')
+    return parser
+
+
+def streams_of(stream):
+    return list(MODALITIES) if stream == 'all' else [stream]
+
+
+def result_path(args):
+    if args.output_dir:
+        return os.path.join(args.output_dir, 'results.json')
+    if args.checkpoint not in (None, 'random'):
+        stem = os.path.splitext(args.checkpoint)[0]
+        return f'{stem}_knn_{args.dataset}_{args.protocol}_{args.stream}.json'
+    raise SystemExit('error: --output-dir is required with a random encoder (results.json goes there)')
+
+
+def print_table(title, rows, columns):
+    print(title)
+    print('  ' + ''.join(f'{c:>12}' for c in ['stream'] + columns))
+    for name, values in rows.items():
+        print('  ' + f'{name:>12}' + ''.join(f'{values[c]:>12.2f}' for c in columns))
+
+
+def main(args):
+    check_protocol(args)
+    out_path = result_path(args)
+    print(f'git revision: {git_revision()}')
+    print('\n'.join(f'{k}: {v}' for k, v in sorted(vars(args).items())))
+    preset = DATASETS[args.dataset]
+    layout = get_layout(preset['layout'])
+    device = torch.device(args.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
+    streams = streams_of(args.stream)
+    encoders, info, _ = load_encoders(args.checkpoint, streams, args.dataset, args.frames)
+    root = os.path.join(args.data_root, args.protocol)
+    start = time.perf_counter()
+    feats, labels = {}, {}
+    for part in ('train', 'val'):
+        dataset = DownstreamDataset(SkeletonFolder(root, part), frames=info['frames'], train=False)
+        feats[part], labels[part] = extract_features(encoders, dataset, layout, device, args.batch_size or 256, args.workers)
+    if len(streams) > 1:
+        for part in feats:
+            feats[part]['fused'] = torch.cat([F.normalize(feats[part][s], dim=1) for s in streams], dim=1)
+    accuracy = {}
+    for name in feats['train']:
+        preds = knn_predict(feats['train'][name], labels['train'], feats['val'][name], args.k,
+                            num_classes=preset['num_classes'])
+        accuracy[name] = {f'top1@k={k}': (p == labels['val']).float().mean().item() * 100 for k, p in preds.items()}
+    seconds = time.perf_counter() - start
+    print_table(f'kNN top-1 (%) on {args.dataset} {args.protocol} val, {info["kind"]} encoder'
+                f'{"" if info["checkpoint"] is None else " " + info["checkpoint"]}', accuracy,
+                [f'top1@k={k}' for k in args.k])
+    results = {'protocol': 'knn', 'dataset': args.dataset, 'benchmark': args.protocol,
+               'checkpoint': info['checkpoint'], 'checkpoint_sha256': info['sha256'], 'encoder_kind': info['kind'],
+               'pretrain_epoch': info['epoch'], 'streams': streams, 'settings': {
+                   'k': args.k, 'frames': info['frames'], 'metric': 'cosine', 'test_crop': 'centre 95%',
+                   'train_samples': len(labels['train']), 'test_samples': len(labels['val'])},
+               'accuracy': accuracy, 'seconds': seconds, 'git_revision': git_revision()}
+    os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
+    write_text_atomic(out_path, json.dumps(results, indent=1))
+    print(f'wrote {out_path}')
+    if args.tsne:
+        from utils.tsne import save_tsne
+        save_tsne(feats['val'], labels['val'], args.tsne, title=f'{args.dataset} {args.protocol} val')
+        print(f'wrote {args.tsne}')
+    return results
+
+
+if __name__ == '__main__':
+    try:
+        main(get_knn_parser().parse_args())
+    except (FileNotFoundError, ValueError) as e:
+        print(f'error: {e}', file=sys.stderr)
+        sys.exit(1)

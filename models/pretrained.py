@@ -1,0 +1,107 @@
+"""Pretrained encoders for evaluation: our checkpoints, the authors' released files, or random.
+
+Every file is read with ``torch.load(..., weights_only=True)``, so a downloaded checkpoint cannot
+run code; one that needs more than tensors and plain containers is refused.
+"""
+import argparse
+import hashlib
+import re
+
+import torch
+
+from feeder.layouts import get_layout
+from models import build_encoder
+from models.checkpoint import PUBLISHED_SUFFIX, published_encoder_state, strip_module
+from options.presets import DATASETS, PRETRAIN, pretrain_recipe
+
+
+def file_hash(path, chars=16):
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()[:chars]
+
+
+def read_checkpoint(path):
+    try:
+        return torch.load(path, map_location='cpu', weights_only=True)
+    except FileNotFoundError:
+        raise FileNotFoundError(f'--checkpoint {path}: no such file') from None
+    except Exception as e:  # the unpickler raises several types for disallowed content
+        raise ValueError(f'--checkpoint {path}: cannot be read safely with weights_only=True; only '
+                         f'tensors and plain containers are accepted ({type(e).__name__}: {str(e)[:300]})') from None
+
+
+def _released_gru_args(state):
+    """Encoder settings of a released GRU checkpoint, read off its tensor shapes."""
+    sub = published_encoder_state(state, 'q', 'joint')
+    layers = len({m.group(1) for k in sub if (m := re.fullmatch(r'encoder\.gru\.weight_hh_l(\d+)', k))})
+    hidden = sub['encoder.gru.weight_hh_l0'].shape[1]
+    mlp = 'fc.2.weight' in sub
+    dim = sub['fc.2.weight' if mlp else 'fc.weight'].shape[0]
+    return dict(encoder='gru', hidden_size=hidden, num_layers=layers, mlp=mlp, dim=dim, gru_mode='published')
+
+
+def describe(checkpoint):
+    """What kind of file this is: ('ours', args), ('released', args) or an error listing its keys."""
+    if isinstance(checkpoint, dict) and 'model' in checkpoint and 'args' in checkpoint:
+        return 'ours', checkpoint['args']
+    if isinstance(checkpoint, dict) and isinstance(checkpoint.get('state_dict'), dict):
+        state = strip_module(checkpoint['state_dict'])
+        if any(k.startswith('encoder_q.') for k in state):
+            return 'released', _released_gru_args(state)
+    keys = sorted(checkpoint)[:20] if isinstance(checkpoint, dict) else type(checkpoint).__name__
+    raise ValueError(f'not a CMD checkpoint: expected ours ({{"model", "args", ...}}) or the released layout '
+                     f'({{"state_dict": {{"encoder_q.encoder.gru...", ...}}}}); found {keys}')
+
+
+def load_encoders(path, streams, dataset, frames=None):
+    """Query encoders for ``streams`` in eval mode, and a record of what was loaded.
+
+    ``path`` may be ``None``/``'random'`` for a randomly initialised encoder with the dataset's
+    default settings. Checks that the checkpoint's skeleton layout matches ``dataset``'s.
+    """
+    preset = DATASETS[dataset]
+    if path in (None, 'random'):
+        kind, ckpt_args, checkpoint = 'random', {}, None
+    else:
+        checkpoint = read_checkpoint(path)
+        kind, ckpt_args = describe(checkpoint)
+    settings = dict(pretrain_recipe(dataset, ckpt_args.get('encoder') or 'gru'), gru_mode='published')
+    settings.update({k: v for k, v in ckpt_args.items() if v is not None})
+    source = ckpt_args.get('dataset', dataset)
+    if DATASETS.get(source, preset)['layout'] != preset['layout'] or DATASETS.get(source, preset)['persons'] != preset['persons']:
+        raise ValueError(f'--checkpoint {path} was pretrained on {source} ({DATASETS[source]["layout"]} x '
+                         f'{DATASETS[source]["persons"]} persons) and cannot encode {dataset} '
+                         f'({preset["layout"]} x {preset["persons"]})')
+    layout = get_layout(preset['layout'])
+    args = argparse.Namespace(**settings)
+    encoders, report = {}, {}
+    for stream in streams:
+        torch.manual_seed(PRETRAIN['seed'])
+        encoder = build_encoder(args, layout, preset['persons'])
+        if kind == 'ours':
+            if stream not in ckpt_args.get('modalities', []):
+                raise ValueError(f'--checkpoint {path} has no {stream} encoder (pretrained modalities: '
+                                 f'{ckpt_args.get("modalities")})')
+            prefix = f'encoder_q.{stream}.'
+            state = {k[len(prefix):]: v for k, v in strip_module(checkpoint['model']).items() if k.startswith(prefix)}
+            missing, unexpected = encoder.load_state_dict(state, strict=False)
+        elif kind == 'released':
+            state = published_encoder_state(strip_module(checkpoint['state_dict']), 'q', stream)
+            if not state:
+                raise ValueError(f'--checkpoint {path} has no encoder_q{PUBLISHED_SUFFIX[stream]}.* entries')
+            missing, unexpected = encoder.load_published_state_dict(state)
+        else:
+            missing, unexpected = [], []
+        missing = [k for k in missing if not k.startswith('fc.')]
+        if missing or unexpected:
+            raise ValueError(f'--checkpoint {path}, {stream} encoder: missing {missing}, unexpected {unexpected}')
+        encoders[stream] = encoder.eval()
+        report[stream] = {'loaded': sorted(state) if kind != 'random' else [], 'missing': missing}
+    info = {'kind': kind, 'checkpoint': None if kind == 'random' else str(path),
+            'sha256': None if kind == 'random' else file_hash(path), 'pretrain_args': ckpt_args,
+            'frames': frames or ckpt_args.get('frames') or PRETRAIN['frames'],
+            'epoch': checkpoint.get('epoch') if isinstance(checkpoint, dict) else None}
+    return encoders, info, report

@@ -1,0 +1,22 @@
+"""Frozen-encoder features of a whole data split."""
+import torch
+from torch.utils.data import DataLoader
+
+from feeder.modalities import to_modality
+
+
+@torch.no_grad()
+def extract_features(encoders, dataset, layout, device, batch_size=256, workers=4):
+    """{stream: (N, D) features before ``fc``} and the (N,) labels, encoders in eval mode."""
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
+                        pin_memory=device.type == 'cuda')
+    feats = {s: [] for s in encoders}
+    labels = []
+    for encoder in encoders.values():
+        encoder.eval().to(device)
+    for x, y in loader:
+        x = x.to(device, non_blocking=True)
+        for stream, encoder in encoders.items():
+            feats[stream].append(encoder.features(to_modality(x, stream, layout)))
+        labels.append(y)
+    return {s: torch.cat(f) for s, f in feats.items()}, torch.cat(labels).to(device)

@@ -46,3 +46,18 @@ def check_protocol(args):
     if args.protocol not in protocols:
         raise SystemExit(f'error: --protocol {args.protocol} is not a benchmark of {args.dataset}; '
                          f'choose from {", ".join(protocols)}')
+
+
+def get_supervised_parser(add_help=False):
+    """Arguments of the supervised protocols (linear evaluation, fine-tuning)."""
+    parser = argparse.ArgumentParser('CMD supervised', add_help=add_help)
+    parser.add_argument('--checkpoint', default=None, help="ours, the authors' released file, or 'random'")
+    parser.add_argument('--epochs', type=int, default=None)
+    parser.add_argument('--lr', type=float, default=None)
+    parser.add_argument('--schedule', type=int, nargs='*', default=None, help='epochs where lr drops x0.1')
+    parser.add_argument('--cos', action='store_true', help='cosine learning-rate decay instead of steps')
+    parser.add_argument('--momentum', type=float, default=None)
+    parser.add_argument('--weight-decay', type=float, default=None)
+    parser.add_argument('--eval-every', type=int, default=1, help='test every N epochs (and after the last)')
+    parser.add_argument('--quiet', action='store_true', help='no progress bars')
+    return parser

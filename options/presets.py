@@ -63,3 +63,7 @@ def pretrain_recipe(dataset, encoder):
     recipe.update(ENCODER_RECIPES[encoder])
     recipe.update(DATASET_RECIPES.get(dataset, {}))
     return recipe
+
+# Evaluation protocols (section 10): frozen-feature linear classification and fine-tuning.
+LINEAR = dict(epochs=80, lr=0.1, schedule=[50, 70], momentum=0.9, weight_decay=0.0, batch_size=64)
+FINETUNE = dict(LINEAR, lr=0.01)

@@ -1,3 +1,4 @@
+import argparse
 import os
 import sys
 
@@ -34,3 +35,33 @@ def random_body(rng, frames, joints=25, offset=(0.0, 0.0, 3.0), motion=0.1):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+TINY_PRETRAIN = ['--hidden-size', '8', '--num-layers', '2', '--frames', '8', '--min-crop', '4', '--batch-size', '4',
+                 '--queue-size', '8', '--topk', '4', '--workers', '0', '--device', 'cpu', '--quiet', '--seed', '3']
+
+
+def run_pretrain(data_root, out, *extra):
+    import pretrain
+    args = pretrain.get_pretrain_parser().parse_args(
+        ['--dataset', 'synthetic', '--data-root', str(data_root), '--output-dir', str(out), *TINY_PRETRAIN, *extra])
+    return pretrain.main(args)
+
+
+@pytest.fixture(scope='session')
+def data_root(tmp_path_factory):
+    """A small synthetic dataset in the community layout (4 classes, 3 subjects, 2 cameras)."""
+    from feeder import prepare as prep
+    from feeder.synthetic import generate
+    root = tmp_path_factory.mktemp('synthetic')
+    generate(str(root / 'raw'), classes=4, subjects=3, cameras=2, replications=1, seed=0)
+    prep.prepare(argparse.Namespace(dataset='synthetic', raw_dir=str(root / 'raw'), out_dir=str(root / 'data'),
+                                    ignore_list=None, workers=0, skip_bad=False, quiet=True))
+    return root / 'data'
+
+
+@pytest.fixture(scope='session')
+def tiny_checkpoint(data_root, tmp_path_factory):
+    out = tmp_path_factory.mktemp('pretrained')
+    run_pretrain(data_root, out, '--epochs', '1')
+    return out / 'checkpoint.pth'

@@ -9,28 +9,14 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 import pretrain
-from feeder import prepare as prep
 from feeder.layouts import NTU25
-from feeder.synthetic import generate
 from models import build_cmd
+from tests.conftest import run_pretrain
 
-TINY = ['--hidden-size', '8', '--num-layers', '2', '--frames', '8', '--min-crop', '4', '--batch-size', '4',
-        '--queue-size', '8', '--topk', '4', '--workers', '0', '--device', 'cpu', '--quiet', '--seed', '3']
-
-
-@pytest.fixture(scope='module')
-def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp('synthetic')
-    generate(str(root / 'raw'), classes=4, subjects=3, cameras=2, replications=1, seed=0)
-    prep.prepare(argparse.Namespace(dataset='synthetic', raw_dir=str(root / 'raw'), out_dir=str(root / 'data'),
-                                    ignore_list=None, workers=0, skip_bad=False, quiet=True))
-    return root / 'data'
 
 
 def run(data_root, out, *extra):
-    args = pretrain.get_pretrain_parser().parse_args(
-        ['--dataset', 'synthetic', '--data-root', str(data_root), '--output-dir', str(out), *TINY, *extra])
-    return pretrain.main(args)
+    return run_pretrain(data_root, out, *extra)
 
 
 def test_resume_continues_exactly(data_root, tmp_path):

@@ -1,0 +1,103 @@
+"""Semi-supervised fine-tuning and transfer (method notes, section 10).
+
+    python finetune.py --checkpoint CKPT --dataset ntu60 --protocol xsub --data-root DATA --output-dir OUT \\
+        [--label-fraction 0.01|0.05|0.1|0.2|1.0] [--repeats 5] [--seed S]
+
+A class-balanced random subset of the training labels (every class keeps at least one clip) is
+used to fine-tune the whole network in train mode with a new linear head. ``--repeats`` runs
+several seeds (subset and training) and reports mean and standard deviation of the last epoch's
+top-1. Transfer is the same command with a checkpoint pretrained on another dataset of the same
+skeleton layout.
+"""
+import argparse
+import json
+import os
+import statistics
+import sys
+
+import numpy as np
+import torch
+
+from engine import Classifier, fit_classifiers, summarise
+from feeder.datasets import SkeletonFolder
+from feeder.layouts import get_layout
+from feeder.modalities import MODALITIES
+from linear_eval import data_loaders
+from models.pretrained import load_encoders
+from options.args import check_protocol, fill_defaults, get_args_parser, get_supervised_parser
+from options.presets import DATASETS, FINETUNE, PRETRAIN
+from utils.misc import git_revision, seed_everything, write_text_atomic
+
+
+def get_finetune_parser():
+    parser = argparse.ArgumentParser('CMD fine-tuning', description=__doc__,
+                                     parents=[get_args_parser(), get_supervised_parser()],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--label-fraction', type=float, default=1.0, help='share of training labels used')
+    parser.add_argument('--repeats', type=int, default=1, help='runs with seeds seed, seed+1, ...')
+    parser.add_argument('--stream', default='joint', choices=MODALITIES)
+    return parser
+
+
+def balanced_subset(labels, fraction, seed):
+    """Indices of a class-balanced random subset: ``max(1, round(fraction * n_c))`` per class."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f'--label-fraction must be in (0, 1], got {fraction}')
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for cls in np.unique(labels):
+        members = np.flatnonzero(labels == cls)
+        take = max(1, int(round(fraction * len(members))))
+        chosen.append(rng.choice(members, size=take, replace=False))
+    return np.sort(np.concatenate(chosen))
+
+
+def main(args):
+    check_protocol(args)
+    if args.output_dir is None:
+        raise SystemExit('error: --output-dir is required')
+    fill_defaults(args, FINETUNE)
+    args.device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
+    args.seed = PRETRAIN['seed'] if args.seed is None else args.seed
+    print(f'git revision: {git_revision()}')
+    print('\n'.join(f'{k}: {v}' for k, v in sorted(vars(args).items())))
+    preset = DATASETS[args.dataset]
+    layout = get_layout(preset['layout'])
+    device = torch.device(args.device)
+    labels = SkeletonFolder(os.path.join(args.data_root, args.protocol), 'train').labels
+    runs = []
+    for repeat in range(args.repeats):
+        seed = args.seed + repeat
+        seed_everything(seed)
+        subset = balanced_subset(labels, args.label_fraction, seed)
+        encoders, info, _ = load_encoders(args.checkpoint, [args.stream], args.dataset, args.frames)
+        classifier = Classifier(encoders[args.stream], preset['num_classes'], args.stream, layout).to(device)
+        train_loader, test_loader = data_loaders(args, info['frames'], subset)
+        print(f'run {repeat + 1}/{args.repeats}: seed {seed}, {len(subset)} labelled clips of {len(labels)}')
+        history = fit_classifiers({args.stream: classifier}, train_loader, test_loader, args, device, frozen=False)
+        last, best = summarise(history)
+        runs.append({'seed': seed, 'labelled': len(subset), 'accuracy': last[args.stream],
+                     'best_test_epoch_for_reference': best[args.stream], 'history': history})
+    top1 = [r['accuracy']['top1'] for r in runs]
+    summary = {'top1_mean': statistics.mean(top1), 'top1_std': statistics.stdev(top1) if len(top1) > 1 else 0.0,
+               'top5_mean': statistics.mean(r['accuracy']['top5'] for r in runs)}
+    print(f'\nFine-tuning on {args.dataset} {args.protocol}, {args.label_fraction:g} of the labels, '
+          f'{args.repeats} run(s), last epoch: top-1 {summary["top1_mean"]:.2f} +- {summary["top1_std"]:.2f}')
+    results = {'protocol': 'finetune', 'dataset': args.dataset, 'benchmark': args.protocol,
+               'checkpoint': info['checkpoint'], 'checkpoint_sha256': info['sha256'], 'encoder_kind': info['kind'],
+               'pretrain_dataset': info['pretrain_args'].get('dataset'), 'streams': [args.stream],
+               'settings': {k: getattr(args, k) for k in ('label_fraction', 'repeats', 'seed', 'epochs', 'lr', 'schedule',
+                                                          'cos', 'momentum', 'weight_decay', 'batch_size')}
+               | {'frames': info['frames']},
+               'accuracy': summary, 'runs': runs, 'git_revision': git_revision()}
+    os.makedirs(args.output_dir, exist_ok=True)
+    write_text_atomic(os.path.join(args.output_dir, 'results.json'), json.dumps(results, indent=1))
+    return results
+
+
+if __name__ == '__main__':
+    try:
+        main(get_finetune_parser().parse_args())
+    except (FileNotFoundError, ValueError) as e:
+        print(f'error: {e}', file=sys.stderr)
+        sys.exit(1)

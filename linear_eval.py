@@ -1,0 +1,113 @@
+"""Linear evaluation of frozen pretrained encoders (method notes, section 10).
+
+    python linear_eval.py --checkpoint CKPT --dataset ntu60 --protocol xsub --data-root DATA --output-dir OUT [--stream all]
+
+The encoder is loaded from the checkpoint, frozen and kept in eval mode (BatchNorm statistics
+untouched); only a new linear head is trained, with the published recipe as defaults. The result
+is the last epoch's top-1/top-5; the best test epoch is printed only labelled as such, for
+comparison with published numbers that report it. ``--stream all`` trains the three streams'
+heads together and adds their fusion (sum of softmax scores).
+"""
+import argparse
+import json
+import os
+import sys
+
+import torch
+from torch.utils.data import DataLoader
+
+from engine import Classifier, fit_classifiers, summarise
+from feeder.datasets import DownstreamDataset, SkeletonFolder
+from feeder.layouts import get_layout
+from feeder.modalities import MODALITIES
+from models.pretrained import load_encoders
+from options.args import check_protocol, fill_defaults, get_args_parser, get_supervised_parser
+from options.presets import DATASETS, LINEAR, PRETRAIN
+from utils.misc import git_revision, seed_everything, write_text_atomic
+
+
+def get_linear_parser():
+    parser = argparse.ArgumentParser('CMD linear evaluation', description=__doc__,
+                                     parents=[get_args_parser(), get_supervised_parser()],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--stream', default='joint', choices=list(MODALITIES) + ['all'])
+    return parser
+
+
+def snapshot(module):
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def data_loaders(args, frames, train_indices=None):
+    """Random 0.5-1.0 crops for training, the 95% centre crop for testing."""
+    root = os.path.join(args.data_root, args.protocol)
+    train = DownstreamDataset(SkeletonFolder(root, 'train'), frames=frames, train=True)
+    test = DownstreamDataset(SkeletonFolder(root, 'val'), frames=frames, train=False)
+    if train_indices is not None:
+        train = torch.utils.data.Subset(train, train_indices)
+    if len(train) < args.batch_size:
+        raise ValueError(f'{len(train)} training clips is fewer than one batch ({args.batch_size})')
+    pin = args.device == 'cuda'
+    return (DataLoader(train, args.batch_size, shuffle=True, num_workers=args.workers, pin_memory=pin, drop_last=True),
+            DataLoader(test, args.batch_size, shuffle=False, num_workers=args.workers, pin_memory=pin))
+
+
+def main(args):
+    check_protocol(args)
+    if args.output_dir is None:
+        raise SystemExit('error: --output-dir is required')
+    fill_defaults(args, LINEAR)
+    args.device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
+    seed_everything(PRETRAIN['seed'] if args.seed is None else args.seed)
+    print(f'git revision: {git_revision()}')
+    print('\n'.join(f'{k}: {v}' for k, v in sorted(vars(args).items())))
+    preset = DATASETS[args.dataset]
+    layout = get_layout(preset['layout'])
+    device = torch.device(args.device)
+    streams = list(MODALITIES) if args.stream == 'all' else [args.stream]
+    encoders, info, report = load_encoders(args.checkpoint, streams, args.dataset, args.frames)
+    for stream, loaded in report.items():
+        assert not loaded['missing'], f'{stream}: encoder keys missing from the checkpoint: {loaded["missing"]}'
+        print(f'{stream}: loaded {len(loaded["loaded"])} encoder tensors ({info["kind"]})')
+
+    classifiers = {}
+    for stream, encoder in encoders.items():
+        for param in encoder.parameters():
+            param.requires_grad = False
+        classifiers[stream] = Classifier(encoder, preset['num_classes'], stream, layout).to(device)
+    trainable = sum(p.numel() for c in classifiers.values() for p in c.parameters() if p.requires_grad)
+    heads = sum(c.head.weight.numel() + c.head.bias.numel() for c in classifiers.values())
+    assert trainable == heads, f'{trainable} trainable parameters, but the linear heads hold {heads}'
+    print(f'trainable parameters: {trainable:,} (linear heads only)')
+    before = {s: snapshot(c.encoder) for s, c in classifiers.items()}
+
+    train_loader, test_loader = data_loaders(args, info['frames'])
+    history = fit_classifiers(classifiers, train_loader, test_loader, args, device, frozen=True)
+
+    for stream, classifier in classifiers.items():
+        after = snapshot(classifier.encoder)
+        changed = [k for k, v in before[stream].items() if not torch.equal(v, after[k])]
+        assert not changed, f'{stream}: the frozen encoder changed during linear evaluation: {changed}'
+    last, best = summarise(history)
+    print(f'\nLinear evaluation on {args.dataset} {args.protocol} ({info["kind"]} encoder), last epoch:')
+    for name, acc in last.items():
+        print(f'  {name:>8}: top-1 {acc["top1"]:.2f}  top-5 {acc["top5"]:.2f}'
+              f'   [best test epoch, for comparison with published numbers only: {best[name]["top1"]:.2f} at epoch {best[name]["epoch"]}]')
+    results = {'protocol': 'linear', 'dataset': args.dataset, 'benchmark': args.protocol,
+               'checkpoint': info['checkpoint'], 'checkpoint_sha256': info['sha256'], 'encoder_kind': info['kind'],
+               'pretrain_epoch': info['epoch'], 'streams': streams,
+               'settings': {k: getattr(args, k) for k in ('epochs', 'lr', 'schedule', 'cos', 'momentum', 'weight_decay',
+                                                          'batch_size', 'eval_every', 'seed')} | {'frames': info['frames']},
+               'accuracy': last, 'best_test_epoch_for_reference': best, 'history': history,
+               'git_revision': git_revision()}
+    os.makedirs(args.output_dir, exist_ok=True)
+    write_text_atomic(os.path.join(args.output_dir, 'results.json'), json.dumps(results, indent=1))
+    return results
+
+
+if __name__ == '__main__':
+    try:
+        main(get_linear_parser().parse_args())
+    except (FileNotFoundError, ValueError) as e:
+        print(f'error: {e}', file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,170 @@
+import argparse
+import json
+
+import numpy as np
+import pytest
+import torch
+from sklearn.neighbors import KNeighborsClassifier
+from torch.utils.data import DataLoader, TensorDataset
+
+import finetune
+import knn_eval
+import linear_eval
+from engine import Classifier, fit_classifiers
+from feeder.layouts import NTU25
+from finetune import balanced_subset
+from models.checkpoint import published_cmd_state
+from models.cmd import CMD
+from models.gru import GRUEncoder
+from models.pretrained import load_encoders
+from tests.reference import published_gru_features
+from tests.test_golden import GOLDEN
+from utils.knn import knn_predict
+
+COMMON = ['--dataset', 'synthetic', '--frames', '8', '--batch-size', '4', '--workers', '0', '--device', 'cpu']
+
+
+@pytest.mark.parametrize('k', [1, 2, 4, 5])
+def test_knn_equals_scikit_learn_including_vote_ties(k):
+    gen = torch.Generator().manual_seed(k)
+    train, test = torch.randn(300, 16, generator=gen), torch.randn(120, 16, generator=gen)
+    labels = torch.randint(0, 4, (300,), generator=gen)
+    ours = knn_predict(train, labels, test, ks=[k], chunk=32)[k]
+    sk = KNeighborsClassifier(n_neighbors=k, metric='cosine').fit(train.numpy(), labels.numpy())
+    np.testing.assert_array_equal(ours.numpy(), sk.predict(test.numpy()))
+
+
+def test_knn_several_k_in_one_pass_and_errors():
+    train, test = torch.randn(50, 8), torch.randn(10, 8)
+    labels = torch.arange(50) % 3
+    both = knn_predict(train, labels, test, ks=[1, 7])
+    assert torch.equal(both[7], knn_predict(train, labels, test, ks=[7])[7])
+    with pytest.raises(ValueError, match='exceeds the 50 training samples'):
+        knn_predict(train, labels, test, ks=[51])
+
+
+def test_frozen_training_leaves_encoder_bit_identical():
+    torch.manual_seed(0)
+    x, y = torch.randn(16, 3, 8, 25, 2), torch.randint(0, 3, (16,))
+    loader = DataLoader(TensorDataset(x, y), batch_size=4)
+    args = argparse.Namespace(lr=0.1, momentum=0.9, weight_decay=0.0, epochs=2, schedule=[1], cos=False,
+                              eval_every=1, quiet=True)
+    for frozen in (True, False):
+        encoder = GRUEncoder(150, 8, 2, dim=16)
+        if frozen:
+            for p in encoder.parameters():
+                p.requires_grad = False
+        classifier = Classifier(encoder, 3, 'joint', NTU25)
+        before = {k: v.clone() for k, v in encoder.state_dict().items()}
+        fit_classifiers({'joint': classifier}, loader, loader, args, torch.device('cpu'), frozen=frozen)
+        same = all(torch.equal(v, encoder.state_dict()[k]) for k, v in before.items())
+        # the control (fine-tuning) shows the check would see a change
+        assert same == frozen
+
+
+def _released_file(tmp_path, model):
+    state = {f'module.{k}': v for k, v in published_cmd_state(model).items()}
+    path = tmp_path / 'checkpoint_0450.pth.tar'
+    torch.save({'epoch': 451, 'state_dict': state, 'optimizer': {}}, path)
+    return path, published_cmd_state(model)
+
+
+def test_released_layout_checkpoint_matches_the_frame_by_frame_oracle(tmp_path):
+    torch.manual_seed(0)
+    model = CMD(lambda: GRUEncoder(150, 12, 3, dim=32, mlp=True), NTU25, dim=32, queue_size=16, topk=4)
+    for enc in model.encoder_q.values():  # non-trivial BatchNorm statistics
+        enc.train()(torch.randn(8, 3, 10, 25, 2))
+    path, state = _released_file(tmp_path, model)
+    encoders, info, report = load_encoders(str(path), ['joint', 'motion', 'bone'], 'ntu60', frames=10)
+    assert info['kind'] == 'released' and not any(r['missing'] for r in report.values())
+    x = torch.randn(5, 3, 10, 25, 2)
+    for stream, suffix in (('joint', ''), ('motion', '_motion'), ('bone', '_bone')):
+        gru = torch.nn.GRU(150, 12, 3, batch_first=True, bidirectional=True)
+        gru.load_state_dict({k.split('encoder.gru.')[1]: v for k, v in state.items()
+                             if k.startswith(f'encoder_q{suffix}.encoder.gru.')})
+        norm = torch.nn.BatchNorm1d(150).eval()
+        norm.load_state_dict({k.split('input_norm.')[1]: v for k, v in state.items()
+                              if k.startswith(f'encoder_q{suffix}.input_norm.')})
+        with torch.no_grad():
+            torch.testing.assert_close(encoders[stream].features(x), published_gru_features(gru, norm, x))
+
+
+def test_golden_after_state_gives_the_published_eval_feature(tmp_path):
+    golden = torch.load(GOLDEN, weights_only=True)
+    path = tmp_path / 'released.pth.tar'
+    torch.save({'epoch': 1, 'state_dict': golden['state_dict_after_one_sgd_step']}, path)
+    encoders, _, _ = load_encoders(str(path), ['joint'], 'ntu60')
+    with torch.no_grad():
+        feature = encoders['joint'].features(golden['inputs']['view_query'])
+    torch.testing.assert_close(feature, golden['joint_feature_eval_mode_view_query'], atol=1e-5, rtol=1e-5)
+
+
+def test_unsafe_or_foreign_checkpoints_are_refused(tmp_path):
+    unsafe = tmp_path / 'unsafe.pth'
+    torch.save({'model': {}, 'args': argparse.Namespace(a=1)}, unsafe)
+    with pytest.raises(ValueError, match='weights_only=True'):
+        load_encoders(str(unsafe), ['joint'], 'ntu60')
+    foreign = tmp_path / 'foreign.pth'
+    torch.save({'net': {'conv.weight': torch.zeros(1)}}, foreign)
+    with pytest.raises(ValueError, match=r"not a CMD checkpoint.*\['net'\]"):
+        load_encoders(str(foreign), ['joint'], 'ntu60')
+    with pytest.raises(FileNotFoundError, match='no such file'):
+        load_encoders(str(tmp_path / 'missing.pth'), ['joint'], 'ntu60')
+
+
+def test_transfer_needs_the_same_layout(tiny_checkpoint):
+    encoders, info, _ = load_encoders(str(tiny_checkpoint), ['joint'], 'pku2')  # same layout: fine
+    assert info['pretrain_args']['dataset'] == 'synthetic'
+    with pytest.raises(ValueError, match='cannot encode ucla'):
+        load_encoders(str(tiny_checkpoint), ['joint'], 'ucla')
+
+
+def test_balanced_subset():
+    labels = np.repeat(np.arange(5), [100, 40, 7, 1, 12])
+    subset = balanced_subset(labels, 0.1, seed=0)
+    assert np.bincount(labels[subset]).tolist() == [10, 4, 1, 1, 1]
+    assert np.array_equal(subset, balanced_subset(labels, 0.1, seed=0))
+    assert not np.array_equal(subset, balanced_subset(labels, 0.1, seed=1))
+    assert len(balanced_subset(labels, 1.0, seed=0)) == len(labels)
+    with pytest.raises(ValueError, match='label-fraction'):
+        balanced_subset(labels, 0, seed=0)
+
+
+def test_knn_eval_results(data_root, tiny_checkpoint, tmp_path):
+    args = knn_eval.get_knn_parser().parse_args(
+        ['--checkpoint', str(tiny_checkpoint), '--data-root', str(data_root), '--stream', 'all',
+         '--k', '1', '3', '--output-dir', str(tmp_path), *COMMON])
+    knn_eval.main(args)
+    results = json.loads((tmp_path / 'results.json').read_text())
+    assert results['protocol'] == 'knn' and results['encoder_kind'] == 'ours'
+    assert len(results['checkpoint_sha256']) == 16 and results['streams'] == ['joint', 'motion', 'bone']
+    assert set(results['accuracy']) == {'joint', 'motion', 'bone', 'fused'}
+    assert set(results['accuracy']['fused']) == {'top1@k=1', 'top1@k=3'}
+    assert all(0 <= v <= 100 for acc in results['accuracy'].values() for v in acc.values())
+    # next to the checkpoint when no output folder is given
+    args.output_dir, args.stream = None, 'joint'
+    knn_eval.main(args)
+    assert (tiny_checkpoint.parent / 'checkpoint_knn_synthetic_xsub_joint.json').exists()
+
+
+def test_linear_eval_results(data_root, tiny_checkpoint, tmp_path):
+    args = linear_eval.get_linear_parser().parse_args(
+        ['--checkpoint', str(tiny_checkpoint), '--data-root', str(data_root), '--stream', 'all', '--epochs', '2',
+         '--schedule', '1', '--output-dir', str(tmp_path), '--quiet', *COMMON])
+    linear_eval.main(args)
+    results = json.loads((tmp_path / 'results.json').read_text())
+    assert results['protocol'] == 'linear' and set(results['accuracy']) == {'joint', 'motion', 'bone', 'fused'}
+    assert set(results['accuracy']['joint']) == {'top1', 'top5'}
+    assert results['settings']['lr'] == 0.1 and results['settings']['frames'] == 8
+    assert len(results['history']) == 2 and 'best_test_epoch_for_reference' in results
+
+
+def test_finetune_results_and_random_baseline(data_root, tmp_path):
+    args = finetune.get_finetune_parser().parse_args(
+        ['--checkpoint', 'random', '--data-root', str(data_root), '--epochs', '1', '--label-fraction', '0.5',
+         '--repeats', '2', '--output-dir', str(tmp_path), '--quiet', *COMMON])
+    finetune.main(args)
+    results = json.loads((tmp_path / 'results.json').read_text())
+    assert results['encoder_kind'] == 'random' and results['checkpoint'] is None
+    assert [r['seed'] for r in results['runs']] == [42, 43]
+    assert set(results['accuracy']) == {'top1_mean', 'top1_std', 'top5_mean'}

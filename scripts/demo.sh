@@ -1,11 +1,35 @@
 #!/usr/bin/env bash
-# The whole pipeline on the built-in synthetic data, on CPU:
-# generate NTU-format .skeleton files, prepare them, pretrain CMD, evaluate.
-#   bash scripts/demo.sh [--quick]
+# The whole pipeline on the built-in synthetic data, on CPU: generate NTU-format .skeleton files,
+# prepare them, pretrain CMD and a single-modality MoCo baseline with the same budget, then kNN
+# and linear evaluation of both and of a random encoder, ending with a results table.
+#   bash scripts/demo.sh            # about 10 minutes on a 2-core CPU
+#   bash scripts/demo.sh --quick    # about 2 minutes: fewer epochs, for CI and a first look
+# WORK (default ./demo) holds everything it writes; PYTHON picks the interpreter.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${WORK:-./demo}
 PYTHON=${PYTHON:-python}
+pretrain_epochs=60 schedule=50 linear_epochs=40 linear_schedule="25 35" subjects=10
+if [ "${1:-}" = "--quick" ]; then
+    pretrain_epochs=6 schedule=5 linear_epochs=6 linear_schedule="4 5" subjects=5
+fi
+data="$WORK/data"
+common=(--dataset synthetic --protocol xsub --data-root "$data" --workers 2)
 
-$PYTHON -m feeder.synthetic --out-dir "$WORK/raw"
-$PYTHON -m feeder.prepare --dataset synthetic --raw-dir "$WORK/raw" --out-dir "$WORK/data"
+$PYTHON -m feeder.synthetic --out-dir "$WORK/raw" --subjects "$subjects"
+$PYTHON -m feeder.prepare --dataset synthetic --raw-dir "$WORK/raw" --out-dir "$data" --quiet
+
+$PYTHON pretrain.py "${common[@]}" --output-dir "$WORK/cmd" --epochs "$pretrain_epochs" --schedule $schedule --quiet
+$PYTHON pretrain.py "${common[@]}" --output-dir "$WORK/moco" --epochs "$pretrain_epochs" --schedule $schedule \
+    --modalities joint --cmd-weight 0 --quiet
+
+for model in cmd moco random; do
+    checkpoint="$WORK/$model/checkpoint.pth" stream=all
+    [ "$model" = random ] && checkpoint=random
+    [ "$model" = moco ] && stream=joint
+    $PYTHON knn_eval.py "${common[@]}" --checkpoint "$checkpoint" --stream "$stream" --k 1 10 \
+        --output-dir "$WORK/eval/$model-knn"
+    $PYTHON linear_eval.py "${common[@]}" --checkpoint "$checkpoint" --stream "$stream" --epochs "$linear_epochs" \
+        --schedule $linear_schedule --eval-every 5 --output-dir "$WORK/eval/$model-linear" --quiet
+done
+$PYTHON scripts/results_table.py "$WORK/eval"

@@ -10,10 +10,8 @@ top-1. Transfer is the same command with a checkpoint pretrained on another data
 skeleton layout.
 """
 import argparse
-import json
 import os
 import statistics
-import sys
 
 import numpy as np
 import torch
@@ -26,7 +24,7 @@ from linear_eval import data_loaders
 from models.pretrained import load_encoders
 from options.args import check_protocol, fill_defaults, get_args_parser, get_supervised_parser
 from options.presets import DATASETS, FINETUNE, PRETRAIN
-from utils.misc import git_revision, seed_everything, write_text_atomic
+from utils.misc import git_revision, run_cli, save_results, seed_everything
 
 
 def get_finetune_parser():
@@ -83,21 +81,11 @@ def main(args):
                'top5_mean': statistics.mean(r['accuracy']['top5'] for r in runs)}
     print(f'\nFine-tuning on {args.dataset} {args.protocol}, {args.label_fraction:g} of the labels, '
           f'{args.repeats} run(s), last epoch: top-1 {summary["top1_mean"]:.2f} +- {summary["top1_std"]:.2f}')
-    results = {'protocol': 'finetune', 'dataset': args.dataset, 'benchmark': args.protocol,
-               'checkpoint': info['checkpoint'], 'checkpoint_sha256': info['sha256'], 'encoder_kind': info['kind'],
-               'pretrain_dataset': info['pretrain_args'].get('dataset'), 'streams': [args.stream],
-               'settings': {k: getattr(args, k) for k in ('label_fraction', 'repeats', 'seed', 'epochs', 'lr', 'schedule',
-                                                          'cos', 'momentum', 'weight_decay', 'batch_size')}
-               | {'frames': info['frames']},
-               'accuracy': summary, 'runs': runs, 'git_revision': git_revision()}
-    os.makedirs(args.output_dir, exist_ok=True)
-    write_text_atomic(os.path.join(args.output_dir, 'results.json'), json.dumps(results, indent=1))
+    results = save_results(os.path.join(args.output_dir, 'results.json'), 'finetune', args, info, [args.stream],
+                           ('label_fraction', 'repeats', 'seed', 'epochs', 'lr', 'schedule', 'cos', 'momentum',
+                            'weight_decay', 'batch_size'), accuracy=summary, runs=runs)
     return results
 
 
 if __name__ == '__main__':
-    try:
-        main(get_finetune_parser().parse_args())
-    except (FileNotFoundError, ValueError) as e:
-        print(f'error: {e}', file=sys.stderr)
-        sys.exit(1)
+    run_cli(main, get_finetune_parser())

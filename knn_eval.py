@@ -9,9 +9,7 @@ features). Without ``--checkpoint`` (or with ``random``) a randomly initialised 
 measured: the baseline every table needs.
 """
 import argparse
-import json
 import os
-import sys
 import time
 
 import torch
@@ -25,7 +23,7 @@ from options.args import check_protocol, get_args_parser
 from options.presets import DATASETS
 from utils.features import extract_features
 from utils.knn import knn_predict
-from utils.misc import git_revision, write_text_atomic
+from utils.misc import git_revision, run_cli, save_results
 
 
 def get_knn_parser():
@@ -86,25 +84,15 @@ def main(args):
     print_table(f'kNN top-1 (%) on {args.dataset} {args.protocol} val, {info["kind"]} encoder'
                 f'{"" if info["checkpoint"] is None else " " + info["checkpoint"]}', accuracy,
                 [f'top1@k={k}' for k in args.k])
-    results = {'protocol': 'knn', 'dataset': args.dataset, 'benchmark': args.protocol,
-               'checkpoint': info['checkpoint'], 'checkpoint_sha256': info['sha256'], 'encoder_kind': info['kind'],
-               'pretrain_epoch': info['epoch'], 'streams': streams, 'settings': {
-                   'k': args.k, 'frames': info['frames'], 'metric': 'cosine', 'test_crop': 'centre 95%',
-                   'train_samples': len(labels['train']), 'test_samples': len(labels['val'])},
-               'accuracy': accuracy, 'seconds': seconds, 'git_revision': git_revision()}
-    os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
-    write_text_atomic(out_path, json.dumps(results, indent=1))
-    print(f'wrote {out_path}')
+    settings = {'k': args.k, 'metric': 'cosine', 'test_crop': 'centre 95%'}
+    results = save_results(out_path, 'knn', args, info, streams, settings, accuracy=accuracy,
+                           train_samples=len(labels['train']), test_samples=len(labels['val']), seconds=seconds)
     if args.tsne:
-        from utils.tsne import save_tsne
+        from utils.tsne import save_tsne  # matplotlib only when a picture is asked for
         save_tsne(feats['val'], labels['val'], args.tsne, title=f'{args.dataset} {args.protocol} val')
         print(f'wrote {args.tsne}')
     return results
 
 
 if __name__ == '__main__':
-    try:
-        main(get_knn_parser().parse_args())
-    except (FileNotFoundError, ValueError) as e:
-        print(f'error: {e}', file=sys.stderr)
-        sys.exit(1)
+    run_cli(main, get_knn_parser())

@@ -9,9 +9,7 @@ comparison with published numbers that report it. ``--stream all`` trains the th
 heads together and adds their fusion (sum of softmax scores).
 """
 import argparse
-import json
 import os
-import sys
 
 import torch
 from torch.utils.data import DataLoader
@@ -23,7 +21,7 @@ from feeder.modalities import MODALITIES
 from models.pretrained import load_encoders
 from options.args import check_protocol, fill_defaults, get_args_parser, get_supervised_parser
 from options.presets import DATASETS, LINEAR, PRETRAIN
-from utils.misc import git_revision, seed_everything, write_text_atomic
+from utils.misc import git_revision, run_cli, save_results, seed_everything
 
 
 def get_linear_parser():
@@ -93,21 +91,12 @@ def main(args):
     for name, acc in last.items():
         print(f'  {name:>8}: top-1 {acc["top1"]:.2f}  top-5 {acc["top5"]:.2f}'
               f'   [best test epoch, for comparison with published numbers only: {best[name]["top1"]:.2f} at epoch {best[name]["epoch"]}]')
-    results = {'protocol': 'linear', 'dataset': args.dataset, 'benchmark': args.protocol,
-               'checkpoint': info['checkpoint'], 'checkpoint_sha256': info['sha256'], 'encoder_kind': info['kind'],
-               'pretrain_epoch': info['epoch'], 'streams': streams,
-               'settings': {k: getattr(args, k) for k in ('epochs', 'lr', 'schedule', 'cos', 'momentum', 'weight_decay',
-                                                          'batch_size', 'eval_every', 'seed')} | {'frames': info['frames']},
-               'accuracy': last, 'best_test_epoch_for_reference': best, 'history': history,
-               'git_revision': git_revision()}
-    os.makedirs(args.output_dir, exist_ok=True)
-    write_text_atomic(os.path.join(args.output_dir, 'results.json'), json.dumps(results, indent=1))
+    results = save_results(os.path.join(args.output_dir, 'results.json'), 'linear', args, info, streams,
+                           ('epochs', 'lr', 'schedule', 'cos', 'momentum', 'weight_decay', 'batch_size',
+                            'eval_every', 'seed'),
+                           accuracy=last, best_test_epoch_for_reference=best, history=history)
     return results
 
 
 if __name__ == '__main__':
-    try:
-        main(get_linear_parser().parse_args())
-    except (FileNotFoundError, ValueError) as e:
-        print(f'error: {e}', file=sys.stderr)
-        sys.exit(1)
+    run_cli(main, get_linear_parser())

@@ -10,7 +10,6 @@ import argparse
 import inspect
 import json
 import os
-import sys
 
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
@@ -24,7 +23,7 @@ from models import build_cmd
 from options.args import check_protocol, fill_defaults, get_args_parser
 from options.presets import DATASETS, pretrain_recipe
 from utils.misc import (append_jsonl, get_rng_state, git_revision, init_distributed, is_main_process,
-                        plain, save_atomic, seed_everything, set_rng_state, write_text_atomic)
+                        plain, run_cli, save_atomic, seed_everything, set_rng_state, write_text_atomic)
 
 
 def get_pretrain_parser():
@@ -175,8 +174,4 @@ def main(args):
 
 
 if __name__ == '__main__':
-    try:
-        main(get_pretrain_parser().parse_args())
-    except (FloatingPointError, FileNotFoundError, ValueError) as e:
-        print(f'error: {e}', file=sys.stderr)
-        sys.exit(1)
+    run_cli(main, get_pretrain_parser())

@@ -29,14 +29,15 @@ def main():
     parser.add_argument('--k', type=int, nargs='+', default=[1])
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--chunk', type=int, default=1024)
+    parser.add_argument('--noise', type=float, default=5.0, help='within-class spread; sets how hard the toy problem is')
     args = parser.parse_args()
 
     gen = torch.Generator().manual_seed(0)
     centres = torch.randn(args.classes, args.dim, generator=gen)
     train_y = torch.randint(0, args.classes, (args.train,), generator=gen)
     test_y = torch.randint(0, args.classes, (args.test,), generator=gen)
-    train = centres[train_y] + 3 * torch.randn(args.train, args.dim, generator=gen)
-    test = centres[test_y] + 3 * torch.randn(args.test, args.dim, generator=gen)
+    train = centres[train_y] + args.noise * torch.randn(args.train, args.dim, generator=gen)
+    test = centres[test_y] + args.noise * torch.randn(args.test, args.dim, generator=gen)
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == 'cuda' else \
         f'CPU ({platform.machine()}, {os.cpu_count()} cores)'

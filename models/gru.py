@@ -35,7 +35,6 @@ def split_chains(fused):
 
 def block_diagonal(forward, reverse):
     """Recurrent weights (3H, H) of both chains -> (6H, 2H): each chain only sees its own state."""
-    h = forward.shape[1]
     zeros = forward.new_zeros(forward.shape)
     return fuse_chains(torch.cat([forward, zeros], 1), torch.cat([zeros, reverse], 1))
 

@@ -5,6 +5,7 @@ import json
 import os
 import random
 import subprocess
+import sys
 
 import numpy as np
 import torch
@@ -110,3 +111,30 @@ def plain(value):
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     return str(value)
+
+
+def run_cli(main, parser):
+    """Run an entry script; expected failures (bad files, settings, diverged runs) print one
+    clear line and exit 1 instead of a traceback."""
+    try:
+        main(parser.parse_args())
+    except (FileNotFoundError, ValueError, FloatingPointError) as e:
+        print(f'error: {e}', file=sys.stderr)
+        sys.exit(1)
+
+
+def save_results(output_path, protocol, args, info, streams, settings, **extra):
+    """Write ``results.json``: what was evaluated, how (``settings``: names of ``args`` or a
+    dict), and the accuracies and whatever else ``extra`` holds."""
+    if not isinstance(settings, dict):
+        settings = {k: getattr(args, k) for k in settings}
+    record = {'protocol': protocol, 'dataset': args.dataset, 'benchmark': args.protocol,
+              'checkpoint': info['checkpoint'], 'checkpoint_sha256': info['sha256'],
+              'encoder_kind': info['kind'], 'pretrain_dataset': info['pretrain_args'].get('dataset'),
+              'pretrain_epoch': info['epoch'], 'streams': streams,
+              'settings': {**settings, 'frames': info['frames']},
+              **extra, 'git_revision': git_revision()}
+    os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
+    write_text_atomic(output_path, json.dumps(record, indent=1))
+    print(f'wrote {output_path}')
+    return record

@@ -133,8 +133,9 @@ def test_balanced_subset():
 def test_knn_eval_results(data_root, tiny_checkpoint, tmp_path):
     args = knn_eval.get_knn_parser().parse_args(
         ['--checkpoint', str(tiny_checkpoint), '--data-root', str(data_root), '--stream', 'all',
-         '--k', '1', '3', '--output-dir', str(tmp_path), *COMMON])
+         '--k', '1', '3', '--output-dir', str(tmp_path), '--tsne', str(tmp_path / 'tsne.png'), *COMMON])
     knn_eval.main(args)
+    assert (tmp_path / 'tsne.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
     results = json.loads((tmp_path / 'results.json').read_text())
     assert results['protocol'] == 'knn' and results['encoder_kind'] == 'ours'
     assert len(results['checkpoint_sha256']) == 16 and results['streams'] == ['joint', 'motion', 'bone']
@@ -142,7 +143,7 @@ def test_knn_eval_results(data_root, tiny_checkpoint, tmp_path):
     assert set(results['accuracy']['fused']) == {'top1@k=1', 'top1@k=3'}
     assert all(0 <= v <= 100 for acc in results['accuracy'].values() for v in acc.values())
     # next to the checkpoint when no output folder is given
-    args.output_dir, args.stream = None, 'joint'
+    args.output_dir, args.stream, args.tsne = None, 'joint', None
     knn_eval.main(args)
     assert (tiny_checkpoint.parent / 'checkpoint_knn_synthetic_xsub_joint.json').exists()
 

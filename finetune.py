@@ -68,7 +68,7 @@ def main(args):
         seed = args.seed + repeat
         seed_everything(seed)
         subset = balanced_subset(labels, args.label_fraction, seed)
-        encoders, info, _ = load_encoders(args.checkpoint, [args.stream], args.dataset, args.frames)
+        encoders, info, _ = load_encoders(args.checkpoint, [args.stream], args.dataset, args.frames, vars(args))
         classifier = Classifier(encoders[args.stream], preset['num_classes'], args.stream, layout).to(device)
         train_loader, test_loader = data_loaders(args, info['frames'], subset)
         print(f'run {repeat + 1}/{args.repeats}: seed {seed}, {len(subset)} labelled clips of {len(labels)}')

@@ -65,7 +65,7 @@ def main(args):
     layout = get_layout(preset['layout'])
     device = torch.device(args.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     streams = streams_of(args.stream)
-    encoders, info, _ = load_encoders(args.checkpoint, streams, args.dataset, args.frames)
+    encoders, info, _ = load_encoders(args.checkpoint, streams, args.dataset, args.frames, vars(args))
     root = os.path.join(args.data_root, args.protocol)
     start = time.perf_counter()
     feats, labels = {}, {}

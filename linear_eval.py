@@ -63,7 +63,7 @@ def main(args):
     layout = get_layout(preset['layout'])
     device = torch.device(args.device)
     streams = list(MODALITIES) if args.stream == 'all' else [args.stream]
-    encoders, info, report = load_encoders(args.checkpoint, streams, args.dataset, args.frames)
+    encoders, info, report = load_encoders(args.checkpoint, streams, args.dataset, args.frames, vars(args))
     for stream, loaded in report.items():
         assert not loaded['missing'], f'{stream}: encoder keys missing from the checkpoint: {loaded["missing"]}'
         print(f'{stream}: loaded {len(loaded["loaded"])} encoder tensors ({info["kind"]})')

@@ -56,15 +56,20 @@ def describe(checkpoint):
                      f'({{"state_dict": {{"encoder_q.encoder.gru...", ...}}}}); found {keys}')
 
 
-def load_encoders(path, streams, dataset, frames=None):
+MODEL_ARGS = ('encoder', 'hidden_size', 'num_layers', 'mlp', 'dim', 'gru_mode')
+
+
+def load_encoders(path, streams, dataset, frames=None, random_args=None):
     """Query encoders for ``streams`` in eval mode, and a record of what was loaded.
 
     ``path`` may be ``None``/``'random'`` for a randomly initialised encoder with the dataset's
-    default settings. Checks that the checkpoint's skeleton layout matches ``dataset``'s.
+    default settings, changed by the non-``None`` entries of ``random_args`` (a checkpoint fixes
+    its own architecture). Checks that the checkpoint's skeleton layout matches ``dataset``'s.
     """
     preset = DATASETS[dataset]
     if path in (None, 'random'):
-        kind, ckpt_args, checkpoint = 'random', {}, None
+        kind, checkpoint = 'random', None
+        ckpt_args = {k: v for k, v in (random_args or {}).items() if k in MODEL_ARGS and v is not None}
     else:
         checkpoint = read_checkpoint(path)
         kind, ckpt_args = describe(checkpoint)
@@ -102,6 +107,6 @@ def load_encoders(path, streams, dataset, frames=None):
         report[stream] = {'loaded': sorted(state) if kind != 'random' else [], 'missing': missing}
     info = {'kind': kind, 'checkpoint': None if kind == 'random' else str(path),
             'sha256': None if kind == 'random' else file_hash(path), 'pretrain_args': ckpt_args,
-            'frames': frames or ckpt_args.get('frames') or PRETRAIN['frames'],
+            'frames': frames or settings['frames'],
             'epoch': checkpoint.get('epoch') if isinstance(checkpoint, dict) else None}
     return encoders, info, report

@@ -24,15 +24,20 @@ def adjust_learning_rate(optimizer, epoch, args):
     return lr
 
 
-def train_one_epoch(model, loader, optimizer, scaler, device, epoch, args):
-    """Returns the epoch means of the losses and contrastive accuracies (over all ranks)."""
+def train_one_epoch(model, loader, optimizer, scaler, device, epoch, args, augment=None):
+    """Returns the epoch means of the losses and contrastive accuracies (over all ranks).
+
+    With ``augment`` (a :class:`feeder.datasets.PairAugment`) the loader yields raw clips and
+    their lengths, and both views are made here, on ``device``, for the whole batch at once.
+    """
     model.train()
     sums, steps, samples = {}, 0, 0
     start = time.perf_counter()
     bar = tqdm(loader, desc=f'epoch {epoch}', disable=not is_main_process() or args.quiet, leave=False)
-    for step, (view_q, view_k) in enumerate(bar):
-        view_q = view_q.to(device, non_blocking=True)
-        view_k = view_k.to(device, non_blocking=True)
+    for step, (first, second) in enumerate(bar):
+        first = first.to(device, non_blocking=True)
+        second = second.to(device, non_blocking=True)
+        view_q, view_k = (first, second) if augment is None else augment(first, second)
         with torch.autocast(device.type, dtype=torch.float16, enabled=args.amp):
             loss, stats = model(view_q, view_k)
         if not torch.isfinite(loss):

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from torch.utils.tensorboard import SummaryWriter
 
 from engine import adjust_learning_rate, train_one_epoch
-from feeder.datasets import PretrainDataset, SkeletonFolder
+from feeder.datasets import PairAugment, PretrainDataset, SkeletonFolder, collate_clips
 from feeder.layouts import get_layout
 from feeder.modalities import MODALITIES
 from models import build_cmd
@@ -48,6 +48,9 @@ def get_pretrain_parser():
     cmd.add_argument('--momentum-key', type=float, default=None, help='key encoder momentum')
     cmd.add_argument('--cmd-weight', type=float, default=None, help='0 turns distillation off')
     cmd.add_argument('--min-crop', type=int, default=None, help='shortest temporal crop (default: --frames)')
+    parser.add_argument('--augment-on', default=None, choices=['loader', 'device'],
+                        help='where the two views are made: per clip in the data-loader workers, or per '
+                             'batch on the training device (default: device on CUDA, loader on CPU)')
     out = parser.add_argument_group('output')
     out.add_argument('--save-every', type=int, default=None, help='keep checkpoint_XXXX.pth every N epochs')
     out.add_argument('--resume', default=None, help='checkpoint to continue from')
@@ -65,6 +68,8 @@ def resolve_args(args):
         args.min_crop = args.frames
     if args.device is None:
         args.device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    if args.augment_on is None:
+        args.augment_on = 'device' if args.device == 'cuda' else 'loader'
     args.modalities = list(dict.fromkeys(args.modalities))
     return args
 
@@ -120,15 +125,21 @@ def main(args):
     model = wrap_distributed(build_cmd(args, layout, persons).to(device), args, device)
     model_without_ddp = model.module if args.distributed else model
     seed_everything(args.seed + args.rank)  # different augmentations on every rank
-    dataset = PretrainDataset(folder, frames=args.frames, min_crop=args.min_crop)
+    on_device = args.augment_on == 'device'
+    augment = PairAugment(folder.num_joints, args.frames, args.min_crop) if on_device else None
+    dataset = PretrainDataset(folder, frames=args.frames, min_crop=args.min_crop, augment=not on_device)
     sampler = DistributedSampler(dataset, seed=args.seed) if args.distributed else None
     loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=sampler is None, sampler=sampler,
-                        num_workers=args.workers, pin_memory=device.type == 'cuda', drop_last=True)
+                        num_workers=args.workers, pin_memory=device.type == 'cuda', drop_last=True,
+                        collate_fn=collate_clips if on_device else None)
 
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=args.lr,
                                 momentum=args.momentum, weight_decay=args.weight_decay)
     scaler = torch.amp.GradScaler(device.type, enabled=args.amp)
-    print(f'trainable parameters: {sum(p.numel() for p in model.parameters() if p.requires_grad):,}')
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    fixed = sum(getattr(m, 'fixed_zeros', 0) for m in model_without_ddp.encoder_q.values())
+    print(f'trainable parameters: {trainable - fixed:,}' + (f' (plus {fixed:,} entries held at zero in the '
+                                                           'block-diagonal GRU matrices)' if fixed else ''))
 
     latest = os.path.join(args.output_dir, 'checkpoint.pth')
     if args.auto_resume and args.resume is None and os.path.isfile(latest):
@@ -136,11 +147,17 @@ def main(args):
     start_epoch = 0
     if args.resume:
         checkpoint = torch.load(args.resume, map_location='cpu', weights_only=True)
-        model_without_ddp.load_state_dict(checkpoint['model'])
-        optimizer.load_state_dict(checkpoint['optimizer'])
+        try:
+            model_without_ddp.load_state_dict(checkpoint['model'])
+            optimizer.load_state_dict(checkpoint['optimizer'])
+        except (RuntimeError, ValueError, KeyError) as e:
+            raise ValueError(f'--resume {args.resume} does not fit this model (was it trained with other '
+                             f'settings? its args: {checkpoint.get("args")}): {str(e)[:500]}') from None
         scaler.load_state_dict(checkpoint['scaler'])
-        set_rng_state(checkpoint['rng'])
         start_epoch = checkpoint['epoch']
+        set_rng_state(checkpoint['rng'])
+        if args.rank:  # only rank 0's RNG state is saved; keep the ranks' streams apart
+            seed_everything(args.seed + args.rank + 1000 * start_epoch)
         print(f'resumed from {args.resume} at epoch {start_epoch}')
 
     writer = None
@@ -153,7 +170,7 @@ def main(args):
         if sampler is not None:
             sampler.set_epoch(epoch)
         lr = adjust_learning_rate(optimizer, epoch, args)
-        stats = train_one_epoch(model, loader, optimizer, scaler, device, epoch, args)
+        stats = train_one_epoch(model, loader, optimizer, scaler, device, epoch, args, augment)
         stats['lr'] = lr
         if is_main_process():
             checkpoint = {'model': model_without_ddp.state_dict(), 'optimizer': optimizer.state_dict(),

@@ -66,26 +66,51 @@ class SkeletonFolder:
         return {**self.__dict__, '_data': None}
 
 
-class PretrainDataset(Dataset):
-    """Two independently augmented views of each clip: random crop-resize, then joint
-    corruption or shear (section 5)."""
+class PairAugment:
+    """Two independently augmented views of a batch of clips (section 5): random crop-resize,
+    then joint corruption or shear. Works on any device, so it serves data-loader workers
+    (a batch of one clip) and whole batches on the GPU alike."""
 
-    def __init__(self, folder, frames=64, min_crop=None, scale=(0.1, 1.0)):
-        self.folder, self.frames, self.scale = folder, frames, scale
+    def __init__(self, num_joints, frames=64, min_crop=None, scale=(0.1, 1.0)):
+        self.frames, self.scale = frames, scale
         self.min_crop = frames if min_crop is None else min_crop
-        self.corrupt_joints = corrupt_count(folder.num_joints)
+        self.corrupt_joints = corrupt_count(num_joints)
+
+    def view(self, clips, num_frames):
+        x = random_crop_resize(clips, num_frames, self.frames, self.scale, self.min_crop)
+        return random_spatial(x, self.corrupt_joints)
+
+    def __call__(self, clips, num_frames):
+        return self.view(clips, num_frames), self.view(clips, num_frames)
+
+
+class PretrainDataset(Dataset):
+    """Pretraining clips: two augmented views each, or, with ``augment=False``, the raw clip and
+    its length so that :class:`PairAugment` can run on the whole batch on the training device
+    (batch them with :func:`collate_clips`)."""
+
+    def __init__(self, folder, frames=64, min_crop=None, scale=(0.1, 1.0), augment=True):
+        self.folder = folder
+        self.augment = PairAugment(folder.num_joints, frames, min_crop, scale) if augment else None
 
     def __len__(self):
         return len(self.folder)
 
-    def view(self, clip, n):
-        x = random_crop_resize(clip[None], n, self.frames, self.scale, self.min_crop)
-        return random_spatial(x, self.corrupt_joints)[0]
-
     def __getitem__(self, index):
         clip = self.folder.clip(index)
-        n = torch.tensor([clip.shape[1]])
-        return self.view(clip, n), self.view(clip, n)
+        if self.augment is None:
+            return clip, clip.shape[1]
+        view_q, view_k = self.augment(clip[None], torch.tensor([clip.shape[1]]))
+        return view_q[0], view_k[0]
+
+
+def collate_clips(batch):
+    """Raw clips of different lengths -> (N, 3, max n, V, M) zero-padded, and the lengths."""
+    clips, lengths = zip(*batch)
+    out = clips[0].new_zeros((len(clips), clips[0].shape[0], max(lengths)) + tuple(clips[0].shape[2:]))
+    for i, clip in enumerate(clips):
+        out[i, :, :clip.shape[1]] = clip
+    return out, torch.tensor(lengths)
 
 
 class DownstreamDataset(Dataset):

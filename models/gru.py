@@ -73,6 +73,12 @@ class GRUEncoder(nn.Module):
             self.gru = published
         self.fc = projection_head(self.feature_dim, dim, mlp)
 
+    @property
+    def fixed_zeros(self):
+        """Entries of the fused recurrent matrices that are structurally zero (not parameters of
+        the published model)."""
+        return int((~self.hh_mask).sum()) * self.num_layers if self.mode == 'published' else 0
+
     def _register_grad_masks(self):
         for layer in range(self.num_layers):
             getattr(self.gru, f'weight_hh_l{layer}').register_hook(lambda grad: grad * self.hh_mask)

@@ -58,3 +58,15 @@ def test_downstream_test_crop_is_deterministic(tmp_path):
     assert torch.equal(a, b) and label == 2 and a.shape == (3, 16, 20, 1)
     train = DownstreamDataset(folder, frames=16, train=True)
     assert train[3][0].shape == (3, 16, 20, 1)
+
+
+def test_raw_clips_collate_and_augment_as_a_batch(tmp_path):
+    from feeder.datasets import PairAugment, collate_clips
+    data = _folder(tmp_path)
+    dataset = PretrainDataset(SkeletonFolder(str(tmp_path), 'train'), frames=16, augment=False)
+    clips, lengths = collate_clips([dataset[i] for i in (0, 1, 4)])
+    assert clips.shape == (3, 3, 120, 25, 2) and lengths.tolist() == [30, 120, 70]
+    np.testing.assert_array_equal(clips[2, :, :70].numpy(), data[4, :, :70])
+    assert (clips[0, :, 30:] == 0).all()
+    view_q, view_k = PairAugment(25, frames=16)(clips, lengths)
+    assert view_q.shape == view_k.shape == (3, 3, 16, 25, 2) and not torch.equal(view_q, view_k)

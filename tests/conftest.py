@@ -43,6 +43,7 @@ TINY_PRETRAIN = ['--hidden-size', '8', '--num-layers', '2', '--frames', '8', '--
 
 def run_pretrain(data_root, out, *extra):
     import pretrain
+    # later flags win, so ``extra`` may override the tiny defaults (e.g. --device cuda)
     args = pretrain.get_pretrain_parser().parse_args(
         ['--dataset', 'synthetic', '--data-root', str(data_root), '--output-dir', str(out), *TINY_PRETRAIN, *extra])
     return pretrain.main(args)

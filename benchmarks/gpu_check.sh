@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Everything that needs a GPU, in one run on a lent machine (which already has PyTorch,
+# scikit-learn, TensorBoard and tqdm): the CUDA tests, then the speed benchmarks.
+#   bash benchmarks/gpu_check.sh 2>&1 | tee gpu_check.log
+set -uo pipefail
+cd "$(dirname "$0")/.."
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
+python3 -m pytest -q tests/test_cuda.py tests/test_golden.py tests/test_models.py
+python3 benchmarks/pretrain_speed.py --device cuda --steps 20
+python3 benchmarks/knn_speed.py --device cuda --k 1 10 20

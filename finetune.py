@@ -22,9 +22,9 @@ from feeder.layouts import get_layout
 from feeder.modalities import MODALITIES
 from linear_eval import data_loaders
 from models.pretrained import load_encoders
-from options.args import check_protocol, fill_defaults, get_args_parser, get_supervised_parser
+from options.args import get_args_parser, get_supervised_parser, resolve_common
 from options.presets import DATASETS, FINETUNE, PRETRAIN
-from utils.misc import git_revision, run_cli, save_results, seed_everything
+from utils.misc import announce, run_cli, save_results, seed_everything
 
 
 def get_finetune_parser():
@@ -51,14 +51,8 @@ def balanced_subset(labels, fraction, seed):
 
 
 def main(args):
-    check_protocol(args)
-    if args.output_dir is None:
-        raise SystemExit('error: --output-dir is required')
-    fill_defaults(args, FINETUNE)
-    args.device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
-    args.seed = PRETRAIN['seed'] if args.seed is None else args.seed
-    print(f'git revision: {git_revision()}')
-    print('\n'.join(f'{k}: {v}' for k, v in sorted(vars(args).items())))
+    resolve_common(args, dict(FINETUNE, seed=PRETRAIN['seed']))
+    announce(args)
     preset = DATASETS[args.dataset]
     layout = get_layout(preset['layout'])
     device = torch.device(args.device)

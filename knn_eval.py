@@ -19,11 +19,11 @@ from feeder.datasets import DownstreamDataset, SkeletonFolder
 from feeder.layouts import get_layout
 from feeder.modalities import MODALITIES
 from models.pretrained import load_encoders
-from options.args import check_protocol, get_args_parser
+from options.args import get_args_parser, resolve_common
 from options.presets import DATASETS
 from utils.features import extract_features
 from utils.knn import knn_predict
-from utils.misc import git_revision, run_cli, save_results
+from utils.misc import announce, run_cli, save_results
 
 
 def get_knn_parser():
@@ -57,13 +57,12 @@ def print_table(title, rows, columns):
 
 
 def main(args):
-    check_protocol(args)
+    resolve_common(args, {'batch_size': 256}, output_required=False)
     out_path = result_path(args)
-    print(f'git revision: {git_revision()}')
-    print('\n'.join(f'{k}: {v}' for k, v in sorted(vars(args).items())))
+    announce(args)
     preset = DATASETS[args.dataset]
     layout = get_layout(preset['layout'])
-    device = torch.device(args.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
+    device = torch.device(args.device)
     streams = streams_of(args.stream)
     encoders, info, _ = load_encoders(args.checkpoint, streams, args.dataset, args.frames, vars(args))
     root = os.path.join(args.data_root, args.protocol)
@@ -71,7 +70,7 @@ def main(args):
     feats, labels = {}, {}
     for part in ('train', 'val'):
         dataset = DownstreamDataset(SkeletonFolder(root, part), frames=info['frames'], train=False)
-        feats[part], labels[part] = extract_features(encoders, dataset, layout, device, args.batch_size or 256, args.workers)
+        feats[part], labels[part] = extract_features(encoders, dataset, layout, device, args.batch_size, args.workers)
     if len(streams) > 1:
         for part in feats:
             feats[part]['fused'] = torch.cat([F.normalize(feats[part][s], dim=1) for s in streams], dim=1)

@@ -19,9 +19,9 @@ from feeder.datasets import DownstreamDataset, SkeletonFolder
 from feeder.layouts import get_layout
 from feeder.modalities import MODALITIES
 from models.pretrained import load_encoders
-from options.args import check_protocol, fill_defaults, get_args_parser, get_supervised_parser
+from options.args import get_args_parser, get_supervised_parser, resolve_common
 from options.presets import DATASETS, LINEAR, PRETRAIN
-from utils.misc import git_revision, run_cli, save_results, seed_everything
+from utils.misc import announce, run_cli, save_results, seed_everything
 
 
 def get_linear_parser():
@@ -51,14 +51,9 @@ def data_loaders(args, frames, train_indices=None):
 
 
 def main(args):
-    check_protocol(args)
-    if args.output_dir is None:
-        raise SystemExit('error: --output-dir is required')
-    fill_defaults(args, LINEAR)
-    args.device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
-    seed_everything(PRETRAIN['seed'] if args.seed is None else args.seed)
-    print(f'git revision: {git_revision()}')
-    print('\n'.join(f'{k}: {v}' for k, v in sorted(vars(args).items())))
+    resolve_common(args, dict(LINEAR, seed=PRETRAIN['seed']))
+    seed_everything(args.seed)
+    announce(args)
     preset = DATASETS[args.dataset]
     layout = get_layout(preset['layout'])
     device = torch.device(args.device)

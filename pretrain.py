@@ -20,9 +20,9 @@ from feeder.datasets import PairAugment, PretrainDataset, SkeletonFolder, collat
 from feeder.layouts import get_layout
 from feeder.modalities import MODALITIES
 from models import build_cmd
-from options.args import check_protocol, fill_defaults, get_args_parser
+from options.args import get_args_parser, resolve_common
 from options.presets import DATASETS, pretrain_recipe
-from utils.misc import (append_jsonl, get_rng_state, git_revision, init_distributed, is_main_process,
+from utils.misc import (announce, append_jsonl, get_rng_state, init_distributed, is_main_process,
                         plain, run_cli, save_atomic, seed_everything, set_rng_state, write_text_atomic)
 
 
@@ -60,14 +60,9 @@ def get_pretrain_parser():
 
 
 def resolve_args(args):
-    check_protocol(args)
-    if args.output_dir is None:
-        raise SystemExit('error: --output-dir is required for pretraining')
-    fill_defaults(args, pretrain_recipe(args.dataset, args.encoder or 'gru'))
+    resolve_common(args, pretrain_recipe(args.dataset, args.encoder or 'gru'))
     if args.min_crop is None:
         args.min_crop = args.frames
-    if args.device is None:
-        args.device = 'cuda' if torch.cuda.is_available() else 'cpu'
     if args.augment_on is None:
         args.augment_on = 'device' if args.device == 'cuda' else 'loader'
     args.modalities = list(dict.fromkeys(args.modalities))
@@ -117,8 +112,7 @@ def main(args):
     layout, persons = get_layout(preset['layout']), preset['persons']
     folder = SkeletonFolder(os.path.join(args.data_root, args.protocol), 'train')
     check_settings(args, folder, layout, persons)
-    print(f'git revision: {git_revision()}')
-    print('\n'.join(f'{k}: {v}' for k, v in sorted(vars(args).items())))
+    announce(args)
 
     device = torch.device(args.device, args.local_rank if args.device == 'cuda' else None)
     seed_everything(args.seed)  # the same initial model and queues on every rank

@@ -1,6 +1,8 @@
 """The argument parser shared by every entry script, and preset resolution."""
 import argparse
 
+import torch
+
 from options.presets import DATASETS
 
 
@@ -61,3 +63,15 @@ def get_supervised_parser(add_help=False):
     parser.add_argument('--eval-every', type=int, default=1, help='test every N epochs (and after the last)')
     parser.add_argument('--quiet', action='store_true', help='no progress bars')
     return parser
+
+
+def resolve_common(args, recipe, output_required=True):
+    """The start of every entry script: check the benchmark, fill defaults from ``recipe``, pick
+    the device (CUDA when available)."""
+    check_protocol(args)
+    if output_required and args.output_dir is None:
+        raise SystemExit('error: --output-dir is required')
+    fill_defaults(args, recipe)
+    if args.device is None:
+        args.device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    return args

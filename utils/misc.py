@@ -54,6 +54,12 @@ def git_revision():
         return 'unknown'
 
 
+def announce(args):
+    """Print the git revision and the sorted arguments (rank 0 only, like every print)."""
+    print(f'git revision: {git_revision()}')
+    print('\n'.join(f'{k}: {v}' for k, v in sorted(vars(args).items())))
+
+
 def save_atomic(obj, path):
     """``torch.save`` to a temporary file, then rename: a crash never leaves a torn checkpoint."""
     tmp = f'{path}.tmp{os.getpid()}'

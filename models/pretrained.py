@@ -76,10 +76,10 @@ def load_encoders(path, streams, dataset, frames=None, random_args=None):
     settings = dict(pretrain_recipe(dataset, ckpt_args.get('encoder') or 'gru'), gru_mode='published')
     settings.update({k: v for k, v in ckpt_args.items() if v is not None})
     source = ckpt_args.get('dataset', dataset)
-    if DATASETS.get(source, preset)['layout'] != preset['layout'] or DATASETS.get(source, preset)['persons'] != preset['persons']:
-        raise ValueError(f'--checkpoint {path} was pretrained on {source} ({DATASETS[source]["layout"]} x '
-                         f'{DATASETS[source]["persons"]} persons) and cannot encode {dataset} '
-                         f'({preset["layout"]} x {preset["persons"]})')
+    skeleton = (DATASETS.get(source, preset)['layout'], DATASETS.get(source, preset)['persons'])
+    if skeleton != (preset['layout'], preset['persons']):
+        raise ValueError(f'--checkpoint {path} was pretrained on {source} ({skeleton[0]} x {skeleton[1]} persons) '
+                         f'and cannot encode {dataset} ({preset["layout"]} x {preset["persons"]} persons)')
     layout = get_layout(preset['layout'])
     args = argparse.Namespace(**settings)
     encoders, report = {}, {}

@@ -24,6 +24,13 @@ def adjust_learning_rate(optimizer, epoch, args):
     return lr
 
 
+def _check_finite(first_bad, epoch, args):
+    step = int(first_bad)
+    if step >= 0:
+        raise FloatingPointError(f'non-finite loss at epoch {epoch}, step {step}; stopping. '
+                                 f'The last saved checkpoint in {args.output_dir} is intact.')
+
+
 def train_one_epoch(model, loader, optimizer, scaler, device, epoch, args, augment=None):
     """Returns the epoch means of the losses and contrastive accuracies (over all ranks).
 
@@ -32,6 +39,9 @@ def train_one_epoch(model, loader, optimizer, scaler, device, epoch, args, augme
     """
     model.train()
     sums, steps, samples = {}, 0, 0
+    # The step that first gave a non-finite loss, kept on the device: the host looks only every
+    # ``print_freq`` steps, so the GPU is not stalled by a check on every step.
+    first_bad = torch.full((), -1, dtype=torch.long, device=device)
     start = time.perf_counter()
     bar = tqdm(loader, desc=f'epoch {epoch}', disable=not is_main_process() or args.quiet, leave=False)
     for step, (first, second) in enumerate(bar):
@@ -40,10 +50,7 @@ def train_one_epoch(model, loader, optimizer, scaler, device, epoch, args, augme
         view_q, view_k = (first, second) if augment is None else augment(first, second)
         with torch.autocast(device.type, dtype=torch.float16, enabled=args.amp):
             loss, stats = model(view_q, view_k)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f'non-finite loss ({loss.item()}) at epoch {epoch}, step {step}; stopping. '
-                f'The last saved checkpoint in {args.output_dir} is intact.')
+        first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), step, first_bad)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
@@ -55,7 +62,10 @@ def train_one_epoch(model, loader, optimizer, scaler, device, epoch, args, augme
             sums[key] = sums.get(key, 0) + value.float()
         steps += 1
         samples += len(view_q) * args.world_size
-        bar.set_postfix(loss=f'{loss.item():.3f}', samples_per_s=f'{samples / (time.perf_counter() - start):.0f}')
+        if step % args.print_freq == 0 or step + 1 == len(loader):
+            _check_finite(first_bad, epoch, args)
+            bar.set_postfix(loss=f'{loss.item():.3f}', samples_per_s=f'{samples / (time.perf_counter() - start):.0f}')
+    _check_finite(first_bad, epoch, args)
     keys = sorted(sums)
     means = torch.stack([sums[k] for k in keys]) / max(steps, 1)
     if dist.is_available() and dist.is_initialized():

@@ -56,6 +56,8 @@ def get_pretrain_parser():
     out.add_argument('--resume', default=None, help='checkpoint to continue from')
     out.add_argument('--auto-resume', action='store_true', help='continue from OUTPUT_DIR/checkpoint.pth if present')
     out.add_argument('--quiet', action='store_true', help='no progress bars')
+    out.add_argument('--print-freq', type=int, default=20,
+                     help='steps between progress updates (and checks for a non-finite loss)')
     return parser
 
 

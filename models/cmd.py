@@ -45,12 +45,13 @@ class CMD(nn.Module):
     def _dequeue_and_enqueue(self, keys):
         """``keys``: (modalities, N, dim); all ranks' keys enter, so the queue holds the global batch."""
         keys = concat_all_gather(keys, dim=1)
-        batch = keys.shape[1]
-        ptr = int(self.queue_ptr)
-        if self.queue.shape[2] % batch:
-            raise ValueError(f'queue size {self.queue.shape[2]} is not a multiple of the global batch {batch}')
-        self.queue[:, :, ptr:ptr + batch] = keys.transpose(1, 2)
-        self.queue_ptr[0] = (ptr + batch) % self.queue.shape[2]
+        batch, size = keys.shape[1], self.queue.shape[2]
+        if size % batch:
+            raise ValueError(f'queue size {size} is not a multiple of the global batch {batch}')
+        # index arithmetic on the device: reading the pointer on the host would stall the GPU
+        slots = self.queue_ptr + torch.arange(batch, device=keys.device)
+        self.queue.index_copy_(2, slots, keys.transpose(1, 2).to(self.queue.dtype))
+        self.queue_ptr.add_(batch).remainder_(size)
 
     def forward(self, view_q, view_k):
         """One training step's losses. Returns ``(total, stats)`` where ``stats`` holds the

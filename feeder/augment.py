@@ -8,7 +8,7 @@ import torch
 
 
 def _rand(shape, x, generator):
-    return torch.rand(shape, generator=generator, device=generator.device if generator else x.device)
+    return torch.rand(shape, generator=generator, device=x.device)
 
 
 def resize_window(x, start, length, frames):

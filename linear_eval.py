@@ -84,8 +84,8 @@ def main(args):
     last, best = summarise(history)
     print(f'\nLinear evaluation on {args.dataset} {args.protocol} ({info["kind"]} encoder), last epoch:')
     for name, acc in last.items():
-        print(f'  {name:>8}: top-1 {acc["top1"]:.2f}  top-5 {acc["top5"]:.2f}'
-              f'   [best test epoch, for comparison with published numbers only: {best[name]["top1"]:.2f} at epoch {best[name]["epoch"]}]')
+        print(f'  {name:>8}: top-1 {acc["top1"]:.2f}  top-5 {acc["top5"]:.2f}   [best test epoch, for comparison '
+              f'with published numbers only: {best[name]["top1"]:.2f} at epoch {best[name]["epoch"]}]')
     results = save_results(os.path.join(args.output_dir, 'results.json'), 'linear', args, info, streams,
                            ('epochs', 'lr', 'schedule', 'cos', 'momentum', 'weight_decay', 'batch_size',
                             'eval_every', 'seed'),

@@ -134,8 +134,8 @@ def main(args):
     scaler = torch.amp.GradScaler(device.type, enabled=args.amp)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     fixed = sum(getattr(m, 'fixed_zeros', 0) for m in model_without_ddp.encoder_q.values())
-    print(f'trainable parameters: {trainable - fixed:,}' + (f' (plus {fixed:,} entries held at zero in the '
-                                                           'block-diagonal GRU matrices)' if fixed else ''))
+    zeros = f' (plus {fixed:,} entries held at zero in the block-diagonal GRU matrices)' if fixed else ''
+    print(f'trainable parameters: {trainable - fixed:,}{zeros}')
 
     latest = os.path.join(args.output_dir, 'checkpoint.pth')
     if args.auto_resume and args.resume is None and os.path.isfile(latest):

@@ -77,7 +77,8 @@ def main():
         summary = prep.prepare(argparse.Namespace(dataset=dataset, raw_dir=raw, out_dir=os.path.join(tmp, 'out'),
                                                   ignore_list=None, workers=args.workers, skip_bad=True, quiet=True))
         wall = time.perf_counter() - start
-        samples = sum(n for key, n in summary['samples'].items() if key.startswith(prep.get_dataset(dataset)['protocols'][0]))
+        first = prep.get_dataset(dataset)['protocols'][0]
+        samples = sum(n for key, n in summary['samples'].items() if key.startswith(first))
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         print(f'\nwhole run, {args.workers} workers: {samples} samples in {wall:.2f} s '

@@ -130,7 +130,8 @@ def main():
     config = args.config or ('both' if device.type == 'cuda' else 'ci')
     names = ['ci', 'published'] if config == 'both' else [config]
     steps = args.steps or (20 if device.type == 'cuda' else 3)
-    name = torch.cuda.get_device_name(device) if device.type == 'cuda' else f'CPU ({platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads)'
+    name = (torch.cuda.get_device_name(device) if device.type == 'cuda' else
+            f'CPU ({platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads)')
     print(f'device: {name}; torch {torch.__version__}; {steps} timed steps after {args.warmup} warm-up')
     print(f'{"config":<10}{"formulation":<16}{"samples/s":>11}{"s/step":>10}{"peak GiB":>10}')
     for cfg_name in names:

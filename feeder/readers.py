@@ -117,7 +117,8 @@ def read_pku_labels(path):
             try:
                 cls, start, end = int(parts[0]), int(parts[1]), int(parts[2])
             except (ValueError, IndexError):
-                raise DataFormatError(path, lineno, f'expected "class,start,end,confidence", found {line.strip()!r}') from None
+                raise DataFormatError(path, lineno,
+                                      f'expected "class,start,end,confidence", found {line.strip()!r}') from None
             if end <= start:
                 raise DataFormatError(path, lineno, f'action ends (frame {end}) before it starts ({start})')
             rows.append((cls, start, end))

@@ -32,6 +32,7 @@ def get_dataset(name):
     except KeyError:
         raise ValueError(f'unknown dataset {name!r}; known: {sorted(DATASETS)}') from None
 
+
 # Published CMD pretraining recipe (method notes, section 9) with the GRU encoder.
 PRETRAIN = dict(
     encoder='gru', epochs=451, schedule=[351], lr=0.01, momentum=0.9, weight_decay=1e-4,
@@ -63,6 +64,7 @@ def pretrain_recipe(dataset, encoder):
     recipe.update(ENCODER_RECIPES[encoder])
     recipe.update(DATASET_RECIPES.get(dataset, {}))
     return recipe
+
 
 # Evaluation protocols (section 10): frozen-feature linear classification and fine-tuning.
 LINEAR = dict(epochs=80, lr=0.1, schedule=[50, 70], momentum=0.9, weight_decay=0.0, batch_size=64)

@@ -100,6 +100,7 @@ def pre_normalization(data, zaxis=(0, 1), xaxis=(8, 4), center=1):
                 continue
             mask = (person.sum(-1) != 0).reshape(T, V, 1)
             s[i_s, i_p] = (s[i_s, i_p] - main_body_center) * mask
+
     def rotate(i_s, matrix):
         for i_p, person in enumerate(s[i_s]):
             if person.sum() == 0:

@@ -14,7 +14,6 @@ from models import build_cmd
 from tests.conftest import run_pretrain
 
 
-
 def run(data_root, out, *extra):
     return run_pretrain(data_root, out, *extra)
 

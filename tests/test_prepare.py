@@ -256,3 +256,45 @@ def test_synthetic_files_are_genuine_ntu_format(tmp_path):
     # two-person classes carry a second body
     assert np.abs(data[np.array(labels) == 10][..., 1]).sum() > 0
     assert np.abs(data[np.array(labels) == 0][..., 1]).sum() == 0
+
+
+def test_interrupted_run_leaves_previous_output_and_no_staging(tmp_path, ntu_raw, monkeypatch):
+    out = tmp_path / 'out'
+    assert _run('--dataset', 'ntu60', '--raw-dir', ntu_raw, '--out-dir', out, '--workers', 0) == 0
+    before = {p: p.read_bytes() for p in out.rglob('*') if p.is_file()}
+    calls = []
+
+    def interrupt(sample, layout):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return sample
+    monkeypatch.setattr(prep, 'normalize_sample', interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        _run('--dataset', 'ntu60', '--raw-dir', ntu_raw, '--out-dir', out, '--workers', 0)
+    assert {p: p.read_bytes() for p in out.rglob('*') if p.is_file()} == before
+    assert sorted(os.listdir(out)) == ['prepare_summary.json', 'xsub', 'xview']
+
+
+def test_duplicate_and_foreign_names(tmp_path, ntu_raw, rng, capsys):
+    (ntu_raw / 'notes.skeleton').write_text('1\n0\n')
+    out = tmp_path / 'out'
+    assert _run('--dataset', 'ntu60', '--raw-dir', ntu_raw, '--out-dir', out) == 0
+    summary = json.loads((out / 'prepare_summary.json').read_text())
+    assert [os.path.basename(p) for p in summary['skipped']['name not in NTU format']] == ['notes.skeleton']
+    (ntu_raw / 'copy').mkdir()
+    _write_ntu(ntu_raw / 'copy', rng, ['S001C001P001R001A001'])
+    assert _run('--dataset', 'ntu60', '--raw-dir', ntu_raw, '--out-dir', out) == 1
+    assert 'S001C001P001R001A001 appears twice' in capsys.readouterr().err
+
+
+def test_pku_videos_without_skeleton_or_split_are_listed(tmp_path, rng):
+    raw = tmp_path / 'raw'
+    _write_pku(raw, rng, [('0002-L', 100, [(3, 10, 60)]), ('0002-M', 100, [(1, 0, 40)]), ('0291-L', 90, [(7, 5, 90)])])
+    (raw / 'label' / '0300-R.txt').write_text('1,0,10,1\n')  # no skeleton file
+    out = tmp_path / 'out'
+    assert _run('--dataset', 'pku2', '--raw-dir', raw, '--out-dir', out) == 0
+    summary = json.loads((out / 'prepare_summary.json').read_text())
+    assert summary['skipped']['label file without skeleton file'] == ['0300-R']
+    os.remove(raw / 'cross_view_v2.txt')
+    assert _run('--dataset', 'pku2', '--raw-dir', raw, '--out-dir', out) == 1

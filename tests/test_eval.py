@@ -169,3 +169,17 @@ def test_finetune_results_and_random_baseline(data_root, tmp_path):
     assert results['encoder_kind'] == 'random' and results['checkpoint'] is None
     assert [r['seed'] for r in results['runs']] == [42, 43]
     assert set(results['accuracy']) == {'top1_mean', 'top1_std', 'top5_mean'}
+
+
+@pytest.mark.parametrize('encoder_args', [['--encoder', 'stgcn'], ['--gru-mode', 'bidirectional']])
+def test_other_encoders_pretrain_and_evaluate(data_root, tmp_path, encoder_args):
+    from tests.conftest import run_pretrain
+    model = run_pretrain(data_root, tmp_path / 'pre', '--epochs', '1', *encoder_args)
+    checkpoint = tmp_path / 'pre' / 'checkpoint.pth'
+    encoders, info, _ = load_encoders(str(checkpoint), ['bone'], 'synthetic')
+    for key, value in encoders['bone'].state_dict().items():
+        assert torch.equal(value, model.encoder_q['bone'].state_dict()[key]), key
+    args = knn_eval.get_knn_parser().parse_args(
+        ['--checkpoint', str(checkpoint), '--data-root', str(data_root), '--output-dir', str(tmp_path / 'knn'),
+         '--stream', 'bone', *COMMON])
+    assert 0 <= knn_eval.main(args)['accuracy']['bone']['top1@k=1'] <= 100

@@ -48,7 +48,7 @@ def train_one_epoch(model, loader, optimizer, scaler, device, epoch, args, augme
         first = first.to(device, non_blocking=True)
         second = second.to(device, non_blocking=True)
         view_q, view_k = (first, second) if augment is None else augment(first, second)
-        with torch.autocast(device.type, dtype=torch.float16, enabled=args.amp):
+        with torch.autocast(device.type, dtype=getattr(torch, args.amp_dtype), enabled=args.amp):
             loss, stats = model(view_q, view_k)
         first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), step, first_bad)
         optimizer.zero_grad(set_to_none=True)

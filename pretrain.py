@@ -36,7 +36,9 @@ def get_pretrain_parser():
     opt.add_argument('--cos', action='store_true', help='cosine learning-rate decay instead of steps')
     opt.add_argument('--momentum', type=float, default=None, help='SGD momentum')
     opt.add_argument('--weight-decay', type=float, default=None)
-    opt.add_argument('--amp', action='store_true', help='float16 autocast and gradient scaling (CUDA)')
+    opt.add_argument('--amp', action='store_true', help='mixed precision (changes the arithmetic; see README)')
+    opt.add_argument('--amp-dtype', default='bfloat16', choices=['bfloat16', 'float16'],
+                     help='bfloat16 (CPU or CUDA), or float16 with gradient scaling (CUDA)')
     cmd = parser.add_argument_group('CMD')
     cmd.add_argument('--modalities', nargs='+', default=list(MODALITIES), choices=MODALITIES,
                      help='one modality gives plain MoCo')
@@ -87,8 +89,8 @@ def check_settings(args, folder, layout, persons):
         problems.append(f'{folder.data_path} has {len(folder)} clips, fewer than one global batch ({global_batch})')
     if args.min_crop > args.frames or args.min_crop < 1:
         problems.append(f'--min-crop {args.min_crop} must be between 1 and --frames {args.frames}')
-    if args.amp and args.device != 'cuda':
-        problems.append('--amp needs --device cuda')
+    if args.amp and args.amp_dtype == 'float16' and args.device != 'cuda':
+        problems.append('--amp --amp-dtype float16 needs --device cuda (bfloat16 also runs on the CPU)')
     if problems:
         raise SystemExit('error: ' + '\n       '.join(problems))
 
@@ -131,7 +133,7 @@ def main(args):
 
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=args.lr,
                                 momentum=args.momentum, weight_decay=args.weight_decay)
-    scaler = torch.amp.GradScaler(device.type, enabled=args.amp)
+    scaler = torch.amp.GradScaler(device.type, enabled=args.amp and args.amp_dtype == 'float16')
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     fixed = sum(getattr(m, 'fixed_zeros', 0) for m in model_without_ddp.encoder_q.values())
     zeros = f' (plus {fixed:,} entries held at zero in the block-diagonal GRU matrices)' if fixed else ''

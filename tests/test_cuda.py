@@ -65,7 +65,7 @@ def test_knn_on_the_gpu_equals_the_cpu():
     assert all(torch.equal(gpu[k].cpu(), cpu[k]) for k in (1, 5))
 
 
-@pytest.mark.parametrize('extra', [[], ['--amp']])
+@pytest.mark.parametrize('extra', [[], ['--amp'], ['--amp', '--amp-dtype', 'float16']])
 def test_pretraining_on_the_gpu(data_root, tmp_path, extra):
     run_pretrain(data_root, tmp_path, '--epochs', '2', '--device', 'cuda', '--augment-on', 'device', *extra)
     log = [json.loads(line) for line in (tmp_path / 'log.txt').read_text().splitlines()]

@@ -64,3 +64,14 @@ def test_one_step_reproduces_the_published_implementation(golden):
     with torch.no_grad():
         feature = model.encoder_q['joint'].features(golden['inputs']['view_query'])
     torch.testing.assert_close(feature, golden['joint_feature_eval_mode_view_query'], atol=1e-5, rtol=1e-5)
+
+
+def test_bfloat16_autocast_stays_close_to_the_published_losses(golden):
+    # --amp changes the arithmetic: this bounds by how much on the golden step (CPU autocast).
+    model = build(golden['config'])
+    load_published_cmd(model, golden['state_dict_before'])
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        total, stats = model.train()(golden['inputs']['view_query'], golden['inputs']['view_key'])
+    for key, value in golden['losses'].items():
+        torch.testing.assert_close(stats[key].float(), value, rtol=0.03, atol=0)
+    torch.testing.assert_close(total.float(), golden['total_loss'], rtol=0.01, atol=0)

@@ -61,6 +61,7 @@ def test_single_modality_run_is_moco(data_root, tmp_path):
     (['--batch-size', '64', '--queue-size', '64'], 'fewer than one global batch'),
     (['--protocol', 'xsetup'], 'not a benchmark of synthetic'),
     (['--min-crop', '9'], '--min-crop 9 must be between'),
+    (['--amp', '--amp-dtype', 'float16'], 'needs --device cuda'),
 ])
 def test_inconsistent_settings_fail_before_work(data_root, tmp_path, extra, message, capsys):
     with pytest.raises(SystemExit, match=message):
@@ -130,3 +131,9 @@ def test_augmenting_on_the_device_trains_and_resumes_exactly(data_root, tmp_path
     for (name, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items()):
         assert torch.equal(a, b), name
     assert torch.load(tmp_path / 'a' / 'checkpoint.pth', weights_only=True)['args']['augment_on'] == 'device'
+
+
+def test_bfloat16_pretraining_on_the_cpu(data_root, tmp_path):
+    run(data_root, tmp_path, '--epochs', '1', '--amp')
+    log = json.loads((tmp_path / 'log.txt').read_text())
+    assert np.isfinite(log['loss']) and torch.load(tmp_path / 'checkpoint.pth', weights_only=True)['args']['amp']

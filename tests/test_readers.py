@@ -69,7 +69,7 @@ def test_bad_coordinate_is_reported(tmp_path, rng):
     lines = _lines(path)
     lines[5] = 'nope ' + lines[5].split(' ', 1)[1]
     open(path, 'w').write('\n'.join(lines))
-    with pytest.raises(DataFormatError, match="'nope' is not a number"):
+    with pytest.raises(DataFormatError, match="line 6: joint coordinate 'nope' is not a number"):
         read_ntu_skeleton(path)
 
 

@@ -24,7 +24,8 @@ from feeder.layouts import get_layout
 from feeder.normalize import fit_frames, normalize_sample, select_bodies
 from feeder.readers import (NTU_NAME, DataFormatError, parse_ntu_name, read_ntu_skeleton,
                             read_pku_labels, read_pku_split, read_pku_video, read_ucla_json)
-from options.presets import DATASETS, MAX_FRAMES, get_dataset
+from options.presets import DATASETS, MAX_FRAMES, PARTS, get_dataset
+from utils.io import write_atomic, write_text_atomic
 
 NTU60_TRAIN_SUBJECTS = frozenset([1, 2, 4, 5, 8, 9, 13, 14, 15, 16, 17, 18, 19, 25, 27, 28, 31, 34, 35, 38])
 NTU120_TRAIN_SUBJECTS = NTU60_TRAIN_SUBJECTS | frozenset([
@@ -49,8 +50,6 @@ PKU_SPLIT_FILES = {
     'pku1': {'xsub': ('cross_subject.txt', 'cross-subject.txt'), 'xview': ('cross_view.txt', 'cross-view.txt')},
     'pku2': {'xsub': ('cross_subject_v2.txt', 'cross-subject_v2.txt'), 'xview': ('cross_view_v2.txt', 'cross-view_v2.txt')},
 }
-
-PARTS = ('train', 'val')
 
 
 @dataclass
@@ -248,13 +247,6 @@ def process_task(job):
 
 # --------------------------------------------------------------------------- main side
 
-def _atomic_save(path, write):
-    tmp = path + '.tmp'
-    with open(tmp, 'wb') as f:
-        write(f)
-    os.replace(tmp, path)
-
-
 def _compact(path, keep):
     """Rewrite ``path`` with only the rows in ``keep`` (used when files were skipped)."""
     src = np.load(path, mmap_mode='r')
@@ -336,16 +328,15 @@ def prepare(args):
             names = [s.name for s in samples if s.rows.get((benchmark, part)) is not None]
             labels = [s.label for s in samples if s.rows.get((benchmark, part)) is not None]
             keep_list = keep.tolist()
-            _atomic_save(os.path.join(folder, f'{part}_num_frame.npy'),
+            write_atomic(os.path.join(folder, f'{part}_num_frame.npy'),
                          lambda f: np.save(f, lengths[(benchmark, part)][keep]))
-            _atomic_save(os.path.join(folder, f'{part}_label.pkl'),
+            write_atomic(os.path.join(folder, f'{part}_label.pkl'),
                          lambda f: pickle.dump(([names[i] for i in keep_list], [int(labels[i]) for i in keep_list]), f))
             summary['samples'][f'{benchmark}/{part}'] = len(keep)
 
         for benchmark in benchmarks:
             _replace_dir(os.path.join(staging, benchmark), os.path.join(args.out_dir, benchmark))
-        _atomic_save(os.path.join(args.out_dir, 'prepare_summary.json'),
-                     lambda f: f.write(json.dumps(summary, indent=1).encode()))
+        write_text_atomic(os.path.join(args.out_dir, 'prepare_summary.json'), json.dumps(summary, indent=1))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return summary

@@ -22,8 +22,9 @@ DATASETS = {
                       layout='ntu25', persons=2),
 }
 
-# Frames stored per clip in the community layout.
+# Frames stored per clip in the community layout, and its two parts.
 MAX_FRAMES = 300
+PARTS = ('train', 'val')
 
 
 def get_dataset(name):

@@ -11,6 +11,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from utils.io import write_atomic, write_text_atomic  # noqa: F401 (re-exported)
+
 
 def init_distributed(args):
     """Join the process group that ``torchrun`` describes in the environment, if any."""
@@ -61,17 +63,7 @@ def announce(args):
 
 
 def save_atomic(obj, path):
-    """``torch.save`` to a temporary file, then rename: a crash never leaves a torn checkpoint."""
-    tmp = f'{path}.tmp{os.getpid()}'
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def write_text_atomic(path, text):
-    tmp = f'{path}.tmp{os.getpid()}'
-    with open(tmp, 'w') as f:
-        f.write(text)
-    os.replace(tmp, path)
+    write_atomic(path, lambda f: torch.save(obj, f))
 
 
 def get_rng_state():

@@ -1,0 +1,15 @@
+"""Atomic file writing, without heavy imports (data preparation uses it in worker processes)."""
+import os
+
+
+def write_atomic(path, write):
+    """Call ``write(binary_file)`` on a temporary file, then rename it to ``path``: a crash or
+    Ctrl-C never leaves a torn file where the last good one was."""
+    tmp = f'{path}.tmp{os.getpid()}'
+    with open(tmp, 'wb') as f:
+        write(f)
+    os.replace(tmp, path)
+
+
+def write_text_atomic(path, text):
+    write_atomic(path, lambda f: f.write(text.encode()))

@@ -2,6 +2,8 @@
 import torch
 from torch import nn
 
+from models.recurrence import gru_recurrence
+
 
 def projection_head(in_dim, dim, mlp):
     """``fc``: Linear(in, dim), or with ``mlp`` Linear(in, in) -> ReLU -> Linear(in, dim).
@@ -150,3 +152,48 @@ class GRUEncoder(nn.Module):
 
     def forward(self, x):
         return self.fc(self.features(x))
+
+
+def _chain_major(fused, hidden):
+    """A fused (6H, ...) gate-stacked tensor -> (2, ..., 3H): per chain, transposed so that
+    ``x @ result`` gives that chain's three gates."""
+    blocks = fused.view(3, 2, hidden, -1)  # (gate, chain, unit, input)
+    return blocks.permute(1, 3, 0, 2).reshape(2, -1, 3 * hidden)
+
+
+def _recurrent_blocks(fused, hidden):
+    """The block-diagonal (6H, 2H) recurrent matrix -> its two chains' (H, 3H) blocks, transposed."""
+    blocks = fused.view(3, 2, hidden, 2, hidden).diagonal(dim1=1, dim2=3)  # (gate, out, in, chain)
+    return blocks.permute(3, 2, 0, 1).reshape(2, hidden, 3 * hidden)
+
+
+def grouped_features(encoders, inputs, kernels='auto'):
+    """``[e.features(x) for e, x in zip(encoders, inputs)]`` for published-mode encoders of one
+    shape, computed together: per layer, one batched input projection and one recurrence that
+    advances all encoders' chains frame by frame (:func:`models.recurrence.gru_recurrence`).
+    The same function as the fused cuDNN call, in a form a CUDA graph replays with few gaps."""
+    first = encoders[0]
+    if any(e.mode != 'published' or e.gru.weight_hh_l0.shape != first.gru.weight_hh_l0.shape for e in encoders):
+        raise ValueError('grouped_features needs published-mode GRU encoders of one shape')
+    hidden, count = first.hidden_size, len(encoders)
+    n, c, t, v, m = inputs[0].shape
+    rows = []
+    for encoder, x in zip(encoders, inputs):
+        x = x.permute(0, 2, 3, 1, 4).reshape(n, t, v * c * m)
+        x = encoder.input_norm(x.transpose(1, 2))  # (N, F, T)
+        rows.append(x.permute(2, 0, 1).reshape(t * n, -1))  # frame-major rows
+    x = torch.stack(rows)  # (encoders, T*N, F)
+    for layer in range(first.num_layers):
+        def stacked(kind, convert):
+            return torch.cat([convert(getattr(e.gru, f'{kind}_l{layer}'), hidden) for e in encoders])
+        w_ih, w_hh = stacked('weight_ih', _chain_major), stacked('weight_hh', _recurrent_blocks)
+        b_ih = stacked('bias_ih', _chain_major)
+        b_hh = stacked('bias_hh', _chain_major)
+        # each encoder's two chains read the same input
+        x = x.unsqueeze(1).expand(-1, 2, -1, -1).reshape(2 * count, t * n, -1)
+        gi = torch.baddbmm(b_ih, x, w_ih).view(2 * count, t, n, 3 * hidden).transpose(0, 1)
+        out = gru_recurrence(gi, w_hh, b_hh, kernels)  # (T, 2 * encoders, N, H)
+        if layer + 1 < first.num_layers:
+            x = out.view(t, count, 2, n, hidden).permute(1, 0, 3, 2, 4).reshape(count, t * n, 2 * hidden)
+    last = out[-1].view(count, 2, n, hidden).transpose(1, 2).reshape(count, n, 2 * hidden)
+    return list(last.unbind(0))

@@ -1,0 +1,192 @@
+"""A GRU recurrence over many independent chains at once, with a hand-written backward.
+
+``gru_recurrence(gi, w_hh, b_hh)`` runs G independent GRU chains (PyTorch's equations, gates in
+(r, z, n) order, zero initial state) over T frames. Each frame is one batched matrix product
+over all chains plus one gate update, so the three modalities' six chains of a layer advance
+together instead of in six (cuDNN) calls; the backward keeps that shape too (one gate kernel and
+one batched product per frame) and forms the weight gradient in one large product at the end.
+That gives a few hundred small kernels per step, which is what a CUDA graph of the whole step
+replays cheaply. On CUDA the gate updates are fused Triton kernels; elsewhere, or without Triton,
+they are plain tensor operations (the reference the kernels are tested against).
+"""
+import os
+
+import torch
+
+try:
+    import triton
+    import triton.language as tl
+except ImportError:  # the CPU path needs no Triton
+    triton = None
+
+BLOCK = 1024
+
+
+def _gates_torch(gi_t, gh, h):
+    """One frame: returns the new state and what the backward needs (r, z, n, W_hn h + b_hn)."""
+    size = h.shape[-1]
+    rz = torch.sigmoid(gi_t[..., :2 * size] + gh[..., :2 * size])
+    r, z = rz[..., :size], rz[..., size:]
+    ghn = gh[..., 2 * size:]
+    n = torch.tanh(torch.addcmul(gi_t[..., 2 * size:], r, ghn))
+    return n + z * (h - n), (r, z, n, ghn)
+
+
+def _gates_backward_torch(dh, h_prev, r, z, n, ghn):
+    """Gradients of one frame's gate update: (d gi_t, d gh_t, the direct part of d h_prev)."""
+    dn_pre = dh * (1 - z) * (1 - n * n)
+    dr_pre = dn_pre * ghn * r * (1 - r)
+    dz_pre = dh * (h_prev - n) * z * (1 - z)
+    dgi = torch.cat([dr_pre, dz_pre, dn_pre], dim=-1)
+    dgh = torch.cat([dr_pre, dz_pre, dn_pre * r], dim=-1)
+    return dgi, dgh, dh * z
+
+
+if triton is not None:
+    @triton.jit
+    def _gates_fwd_kernel(gi_ptr, gi_sg, gi_sn, gh_ptr, h_ptr, out_ptr, cache_ptr,
+                          N, H, total, SAVE: tl.constexpr, BLOCK: tl.constexpr):
+        # one element (chain g, sample b, unit j) of the (G, N, H) state per lane; arithmetic in
+        # float32 whatever the storage type
+        idx = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        mask = idx < total
+        j = idx % H
+        row = idx // H
+        g = row // N
+        b = row % N
+        gi = gi_ptr + g * gi_sg + b * gi_sn + j
+        gh = gh_ptr + row * 3 * H + j
+        r = tl.sigmoid(tl.load(gi, mask=mask).to(tl.float32) + tl.load(gh, mask=mask).to(tl.float32))
+        z = tl.sigmoid(tl.load(gi + H, mask=mask).to(tl.float32) + tl.load(gh + H, mask=mask).to(tl.float32))
+        ghn = tl.load(gh + 2 * H, mask=mask).to(tl.float32)
+        a = tl.load(gi + 2 * H, mask=mask).to(tl.float32) + r * ghn
+        n = 2 * tl.sigmoid(2 * a) - 1  # tanh
+        h = tl.load(h_ptr + idx, mask=mask).to(tl.float32)
+        tl.store(out_ptr + idx, (n + z * (h - n)).to(out_ptr.dtype.element_ty), mask=mask)
+        if SAVE:
+            c = cache_ptr + row * 4 * H + j
+            tl.store(c, r.to(cache_ptr.dtype.element_ty), mask=mask)
+            tl.store(c + H, z.to(cache_ptr.dtype.element_ty), mask=mask)
+            tl.store(c + 2 * H, n.to(cache_ptr.dtype.element_ty), mask=mask)
+            tl.store(c + 3 * H, ghn.to(cache_ptr.dtype.element_ty), mask=mask)
+
+    @triton.jit
+    def _gates_bwd_kernel(dout_ptr, carry_ptr, h_ptr, cache_ptr, dgi_ptr, dgh_ptr, direct_ptr,
+                          H, total, FIRST: tl.constexpr, BLOCK: tl.constexpr):
+        idx = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        mask = idx < total
+        j = idx % H
+        row = idx // H
+        dh = tl.load(dout_ptr + idx, mask=mask).to(tl.float32) + tl.load(carry_ptr + idx, mask=mask).to(tl.float32)
+        c = cache_ptr + row * 4 * H + j
+        r = tl.load(c, mask=mask).to(tl.float32)
+        z = tl.load(c + H, mask=mask).to(tl.float32)
+        n = tl.load(c + 2 * H, mask=mask).to(tl.float32)
+        ghn = tl.load(c + 3 * H, mask=mask).to(tl.float32)
+        if FIRST:  # the initial state is zero
+            h_prev = tl.zeros([BLOCK], dtype=tl.float32)
+        else:
+            h_prev = tl.load(h_ptr + idx, mask=mask).to(tl.float32)
+        dn_pre = dh * (1 - z) * (1 - n * n)
+        dr_pre = dn_pre * ghn * r * (1 - r)
+        dz_pre = dh * (h_prev - n) * z * (1 - z)
+        ty = dgi_ptr.dtype.element_ty
+        dgi = dgi_ptr + row * 3 * H + j
+        dgh = dgh_ptr + row * 3 * H + j
+        tl.store(dgi, dr_pre.to(ty), mask=mask)
+        tl.store(dgi + H, dz_pre.to(ty), mask=mask)
+        tl.store(dgi + 2 * H, dn_pre.to(ty), mask=mask)
+        tl.store(dgh, dr_pre.to(ty), mask=mask)
+        tl.store(dgh + H, dz_pre.to(ty), mask=mask)
+        tl.store(dgh + 2 * H, (dn_pre * r).to(ty), mask=mask)
+        tl.store(direct_ptr + idx, (dh * z).to(ty), mask=mask)
+
+
+def triton_usable(tensor):
+    """Whether the fused gate kernels can run on ``tensor`` (CUDA with Triton, or Triton's
+    interpreter, which runs them on the CPU for tests)."""
+    if triton is None:
+        return False
+    return tensor.is_cuda or os.environ.get('TRITON_INTERPRET') == '1'
+
+
+def _forward(gi, w_hh, b_hh, save, fused):
+    t_len, groups, batch, three_h = gi.shape
+    size = three_h // 3
+    if fused and gi.stride(-1) != 1:
+        gi = gi.contiguous()
+    out = gi.new_empty(t_len, groups, batch, size)
+    cache = gi.new_empty(t_len, groups, batch, 4 * size) if save and fused else None
+    saved = []
+    h = gi.new_zeros(groups, batch, size)
+    total = groups * batch * size
+    for t in range(t_len):
+        gh = torch.baddbmm(b_hh, h, w_hh)
+        if fused:
+            _gates_fwd_kernel[(triton.cdiv(total, BLOCK),)](
+                gi[t], gi.stride(1), gi.stride(2), gh, h, out[t], cache[t] if cache is not None else out[t],
+                batch, size, total, SAVE=cache is not None, BLOCK=BLOCK)
+        else:
+            new, parts = _gates_torch(gi[t], gh, h)
+            out[t] = new
+            if save:
+                saved.append(torch.cat(parts, dim=-1))
+        h = out[t]
+    if save and not fused:
+        cache = torch.stack(saved)
+    return out, cache
+
+
+class _GRURecurrence(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, gi, w_hh, b_hh, fused):
+        out, cache = _forward(gi, w_hh, b_hh, save=True, fused=fused)
+        ctx.fused = fused
+        ctx.save_for_backward(w_hh, out, cache)
+        return out
+
+    @staticmethod
+    def backward(ctx, dout):
+        w_hh, out, cache = ctx.saved_tensors
+        dout = dout.contiguous()
+        t_len, groups, batch, size = out.shape
+        dgi = out.new_empty(t_len, groups, batch, 3 * size)
+        dgh = torch.empty_like(dgi)
+        carry = out.new_zeros(groups, batch, size)
+        direct = torch.empty_like(carry)
+        w_t = w_hh.transpose(1, 2)
+        total = groups * batch * size
+        for t in reversed(range(t_len)):
+            if ctx.fused:
+                _gates_bwd_kernel[(triton.cdiv(total, BLOCK),)](
+                    dout[t], carry, out[t - 1] if t else out[0], cache[t], dgi[t], dgh[t], direct,
+                    size, total, FIRST=t == 0, BLOCK=BLOCK)
+            else:
+                h_prev = out[t - 1] if t else torch.zeros_like(carry)
+                r, z, n, ghn = cache[t].split(size, dim=-1)
+                dgi[t], dgh[t], direct = _gates_backward_torch(dout[t] + carry, h_prev, r, z, n, ghn)
+            carry = torch.baddbmm(direct, dgh[t], w_t)
+        # frame 0 starts from a zero state, so it adds nothing to the recurrent weight gradient
+        flat = dgh[1:].transpose(0, 1).reshape(groups, -1, 3 * size)
+        dw = out[:-1].transpose(0, 1).reshape(groups, -1, size).transpose(1, 2) @ flat
+        db = dgh.sum(dim=(0, 2)).unsqueeze(1)
+        return dgi, dw, db, None
+
+
+def gru_recurrence(gi, w_hh, b_hh, kernels='auto'):
+    """Outputs (T, G, N, H) of G GRU chains started from zero.
+
+    ``gi``: (T, G, N, 3H) input projections (``W_ih x + b_ih``, any strides); ``w_hh``: (G, H, 3H)
+    recurrent weights, transposed so that ``h @ w_hh`` gives the three gates; ``b_hh``: (G, 1, 3H).
+    ``kernels``: 'triton' (fused gate kernels), 'torch' (tensor operations) or 'auto' (Triton on
+    CUDA when it is installed).
+    """
+    if kernels not in ('auto', 'triton', 'torch'):
+        raise ValueError(f"kernels must be 'auto', 'triton' or 'torch', got {kernels!r}")
+    if kernels == 'triton' and not triton_usable(gi):
+        raise RuntimeError('the Triton gate kernels need Triton and a CUDA tensor (or TRITON_INTERPRET=1)')
+    fused = kernels == 'triton' or (kernels == 'auto' and gi.is_cuda and triton is not None)
+    w_hh, b_hh = w_hh.to(gi.dtype), b_hh.to(gi.dtype)
+    if torch.is_grad_enabled() and (gi.requires_grad or w_hh.requires_grad or b_hh.requires_grad):
+        return _GRURecurrence.apply(gi, w_hh, b_hh, fused)
+    return _forward(gi, w_hh, b_hh, save=False, fused=fused)[0]

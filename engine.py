@@ -31,11 +31,71 @@ def _check_finite(first_bad, epoch, args):
                                  f'The last saved checkpoint in {args.output_dir} is intact.')
 
 
-def train_one_epoch(model, loader, optimizer, scaler, device, epoch, args, augment=None):
+class TrainStep:
+    """One optimisation step: forward (with the momentum update and enqueue inside the model),
+    loss, backward, optimizer step.
+
+    With ``graph=True`` (CUDA, one process) the whole step is captured once as a CUDA graph and
+    replayed on every later batch: the frame-by-frame recurrence launches a few thousand small
+    kernels per step, and replaying them as one graph removes the launch gaps between them. The
+    first ``warmup`` steps run eagerly (lazy initialisation such as momentum buffers, cuBLAS
+    handles and Triton compilation must not happen during capture); the graph is captured again
+    whenever the learning rate changes, because the optimizer reads it as a Python number.
+    """
+
+    def __init__(self, model, optimizer, scaler, args, graph=False, warmup=3):
+        self.model, self.optimizer, self.scaler = model, optimizer, scaler
+        self.amp, self.amp_dtype = args.amp, getattr(torch, args.amp_dtype)
+        self.graph_enabled, self.warmup, self.warmed = graph, warmup, 0
+        self.graph = self.static = self.lr = None
+
+    def _run(self, view_q, view_k):
+        # the autocast weight cache must stay off during capture (its casts would be replayed stale)
+        with torch.autocast(view_q.device.type, dtype=self.amp_dtype, enabled=self.amp,
+                            cache_enabled=not self.graph_enabled):
+            loss, stats = self.model(view_q, view_k)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return loss.detach(), {k: v for k, v in stats.items() if not k.startswith('logits_')}
+
+    def __call__(self, view_q, view_k):
+        if not self.graph_enabled:
+            return self._run(view_q, view_k)
+        lr = [group['lr'] for group in self.optimizer.param_groups]
+        if self.warmed < self.warmup:
+            self.warmed += 1
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                out = self._run(view_q, view_k)
+            torch.cuda.current_stream().wait_stream(side)
+            return out
+        if self.graph is None or lr != self.lr or view_q.shape != self.static[0].shape:
+            self._capture(view_q, view_k, lr)
+        self.static[0].copy_(view_q)
+        self.static[1].copy_(view_k)
+        self.graph.replay()
+        return self.static[2]
+
+    def _capture(self, view_q, view_k, lr):
+        self.graph = self.static = None
+        torch.cuda.synchronize()
+        views = view_q.clone(), view_k.clone()
+        graph = torch.cuda.CUDAGraph()
+        # thread-local capture: the data loader's pin-memory thread keeps calling CUDA meanwhile
+        with torch.cuda.graph(graph, capture_error_mode='thread_local'):
+            out = self._run(*views)
+        self.graph, self.static, self.lr = graph, (*views, out), lr
+
+
+def train_one_epoch(model, loader, step_fn, device, epoch, args, augment=None):
     """Returns the epoch means of the losses and contrastive accuracies (over all ranks).
 
-    With ``augment`` (a :class:`feeder.datasets.PairAugment`) the loader yields raw clips and
-    their lengths, and both views are made here, on ``device``, for the whole batch at once.
+    ``step_fn`` is a :class:`TrainStep`. With ``augment`` (a :class:`feeder.datasets.PairAugment`)
+    the loader yields raw clips and their lengths, and both views are made here, on ``device``,
+    for the whole batch at once.
     """
     model.train()
     sums, steps, samples = {}, 0, 0
@@ -48,17 +108,10 @@ def train_one_epoch(model, loader, optimizer, scaler, device, epoch, args, augme
         first = first.to(device, non_blocking=True)
         second = second.to(device, non_blocking=True)
         view_q, view_k = (first, second) if augment is None else augment(first, second)
-        with torch.autocast(device.type, dtype=getattr(torch, args.amp_dtype), enabled=args.amp):
-            loss, stats = model(view_q, view_k)
+        loss, stats = step_fn(view_q, view_k)
         first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), step, first_bad)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-
-        stats = {k: v for k, v in stats.items() if not k.startswith('logits_')}
-        stats['loss'] = loss.detach()
-        for key, value in stats.items():
+        # a graphed step returns the same tensors every time: accumulate copies, before the next replay
+        for key, value in {**stats, 'loss': loss}.items():
             sums[key] = sums.get(key, 0) + value.float()
         steps += 1
         samples += len(view_q) * args.world_size

@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 from torch.utils.tensorboard import SummaryWriter
 
-from engine import adjust_learning_rate, train_one_epoch
+from engine import TrainStep, adjust_learning_rate, train_one_epoch
 from feeder.datasets import PairAugment, PretrainDataset, SkeletonFolder, collate_clips
 from feeder.layouts import get_layout
 from feeder.modalities import MODALITIES
@@ -36,9 +36,18 @@ def get_pretrain_parser():
     opt.add_argument('--cos', action='store_true', help='cosine learning-rate decay instead of steps')
     opt.add_argument('--momentum', type=float, default=None, help='SGD momentum')
     opt.add_argument('--weight-decay', type=float, default=None)
-    opt.add_argument('--amp', action='store_true', help='mixed precision (changes the arithmetic; see README)')
-    opt.add_argument('--amp-dtype', default='bfloat16', choices=['bfloat16', 'float16'],
-                     help='bfloat16 (CPU or CUDA), or float16 with gradient scaling (CUDA)')
+    speed = parser.add_argument_group('speed (README: which options change the arithmetic)')
+    speed.add_argument('--amp', action='store_true', help='mixed precision (changes the arithmetic; see README)')
+    speed.add_argument('--amp-dtype', default='bfloat16', choices=['bfloat16', 'float16'],
+                       help='bfloat16 (CPU or CUDA), or float16 with gradient scaling (CUDA)')
+    speed.add_argument('--tf32', action='store_true',
+                       help='TF32 matrix products on CUDA (changes the arithmetic; default: full float32)')
+    speed.add_argument('--gru-impl', default=None, choices=['fused', 'grouped'],
+                       help='fused: one cuDNN call per encoder; grouped: all modalities advance together '
+                            'frame by frame (same function; default grouped on CUDA, fused on the CPU)')
+    speed.add_argument('--cuda-graph', default=None, action=argparse.BooleanOptionalAction,
+                       help='capture the whole training step as a CUDA graph (default: on for one CUDA '
+                            'process with --gru-impl grouped)')
     cmd = parser.add_argument_group('CMD')
     cmd.add_argument('--modalities', nargs='+', default=list(MODALITIES), choices=MODALITIES,
                      help='one modality gives plain MoCo')
@@ -70,6 +79,12 @@ def resolve_args(args):
     if args.augment_on is None:
         args.augment_on = 'device' if args.device == 'cuda' else 'loader'
     args.modalities = list(dict.fromkeys(args.modalities))
+    if args.gru_impl is None:
+        grouped = args.device == 'cuda' and args.encoder == 'gru' and args.gru_mode == 'published'
+        args.gru_impl = 'grouped' if grouped else 'fused'
+    if args.cuda_graph is None:
+        args.cuda_graph = (args.device == 'cuda' and args.world_size == 1 and args.gru_impl == 'grouped'
+                           and not (args.amp and args.amp_dtype == 'float16'))
     return args
 
 
@@ -91,6 +106,12 @@ def check_settings(args, folder, layout, persons):
         problems.append(f'--min-crop {args.min_crop} must be between 1 and --frames {args.frames}')
     if args.amp and args.amp_dtype == 'float16' and args.device != 'cuda':
         problems.append('--amp --amp-dtype float16 needs --device cuda (bfloat16 also runs on the CPU)')
+    if args.gru_impl == 'grouped' and (args.encoder != 'gru' or args.gru_mode != 'published'):
+        problems.append('--gru-impl grouped needs --encoder gru with --gru-mode published')
+    if args.cuda_graph and (args.device != 'cuda' or args.world_size > 1):
+        problems.append('--cuda-graph needs --device cuda and a single process')
+    if args.cuda_graph and args.amp and args.amp_dtype == 'float16':
+        problems.append('--cuda-graph cannot capture float16 gradient scaling; use --amp-dtype bfloat16')
     if problems:
         raise SystemExit('error: ' + '\n       '.join(problems))
 
@@ -119,6 +140,9 @@ def main(args):
     announce(args)
 
     device = torch.device(args.device, args.local_rank if args.device == 'cuda' else None)
+    if device.type == 'cuda':
+        # explicit either way: PyTorch lets cuDNN (the fused GRU) use TF32 unless told otherwise
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = args.tf32
     seed_everything(args.seed)  # the same initial model and queues on every rank
     model = wrap_distributed(build_cmd(args, layout, persons).to(device), args, device)
     model_without_ddp = model.module if args.distributed else model
@@ -158,6 +182,7 @@ def main(args):
             seed_everything(args.seed + args.rank + 1000 * start_epoch)
         print(f'resumed from {args.resume} at epoch {start_epoch}')
 
+    step_fn = TrainStep(model, optimizer, scaler, args, graph=args.cuda_graph)
     writer = None
     if is_main_process():
         os.makedirs(args.output_dir, exist_ok=True)
@@ -168,7 +193,7 @@ def main(args):
         if sampler is not None:
             sampler.set_epoch(epoch)
         lr = adjust_learning_rate(optimizer, epoch, args)
-        stats = train_one_epoch(model, loader, optimizer, scaler, device, epoch, args, augment)
+        stats = train_one_epoch(model, loader, step_fn, device, epoch, args, augment)
         stats['lr'] = lr
         if is_main_process():
             checkpoint = {'model': model_without_ddp.state_dict(), 'optimizer': optimizer.state_dict(),

@@ -1,16 +1,14 @@
 #!/usr/bin/env bash
-# Everything that needs a GPU, in one run on a lent machine (which has PyTorch, scikit-learn,
-# TensorBoard and tqdm but may lack pytest and reaches no registry): the CUDA tests, then the
-# speed benchmarks.
-#   pip install --target .gpu_deps pytest     # here, then carry .gpu_deps to the GPU machine
-#   bash benchmarks/gpu_check.sh 2>&1 | tee gpu_check.log
+# Everything that needs a GPU, in one run on a lent machine (which has PyTorch, Triton,
+# scikit-learn, TensorBoard, tqdm and pytest, and reaches no registry): the CUDA tests and the
+# parity tests, then the speed benchmarks. Logs go to $OUT (or ./gpu_check) as well as stdout.
+#   bash benchmarks/gpu_check.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
-if ! python3 -c 'import pytest' 2>/dev/null && [ -d .gpu_deps ]; then
-    export PYTHONPATH="$PWD/.gpu_deps${PYTHONPATH:+:$PYTHONPATH}"
-fi
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
-python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_golden.py tests/test_models.py
-python3 benchmarks/pretrain_speed.py --device cuda --steps 20
-python3 benchmarks/knn_speed.py --device cuda --k 1 10 20
+out="${OUT:-gpu_check}"
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv,noheader | tee "$out/device.txt"
+python3 -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__)" | tee -a "$out/device.txt"
+timeout 300 python3 -m pytest -q -p no:cacheprovider -x tests/test_cuda.py tests/test_grouped.py tests/test_golden.py 2>&1 | tee "$out/tests.log" | tail -25
+timeout 420 python3 benchmarks/pretrain_speed.py --device cuda --config published --steps 20 --end-to-end 4096 2>&1 | tee "$out/bench.log" | grep -v '^  \|^[a-z_]*: '

@@ -1,16 +1,21 @@
 """Pretraining throughput: training steps, the data pipeline and kNN evaluation.
 
     python benchmarks/pretrain_speed.py [--device cuda] [--config published|ci|both] [--steps N]
+                                        [--variants NAME ...] [--end-to-end]
 
 1. Whole training steps (three modalities: forward, InfoNCE, CMD loss, backward, SGD step,
-   momentum update, enqueue) on random clips of the configured shape, for the fast GRU path and
-   the frame-by-frame formulation of the same function, side by side: samples/s, ratio, peak
-   memory.
+   momentum update, enqueue; the step of ``pretrain.py``) on random clips of the configured
+   shape, side by side for the frame-by-frame formulation the published code runs and for our
+   implementations of the same function: samples/s, s/step, peak memory, speed-up over
+   frame-by-frame. Variants marked * change the arithmetic (bfloat16) or the recipe (batch).
 2. The data pipeline: augmented pairs per second with the views made per clip in data-loader
    workers, and with the workers only reading clips and the views made per batch on the device.
 3. kNN evaluation (all of k = 1, 10, 20) on features of NTU-60's size (smaller on a CPU).
+4. With ``--end-to-end``: ``pretrain.py`` itself at the published NTU-60 recipe on a prepared
+   folder of random clips (data loading, augmentation, steps; samples/s of its last epoch).
 """
 import argparse
+import json
 import os
 import pickle
 import platform
@@ -24,6 +29,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
+import pretrain  # noqa: E402
+from engine import TrainStep  # noqa: E402
 from feeder.datasets import PairAugment, PretrainDataset, SkeletonFolder, collate_clips  # noqa: E402
 from feeder.layouts import NTU25  # noqa: E402
 from models.cmd import CMD  # noqa: E402
@@ -38,13 +45,36 @@ CONFIGS = {
     'ci': dict(batch=32, frames=32, hidden=128, layers=3, queue=256, topk=128),
 }
 
+# name -> how the step is computed. 'impl': frame-by-frame (the published formulation), fused
+# (one cuDNN call per encoder) or grouped (all modalities per frame); 'graph': the step as a CUDA
+# graph; 'kernels': the grouped recurrence's gate kernels; 'tf32': TF32 matrix products; 'amp':
+# bfloat16 autocast; 'batch': a multiple of the configured batch (a recipe change).
+VARIANTS = {
+    'frame-by-frame': dict(impl='frame-by-frame'),
+    'fused': dict(impl='fused'),
+    'grouped': dict(impl='grouped'),
+    'grouped+graph': dict(impl='grouped', graph=True),
+    'grouped+graph torch-gates': dict(impl='grouped', graph=True, kernels='torch'),
+    'fused tf32*': dict(impl='fused', tf32=True),
+    'grouped+graph tf32*': dict(impl='grouped', graph=True, tf32=True),
+    'fused bf16*': dict(impl='fused', amp=True),
+    'grouped+graph bf16*': dict(impl='grouped', graph=True, amp=True),
+    'grouped+graph batch x4*': dict(impl='grouped', graph=True, batch=4),
+    'grouped+graph bf16 batch x4*': dict(impl='grouped', graph=True, amp=True, batch=4),
+    # last: a failed capture can leave the CUDA context unusable for what follows
+    'fused+graph': dict(impl='fused', graph=True),
+}
+CPU_VARIANTS = ['frame-by-frame', 'fused', 'grouped']
 
-def build(kind, cfg, device):
+
+def build(variant, cfg, device):
     def make_encoder():
-        cls = GRUEncoder if kind == 'fast' else FrameByFrameGRUEncoder
+        cls = FrameByFrameGRUEncoder if variant['impl'] == 'frame-by-frame' else GRUEncoder
         return cls(150, cfg['hidden'], cfg['layers'], 128, mlp=True)
     torch.manual_seed(0)
-    model = CMD(make_encoder, NTU25, queue_size=cfg['queue'], topk=cfg['topk']).to(device).train()
+    with device:  # initialise on the device: the published sizes are slow to build on the host
+        model = CMD(make_encoder, NTU25, queue_size=cfg['queue'], topk=cfg['topk'],
+                    grouped=variant['impl'] == 'grouped', kernels=variant.get('kernels', 'auto')).train()
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.01, momentum=0.9,
                                 weight_decay=1e-4)
     return model, optimizer
@@ -55,23 +85,34 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def time_steps(kind, cfg, device, steps, warmup):
-    model, optimizer = build(kind, cfg, device)
-    views = [torch.randn(cfg['batch'], 3, cfg['frames'], 25, 2, device=device) for _ in range(2)]
+def time_steps(variant, cfg, device, steps, warmup):
+    """(samples/s, s/step, peak GiB) of ``pretrain.py``'s training step."""
+    if device.type == 'cuda':  # as pretrain.py: float32 products unless the variant says TF32
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = variant.get('tf32', False)
+    model, optimizer = build(variant, cfg, device)
+    batch = cfg['batch'] * variant.get('batch', 1)
+    amp = argparse.Namespace(amp=variant.get('amp', False), amp_dtype='bfloat16')
+    step = TrainStep(model, optimizer, torch.amp.GradScaler(device.type, enabled=False), amp,
+                     graph=variant.get('graph', False))
+    # a few batches in turn, so a graph replay must really read its new inputs
+    views = [[torch.randn(batch, 3, cfg['frames'], 25, 2, device=device) for _ in range(2)] for _ in range(3)]
     if device.type == 'cuda':
         torch.cuda.reset_peak_memory_stats()
-    for step in range(warmup + steps):
-        if step == warmup:
+    warmup += step.warmup + 1 if step.graph_enabled else 0
+    for i in range(warmup + steps):
+        if i == warmup:
             sync(device)
             start = time.perf_counter()
-        loss, _ = model(*views)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        loss, _ = step(*views[i % len(views)])
     sync(device)
     seconds = (time.perf_counter() - start) / steps
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f'non-finite loss {loss.item()}')
     peak = torch.cuda.max_memory_allocated() / 2 ** 30 if device.type == 'cuda' else float('nan')
-    return cfg['batch'] / seconds, seconds, peak
+    del step, model, optimizer
+    if device.type == 'cuda':
+        torch.cuda.empty_cache()
+    return batch / seconds, seconds, peak
 
 
 def time_data_pipeline(device, frames, batch, workers, clips=1024):
@@ -115,34 +156,71 @@ def time_knn(device, train, test, dim, ks=(1, 10, 20)):
     return time.perf_counter() - start
 
 
+def time_end_to_end(clips, epochs, workers, extra=()):
+    """``pretrain.py`` at the published NTU-60 recipe on ``clips`` random prepared clips;
+    returns its log (one record per epoch)."""
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as root:
+        split = os.path.join(root, 'data', 'xsub')
+        os.makedirs(split)
+        data = np.lib.format.open_memmap(os.path.join(split, 'train_data_joint.npy'), mode='w+',
+                                         dtype=np.float32, shape=(clips, 3, 300, 25, 2))
+        for i in range(0, clips, 512):
+            data[i:i + 512] = rng.normal(size=data[i:i + 512].shape).astype(np.float32)
+        data.flush()
+        np.save(os.path.join(split, 'train_num_frame.npy'), rng.integers(64, 300, size=clips))
+        with open(os.path.join(split, 'train_label.pkl'), 'wb') as f:
+            pickle.dump(([f'S001C001P001R001A{i % 60 + 1:03d}' for i in range(clips)], [i % 60 for i in range(clips)]), f)
+        out = os.path.join(root, 'out')
+        args = pretrain.get_pretrain_parser().parse_args(
+            ['--dataset', 'ntu60', '--protocol', 'xsub', '--data-root', os.path.join(root, 'data'),
+             '--output-dir', out, '--epochs', str(epochs), '--workers', str(workers), '--quiet', *extra])
+        pretrain.main(args)
+        with open(os.path.join(out, 'log.txt')) as f:
+            return [json.loads(line) for line in f]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--config', default=None, choices=['published', 'ci', 'both'],
                         help='default: both on CUDA, ci on CPU')
+    parser.add_argument('--variants', nargs='+', default=None, choices=list(VARIANTS),
+                        help=f'default: all on CUDA, {" ".join(CPU_VARIANTS)} on CPU')
     parser.add_argument('--steps', type=int, default=None, help='timed steps per measurement')
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--workers', type=int, default=2, help='data-loader workers for the pipeline timing')
     parser.add_argument('--knn-size', type=int, nargs=3, default=None, metavar=('TRAIN', 'TEST', 'DIM'),
                         help='default: 40091 16487 2048 (NTU-60 x-sub) on CUDA, 4000 1600 2048 on CPU')
+    parser.add_argument('--end-to-end', type=int, default=0, metavar='CLIPS',
+                        help='also run pretrain.py for 3 epochs on this many random clips')
     args = parser.parse_args()
     device = torch.device(args.device)
     config = args.config or ('both' if device.type == 'cuda' else 'ci')
     names = ['ci', 'published'] if config == 'both' else [config]
+    variants = args.variants or (list(VARIANTS) if device.type == 'cuda' else CPU_VARIANTS)
     steps = args.steps or (20 if device.type == 'cuda' else 3)
     name = (torch.cuda.get_device_name(device) if device.type == 'cuda' else
             f'CPU ({platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads)')
-    print(f'device: {name}; torch {torch.__version__}; {steps} timed steps after {args.warmup} warm-up')
-    print(f'{"config":<10}{"formulation":<16}{"samples/s":>11}{"s/step":>10}{"peak GiB":>10}')
+    print(f'device: {name}; torch {torch.__version__}; {steps} timed steps after {args.warmup} warm-up '
+          f'(graphs: after 3 eager steps and the capture)')
+    print(f'{"config":<10}{"variant":<30}{"batch":>6}{"samples/s":>11}{"s/step":>9}{"peak GiB":>10}{"speed-up":>10}')
     for cfg_name in names:
         cfg = CONFIGS[cfg_name]
-        results = {}
-        for kind in ('frame-by-frame', 'fast'):
-            results[kind] = time_steps(kind, cfg, device, steps, args.warmup)
-            rate, seconds, peak = results[kind]
-            print(f'{cfg_name:<10}{kind:<16}{rate:>11.1f}{seconds:>10.3f}{peak:>10.2f}')
-        print(f'{cfg_name:<10}{"speed-up":<16}{results["fast"][0] / results["frame-by-frame"][0]:>10.1f}x   '
-              f'({", ".join(f"{k} {v}" for k, v in cfg.items())})')
+        base = None
+        for variant in variants:
+            # the frame-by-frame step takes most of a second at the published size: time fewer
+            n = min(steps, 3) if variant == 'frame-by-frame' and cfg_name == 'published' else steps
+            try:
+                rate, seconds, peak = time_steps(VARIANTS[variant], cfg, device, n, args.warmup)
+            except Exception as e:  # one failing variant must not cost the others' figures
+                print(f'{cfg_name:<10}{variant:<30} failed: {type(e).__name__}: {str(e)[:200]}')
+                continue
+            base = rate if variant == 'frame-by-frame' else base
+            ratio = f'{rate / base:.1f}x' if base else '-'
+            print(f'{cfg_name:<10}{variant:<30}{cfg["batch"] * VARIANTS[variant].get("batch", 1):>6}{rate:>11.1f}'
+                  f'{seconds:>9.4f}{peak:>10.2f}{ratio:>10}', flush=True)
+        print(f'{"":<10}({", ".join(f"{k} {v}" for k, v in cfg.items())})')
 
     cfg = CONFIGS[names[-1]]
     pipeline = time_data_pipeline(device, cfg['frames'], cfg['batch'], args.workers)
@@ -151,7 +229,11 @@ def main():
           f'on the {device.type} per batch {pipeline["device"]:.0f} pairs/s')
     train, test, dim = args.knn_size or ((40091, 16487, 2048) if device.type == 'cuda' else (4000, 1600, 2048))
     print(f'kNN (k = 1, 10, 20) of {test} x {train} features, {dim} dims: {time_knn(device, train, test, dim):.2f} s')
-
+    if args.end_to_end:
+        log = time_end_to_end(args.end_to_end, 3, args.workers, ['--device', device.type, '--save-every', '100'])
+        rates = ', '.join(f'epoch {r["epoch"]} {r["samples_per_s"]:.0f}' for r in log)
+        print(f'pretrain.py, published NTU-60 recipe, {args.end_to_end} random clips, {args.workers} workers: '
+              f'{rates} samples/s')
 
 if __name__ == '__main__':
     main()

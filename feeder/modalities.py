@@ -1,4 +1,6 @@
 """The three input modalities of CMD, derived from the joint stream (method notes, section 4)."""
+import functools
+
 import torch
 
 MODALITIES = ('joint', 'motion', 'bone')
@@ -12,6 +14,12 @@ def bone_parents(layout):
     return parents
 
 
+@functools.lru_cache(maxsize=None)
+def _parent_index(layout, device):
+    # made once per device: a host-to-device copy inside every step would break CUDA graph capture
+    return torch.tensor(bone_parents(layout), device=device)
+
+
 def to_modality(x, modality, layout):
     """``x`` is (N, C, T, V, M) joint coordinates; returns the same shape."""
     if modality == 'joint':
@@ -20,5 +28,5 @@ def to_modality(x, modality, layout):
         # frame t holds x[t + 1] - x[t]; the last frame has no successor and stays zero
         return torch.cat([x[:, :, 1:] - x[:, :, :-1], torch.zeros_like(x[:, :, :1])], dim=2)
     if modality == 'bone':
-        return x - x[:, :, :, bone_parents(layout)]
+        return x - x.index_select(3, _parent_index(layout, x.device))
     raise ValueError(f'unknown modality {modality!r}; expected one of {MODALITIES}')

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from feeder.modalities import to_modality
+from models.gru import grouped_features
 from models.losses import cmd_loss, infonce, topk_accuracy
 
 
@@ -16,17 +17,22 @@ class CMD(nn.Module):
     ``encoder_q``/``encoder_k`` are ``ModuleDict``s keyed by modality; ``queue`` is one buffer
     (modalities, dim, K) filled at a shared pointer, so index i of every modality's queue holds the
     same sample, which is what lets one modality's neighbours be looked up in another's.
+
+    ``grouped=True`` (published-mode GRU encoders) computes all modalities' encoders of one side
+    together with :func:`models.gru.grouped_features` (``kernels`` picks its gate kernels): the
+    same function, laid out for CUDA graphs.
     """
 
     def __init__(self, make_encoder, layout, modalities=('joint', 'motion', 'bone'), dim=128,
                  queue_size=16384, momentum=0.999, contrast_t=0.07, topk=8192, teacher_t=0.05,
-                 student_t=0.1, cmd_weight=1.0):
+                 student_t=0.1, cmd_weight=1.0, grouped=False, kernels='auto'):
         super().__init__()
         if topk > queue_size:
             raise ValueError(f'top-k ({topk}) cannot exceed the queue size ({queue_size})')
         self.layout, self.modalities = layout, tuple(modalities)
         self.momentum, self.contrast_t = momentum, contrast_t
         self.topk, self.teacher_t, self.student_t, self.cmd_weight = topk, teacher_t, student_t, cmd_weight
+        self.grouped, self.kernels = grouped, kernels
         self.encoder_q = nn.ModuleDict({m: make_encoder() for m in self.modalities})
         self.encoder_k = copy.deepcopy(self.encoder_q)
         for param in self.encoder_k.parameters():
@@ -53,13 +59,23 @@ class CMD(nn.Module):
         self.queue.index_copy_(2, slots, keys.transpose(1, 2).to(self.queue.dtype))
         self.queue_ptr.add_(batch).remainder_(size)
 
+    def _encode(self, encoders, view):
+        """Normalised embeddings of ``view`` per modality."""
+        inputs = [to_modality(view, m, self.layout) for m in self.modalities]
+        if self.grouped:
+            features = grouped_features([encoders[m] for m in self.modalities], inputs, self.kernels)
+            out = [encoders[m].fc(f) for m, f in zip(self.modalities, features)]
+        else:
+            out = [encoders[m](x) for m, x in zip(self.modalities, inputs)]
+        return {m: F.normalize(o, dim=1) for m, o in zip(self.modalities, out)}
+
     def forward(self, view_q, view_k):
         """One training step's losses. Returns ``(total, stats)`` where ``stats`` holds the
         per-modality InfoNCE losses and top-1 accuracies, the CMD loss and the logits."""
-        q = {m: F.normalize(self.encoder_q[m](to_modality(view_q, m, self.layout)), dim=1) for m in self.modalities}
+        q = self._encode(self.encoder_q, view_q)
         with torch.no_grad():
             self._momentum_update_key_encoder()
-            k = {m: F.normalize(self.encoder_k[m](to_modality(view_k, m, self.layout)), dim=1) for m in self.modalities}
+            k = self._encode(self.encoder_k, view_k)
         queue = self.queue.clone()
         stats, total, student_sims, teacher_sims = {}, 0, {}, {}
         for i, m in enumerate(self.modalities):

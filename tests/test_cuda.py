@@ -1,5 +1,8 @@
-"""The same checks on a CUDA GPU (cuDNN kernels, device-side augmentation, mixed precision).
-Skipped where there is no GPU; ``benchmarks/gpu_check.sh`` runs them on a lent machine."""
+"""The same checks on a CUDA GPU (cuDNN kernels, the grouped recurrence's Triton kernels, CUDA
+graphs, device-side augmentation, mixed precision). Skipped where there is no GPU;
+``benchmarks/gpu_check.sh`` runs them on a lent machine."""
+import argparse
+import copy
 import json
 
 import pytest
@@ -7,7 +10,10 @@ import torch
 
 from feeder.augment import center_crop_resize, random_crop_resize, random_spatial, resize_window
 from models.checkpoint import load_published_cmd, published_cmd_state
-from models.gru import GRUEncoder
+from engine import TrainStep
+from feeder.layouts import NTU25
+from models.cmd import CMD
+from models.gru import GRUEncoder, grouped_features
 from tests.conftest import run_pretrain
 from tests.reference import published_gru_features
 from tests.test_golden import GOLDEN, build
@@ -15,6 +21,15 @@ from utils.knn import knn_predict
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU')
 CUDA = torch.device('cuda')
+
+
+@pytest.fixture
+def full_float32():
+    """No TF32 in matrix products, so the GPU is compared with float32 arithmetic."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
 def test_fused_gru_equals_frame_by_frame_on_cudnn():
@@ -28,10 +43,29 @@ def test_fused_gru_equals_frame_by_frame_on_cudnn():
                                    atol=1e-4, rtol=1e-4)
 
 
-def test_golden_step_on_the_gpu():
+@pytest.mark.parametrize('kernels', ['triton', 'torch'])
+def test_grouped_recurrence_on_the_gpu_equals_cudnn(full_float32, kernels):
+    torch.manual_seed(0)
+    fused = [GRUEncoder(150, 256, 3, dim=128).to(CUDA).train() for _ in range(3)]
+    grouped = copy.deepcopy(fused)
+    inputs = [torch.randn(16, 3, 64, 25, 2, device=CUDA) for _ in fused]
+    weights = [torch.randn(16, 512, device=CUDA) for _ in fused]
+    expected = [e.features(x) for e, x in zip(fused, inputs)]
+    got = grouped_features(grouped, inputs, kernels)
+    for a, b in zip(expected, got):
+        torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4)
+    sum((f * w).sum() for f, w in zip(expected, weights)).backward()
+    sum((f * w).sum() for f, w in zip(got, weights)).backward()
+    for a, b in zip(fused, grouped):
+        for (name, p), q in zip(a.gru.named_parameters(), b.gru.parameters()):
+            torch.testing.assert_close(q.grad, p.grad, atol=1e-4, rtol=1e-3, msg=name)
+
+
+@pytest.mark.parametrize('grouped', [False, True], ids=['fused', 'grouped'])
+def test_golden_step_on_the_gpu(full_float32, grouped):
     golden = torch.load(GOLDEN, weights_only=True)
     config = golden['config']
-    model = build(config).to(CUDA).train()
+    model = build(config, grouped).to(CUDA).train()
     load_published_cmd(model, {k: v.to(CUDA) for k, v in golden['state_dict_before'].items()})
     optimizer = torch.optim.SGD(model.parameters(), lr=config['lr'], momentum=config['momentum'],
                                 weight_decay=config['weight_decay'])
@@ -70,3 +104,44 @@ def test_pretraining_on_the_gpu(data_root, tmp_path, extra):
     run_pretrain(data_root, tmp_path, '--epochs', '2', '--device', 'cuda', '--augment-on', 'device', *extra)
     log = [json.loads(line) for line in (tmp_path / 'log.txt').read_text().splitlines()]
     assert len(log) == 2 and all(abs(r['loss']) < 1e3 for r in log)
+
+
+@pytest.mark.parametrize('amp', [False, True], ids=['float32', 'bfloat16'])
+def test_graphed_steps_equal_eager_steps(full_float32, amp):
+    """Replays of the captured step (new batches, a learning-rate change on the way) leave the
+    model where eager steps do."""
+    def train(graph):
+        torch.manual_seed(0)
+        with CUDA:
+            model = CMD(lambda: GRUEncoder(150, 64, 3, 128), NTU25, queue_size=256, topk=64, grouped=True).train()
+        optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.05, momentum=0.9,
+                                    weight_decay=1e-4)
+        step = TrainStep(model, optimizer, torch.amp.GradScaler('cuda', enabled=False),
+                         argparse.Namespace(amp=amp, amp_dtype='bfloat16'), graph=graph)
+        gen = torch.Generator(device=CUDA).manual_seed(1)
+        losses = []
+        for i in range(9):
+            if i == 6:
+                optimizer.param_groups[0]['lr'] = 0.005
+            views = [torch.randn(32, 3, 16, 25, 2, device=CUDA, generator=gen) for _ in range(2)]
+            loss, stats = step(*views)
+            losses.append(loss.clone())
+        return model.state_dict(), torch.stack(losses), step
+    eager, eager_losses, _ = train(False)
+    graphed, graphed_losses, step = train(True)
+    assert step.graph is not None and step.lr == [0.005]
+    tol = dict(atol=2e-2, rtol=2e-2) if amp else dict(atol=1e-4, rtol=1e-3)
+    torch.testing.assert_close(graphed_losses, eager_losses, **tol)
+    for key, value in eager.items():
+        torch.testing.assert_close(graphed[key].float(), value.float(), **tol, msg=key)
+
+
+def test_pretraining_implementations_agree_on_the_gpu(data_root, tmp_path, full_float32):
+    runs = {}
+    for name, extra in {'fused': ['--gru-impl', 'fused', '--no-cuda-graph'], 'graphed': []}.items():
+        runs[name] = run_pretrain(data_root, tmp_path / name, '--epochs', '2', '--device', 'cuda', *extra)
+    args = json.loads((tmp_path / 'graphed' / 'args.json').read_text())
+    assert args['gru_impl'] == 'grouped' and args['cuda_graph']  # the defaults on CUDA
+    graphed = runs['graphed'].state_dict()
+    for key, value in runs['fused'].state_dict().items():
+        torch.testing.assert_close(graphed[key], value, atol=1e-4, rtol=1e-3, msg=key)

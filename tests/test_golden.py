@@ -18,12 +18,12 @@ def golden():
     return torch.load(GOLDEN, weights_only=True)
 
 
-def build(config):
+def build(config, grouped=False):
     def make_encoder():
         return GRUEncoder(150, config['hidden'], config['layers'], config['dim'], mlp=config['mlp'])
     return CMD(make_encoder, NTU25, dim=config['dim'], queue_size=config['K'], momentum=config['m'],
                contrast_t=config['T'], topk=config['topk'], teacher_t=config['teacher_T'],
-               student_t=config['student_T'], cmd_weight=config['cmd_weight'])
+               student_t=config['student_T'], cmd_weight=config['cmd_weight'], grouped=grouped)
 
 
 def test_released_layout_round_trip(golden):
@@ -36,10 +36,11 @@ def test_released_layout_round_trip(golden):
         torch.testing.assert_close(exported[key], value, rtol=0, atol=0, msg=key)
 
 
-def test_one_step_reproduces_the_published_implementation(golden):
+@pytest.mark.parametrize('grouped', [False, True], ids=['fused', 'grouped'])
+def test_one_step_reproduces_the_published_implementation(golden, grouped):
     torch.manual_seed(0)
     config = golden['config']
-    model = build(config)
+    model = build(config, grouped)
     load_published_cmd(model, golden['state_dict_before'])
     model.train()
     optimizer = torch.optim.SGD(model.parameters(), lr=config['lr'], momentum=config['momentum'],

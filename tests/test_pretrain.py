@@ -62,6 +62,8 @@ def test_single_modality_run_is_moco(data_root, tmp_path):
     (['--protocol', 'xsetup'], 'not a benchmark of synthetic'),
     (['--min-crop', '9'], '--min-crop 9 must be between'),
     (['--amp', '--amp-dtype', 'float16'], 'needs --device cuda'),
+    (['--cuda-graph'], '--cuda-graph needs --device cuda'),
+    (['--gru-impl', 'grouped', '--gru-mode', 'bidirectional'], '--gru-impl grouped needs'),
 ])
 def test_inconsistent_settings_fail_before_work(data_root, tmp_path, extra, message, capsys):
     with pytest.raises(SystemExit, match=message):
@@ -137,3 +139,12 @@ def test_bfloat16_pretraining_on_the_cpu(data_root, tmp_path):
     run(data_root, tmp_path, '--epochs', '1', '--amp')
     log = json.loads((tmp_path / 'log.txt').read_text())
     assert np.isfinite(log['loss']) and torch.load(tmp_path / 'checkpoint.pth', weights_only=True)['args']['amp']
+
+
+def test_grouped_recurrence_trains_like_the_fused_one(data_root, tmp_path):
+    fused = run(data_root, tmp_path / 'fused', '--epochs', '2', '--gru-impl', 'fused')
+    grouped = run(data_root, tmp_path / 'grouped', '--epochs', '2', '--gru-impl', 'grouped')
+    for (name, a), (_, b) in zip(fused.state_dict().items(), grouped.state_dict().items()):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=name)
+    logs = [json.loads((tmp_path / k / 'log.txt').read_text().splitlines()[-1]) for k in ('fused', 'grouped')]
+    assert logs[0]['loss'] == pytest.approx(logs[1]['loss'], rel=1e-5)

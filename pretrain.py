@@ -45,6 +45,9 @@ def get_pretrain_parser():
     speed.add_argument('--gru-impl', default=None, choices=['fused', 'grouped'],
                        help='fused: one cuDNN call per encoder; grouped: all modalities advance together '
                             'frame by frame (same function; default grouped on CUDA, fused on the CPU)')
+    speed.add_argument('--overlap-keys', default=None, action=argparse.BooleanOptionalAction,
+                       help='compute the keys on a second CUDA stream beside the queries (same function; '
+                            'default: on for one CUDA process)')
     speed.add_argument('--cuda-graph', default=None, action=argparse.BooleanOptionalAction,
                        help='capture the whole training step as a CUDA graph (default: on for one CUDA '
                             'process with --gru-impl grouped)')
@@ -82,6 +85,8 @@ def resolve_args(args):
     if args.gru_impl is None:
         grouped = args.device == 'cuda' and args.encoder == 'gru' and args.gru_mode == 'published'
         args.gru_impl = 'grouped' if grouped else 'fused'
+    if args.overlap_keys is None:
+        args.overlap_keys = args.device == 'cuda' and args.world_size == 1
     if args.cuda_graph is None:
         args.cuda_graph = (args.device == 'cuda' and args.world_size == 1 and args.gru_impl == 'grouped'
                            and not (args.amp and args.amp_dtype == 'float16'))
@@ -108,6 +113,8 @@ def check_settings(args, folder, layout, persons):
         problems.append('--amp --amp-dtype float16 needs --device cuda (bfloat16 also runs on the CPU)')
     if args.gru_impl == 'grouped' and (args.encoder != 'gru' or args.gru_mode != 'published'):
         problems.append('--gru-impl grouped needs --encoder gru with --gru-mode published')
+    if args.overlap_keys and (args.device != 'cuda' or args.world_size > 1):
+        problems.append('--overlap-keys needs --device cuda and a single process')
     if args.cuda_graph and (args.device != 'cuda' or args.world_size > 1):
         problems.append('--cuda-graph needs --device cuda and a single process')
     if args.cuda_graph and args.amp and args.amp_dtype == 'float16':

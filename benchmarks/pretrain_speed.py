@@ -47,7 +47,7 @@ CONFIGS = {
 
 # name -> how the step is computed. 'impl': frame-by-frame (the published formulation), fused
 # (one cuDNN call per encoder) or grouped (all modalities per frame); 'graph': the step as a CUDA
-# graph; 'kernels': the grouped recurrence's gate kernels; 'tf32': TF32 matrix products; 'amp':
+# graph; 'overlap': keys on a second stream; 'kernels': the grouped recurrence's gate kernels; 'tf32': TF32 matrix products; 'amp':
 # bfloat16 autocast; 'batch': a multiple of the configured batch (a recipe change).
 VARIANTS = {
     'frame-by-frame': dict(impl='frame-by-frame'),
@@ -55,12 +55,14 @@ VARIANTS = {
     'grouped': dict(impl='grouped'),
     'grouped+graph': dict(impl='grouped', graph=True),
     'grouped+graph torch-gates': dict(impl='grouped', graph=True, kernels='torch'),
+    'fused overlap': dict(impl='fused', overlap=True),
+    'grouped+graph overlap': dict(impl='grouped', graph=True, overlap=True),
     'fused tf32*': dict(impl='fused', tf32=True),
-    'grouped+graph tf32*': dict(impl='grouped', graph=True, tf32=True),
     'fused bf16*': dict(impl='fused', amp=True),
-    'grouped+graph bf16*': dict(impl='grouped', graph=True, amp=True),
-    'grouped+graph batch x4*': dict(impl='grouped', graph=True, batch=4),
-    'grouped+graph bf16 batch x4*': dict(impl='grouped', graph=True, amp=True, batch=4),
+    'grouped+graph overlap tf32*': dict(impl='grouped', graph=True, overlap=True, tf32=True),
+    'grouped+graph overlap bf16*': dict(impl='grouped', graph=True, overlap=True, amp=True),
+    'grouped+graph overlap batch x4*': dict(impl='grouped', graph=True, overlap=True, batch=4),
+    'grouped+graph overlap bf16 batch x4*': dict(impl='grouped', graph=True, overlap=True, amp=True, batch=4),
     # last: a failed capture can leave the CUDA context unusable for what follows
     'fused+graph': dict(impl='fused', graph=True),
 }
@@ -74,7 +76,8 @@ def build(variant, cfg, device):
     torch.manual_seed(0)
     with device:  # initialise on the device: the published sizes are slow to build on the host
         model = CMD(make_encoder, NTU25, queue_size=cfg['queue'], topk=cfg['topk'],
-                    grouped=variant['impl'] == 'grouped', kernels=variant.get('kernels', 'auto')).train()
+                    grouped=variant['impl'] == 'grouped', kernels=variant.get('kernels', 'auto'),
+                    overlap_keys=variant.get('overlap', False)).train()
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.01, momentum=0.9,
                                 weight_decay=1e-4)
     return model, optimizer
@@ -113,6 +116,27 @@ def time_steps(variant, cfg, device, steps, warmup):
     if device.type == 'cuda':
         torch.cuda.empty_cache()
     return batch / seconds, seconds, peak
+
+
+def profile_step(variant, cfg, device, rows=15):
+    """Device time per kernel over two steps of ``variant`` (after its warm-up), largest first."""
+    from torch.profiler import ProfilerActivity, profile
+    model, optimizer = build(variant, cfg, device)
+    step = TrainStep(model, optimizer, torch.amp.GradScaler(device.type, enabled=False),
+                     argparse.Namespace(amp=variant.get('amp', False), amp_dtype='bfloat16'),
+                     graph=variant.get('graph', False))
+    views = [torch.randn(cfg['batch'] * variant.get('batch', 1), 3, cfg['frames'], 25, 2, device=device)
+             for _ in range(2)]
+    for _ in range(step.warmup + 2):
+        step(*views)
+    sync(device)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == 'cuda' else [])
+    with profile(activities=activities) as prof:
+        for _ in range(2):
+            step(*views)
+        sync(device)
+    key = 'self_cuda_time_total' if device.type == 'cuda' else 'self_cpu_time_total'
+    return prof.key_averages().table(sort_by=key, row_limit=rows, max_name_column_width=60)
 
 
 def time_data_pipeline(device, frames, batch, workers, clips=1024):
@@ -192,6 +216,8 @@ def main():
     parser.add_argument('--workers', type=int, default=2, help='data-loader workers for the pipeline timing')
     parser.add_argument('--knn-size', type=int, nargs=3, default=None, metavar=('TRAIN', 'TEST', 'DIM'),
                         help='default: 40091 16487 2048 (NTU-60 x-sub) on CUDA, 4000 1600 2048 on CPU')
+    parser.add_argument('--profile', default=None, choices=list(VARIANTS),
+                        help='also print the kernels of two steps of this variant at the last config')
     parser.add_argument('--end-to-end', type=int, default=0, metavar='CLIPS',
                         help='also run pretrain.py for 3 epochs on this many random clips')
     args = parser.parse_args()
@@ -223,6 +249,8 @@ def main():
         print(f'{"":<10}({", ".join(f"{k} {v}" for k, v in cfg.items())})')
 
     cfg = CONFIGS[names[-1]]
+    if args.profile:
+        print(f'\nprofile of two {args.profile} steps:\n{profile_step(VARIANTS[args.profile], cfg, device)}')
     pipeline = time_data_pipeline(device, cfg['frames'], cfg['batch'], args.workers)
     print(f'\ndata pipeline ({args.workers} workers, batch {cfg["batch"]}, {cfg["frames"]} frames): '
           f'views made in the workers {pipeline["loader"]:.0f} pairs/s, '

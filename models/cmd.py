@@ -20,19 +20,22 @@ class CMD(nn.Module):
 
     ``grouped=True`` (published-mode GRU encoders) computes all modalities' encoders of one side
     together with :func:`models.gru.grouped_features` (``kernels`` picks its gate kernels): the
-    same function, laid out for CUDA graphs.
+    same function, laid out for CUDA graphs. ``overlap_keys=True`` computes the keys on a second
+    CUDA stream while the queries are computed (one process only): neither recurrence fills the
+    GPU on its own.
     """
 
     def __init__(self, make_encoder, layout, modalities=('joint', 'motion', 'bone'), dim=128,
                  queue_size=16384, momentum=0.999, contrast_t=0.07, topk=8192, teacher_t=0.05,
-                 student_t=0.1, cmd_weight=1.0, grouped=False, kernels='auto'):
+                 student_t=0.1, cmd_weight=1.0, grouped=False, kernels='auto',
+                 overlap_keys=False):
         super().__init__()
         if topk > queue_size:
             raise ValueError(f'top-k ({topk}) cannot exceed the queue size ({queue_size})')
         self.layout, self.modalities = layout, tuple(modalities)
         self.momentum, self.contrast_t = momentum, contrast_t
         self.topk, self.teacher_t, self.student_t, self.cmd_weight = topk, teacher_t, student_t, cmd_weight
-        self.grouped, self.kernels = grouped, kernels
+        self.grouped, self.kernels, self.overlap_keys = grouped, kernels, overlap_keys
         self.encoder_q = nn.ModuleDict({m: make_encoder() for m in self.modalities})
         self.encoder_k = copy.deepcopy(self.encoder_q)
         for param in self.encoder_k.parameters():
@@ -69,13 +72,26 @@ class CMD(nn.Module):
             out = [encoders[m](x) for m, x in zip(self.modalities, inputs)]
         return {m: F.normalize(o, dim=1) for m, o in zip(self.modalities, out)}
 
+    @torch.no_grad()
+    def _keys(self, view_k):
+        self._momentum_update_key_encoder()
+        return self._encode(self.encoder_k, view_k)
+
     def forward(self, view_q, view_k):
         """One training step's losses. Returns ``(total, stats)`` where ``stats`` holds the
         per-modality InfoNCE losses and top-1 accuracies, the CMD loss and the logits."""
-        q = self._encode(self.encoder_q, view_q)
-        with torch.no_grad():
-            self._momentum_update_key_encoder()
-            k = self._encode(self.encoder_k, view_k)
+        if self.overlap_keys and view_q.is_cuda:
+            main, side = torch.cuda.current_stream(), _side_stream(view_q.device)
+            # the side stream also waits for the previous step, so memory the allocator hands
+            # it back is never still being read on the main stream
+            side.wait_stream(main)
+            with torch.cuda.stream(side):
+                k = self._keys(view_k)
+            q = self._encode(self.encoder_q, view_q)
+            main.wait_stream(side)
+        else:
+            q = self._encode(self.encoder_q, view_q)
+            k = self._keys(view_k)
         queue = self.queue.clone()
         stats, total, student_sims, teacher_sims = {}, 0, {}, {}
         for i, m in enumerate(self.modalities):
@@ -91,6 +107,16 @@ class CMD(nn.Module):
             stats['cmd'] = cmd.detach()
         self._dequeue_and_enqueue(torch.stack([k[m] for m in self.modalities]))
         return total, stats
+
+
+_SIDE_STREAMS = {}
+
+
+def _side_stream(device):
+    # one per device, made outside any graph capture (the first, eager steps make it)
+    if device not in _SIDE_STREAMS:
+        _SIDE_STREAMS[device] = torch.cuda.Stream(device)
+    return _SIDE_STREAMS[device]
 
 
 @torch.no_grad()

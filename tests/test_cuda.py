@@ -106,14 +106,16 @@ def test_pretraining_on_the_gpu(data_root, tmp_path, extra):
     assert len(log) == 2 and all(abs(r['loss']) < 1e3 for r in log)
 
 
-@pytest.mark.parametrize('amp', [False, True], ids=['float32', 'bfloat16'])
-def test_graphed_steps_equal_eager_steps(full_float32, amp):
+@pytest.mark.parametrize('amp, overlap', [(False, False), (False, True), (True, True)],
+                         ids=['float32', 'float32-overlap', 'bfloat16-overlap'])
+def test_graphed_steps_equal_eager_steps(full_float32, amp, overlap):
     """Replays of the captured step (new batches, a learning-rate change on the way) leave the
     model where eager steps do."""
     def train(graph):
         torch.manual_seed(0)
         with CUDA:
-            model = CMD(lambda: GRUEncoder(150, 64, 3, 128), NTU25, queue_size=256, topk=64, grouped=True).train()
+            model = CMD(lambda: GRUEncoder(150, 64, 3, 128), NTU25, queue_size=256, topk=64, grouped=True,
+                        overlap_keys=overlap and graph).train()
         optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.05, momentum=0.9,
                                     weight_decay=1e-4)
         step = TrainStep(model, optimizer, torch.amp.GradScaler('cuda', enabled=False),
@@ -141,7 +143,7 @@ def test_pretraining_implementations_agree_on_the_gpu(data_root, tmp_path, full_
     for name, extra in {'fused': ['--gru-impl', 'fused', '--no-cuda-graph'], 'graphed': []}.items():
         runs[name] = run_pretrain(data_root, tmp_path / name, '--epochs', '2', '--device', 'cuda', *extra)
     args = json.loads((tmp_path / 'graphed' / 'args.json').read_text())
-    assert args['gru_impl'] == 'grouped' and args['cuda_graph']  # the defaults on CUDA
+    assert args['gru_impl'] == 'grouped' and args['cuda_graph'] and args['overlap_keys']  # the CUDA defaults
     graphed = runs['graphed'].state_dict()
     for key, value in runs['fused'].state_dict().items():
         torch.testing.assert_close(graphed[key], value, atol=1e-4, rtol=1e-3, msg=key)

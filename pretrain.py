@@ -40,8 +40,9 @@ def get_pretrain_parser():
     speed.add_argument('--amp', action='store_true', help='mixed precision (changes the arithmetic; see README)')
     speed.add_argument('--amp-dtype', default='bfloat16', choices=['bfloat16', 'float16'],
                        help='bfloat16 (CPU or CUDA), or float16 with gradient scaling (CUDA)')
-    speed.add_argument('--tf32', action='store_true',
-                       help='TF32 matrix products on CUDA (changes the arithmetic; default: full float32)')
+    speed.add_argument('--tf32', default=None, action=argparse.BooleanOptionalAction,
+                       help="TF32 matrix products on CUDA (default on: PyTorch's cuDNN default, so what the "
+                            'published code computes on Ampere and newer GPUs); --no-tf32 for full float32')
     speed.add_argument('--gru-impl', default=None, choices=['fused', 'grouped'],
                        help='fused: one cuDNN call per encoder; grouped: all modalities advance together '
                             'frame by frame (same function; default grouped on CUDA, fused on the CPU)')
@@ -85,6 +86,8 @@ def resolve_args(args):
     if args.gru_impl is None:
         grouped = args.device == 'cuda' and args.encoder == 'gru' and args.gru_mode == 'published'
         args.gru_impl = 'grouped' if grouped else 'fused'
+    if args.tf32 is None:
+        args.tf32 = args.device == 'cuda'
     if args.overlap_keys is None:
         args.overlap_keys = args.device == 'cuda' and args.world_size == 1
     if args.cuda_graph is None:
@@ -148,7 +151,7 @@ def main(args):
 
     device = torch.device(args.device, args.local_rank if args.device == 'cuda' else None)
     if device.type == 'cuda':
-        # explicit either way: PyTorch lets cuDNN (the fused GRU) use TF32 unless told otherwise
+        # explicit either way: PyTorch's own defaults differ between cuDNN (TF32) and cuBLAS (not)
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = args.tf32
     seed_everything(args.seed)  # the same initial model and queues on every rank
     model = wrap_distributed(build_cmd(args, layout, persons).to(device), args, device)
@@ -162,8 +165,10 @@ def main(args):
                         num_workers=args.workers, pin_memory=device.type == 'cuda', drop_last=True,
                         collate_fn=collate_clips if on_device else None)
 
+    # fused=True: the same update as the default, in one kernel per group of tensors on CUDA
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=args.lr,
-                                momentum=args.momentum, weight_decay=args.weight_decay)
+                                momentum=args.momentum, weight_decay=args.weight_decay,
+                                fused=device.type == 'cuda')
     scaler = torch.amp.GradScaler(device.type, enabled=args.amp and args.amp_dtype == 'float16')
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     fixed = sum(getattr(m, 'fixed_zeros', 0) for m in model_without_ddp.encoder_q.values())

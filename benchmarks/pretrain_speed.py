@@ -7,7 +7,8 @@
    momentum update, enqueue; the step of ``pretrain.py``) on random clips of the configured
    shape, side by side for the frame-by-frame formulation the published code runs and for our
    implementations of the same function: samples/s, s/step, peak memory, speed-up over
-   frame-by-frame. Variants marked * change the arithmetic (bfloat16) or the recipe (batch).
+   frame-by-frame in the same arithmetic. Variants marked * change the storage precision
+   (bfloat16) or the recipe (batch); README says which options change what.
 2. The data pipeline: augmented pairs per second with the views made per clip in data-loader
    workers, and with the workers only reading clips and the views made per batch on the device.
 3. kNN evaluation (all of k = 1, 10, 20) on features of NTU-60's size (smaller on a CPU).
@@ -47,26 +48,31 @@ CONFIGS = {
 
 # name -> how the step is computed. 'impl': frame-by-frame (the published formulation), fused
 # (one cuDNN call per encoder) or grouped (all modalities per frame); 'graph': the step as a CUDA
-# graph; 'overlap': keys on a second stream; 'kernels': the grouped recurrence's gate kernels; 'tf32': TF32 matrix products; 'amp':
-# bfloat16 autocast; 'batch': a multiple of the configured batch (a recipe change).
+# graph; 'overlap': keys on a second stream; 'kernels': the grouped recurrence's gate kernels;
+# 'tf32': TF32 matrix products (else full float32); 'amp': bfloat16 autocast; 'batch': a
+# multiple of the configured batch (a recipe change). pretrain.py's CUDA default is
+# 'grouped+graph overlap tf32'.
 VARIANTS = {
     'frame-by-frame': dict(impl='frame-by-frame'),
+    'frame-by-frame tf32': dict(impl='frame-by-frame', tf32=True),
     'fused': dict(impl='fused'),
-    'grouped': dict(impl='grouped'),
-    'grouped+graph': dict(impl='grouped', graph=True),
-    'grouped+graph torch-gates': dict(impl='grouped', graph=True, kernels='torch'),
-    'fused overlap': dict(impl='fused', overlap=True),
+    'fused tf32': dict(impl='fused', tf32=True),
+    'grouped tf32': dict(impl='grouped', tf32=True),
+    'grouped+graph tf32': dict(impl='grouped', graph=True, tf32=True),
     'grouped+graph overlap': dict(impl='grouped', graph=True, overlap=True),
-    'fused tf32*': dict(impl='fused', tf32=True),
+    'grouped+graph overlap tf32': dict(impl='grouped', graph=True, overlap=True, tf32=True),
+    'grouped+graph overlap torch-gates tf32': dict(impl='grouped', graph=True, overlap=True, tf32=True,
+                                                   kernels='torch'),
     'fused bf16*': dict(impl='fused', amp=True),
-    'grouped+graph overlap tf32*': dict(impl='grouped', graph=True, overlap=True, tf32=True),
     'grouped+graph overlap bf16*': dict(impl='grouped', graph=True, overlap=True, amp=True),
-    'grouped+graph overlap batch x4*': dict(impl='grouped', graph=True, overlap=True, batch=4),
+    'grouped+graph overlap tf32 batch x4*': dict(impl='grouped', graph=True, overlap=True, tf32=True, batch=4),
     'grouped+graph overlap bf16 batch x4*': dict(impl='grouped', graph=True, overlap=True, amp=True, batch=4),
     # last: a failed capture can leave the CUDA context unusable for what follows
-    'fused+graph': dict(impl='fused', graph=True),
+    'fused+graph tf32': dict(impl='fused', graph=True, tf32=True),
 }
+VARIANTS['grouped'] = dict(impl='grouped')  # the CPU's choice (no TF32, graphs or streams there)
 CPU_VARIANTS = ['frame-by-frame', 'fused', 'grouped']
+CUDA_VARIANTS = [name for name in VARIANTS if name != 'grouped']
 
 
 def build(variant, cfg, device):
@@ -79,7 +85,7 @@ def build(variant, cfg, device):
                     grouped=variant['impl'] == 'grouped', kernels=variant.get('kernels', 'auto'),
                     overlap_keys=variant.get('overlap', False)).train()
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.01, momentum=0.9,
-                                weight_decay=1e-4)
+                                weight_decay=1e-4, fused=device.type == 'cuda')  # as pretrain.py
     return model, optimizer
 
 
@@ -210,7 +216,7 @@ def main():
     parser.add_argument('--config', default=None, choices=['published', 'ci', 'both'],
                         help='default: both on CUDA, ci on CPU')
     parser.add_argument('--variants', nargs='+', default=None, choices=list(VARIANTS),
-                        help=f'default: all on CUDA, {" ".join(CPU_VARIANTS)} on CPU')
+                        help=f'default: all but grouped on CUDA, {" ".join(CPU_VARIANTS)} on CPU')
     parser.add_argument('--steps', type=int, default=None, help='timed steps per measurement')
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--workers', type=int, default=2, help='data-loader workers for the pipeline timing')
@@ -224,27 +230,30 @@ def main():
     device = torch.device(args.device)
     config = args.config or ('both' if device.type == 'cuda' else 'ci')
     names = ['ci', 'published'] if config == 'both' else [config]
-    variants = args.variants or (list(VARIANTS) if device.type == 'cuda' else CPU_VARIANTS)
+    variants = args.variants or (CUDA_VARIANTS if device.type == 'cuda' else CPU_VARIANTS)
     steps = args.steps or (20 if device.type == 'cuda' else 3)
     name = (torch.cuda.get_device_name(device) if device.type == 'cuda' else
             f'CPU ({platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads)')
     print(f'device: {name}; torch {torch.__version__}; {steps} timed steps after {args.warmup} warm-up '
           f'(graphs: after 3 eager steps and the capture)')
-    print(f'{"config":<10}{"variant":<30}{"batch":>6}{"samples/s":>11}{"s/step":>9}{"peak GiB":>10}{"speed-up":>10}')
+    print(f'{"config":<10}{"variant":<42}{"batch":>6}{"samples/s":>11}{"s/step":>9}{"peak GiB":>10}{"speed-up":>10}')
     for cfg_name in names:
         cfg = CONFIGS[cfg_name]
-        base = None
+        base = {}
         for variant in variants:
             # the frame-by-frame step takes most of a second at the published size: time fewer
-            n = min(steps, 3) if variant == 'frame-by-frame' and cfg_name == 'published' else steps
+            n = min(steps, 3) if variant.startswith('frame-by-frame') and cfg_name == 'published' else steps
             try:
                 rate, seconds, peak = time_steps(VARIANTS[variant], cfg, device, n, args.warmup)
             except Exception as e:  # one failing variant must not cost the others' figures
-                print(f'{cfg_name:<10}{variant:<30} failed: {type(e).__name__}: {str(e)[:200]}')
+                print(f'{cfg_name:<10}{variant:<42} failed: {type(e).__name__}: {str(e)[:200]}')
                 continue
-            base = rate if variant == 'frame-by-frame' else base
-            ratio = f'{rate / base:.1f}x' if base else '-'
-            print(f'{cfg_name:<10}{variant:<30}{cfg["batch"] * VARIANTS[variant].get("batch", 1):>6}{rate:>11.1f}'
+            # speed-up over the frame-by-frame step in the same arithmetic (TF32 or float32)
+            tf32 = VARIANTS[variant].get('tf32', False)
+            if VARIANTS[variant]['impl'] == 'frame-by-frame':
+                base[tf32] = rate
+            ratio = f'{rate / base[tf32]:.1f}x' if tf32 in base else '-'
+            print(f'{cfg_name:<10}{variant:<42}{cfg["batch"] * VARIANTS[variant].get("batch", 1):>6}{rate:>11.1f}'
                   f'{seconds:>9.4f}{peak:>10.2f}{ratio:>10}', flush=True)
         print(f'{"":<10}({", ".join(f"{k} {v}" for k, v in cfg.items())})')
 

@@ -47,8 +47,8 @@ class CMD(nn.Module):
     def _momentum_update_key_encoder(self):
         k = [p for p in self.encoder_k.parameters()]
         q = [p.detach() for p in self.encoder_q.parameters()]
-        torch._foreach_mul_(k, self.momentum)
-        torch._foreach_add_(k, q, alpha=1 - self.momentum)
+        # m * k + (1 - m) * q in one pass over the weights
+        torch._foreach_lerp_(k, q, 1 - self.momentum)
 
     @torch.no_grad()
     def _dequeue_and_enqueue(self, keys):

@@ -191,9 +191,9 @@ def grouped_features(encoders, inputs, kernels='auto'):
         b_hh = stacked('bias_hh', _chain_major)
         # each encoder's two chains read the same input
         x = x.unsqueeze(1).expand(-1, 2, -1, -1).reshape(2 * count, t * n, -1)
-        gi = torch.baddbmm(b_ih, x, w_ih).view(2 * count, t, n, 3 * hidden).transpose(0, 1)
-        out = gru_recurrence(gi, w_hh, b_hh, kernels)  # (T, 2 * encoders, N, H)
+        gi = torch.baddbmm(b_ih, x, w_ih).view(2 * count, t, n, 3 * hidden)
+        out = gru_recurrence(gi, w_hh, b_hh, kernels)  # (2 * encoders, T, N, H)
         if layer + 1 < first.num_layers:
-            x = out.view(t, count, 2, n, hidden).permute(1, 0, 3, 2, 4).reshape(count, t * n, 2 * hidden)
-    last = out[-1].view(count, 2, n, hidden).transpose(1, 2).reshape(count, n, 2 * hidden)
+            x = out.view(count, 2, t, n, hidden).permute(0, 2, 3, 1, 4).reshape(count, t * n, 2 * hidden)
+    last = out[:, -1].view(count, 2, n, hidden).transpose(1, 2).reshape(count, n, 2 * hidden)
     return list(last.unbind(0))

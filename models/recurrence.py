@@ -43,42 +43,56 @@ def _gates_backward_torch(dh, h_prev, r, z, n, ghn):
 
 
 if triton is not None:
+    # One lane per element (chain g, sample b, unit j) of a frame's (G, N, H) state; each tensor
+    # is addressed as g * (its chain stride) + b * (its row length) + j. Arithmetic is float32
+    # whatever the storage type.
     @triton.jit
-    def _gates_fwd_kernel(gi_ptr, gi_sg, gi_sn, gh_ptr, h_ptr, out_ptr, cache_ptr,
-                          N, H, total, SAVE: tl.constexpr, BLOCK: tl.constexpr):
-        # one element (chain g, sample b, unit j) of the (G, N, H) state per lane; arithmetic in
-        # float32 whatever the storage type
+    def _gates_fwd_kernel(gi_ptr, gi_sg, gh_ptr, b_ptr, h_ptr, out_ptr, out_sg, cache_ptr, cache_sg,
+                          N, H, total, FIRST: tl.constexpr, SAVE: tl.constexpr, BLOCK: tl.constexpr):
         idx = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
         mask = idx < total
         j = idx % H
-        row = idx // H
-        g = row // N
-        b = row % N
-        gi = gi_ptr + g * gi_sg + b * gi_sn + j
-        gh = gh_ptr + row * 3 * H + j
-        r = tl.sigmoid(tl.load(gi, mask=mask).to(tl.float32) + tl.load(gh, mask=mask).to(tl.float32))
-        z = tl.sigmoid(tl.load(gi + H, mask=mask).to(tl.float32) + tl.load(gh + H, mask=mask).to(tl.float32))
-        ghn = tl.load(gh + 2 * H, mask=mask).to(tl.float32)
+        g = idx // (N * H)
+        b = (idx // H) % N
+        gi = gi_ptr + g * gi_sg + b * 3 * H + j
+        bias = b_ptr + g * 3 * H + j
+        gh_r = tl.load(bias, mask=mask).to(tl.float32)
+        gh_z = tl.load(bias + H, mask=mask).to(tl.float32)
+        ghn = tl.load(bias + 2 * H, mask=mask).to(tl.float32)
+        if FIRST:  # zero initial state: W_hh h vanishes
+            h = tl.zeros([BLOCK], dtype=tl.float32)
+        else:
+            gh = gh_ptr + (g * N + b) * 3 * H + j
+            gh_r += tl.load(gh, mask=mask).to(tl.float32)
+            gh_z += tl.load(gh + H, mask=mask).to(tl.float32)
+            ghn += tl.load(gh + 2 * H, mask=mask).to(tl.float32)
+            h = tl.load(h_ptr + g * out_sg + b * H + j, mask=mask).to(tl.float32)
+        r = tl.sigmoid(tl.load(gi, mask=mask).to(tl.float32) + gh_r)
+        z = tl.sigmoid(tl.load(gi + H, mask=mask).to(tl.float32) + gh_z)
         a = tl.load(gi + 2 * H, mask=mask).to(tl.float32) + r * ghn
         n = 2 * tl.sigmoid(2 * a) - 1  # tanh
-        h = tl.load(h_ptr + idx, mask=mask).to(tl.float32)
-        tl.store(out_ptr + idx, (n + z * (h - n)).to(out_ptr.dtype.element_ty), mask=mask)
+        tl.store(out_ptr + g * out_sg + b * H + j, (n + z * (h - n)).to(out_ptr.dtype.element_ty), mask=mask)
         if SAVE:
-            c = cache_ptr + row * 4 * H + j
-            tl.store(c, r.to(cache_ptr.dtype.element_ty), mask=mask)
-            tl.store(c + H, z.to(cache_ptr.dtype.element_ty), mask=mask)
-            tl.store(c + 2 * H, n.to(cache_ptr.dtype.element_ty), mask=mask)
-            tl.store(c + 3 * H, ghn.to(cache_ptr.dtype.element_ty), mask=mask)
+            c = cache_ptr + g * cache_sg + b * 4 * H + j
+            ty = cache_ptr.dtype.element_ty
+            tl.store(c, r.to(ty), mask=mask)
+            tl.store(c + H, z.to(ty), mask=mask)
+            tl.store(c + 2 * H, n.to(ty), mask=mask)
+            tl.store(c + 3 * H, ghn.to(ty), mask=mask)
 
     @triton.jit
-    def _gates_bwd_kernel(dout_ptr, carry_ptr, h_ptr, cache_ptr, dgi_ptr, dgh_ptr, direct_ptr,
-                          H, total, FIRST: tl.constexpr, BLOCK: tl.constexpr):
+    def _gates_bwd_kernel(dout_ptr, carry_ptr, direct_ptr, h_ptr, out_sg, cache_ptr, cache_sg,
+                          dgi_ptr, dgh_ptr, d_sg, N, H, total, FIRST: tl.constexpr, BLOCK: tl.constexpr):
+        # d h_t = d out_t + (d gh_{t+1} W_hh^T) [carry] + (d h_{t+1} * z_{t+1}) [direct, updated in place]
         idx = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
         mask = idx < total
         j = idx % H
-        row = idx // H
-        dh = tl.load(dout_ptr + idx, mask=mask).to(tl.float32) + tl.load(carry_ptr + idx, mask=mask).to(tl.float32)
-        c = cache_ptr + row * 4 * H + j
+        g = idx // (N * H)
+        b = (idx // H) % N
+        dh = (tl.load(dout_ptr + g * out_sg + b * H + j, mask=mask).to(tl.float32)
+              + tl.load(carry_ptr + idx, mask=mask).to(tl.float32)
+              + tl.load(direct_ptr + idx, mask=mask).to(tl.float32))
+        c = cache_ptr + g * cache_sg + b * 4 * H + j
         r = tl.load(c, mask=mask).to(tl.float32)
         z = tl.load(c + H, mask=mask).to(tl.float32)
         n = tl.load(c + 2 * H, mask=mask).to(tl.float32)
@@ -86,20 +100,20 @@ if triton is not None:
         if FIRST:  # the initial state is zero
             h_prev = tl.zeros([BLOCK], dtype=tl.float32)
         else:
-            h_prev = tl.load(h_ptr + idx, mask=mask).to(tl.float32)
+            h_prev = tl.load(h_ptr + g * out_sg + b * H + j, mask=mask).to(tl.float32)
         dn_pre = dh * (1 - z) * (1 - n * n)
         dr_pre = dn_pre * ghn * r * (1 - r)
         dz_pre = dh * (h_prev - n) * z * (1 - z)
         ty = dgi_ptr.dtype.element_ty
-        dgi = dgi_ptr + row * 3 * H + j
-        dgh = dgh_ptr + row * 3 * H + j
+        dgi = dgi_ptr + g * d_sg + b * 3 * H + j
+        dgh = dgh_ptr + g * d_sg + b * 3 * H + j
         tl.store(dgi, dr_pre.to(ty), mask=mask)
         tl.store(dgi + H, dz_pre.to(ty), mask=mask)
         tl.store(dgi + 2 * H, dn_pre.to(ty), mask=mask)
         tl.store(dgh, dr_pre.to(ty), mask=mask)
         tl.store(dgh + H, dz_pre.to(ty), mask=mask)
         tl.store(dgh + 2 * H, (dn_pre * r).to(ty), mask=mask)
-        tl.store(direct_ptr + idx, (dh * z).to(ty), mask=mask)
+        tl.store(direct_ptr + idx, (dh * z).to(direct_ptr.dtype.element_ty), mask=mask)
 
 
 def triton_usable(tensor):
@@ -111,30 +125,60 @@ def triton_usable(tensor):
 
 
 def _forward(gi, w_hh, b_hh, save, fused):
-    t_len, groups, batch, three_h = gi.shape
+    """Chain-major throughout: ``gi`` (G, T, N, 3H) -> out (G, T, N, H) [, cache (G, T, N, 4H)]."""
+    groups, t_len, batch, three_h = gi.shape
     size = three_h // 3
-    if fused and gi.stride(-1) != 1:
+    if fused and gi[:, 0].stride()[1:] != (three_h, 1):
         gi = gi.contiguous()
-    out = gi.new_empty(t_len, groups, batch, size)
-    cache = gi.new_empty(t_len, groups, batch, 4 * size) if save and fused else None
-    saved = []
-    h = gi.new_zeros(groups, batch, size)
-    total = groups * batch * size
-    for t in range(t_len):
-        gh = torch.baddbmm(b_hh, h, w_hh)
-        if fused:
-            _gates_fwd_kernel[(triton.cdiv(total, BLOCK),)](
-                gi[t], gi.stride(1), gi.stride(2), gh, h, out[t], cache[t] if cache is not None else out[t],
-                batch, size, total, SAVE=cache is not None, BLOCK=BLOCK)
-        else:
-            new, parts = _gates_torch(gi[t], gh, h)
-            out[t] = new
+    out = gi.new_empty(groups, t_len, batch, size)
+    if not fused:
+        saved, h = [], gi.new_zeros(groups, batch, size)
+        for t in range(t_len):
+            h, parts = _gates_torch(gi[:, t], torch.baddbmm(b_hh, h, w_hh), h)
+            out[:, t] = h
             if save:
                 saved.append(torch.cat(parts, dim=-1))
-        h = out[t]
-    if save and not fused:
-        cache = torch.stack(saved)
-    return out, cache
+        return out, torch.stack(saved, dim=1) if save else None
+    cache = gi.new_empty(groups, t_len, batch, 4 * size) if save else out
+    gh = gi.new_empty(groups, batch, three_h)
+    total = groups * batch * size
+    # the bias b_hh is added in the kernel, so the product needs no copy of it first
+    for t in range(t_len):
+        if t:
+            torch.bmm(out[:, t - 1], w_hh, out=gh)
+        _gates_fwd_kernel[(triton.cdiv(total, BLOCK),)](
+            gi[:, t], gi.stride(0), gh, b_hh, out[:, t - 1] if t else out[:, 0], out[:, t], out.stride(0),
+            cache[:, t], cache.stride(0), batch, size, total, FIRST=t == 0, SAVE=save, BLOCK=BLOCK)
+    return out, cache if save else None
+
+
+def _backward_fused(dout, w_hh, out, cache):
+    groups, t_len, batch, size = out.shape
+    dgi = out.new_empty(groups, t_len, batch, 3 * size)
+    dgh = torch.empty_like(dgi)
+    carry, direct = out.new_zeros(groups, batch, size), out.new_zeros(groups, batch, size)
+    w_t = w_hh.transpose(1, 2)
+    total = groups * batch * size
+    for t in reversed(range(t_len)):
+        _gates_bwd_kernel[(triton.cdiv(total, BLOCK),)](
+            dout[:, t], carry, direct, out[:, t - 1] if t else out[:, 0], out.stride(0), cache[:, t],
+            cache.stride(0), dgi[:, t], dgh[:, t], dgi.stride(0), batch, size, total, FIRST=t == 0, BLOCK=BLOCK)
+        if t:
+            torch.bmm(dgh[:, t], w_t, out=carry)
+    return dgi, dgh
+
+
+def _backward_torch(dout, w_hh, out, cache):
+    groups, t_len, batch, size = out.shape
+    dgi = out.new_empty(groups, t_len, batch, 3 * size)
+    dgh = torch.empty_like(dgi)
+    carry = out.new_zeros(groups, batch, size)
+    for t in reversed(range(t_len)):
+        h_prev = out[:, t - 1] if t else torch.zeros_like(carry)
+        r, z, n, ghn = cache[:, t].split(size, dim=-1)
+        dgi[:, t], dgh[:, t], direct = _gates_backward_torch(dout[:, t] + carry, h_prev, r, z, n, ghn)
+        carry = torch.baddbmm(direct, dgh[:, t], w_hh.transpose(1, 2))
+    return dgi, dgh
 
 
 class _GRURecurrence(torch.autograd.Function):
@@ -148,35 +192,19 @@ class _GRURecurrence(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dout):
         w_hh, out, cache = ctx.saved_tensors
-        dout = dout.contiguous()
-        t_len, groups, batch, size = out.shape
-        dgi = out.new_empty(t_len, groups, batch, 3 * size)
-        dgh = torch.empty_like(dgi)
-        carry = out.new_zeros(groups, batch, size)
-        direct = torch.empty_like(carry)
-        w_t = w_hh.transpose(1, 2)
-        total = groups * batch * size
-        for t in reversed(range(t_len)):
-            if ctx.fused:
-                _gates_bwd_kernel[(triton.cdiv(total, BLOCK),)](
-                    dout[t], carry, out[t - 1] if t else out[0], cache[t], dgi[t], dgh[t], direct,
-                    size, total, FIRST=t == 0, BLOCK=BLOCK)
-            else:
-                h_prev = out[t - 1] if t else torch.zeros_like(carry)
-                r, z, n, ghn = cache[t].split(size, dim=-1)
-                dgi[t], dgh[t], direct = _gates_backward_torch(dout[t] + carry, h_prev, r, z, n, ghn)
-            carry = torch.baddbmm(direct, dgh[t], w_t)
-        # frame 0 starts from a zero state, so it adds nothing to the recurrent weight gradient
-        flat = dgh[1:].transpose(0, 1).reshape(groups, -1, 3 * size)
-        dw = out[:-1].transpose(0, 1).reshape(groups, -1, size).transpose(1, 2) @ flat
-        db = dgh.sum(dim=(0, 2)).unsqueeze(1)
+        groups, t_len, batch, size = out.shape
+        dgi, dgh = (_backward_fused if ctx.fused else _backward_torch)(dout.contiguous(), w_hh, out, cache)
+        # frame 0 starts from a zero state, so it adds nothing to the recurrent weight gradient;
+        # chain-major storage makes both operands plain views
+        dw = out[:, :-1].reshape(groups, -1, size).transpose(1, 2) @ dgh[:, 1:].reshape(groups, -1, 3 * size)
+        db = dgh.sum(dim=(1, 2)).unsqueeze(1)
         return dgi, dw, db, None
 
 
 def gru_recurrence(gi, w_hh, b_hh, kernels='auto'):
-    """Outputs (T, G, N, H) of G GRU chains started from zero.
+    """Outputs (G, T, N, H) of G GRU chains started from zero.
 
-    ``gi``: (T, G, N, 3H) input projections (``W_ih x + b_ih``, any strides); ``w_hh``: (G, H, 3H)
+    ``gi``: (G, T, N, 3H) input projections (``W_ih x + b_ih``); ``w_hh``: (G, H, 3H)
     recurrent weights, transposed so that ``h @ w_hh`` gives the three gates; ``b_hh``: (G, 1, 3H).
     ``kernels``: 'triton' (fused gate kernels), 'torch' (tensor operations) or 'auto' (Triton on
     CUDA when it is installed).

@@ -32,7 +32,7 @@ def full_float32():
     torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
-def test_fused_gru_equals_frame_by_frame_on_cudnn():
+def test_fused_gru_equals_frame_by_frame_on_cudnn(full_float32):
     torch.manual_seed(0)
     encoder = GRUEncoder(150, 256, 3, dim=128).to(CUDA).eval()
     gru = torch.nn.GRU(150, 256, 3, batch_first=True, bidirectional=True).to(CUDA)
@@ -117,7 +117,7 @@ def test_graphed_steps_equal_eager_steps(full_float32, amp, overlap):
             model = CMD(lambda: GRUEncoder(150, 64, 3, 128), NTU25, queue_size=256, topk=64, grouped=True,
                         overlap_keys=overlap and graph).train()
         optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.05, momentum=0.9,
-                                    weight_decay=1e-4)
+                                    weight_decay=1e-4, fused=graph)  # fused SGD: the same update
         step = TrainStep(model, optimizer, torch.amp.GradScaler('cuda', enabled=False),
                          argparse.Namespace(amp=amp, amp_dtype='bfloat16'), graph=graph)
         gen = torch.Generator(device=CUDA).manual_seed(1)
@@ -141,9 +141,10 @@ def test_graphed_steps_equal_eager_steps(full_float32, amp, overlap):
 def test_pretraining_implementations_agree_on_the_gpu(data_root, tmp_path, full_float32):
     runs = {}
     for name, extra in {'fused': ['--gru-impl', 'fused', '--no-cuda-graph'], 'graphed': []}.items():
-        runs[name] = run_pretrain(data_root, tmp_path / name, '--epochs', '2', '--device', 'cuda', *extra)
+        runs[name] = run_pretrain(data_root, tmp_path / name, '--epochs', '2', '--device', 'cuda', '--no-tf32', *extra)
     args = json.loads((tmp_path / 'graphed' / 'args.json').read_text())
     assert args['gru_impl'] == 'grouped' and args['cuda_graph'] and args['overlap_keys']  # the CUDA defaults
+    assert not args['tf32']
     graphed = runs['graphed'].state_dict()
     for key, value in runs['fused'].state_dict().items():
         torch.testing.assert_close(graphed[key], value, atol=1e-4, rtol=1e-3, msg=key)

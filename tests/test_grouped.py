@@ -55,7 +55,7 @@ def test_grouped_gradients_equal_the_fused_encoder():
 
 def test_recurrence_backward_passes_gradcheck():
     torch.manual_seed(0)
-    gi = torch.randn(5, 3, 2, 12, dtype=torch.float64, requires_grad=True)
+    gi = torch.randn(3, 5, 2, 12, dtype=torch.float64, requires_grad=True)  # (G, T, N, 3H)
     w = (0.5 * torch.randn(3, 4, 12, dtype=torch.float64)).requires_grad_()
     b = torch.randn(3, 1, 12, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda *a: gru_recurrence(*a, kernels='torch'), (gi, w, b))
@@ -93,19 +93,20 @@ def test_triton_gate_kernels_equal_the_tensor_operations():
         import torch
         from models.recurrence import gru_recurrence
         torch.manual_seed(0)
-        gi = torch.randn(6, 4, 3, 3 * 40).transpose(1, 2)  # strided (T, G, N, 3H), as the encoder passes it
-        gi.requires_grad_()
         w = (0.3 * torch.randn(3, 40, 120)).requires_grad_()
         b = torch.randn(3, 1, 120, requires_grad=True)
-        dout = torch.randn(6, 3, 4, 40)
-        grads = {}
-        for kernels in ('torch', 'triton'):
-            out = gru_recurrence(gi, w, b, kernels)
-            grads[kernels] = [out, *torch.autograd.grad((out * dout).sum(), (gi, w, b))]
-            with torch.no_grad():
-                torch.testing.assert_close(gru_recurrence(gi, w, b, kernels), out, rtol=0, atol=0)
-        for a, b in zip(grads['torch'], grads['triton']):
-            torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)
+        dout = torch.randn(3, 6, 4, 40)
+        # (G, T, N, 3H) as the encoder passes it, and with other strides
+        for gi in (torch.randn(3, 6, 4, 120), torch.randn(3, 4, 6, 120).transpose(1, 2)):
+            gi.requires_grad_()
+            grads = {}
+            for kernels in ('torch', 'triton'):
+                out = gru_recurrence(gi, w, b, kernels)
+                grads[kernels] = [out, *torch.autograd.grad((out * dout).sum(), (gi, w, b))]
+                with torch.no_grad():
+                    torch.testing.assert_close(gru_recurrence(gi, w, b, kernels), out, rtol=0, atol=0)
+            for expected, got in zip(grads['torch'], grads['triton']):
+                torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
         print('ok')
     ''')
     env = {**os.environ, 'TRITON_INTERPRET': '1', 'PYTHONPATH': ROOT}

@@ -20,6 +20,7 @@ from feeder.datasets import PairAugment, PretrainDataset, SkeletonFolder, collat
 from feeder.layouts import get_layout
 from feeder.modalities import MODALITIES
 from models import build_cmd
+from models.recurrence import KERNELS
 from options.args import get_args_parser, resolve_common
 from options.presets import DATASETS, pretrain_recipe
 from utils.misc import (announce, append_jsonl, get_rng_state, init_distributed, is_main_process,
@@ -46,6 +47,8 @@ def get_pretrain_parser():
     speed.add_argument('--gru-impl', default=None, choices=['fused', 'grouped'],
                        help='fused: one cuDNN call per encoder; grouped: all modalities advance together '
                             'frame by frame (same function; default grouped on CUDA, fused on the CPU)')
+    speed.add_argument('--gru-kernels', default='auto', choices=list(KERNELS),
+                       help="the grouped recurrence's kernels (models/recurrence.py; same function)")
     speed.add_argument('--overlap-keys', default=None, action=argparse.BooleanOptionalAction,
                        help='compute the keys on a second CUDA stream beside the queries (same function; '
                             'default: on for one CUDA process)')
@@ -116,6 +119,8 @@ def check_settings(args, folder, layout, persons):
         problems.append('--amp --amp-dtype float16 needs --device cuda (bfloat16 also runs on the CPU)')
     if args.gru_impl == 'grouped' and (args.encoder != 'gru' or args.gru_mode != 'published'):
         problems.append('--gru-impl grouped needs --encoder gru with --gru-mode published')
+    if args.gru_kernels.startswith('triton') and (args.device != 'cuda' or args.gru_impl != 'grouped'):
+        problems.append(f'--gru-kernels {args.gru_kernels} needs --device cuda and --gru-impl grouped')
     if args.overlap_keys and (args.device != 'cuda' or args.world_size > 1):
         problems.append('--overlap-keys needs --device cuda and a single process')
     if args.cuda_graph and (args.device != 'cuda' or args.world_size > 1):
@@ -165,11 +170,13 @@ def main(args):
                         num_workers=args.workers, pin_memory=device.type == 'cuda', drop_last=True,
                         collate_fn=collate_clips if on_device else None)
 
-    # fused=True: the same update as the default, in one kernel per group of tensors on CUDA
+    # fused=True: the same update in one kernel per group of tensors on CUDA. Not with float16
+    # gradient scaling: a first step skipped for overflow would leave its momentum buffers unset.
+    float16 = args.amp and args.amp_dtype == 'float16'
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=args.lr,
                                 momentum=args.momentum, weight_decay=args.weight_decay,
-                                fused=device.type == 'cuda')
-    scaler = torch.amp.GradScaler(device.type, enabled=args.amp and args.amp_dtype == 'float16')
+                                fused=device.type == 'cuda' and not float16)
+    scaler = torch.amp.GradScaler(device.type, enabled=float16)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     fixed = sum(getattr(m, 'fixed_zeros', 0) for m in model_without_ddp.encoder_q.values())
     zeros = f' (plus {fixed:,} entries held at zero in the block-diagonal GRU matrices)' if fixed else ''

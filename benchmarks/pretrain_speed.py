@@ -20,6 +20,7 @@ import json
 import os
 import pickle
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -63,8 +64,12 @@ VARIANTS = {
     'grouped+graph overlap tf32': dict(impl='grouped', graph=True, overlap=True, tf32=True),
     'grouped+graph overlap torch-gates tf32': dict(impl='grouped', graph=True, overlap=True, tf32=True,
                                                    kernels='torch'),
+    'grouped+graph overlap tf32 triton-gemm': dict(impl='grouped', graph=True, overlap=True, tf32=True,
+                                                   kernels='triton-gemm'),
     'fused bf16*': dict(impl='fused', amp=True),
     'grouped+graph overlap bf16*': dict(impl='grouped', graph=True, overlap=True, amp=True),
+    'grouped+graph overlap bf16 triton-gemm*': dict(impl='grouped', graph=True, overlap=True, amp=True,
+                                                    kernels='triton-gemm'),
     'grouped+graph overlap tf32 batch x4*': dict(impl='grouped', graph=True, overlap=True, tf32=True, batch=4),
     'grouped+graph overlap bf16 batch x4*': dict(impl='grouped', graph=True, overlap=True, amp=True, batch=4),
     # last: a failed capture can leave the CUDA context unusable for what follows
@@ -186,10 +191,11 @@ def time_knn(device, train, test, dim, ks=(1, 10, 20)):
     return time.perf_counter() - start
 
 
-def time_end_to_end(clips, epochs, workers, extra=()):
-    """``pretrain.py`` at the published NTU-60 recipe on ``clips`` random prepared clips;
-    returns its log (one record per epoch)."""
+def time_end_to_end(clips, epochs, workers, runs):
+    """``pretrain.py`` at the published NTU-60 recipe on ``clips`` random prepared clips, once per
+    list of extra arguments in ``runs``; returns each run's log (one record per epoch)."""
     rng = np.random.default_rng(0)
+    logs = []
     with tempfile.TemporaryDirectory() as root:
         split = os.path.join(root, 'data', 'xsub')
         os.makedirs(split)
@@ -201,13 +207,16 @@ def time_end_to_end(clips, epochs, workers, extra=()):
         np.save(os.path.join(split, 'train_num_frame.npy'), rng.integers(64, 300, size=clips))
         with open(os.path.join(split, 'train_label.pkl'), 'wb') as f:
             pickle.dump(([f'S001C001P001R001A{i % 60 + 1:03d}' for i in range(clips)], [i % 60 for i in range(clips)]), f)
-        out = os.path.join(root, 'out')
-        args = pretrain.get_pretrain_parser().parse_args(
-            ['--dataset', 'ntu60', '--protocol', 'xsub', '--data-root', os.path.join(root, 'data'),
-             '--output-dir', out, '--epochs', str(epochs), '--workers', str(workers), '--quiet', *extra])
-        pretrain.main(args)
-        with open(os.path.join(out, 'log.txt')) as f:
-            return [json.loads(line) for line in f]
+        for i, extra in enumerate(runs):
+            out = os.path.join(root, f'out{i}')
+            args = pretrain.get_pretrain_parser().parse_args(
+                ['--dataset', 'ntu60', '--protocol', 'xsub', '--data-root', os.path.join(root, 'data'),
+                 '--output-dir', out, '--epochs', str(epochs), '--workers', str(workers), '--quiet', *extra])
+            pretrain.main(args)
+            with open(os.path.join(out, 'log.txt')) as f:
+                logs.append([json.loads(line) for line in f])
+            shutil.rmtree(out)
+    return logs
 
 
 def main():
@@ -226,6 +235,9 @@ def main():
                         help='also print the kernels of two steps of this variant at the last config')
     parser.add_argument('--end-to-end', type=int, default=0, metavar='CLIPS',
                         help='also run pretrain.py for 3 epochs on this many random clips')
+    parser.add_argument('--end-to-end-args', nargs='*', default=[''], metavar='ARGS',
+                        help="pretrain.py's extra arguments, one quoted string per run (default: one run, "
+                             "its defaults)")
     args = parser.parse_args()
     device = torch.device(args.device)
     config = args.config or ('both' if device.type == 'cuda' else 'ci')
@@ -267,10 +279,11 @@ def main():
     train, test, dim = args.knn_size or ((40091, 16487, 2048) if device.type == 'cuda' else (4000, 1600, 2048))
     print(f'kNN (k = 1, 10, 20) of {test} x {train} features, {dim} dims: {time_knn(device, train, test, dim):.2f} s')
     if args.end_to_end:
-        log = time_end_to_end(args.end_to_end, 3, args.workers, ['--device', device.type, '--save-every', '100'])
-        rates = ', '.join(f'epoch {r["epoch"]} {r["samples_per_s"]:.0f}' for r in log)
-        print(f'pretrain.py, published NTU-60 recipe, {args.end_to_end} random clips, {args.workers} workers: '
-              f'{rates} samples/s')
+        runs = [['--device', device.type, '--save-every', '100', *extra.split()] for extra in args.end_to_end_args]
+        for extra, log in zip(args.end_to_end_args, time_end_to_end(args.end_to_end, 3, args.workers, runs)):
+            rates = ', '.join(f'epoch {r["epoch"]} {r["samples_per_s"]:.0f}' for r in log)
+            print(f'pretrain.py {extra or "(defaults)"}, published NTU-60 recipe, {args.end_to_end} random clips, '
+                  f'{args.workers} workers: {rates} samples/s')
 
 if __name__ == '__main__':
     main()

@@ -19,4 +19,5 @@ def build_cmd(args, layout, persons):
     return CMD(lambda: build_encoder(args, layout, persons), layout, args.modalities, dim=args.dim,
                queue_size=args.queue_size, momentum=args.momentum_key, contrast_t=args.contrast_t,
                topk=args.topk, teacher_t=args.teacher_t, student_t=args.student_t, cmd_weight=args.cmd_weight,
-               grouped=getattr(args, 'gru_impl', 'fused') == 'grouped', overlap_keys=getattr(args, 'overlap_keys', False))
+               grouped=getattr(args, 'gru_impl', 'fused') == 'grouped', kernels=getattr(args, 'gru_kernels', 'auto'),
+               overlap_keys=getattr(args, 'overlap_keys', False))

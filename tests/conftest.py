@@ -4,6 +4,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -46,7 +47,12 @@ def run_pretrain(data_root, out, *extra):
     # later flags win, so ``extra`` may override the tiny defaults (e.g. --device cuda)
     args = pretrain.get_pretrain_parser().parse_args(
         ['--dataset', 'synthetic', '--data-root', str(data_root), '--output-dir', str(out), *TINY_PRETRAIN, *extra])
-    return pretrain.main(args)
+    # pretrain.main sets the process-wide TF32 switches on CUDA; later tests must not inherit them
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    try:
+        return pretrain.main(args)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
 @pytest.fixture(scope='session')

@@ -119,7 +119,7 @@ def check_settings(args, folder, layout, persons):
         problems.append('--amp --amp-dtype float16 needs --device cuda (bfloat16 also runs on the CPU)')
     if args.gru_impl == 'grouped' and (args.encoder != 'gru' or args.gru_mode != 'published'):
         problems.append('--gru-impl grouped needs --encoder gru with --gru-mode published')
-    if args.gru_kernels.startswith('triton') and (args.device != 'cuda' or args.gru_impl != 'grouped'):
+    if args.gru_kernels == 'triton' and (args.device != 'cuda' or args.gru_impl != 'grouped'):
         problems.append(f'--gru-kernels {args.gru_kernels} needs --device cuda and --gru-impl grouped')
     if args.overlap_keys and (args.device != 'cuda' or args.world_size > 1):
         problems.append('--overlap-keys needs --device cuda and a single process')

@@ -64,12 +64,8 @@ VARIANTS = {
     'grouped+graph overlap tf32': dict(impl='grouped', graph=True, overlap=True, tf32=True),
     'grouped+graph overlap torch-gates tf32': dict(impl='grouped', graph=True, overlap=True, tf32=True,
                                                    kernels='torch'),
-    'grouped+graph overlap tf32 triton-gemm': dict(impl='grouped', graph=True, overlap=True, tf32=True,
-                                                   kernels='triton-gemm'),
     'fused bf16*': dict(impl='fused', amp=True),
     'grouped+graph overlap bf16*': dict(impl='grouped', graph=True, overlap=True, amp=True),
-    'grouped+graph overlap bf16 triton-gemm*': dict(impl='grouped', graph=True, overlap=True, amp=True,
-                                                    kernels='triton-gemm'),
     'grouped+graph overlap tf32 batch x4*': dict(impl='grouped', graph=True, overlap=True, tf32=True, batch=4),
     'grouped+graph overlap bf16 batch x4*': dict(impl='grouped', graph=True, overlap=True, amp=True, batch=4),
     # last: a failed capture can leave the CUDA context unusable for what follows

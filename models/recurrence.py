@@ -5,10 +5,9 @@
 over all chains plus one gate update, so the three modalities' six chains of a layer advance
 together instead of in six (cuDNN) calls; the backward keeps that shape too (one gate kernel and
 one batched product per frame) and forms the weight gradient in one large product at the end.
-That gives a few hundred small kernels per step, which is what a CUDA graph of the whole step
-replays cheaply. On CUDA the gate updates are fused Triton kernels (or, with 'triton-gemm', each
-frame's product and gate update are one Triton kernel); elsewhere, or without Triton, they are
-plain tensor operations (the reference the kernels are tested against).
+That is some two thousand small kernels per training step, which a CUDA graph of the whole step
+replays without launch gaps. On CUDA the gate updates are fused Triton kernels; elsewhere, or without Triton,
+they are plain tensor operations (the reference the kernels are tested against).
 """
 import os
 
@@ -117,91 +116,6 @@ if triton is not None:
         tl.store(direct_ptr + idx, (dh * z).to(direct_ptr.dtype.element_ty), mask=mask)
 
 
-    # The whole frame in one kernel: the recurrent product on the tensor cores with the gate update
-    # as its epilogue. Each program owns BN hidden units of BM samples of one chain and computes
-    # all three gates' columns for them, so no (G, N, 3H) product is written or read back.
-    @triton.jit
-    def _step_fwd_kernel(h_ptr, w_ptr, gi_ptr, gi_sg, b_ptr, out_ptr, out_sg, cache_ptr, cache_sg, N, H,
-                         FIRST: tl.constexpr, SAVE: tl.constexpr, PRECISION: tl.constexpr,
-                         BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
-        g, rows, cols = tl.program_id(0), tl.program_id(1) * BM + tl.arange(0, BM), tl.program_id(2) * BN + tl.arange(0, BN)
-        mask = (rows < N)[:, None] & (cols < H)[None, :]
-        acc_r = tl.zeros((BM, BN), dtype=tl.float32)
-        acc_z = tl.zeros((BM, BN), dtype=tl.float32)
-        acc_n = tl.zeros((BM, BN), dtype=tl.float32)
-        h_rows = h_ptr + g * out_sg + rows[:, None] * H
-        if FIRST:  # zero initial state: W_hh h vanishes
-            h = tl.zeros((BM, BN), dtype=tl.float32)
-        else:
-            for k0 in range(0, H, BK):
-                ks = k0 + tl.arange(0, BK)
-                a = tl.load(h_rows + ks[None, :], mask=(rows < N)[:, None] & (ks < H)[None, :], other=0.0)
-                w = w_ptr + g * H * 3 * H + ks[:, None] * 3 * H + cols[None, :]
-                w_mask = (ks < H)[:, None] & (cols < H)[None, :]
-                acc_r += tl.dot(a, tl.load(w, mask=w_mask, other=0.0), input_precision=PRECISION)
-                acc_z += tl.dot(a, tl.load(w + H, mask=w_mask, other=0.0), input_precision=PRECISION)
-                acc_n += tl.dot(a, tl.load(w + 2 * H, mask=w_mask, other=0.0), input_precision=PRECISION)
-            h = tl.load(h_rows + cols[None, :], mask=mask, other=0.0).to(tl.float32)
-        bias = b_ptr + g * 3 * H + cols
-        gi = gi_ptr + g * gi_sg + rows[:, None] * 3 * H + cols[None, :]
-        r = tl.sigmoid(tl.load(gi, mask=mask, other=0.0).to(tl.float32) + acc_r
-                       + tl.load(bias, mask=cols < H, other=0.0).to(tl.float32)[None, :])
-        z = tl.sigmoid(tl.load(gi + H, mask=mask, other=0.0).to(tl.float32) + acc_z
-                       + tl.load(bias + H, mask=cols < H, other=0.0).to(tl.float32)[None, :])
-        ghn = acc_n + tl.load(bias + 2 * H, mask=cols < H, other=0.0).to(tl.float32)[None, :]
-        n = 2 * tl.sigmoid(2 * (tl.load(gi + 2 * H, mask=mask, other=0.0).to(tl.float32) + r * ghn)) - 1
-        out = out_ptr + g * out_sg + rows[:, None] * H + cols[None, :]
-        tl.store(out, (n + z * (h - n)).to(out_ptr.dtype.element_ty), mask=mask)
-        if SAVE:
-            c = cache_ptr + g * cache_sg + rows[:, None] * 4 * H + cols[None, :]
-            ty = cache_ptr.dtype.element_ty
-            tl.store(c, r.to(ty), mask=mask)
-            tl.store(c + H, z.to(ty), mask=mask)
-            tl.store(c + 2 * H, n.to(ty), mask=mask)
-            tl.store(c + 3 * H, ghn.to(ty), mask=mask)
-
-    @triton.jit
-    def _step_bwd_kernel(dgh_next_ptr, w_ptr, dout_ptr, out_sg, direct_ptr, h_ptr, cache_ptr, cache_sg,
-                         dgi_ptr, dgh_ptr, d_sg, N, H, LAST: tl.constexpr, FIRST: tl.constexpr,
-                         PRECISION: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
-        # d h_t = d out_t + d gh_{t+1} W_hh^T (the product) + d h_{t+1} * z_{t+1} (direct, in place)
-        g, rows, cols = tl.program_id(0), tl.program_id(1) * BM + tl.arange(0, BM), tl.program_id(2) * BN + tl.arange(0, BN)
-        mask = (rows < N)[:, None] & (cols < H)[None, :]
-        carry = tl.zeros((BM, BN), dtype=tl.float32)
-        if not LAST:
-            for k0 in range(0, 3 * H, BK):
-                ks = k0 + tl.arange(0, BK)
-                a = tl.load(dgh_next_ptr + g * d_sg + rows[:, None] * 3 * H + ks[None, :],
-                            mask=(rows < N)[:, None] & (ks < 3 * H)[None, :], other=0.0)
-                w = tl.load(w_ptr + g * H * 3 * H + cols[None, :] * 3 * H + ks[:, None],
-                            mask=(ks < 3 * H)[:, None] & (cols < H)[None, :], other=0.0)
-                carry += tl.dot(a, w, input_precision=PRECISION)
-        state = rows[:, None] * H + cols[None, :]
-        direct = direct_ptr + g * N * H + state
-        dh = (tl.load(dout_ptr + g * out_sg + state, mask=mask, other=0.0).to(tl.float32) + carry
-              + tl.load(direct, mask=mask, other=0.0).to(tl.float32))
-        c = cache_ptr + g * cache_sg + rows[:, None] * 4 * H + cols[None, :]
-        r = tl.load(c, mask=mask, other=0.0).to(tl.float32)
-        z = tl.load(c + H, mask=mask, other=0.0).to(tl.float32)
-        n = tl.load(c + 2 * H, mask=mask, other=0.0).to(tl.float32)
-        ghn = tl.load(c + 3 * H, mask=mask, other=0.0).to(tl.float32)
-        if FIRST:  # the initial state is zero
-            h_prev = tl.zeros((BM, BN), dtype=tl.float32)
-        else:
-            h_prev = tl.load(h_ptr + g * out_sg + state, mask=mask, other=0.0).to(tl.float32)
-        dn_pre = dh * (1 - z) * (1 - n * n)
-        dr_pre = dn_pre * ghn * r * (1 - r)
-        dz_pre = dh * (h_prev - n) * z * (1 - z)
-        ty = dgi_ptr.dtype.element_ty
-        gates = g * d_sg + rows[:, None] * 3 * H + cols[None, :]
-        tl.store(dgi_ptr + gates, dr_pre.to(ty), mask=mask)
-        tl.store(dgi_ptr + gates + H, dz_pre.to(ty), mask=mask)
-        tl.store(dgi_ptr + gates + 2 * H, dn_pre.to(ty), mask=mask)
-        tl.store(dgh_ptr + gates, dr_pre.to(ty), mask=mask)
-        tl.store(dgh_ptr + gates + H, dz_pre.to(ty), mask=mask)
-        tl.store(dgh_ptr + gates + 2 * H, (dn_pre * r).to(ty), mask=mask)
-        tl.store(direct, (dh * z).to(direct_ptr.dtype.element_ty), mask=mask)
-
 def triton_usable(tensor):
     """Whether the fused gate kernels can run on ``tensor`` (CUDA with Triton, or Triton's
     interpreter, which runs them on the CPU for tests)."""
@@ -210,19 +124,11 @@ def triton_usable(tensor):
     return tensor.is_cuda or os.environ.get('TRITON_INTERPRET') == '1'
 
 
-def _step_config(batch, dtype):
-    """Tile sizes of the fused frame kernels and the tensor-core precision of their products."""
-    bm = min(64, max(16, triton.next_power_of_2(batch)))
-    # 'ieee' (full float32 products) only matters for float32 operands
-    precision = 'ieee' if dtype == torch.float32 and not torch.backends.cuda.matmul.allow_tf32 else 'tf32'
-    return dict(BM=bm, BN=32, BK=32, PRECISION=precision, num_warps=4, num_stages=3)
-
-
 def _forward(gi, w_hh, b_hh, save, mode):
     """Chain-major throughout: ``gi`` (G, T, N, 3H) -> out (G, T, N, H) [, cache (G, T, N, 4H)]."""
     groups, t_len, batch, three_h = gi.shape
     size = three_h // 3
-    if mode != 'torch' and gi[:, 0].stride()[1:] != (three_h, 1):
+    if mode == 'triton' and gi[:, 0].stride()[1:] != (three_h, 1):
         gi = gi.contiguous()
     out = gi.new_empty(groups, t_len, batch, size)
     if mode == 'torch':
@@ -234,15 +140,6 @@ def _forward(gi, w_hh, b_hh, save, mode):
                 saved.append(torch.cat(parts, dim=-1))
         return out, torch.stack(saved, dim=1) if save else None
     cache = gi.new_empty(groups, t_len, batch, 4 * size) if save else out
-    if mode == 'triton-gemm':
-        config = _step_config(batch, gi.dtype)
-        grid = (groups, triton.cdiv(batch, config['BM']), triton.cdiv(size, config['BN']))
-        w_hh = w_hh.contiguous()
-        for t in range(t_len):
-            _step_fwd_kernel[grid](out[:, t - 1] if t else out[:, 0], w_hh, gi[:, t], gi.stride(0), b_hh,
-                                   out[:, t], out.stride(0), cache[:, t], cache.stride(0), batch, size,
-                                   FIRST=t == 0, SAVE=save, **config)
-        return out, cache if save else None
     gh = gi.new_empty(groups, batch, three_h)
     total = groups * batch * size
     # the bias b_hh is added in the kernel, so the product needs no copy of it first
@@ -271,22 +168,6 @@ def _backward_triton(dout, w_hh, out, cache):
     return dgi, dgh
 
 
-def _backward_triton_gemm(dout, w_hh, out, cache):
-    groups, t_len, batch, size = out.shape
-    dgi = out.new_empty(groups, t_len, batch, 3 * size)
-    dgh = torch.empty_like(dgi)
-    direct = out.new_zeros(groups, batch, size)
-    config = _step_config(batch, out.dtype)
-    grid = (groups, triton.cdiv(batch, config['BM']), triton.cdiv(size, config['BN']))
-    w_hh = w_hh.contiguous()
-    for t in reversed(range(t_len)):
-        _step_bwd_kernel[grid](dgh[:, t + 1] if t + 1 < t_len else dgh[:, t], w_hh, dout[:, t], out.stride(0),
-                               direct, out[:, t - 1] if t else out[:, 0], cache[:, t], cache.stride(0),
-                               dgi[:, t], dgh[:, t], dgi.stride(0), batch, size,
-                               LAST=t + 1 == t_len, FIRST=t == 0, **config)
-    return dgi, dgh
-
-
 def _backward_torch(dout, w_hh, out, cache):
     groups, t_len, batch, size = out.shape
     dgi = out.new_empty(groups, t_len, batch, 3 * size)
@@ -300,7 +181,7 @@ def _backward_torch(dout, w_hh, out, cache):
     return dgi, dgh
 
 
-_BACKWARD = {'torch': _backward_torch, 'triton': _backward_triton, 'triton-gemm': _backward_triton_gemm}
+_BACKWARD = {'torch': _backward_torch, 'triton': _backward_triton}
 
 
 class _GRURecurrence(torch.autograd.Function):
@@ -314,7 +195,7 @@ class _GRURecurrence(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dout):
         w_hh, out, cache = ctx.saved_tensors
-        groups, t_len, batch, size = out.shape
+        groups, _, _, size = out.shape
         dgi, dgh = _BACKWARD[ctx.mode](dout.contiguous(), w_hh, out, cache)
         # frame 0 starts from a zero state, so it adds nothing to the recurrent weight gradient;
         # chain-major storage makes both operands plain views
@@ -323,7 +204,7 @@ class _GRURecurrence(torch.autograd.Function):
         return dgi, dw, db, None
 
 
-KERNELS = ('auto', 'torch', 'triton', 'triton-gemm')
+KERNELS = ('auto', 'torch', 'triton')
 
 
 def gru_recurrence(gi, w_hh, b_hh, kernels='auto'):
@@ -332,12 +213,11 @@ def gru_recurrence(gi, w_hh, b_hh, kernels='auto'):
     ``gi``: (G, T, N, 3H) input projections (``W_ih x + b_ih``); ``w_hh``: (G, H, 3H)
     recurrent weights, transposed so that ``h @ w_hh`` gives the three gates; ``b_hh``: (G, 1, 3H).
     ``kernels``: 'torch' (tensor operations), 'triton' (cuBLAS products and fused Triton gate
-    kernels), 'triton-gemm' (one Triton kernel per frame: product and gates) or 'auto' (Triton
-    gate kernels on CUDA when Triton is installed, else tensor operations).
+    kernels) or 'auto' (Triton on CUDA when it is installed, else tensor operations).
     """
     if kernels not in KERNELS:
         raise ValueError(f'kernels must be one of {", ".join(map(repr, KERNELS))}, got {kernels!r}')
-    if kernels.startswith('triton') and not triton_usable(gi):
+    if kernels == 'triton' and not triton_usable(gi):
         raise RuntimeError('the Triton kernels need Triton and a CUDA tensor (or TRITON_INTERPRET=1)')
     mode = kernels if kernels != 'auto' else ('triton' if gi.is_cuda and triton is not None else 'torch')
     w_hh, b_hh = w_hh.to(gi.dtype), b_hh.to(gi.dtype)

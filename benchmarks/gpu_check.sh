@@ -11,4 +11,4 @@ export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv,noheader | tee "$out/device.txt"
 python3 -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__)" | tee -a "$out/device.txt"
 timeout 120 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_grouped.py tests/test_golden.py 2>&1 | tee "$out/tests.log" | tail -25
-timeout 270 python3 benchmarks/pretrain_speed.py --device cuda --config published --steps 20 --end-to-end 4096 --end-to-end-args "" "--amp" 2>&1 | tee "$out/bench.log"
+timeout 270 python3 benchmarks/pretrain_speed.py --device cuda --config published --steps 20 --end-to-end 4096 --end-to-end-args "" " --amp" 2>&1 | tee "$out/bench.log"

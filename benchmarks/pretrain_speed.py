@@ -232,8 +232,9 @@ def main():
     parser.add_argument('--end-to-end', type=int, default=0, metavar='CLIPS',
                         help='also run pretrain.py for 3 epochs on this many random clips')
     parser.add_argument('--end-to-end-args', nargs='*', default=[''], metavar='ARGS',
-                        help="pretrain.py's extra arguments, one quoted string per run (default: one run, "
-                             "its defaults)")
+                        help="pretrain.py's extra arguments, one quoted string per run, each starting with a "
+                             "space so that it is not read as an option here: '' ' --amp' (default: one run "
+                             "with the defaults)")
     args = parser.parse_args()
     device = torch.device(args.device)
     config = args.config or ('both' if device.type == 'cuda' else 'ci')
@@ -280,6 +281,7 @@ def main():
             rates = ', '.join(f'epoch {r["epoch"]} {r["samples_per_s"]:.0f}' for r in log)
             print(f'pretrain.py {extra or "(defaults)"}, published NTU-60 recipe, {args.end_to_end} random clips, '
                   f'{args.workers} workers: {rates} samples/s')
+
 
 if __name__ == '__main__':
     main()

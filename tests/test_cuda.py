@@ -148,4 +148,3 @@ def test_pretraining_implementations_agree_on_the_gpu(data_root, tmp_path, full_
     graphed = runs['graphed'].state_dict()
     for key, value in runs['fused'].state_dict().items():
         torch.testing.assert_close(graphed[key], value, atol=1e-4, rtol=1e-3, msg=key)
-

@@ -63,6 +63,8 @@ def test_single_modality_run_is_moco(data_root, tmp_path):
     (['--min-crop', '9'], '--min-crop 9 must be between'),
     (['--amp', '--amp-dtype', 'float16'], 'needs --device cuda'),
     (['--cuda-graph'], '--cuda-graph needs --device cuda'),
+    (['--overlap-keys'], '--overlap-keys needs --device cuda'),
+    (['--gru-kernels', 'triton'], '--gru-kernels triton needs --device cuda'),
     (['--gru-impl', 'grouped', '--gru-mode', 'bidirectional'], '--gru-impl grouped needs'),
 ])
 def test_inconsistent_settings_fail_before_work(data_root, tmp_path, extra, message, capsys):

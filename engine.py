@@ -1,5 +1,6 @@
 """Training loops, kept apart from the set-up in the entry scripts: one pretraining epoch, and
 the supervised loops of linear evaluation and fine-tuning."""
+import contextlib
 import math
 import time
 
@@ -90,6 +91,35 @@ class TrainStep:
         self.graph, self.static, self.lr = graph, (*views, out), lr
 
 
+def prefetch_views(loader, device, augment=None):
+    """The loader's pairs on ``device`` (with ``augment``: the two views made from its raw clips).
+
+    On CUDA each batch is copied and augmented one step ahead on a second stream, so that work
+    runs beside the previous training step instead of queueing in front of the next one.
+    Elsewhere the batches are prepared in turn. Random draws happen in the same order either way.
+    """
+    stream = torch.cuda.Stream(device) if device.type == 'cuda' else None
+
+    def prepare(first, second):
+        with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
+            first = first.to(device, non_blocking=True)
+            second = second.to(device, non_blocking=True)
+            return (first, second) if augment is None else augment(first, second)
+
+    ready = None
+    for first, second in loader:
+        upcoming = prepare(first, second)
+        if ready is not None:
+            yield ready
+        if stream is not None:
+            torch.cuda.current_stream(device).wait_stream(stream)
+            for view in upcoming:  # made on the side stream, used on the main one
+                view.record_stream(torch.cuda.current_stream(device))
+        ready = upcoming
+    if ready is not None:
+        yield ready
+
+
 def train_one_epoch(model, loader, step_fn, device, epoch, args, augment=None):
     """Returns the epoch means of the losses and contrastive accuracies (over all ranks).
 
@@ -103,11 +133,10 @@ def train_one_epoch(model, loader, step_fn, device, epoch, args, augment=None):
     # ``print_freq`` steps, so the GPU is not stalled by a check on every step.
     first_bad = torch.full((), -1, dtype=torch.long, device=device)
     start = time.perf_counter()
-    bar = tqdm(loader, desc=f'epoch {epoch}', disable=not is_main_process() or args.quiet, leave=False)
-    for step, (first, second) in enumerate(bar):
-        first = first.to(device, non_blocking=True)
-        second = second.to(device, non_blocking=True)
-        view_q, view_k = (first, second) if augment is None else augment(first, second)
+    batches = prefetch_views(loader, device, augment)
+    bar = tqdm(batches, total=len(loader), desc=f'epoch {epoch}', disable=not is_main_process() or args.quiet,
+               leave=False)
+    for step, (view_q, view_k) in enumerate(bar):
         loss, stats = step_fn(view_q, view_k)
         first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), step, first_bad)
         # a graphed step returns the same tensors every time: accumulate copies, before the next replay

@@ -5,7 +5,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from feeder.datasets import DownstreamDataset, PretrainDataset, SkeletonFolder
+from engine import prefetch_views
+from feeder.datasets import DownstreamDataset, PairAugment, PretrainDataset, SkeletonFolder
 
 
 def _folder(root, n=6, joints=25, persons=2, frames=(30, 120, 300, 400, 70, 64)):
@@ -70,3 +71,16 @@ def test_raw_clips_collate_and_augment_as_a_batch(tmp_path):
     assert (clips[0, :, 30:] == 0).all()
     view_q, view_k = PairAugment(25, frames=16)(clips, lengths)
     assert view_q.shape == view_k.shape == (3, 3, 16, 25, 2) and not torch.equal(view_q, view_k)
+
+
+def test_prefetched_views_equal_views_made_in_turn():
+    batches = [(torch.randn(4, 3, 20, 25, 2), torch.randint(5, 21, (4,))) for _ in range(3)]
+    augment = PairAugment(25, frames=8)
+    torch.manual_seed(0)
+    expected = [augment(clips, lengths) for clips, lengths in batches]
+    torch.manual_seed(0)
+    got = list(prefetch_views(batches, torch.device('cpu'), augment))
+    assert len(got) == 3
+    for (a, b), (c, d) in zip(expected, got):
+        assert torch.equal(a, c) and torch.equal(b, d)
+    assert list(prefetch_views([], torch.device('cpu'))) == []

@@ -128,10 +128,12 @@ def test_two_gloo_ranks_hold_identical_state(tmp_path):
     assert int(a['queue_ptr']) == 16 % 16 and not torch.equal(a['queue'][:, :, :4], a['queue'][:, :, 4:8])
 
 
-def test_augmenting_on_the_device_trains_and_resumes_exactly(data_root, tmp_path):
-    straight = run(data_root, tmp_path / 'a', '--epochs', '2', '--augment-on', 'device')
-    run(data_root, tmp_path / 'b', '--epochs', '1', '--augment-on', 'device')
-    resumed = run(data_root, tmp_path / 'b', '--epochs', '2', '--augment-on', 'device', '--auto-resume')
+@pytest.mark.parametrize('workers', ['0', '2'])
+def test_augmenting_on_the_device_trains_and_resumes_exactly(data_root, tmp_path, workers):
+    extra = ['--augment-on', 'device', '--workers', workers]
+    straight = run(data_root, tmp_path / 'a', '--epochs', '2', *extra)
+    run(data_root, tmp_path / 'b', '--epochs', '1', *extra)
+    resumed = run(data_root, tmp_path / 'b', '--epochs', '2', *extra, '--auto-resume')
     for (name, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items()):
         assert torch.equal(a, b), name
     assert torch.load(tmp_path / 'a' / 'checkpoint.pth', weights_only=True)['args']['augment_on'] == 'device'

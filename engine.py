@@ -64,7 +64,6 @@ class TrainStep:
     def __call__(self, view_q, view_k):
         if not self.graph_enabled:
             return self._run(view_q, view_k)
-        lr = [group['lr'] for group in self.optimizer.param_groups]
         if self.warmed < self.warmup:
             self.warmed += 1
             side = torch.cuda.Stream()
@@ -73,6 +72,7 @@ class TrainStep:
                 out = self._run(view_q, view_k)
             torch.cuda.current_stream().wait_stream(side)
             return out
+        lr = [group['lr'] for group in self.optimizer.param_groups]
         if self.graph is None or lr != self.lr or view_q.shape != self.static[0].shape:
             self._capture(view_q, view_k, lr)
         self.static[0].copy_(view_q)

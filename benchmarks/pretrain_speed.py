@@ -95,15 +95,20 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def time_steps(variant, cfg, device, steps, warmup):
-    """(samples/s, s/step, peak GiB) of ``pretrain.py``'s training step."""
+def make_step(variant, cfg, device):
+    """``pretrain.py``'s training step for ``variant`` and its batch size."""
     if device.type == 'cuda':  # as pretrain.py: float32 products unless the variant says TF32
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = variant.get('tf32', False)
     model, optimizer = build(variant, cfg, device)
-    batch = cfg['batch'] * variant.get('batch', 1)
     amp = argparse.Namespace(amp=variant.get('amp', False), amp_dtype='bfloat16')
     step = TrainStep(model, optimizer, torch.amp.GradScaler(device.type, enabled=False), amp,
                      graph=variant.get('graph', False))
+    return step, cfg['batch'] * variant.get('batch', 1)
+
+
+def time_steps(variant, cfg, device, steps, warmup):
+    """(samples/s, s/step, peak GiB) of ``pretrain.py``'s training step."""
+    step, batch = make_step(variant, cfg, device)
     # a few batches in turn, so a graph replay must really read its new inputs
     views = [[torch.randn(batch, 3, cfg['frames'], 25, 2, device=device) for _ in range(2)] for _ in range(3)]
     if device.type == 'cuda':
@@ -119,7 +124,7 @@ def time_steps(variant, cfg, device, steps, warmup):
     if not torch.isfinite(loss):
         raise FloatingPointError(f'non-finite loss {loss.item()}')
     peak = torch.cuda.max_memory_allocated() / 2 ** 30 if device.type == 'cuda' else float('nan')
-    del step, model, optimizer
+    del step
     if device.type == 'cuda':
         torch.cuda.empty_cache()
     return batch / seconds, seconds, peak
@@ -128,12 +133,8 @@ def time_steps(variant, cfg, device, steps, warmup):
 def profile_step(variant, cfg, device, rows=15):
     """Device time per kernel over two steps of ``variant`` (after its warm-up), largest first."""
     from torch.profiler import ProfilerActivity, profile
-    model, optimizer = build(variant, cfg, device)
-    step = TrainStep(model, optimizer, torch.amp.GradScaler(device.type, enabled=False),
-                     argparse.Namespace(amp=variant.get('amp', False), amp_dtype='bfloat16'),
-                     graph=variant.get('graph', False))
-    views = [torch.randn(cfg['batch'] * variant.get('batch', 1), 3, cfg['frames'], 25, 2, device=device)
-             for _ in range(2)]
+    step, batch = make_step(variant, cfg, device)
+    views = [torch.randn(batch, 3, cfg['frames'], 25, 2, device=device) for _ in range(2)]
     for _ in range(step.warmup + 2):
         step(*views)
     sync(device)
@@ -146,18 +147,25 @@ def profile_step(variant, cfg, device, rows=15):
     return prof.key_averages().table(sort_by=key, row_limit=rows, max_name_column_width=60)
 
 
+def write_random_split(split, clips, min_frames, seed=0):
+    """A prepared training split of random clips (300 stored frames, ``min_frames`` to 300 valid)."""
+    rng = np.random.default_rng(seed)
+    os.makedirs(split, exist_ok=True)
+    data = np.lib.format.open_memmap(os.path.join(split, 'train_data_joint.npy'), mode='w+',
+                                     dtype=np.float32, shape=(clips, 3, 300, 25, 2))
+    for i in range(0, clips, 512):
+        data[i:i + 512] = rng.normal(size=data[i:i + 512].shape).astype(np.float32)
+    data.flush()
+    np.save(os.path.join(split, 'train_num_frame.npy'), rng.integers(min_frames, 300, size=clips))
+    with open(os.path.join(split, 'train_label.pkl'), 'wb') as f:
+        pickle.dump(([f'S001C001P001R001A{i % 60 + 1:03d}' for i in range(clips)], [i % 60 for i in range(clips)]), f)
+
+
 def time_data_pipeline(device, frames, batch, workers, clips=1024):
     """Augmented pairs per second, views made in the workers or on ``device``."""
-    rng = np.random.default_rng(0)
     out = {}
     with tempfile.TemporaryDirectory() as root:
-        data = np.lib.format.open_memmap(os.path.join(root, 'train_data_joint.npy'), mode='w+',
-                                         dtype=np.float32, shape=(clips, 3, 300, 25, 2))
-        data[:] = rng.normal(size=data.shape).astype(np.float32)
-        data.flush()
-        np.save(os.path.join(root, 'train_num_frame.npy'), rng.integers(30, 300, size=clips))
-        with open(os.path.join(root, 'train_label.pkl'), 'wb') as f:
-            pickle.dump(([str(i) for i in range(clips)], [0] * clips), f)
+        write_random_split(root, clips, min_frames=30)
         folder = SkeletonFolder(root, 'train')
         augment = PairAugment(25, frames)
         for where in ('loader', 'device'):
@@ -190,19 +198,9 @@ def time_knn(device, train, test, dim, ks=(1, 10, 20)):
 def time_end_to_end(clips, epochs, workers, runs):
     """``pretrain.py`` at the published NTU-60 recipe on ``clips`` random prepared clips, once per
     list of extra arguments in ``runs``; returns each run's log (one record per epoch)."""
-    rng = np.random.default_rng(0)
     logs = []
     with tempfile.TemporaryDirectory() as root:
-        split = os.path.join(root, 'data', 'xsub')
-        os.makedirs(split)
-        data = np.lib.format.open_memmap(os.path.join(split, 'train_data_joint.npy'), mode='w+',
-                                         dtype=np.float32, shape=(clips, 3, 300, 25, 2))
-        for i in range(0, clips, 512):
-            data[i:i + 512] = rng.normal(size=data[i:i + 512].shape).astype(np.float32)
-        data.flush()
-        np.save(os.path.join(split, 'train_num_frame.npy'), rng.integers(64, 300, size=clips))
-        with open(os.path.join(split, 'train_label.pkl'), 'wb') as f:
-            pickle.dump(([f'S001C001P001R001A{i % 60 + 1:03d}' for i in range(clips)], [i % 60 for i in range(clips)]), f)
+        write_random_split(os.path.join(root, 'data', 'xsub'), clips, min_frames=64)
         for i, extra in enumerate(runs):
             out = os.path.join(root, f'out{i}')
             args = pretrain.get_pretrain_parser().parse_args(

@@ -49,6 +49,9 @@ def get_pretrain_parser():
                             'frame by frame (same function; default grouped for one CUDA process, else fused)')
     speed.add_argument('--gru-kernels', default='auto', choices=list(KERNELS),
                        help="the grouped recurrence's kernels (models/recurrence.py; same function)")
+    speed.add_argument('--recurrent-fp16', default=False, action=argparse.BooleanOptionalAction,
+                       help="round the grouped recurrence's product operands to float16: TF32's 10-bit "
+                            'fraction in half the bytes (changes the arithmetic like TF32; see README)')
     speed.add_argument('--overlap-keys', default=None, action=argparse.BooleanOptionalAction,
                        help='compute the keys on a second CUDA stream beside the queries (same function; '
                             'default: on for one CUDA process)')
@@ -121,8 +124,11 @@ def check_settings(args, folder, layout, persons):
         problems.append('--amp --amp-dtype float16 needs --device cuda (bfloat16 also runs on the CPU)')
     if args.gru_impl == 'grouped' and (args.encoder != 'gru' or args.gru_mode != 'published'):
         problems.append('--gru-impl grouped needs --encoder gru with --gru-mode published')
-    if args.gru_kernels == 'triton' and (args.device != 'cuda' or args.gru_impl != 'grouped'):
+    if args.gru_kernels.startswith('triton') and (args.device != 'cuda' or args.gru_impl != 'grouped'):
         problems.append(f'--gru-kernels {args.gru_kernels} needs --device cuda and --gru-impl grouped')
+    if args.recurrent_fp16 and (args.gru_impl != 'grouped' or args.gru_kernels == 'triton' or args.amp):
+        problems.append('--recurrent-fp16 needs --gru-impl grouped, --gru-kernels auto, torch or triton-frame, '
+                        'and float32 storage (no --amp)')
     if args.overlap_keys and (args.device != 'cuda' or args.world_size > 1):
         problems.append('--overlap-keys needs --device cuda and a single process')
     if args.cuda_graph and (args.device != 'cuda' or args.world_size > 1):

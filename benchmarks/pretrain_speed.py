@@ -49,10 +49,10 @@ CONFIGS = {
 
 # name -> how the step is computed. 'impl': frame-by-frame (the published formulation), fused
 # (one cuDNN call per encoder) or grouped (all modalities per frame); 'graph': the step as a CUDA
-# graph; 'overlap': keys on a second stream; 'kernels': the grouped recurrence's gate kernels;
-# 'tf32': TF32 matrix products (else full float32); 'amp': bfloat16 autocast; 'batch': a
-# multiple of the configured batch (a recipe change). pretrain.py's CUDA default is
-# 'grouped+graph overlap tf32'.
+# graph; 'overlap': keys on a second stream; 'kernels': the grouped recurrence's kernels ('frame':
+# one Triton kernel per frame); 'fp16': its products' operands rounded to float16; 'tf32': TF32
+# matrix products (else full float32); 'amp': bfloat16 autocast; 'batch': a multiple of the
+# configured batch (a recipe change). pretrain.py's CUDA default is 'grouped+graph overlap tf32'.
 VARIANTS = {
     'frame-by-frame': dict(impl='frame-by-frame'),
     'frame-by-frame tf32': dict(impl='frame-by-frame', tf32=True),
@@ -64,9 +64,19 @@ VARIANTS = {
     'grouped+graph overlap tf32': dict(impl='grouped', graph=True, overlap=True, tf32=True),
     'grouped+graph overlap torch-gates tf32': dict(impl='grouped', graph=True, overlap=True, tf32=True,
                                                    kernels='torch'),
+    'grouped frame fp16-ops tf32': dict(impl='grouped', tf32=True, kernels='triton-frame', fp16=True),
+    'grouped+graph overlap frame tf32': dict(impl='grouped', graph=True, overlap=True, tf32=True,
+                                             kernels='triton-frame'),
+    'grouped+graph overlap frame fp16-ops tf32': dict(impl='grouped', graph=True, overlap=True, tf32=True,
+                                                      kernels='triton-frame', fp16=True),
     'fused bf16*': dict(impl='fused', amp=True),
     'grouped+graph overlap bf16*': dict(impl='grouped', graph=True, overlap=True, amp=True),
+    'grouped+graph overlap frame bf16*': dict(impl='grouped', graph=True, overlap=True, amp=True,
+                                              kernels='triton-frame'),
     'grouped+graph overlap tf32 batch x4*': dict(impl='grouped', graph=True, overlap=True, tf32=True, batch=4),
+    'grouped+graph overlap frame fp16-ops tf32 batch x4*': dict(impl='grouped', graph=True, overlap=True,
+                                                                tf32=True, kernels='triton-frame', fp16=True,
+                                                                batch=4),
     'grouped+graph overlap bf16 batch x4*': dict(impl='grouped', graph=True, overlap=True, amp=True, batch=4),
     # last: a failed capture can leave the CUDA context unusable for what follows
     'fused+graph tf32': dict(impl='fused', graph=True, tf32=True),
@@ -84,7 +94,7 @@ def build(variant, cfg, device):
     with device:  # initialise on the device: the published sizes are slow to build on the host
         model = CMD(make_encoder, NTU25, queue_size=cfg['queue'], topk=cfg['topk'],
                     grouped=variant['impl'] == 'grouped', kernels=variant.get('kernels', 'auto'),
-                    overlap_keys=variant.get('overlap', False)).train()
+                    fp16_operands=variant.get('fp16', False), overlap_keys=variant.get('overlap', False)).train()
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.01, momentum=0.9,
                                 weight_decay=1e-4, fused=device.type == 'cuda')  # as pretrain.py
     return model, optimizer

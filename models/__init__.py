@@ -20,4 +20,4 @@ def build_cmd(args, layout, persons):
                queue_size=args.queue_size, momentum=args.momentum_key, contrast_t=args.contrast_t,
                topk=args.topk, teacher_t=args.teacher_t, student_t=args.student_t, cmd_weight=args.cmd_weight,
                grouped=getattr(args, 'gru_impl', 'fused') == 'grouped', kernels=getattr(args, 'gru_kernels', 'auto'),
-               overlap_keys=getattr(args, 'overlap_keys', False))
+               fp16_operands=getattr(args, 'recurrent_fp16', False), overlap_keys=getattr(args, 'overlap_keys', False))

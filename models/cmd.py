@@ -19,8 +19,9 @@ class CMD(nn.Module):
     same sample, which is what lets one modality's neighbours be looked up in another's.
 
     ``grouped=True`` (published-mode GRU encoders) computes all modalities' encoders of one side
-    together with :func:`models.gru.grouped_features` (``kernels`` picks its gate kernels): the
-    same function, laid out for CUDA graphs. ``overlap_keys=True`` computes the keys on a second
+    together with :func:`models.gru.grouped_features` (``kernels`` picks its kernels;
+    ``fp16_operands`` rounds the recurrent products' operands to float16): the same function,
+    laid out for CUDA graphs. ``overlap_keys=True`` computes the keys on a second
     CUDA stream while the queries are computed (one process only): neither recurrence fills the
     GPU on its own.
     """
@@ -28,14 +29,15 @@ class CMD(nn.Module):
     def __init__(self, make_encoder, layout, modalities=('joint', 'motion', 'bone'), dim=128,
                  queue_size=16384, momentum=0.999, contrast_t=0.07, topk=8192, teacher_t=0.05,
                  student_t=0.1, cmd_weight=1.0, grouped=False, kernels='auto',
-                 overlap_keys=False):
+                 fp16_operands=False, overlap_keys=False):
         super().__init__()
         if topk > queue_size:
             raise ValueError(f'top-k ({topk}) cannot exceed the queue size ({queue_size})')
         self.layout, self.modalities = layout, tuple(modalities)
         self.momentum, self.contrast_t = momentum, contrast_t
         self.topk, self.teacher_t, self.student_t, self.cmd_weight = topk, teacher_t, student_t, cmd_weight
-        self.grouped, self.kernels, self.overlap_keys = grouped, kernels, overlap_keys
+        self.grouped, self.kernels, self.fp16_operands = grouped, kernels, fp16_operands
+        self.overlap_keys = overlap_keys
         self.encoder_q = nn.ModuleDict({m: make_encoder() for m in self.modalities})
         self.encoder_k = copy.deepcopy(self.encoder_q)
         for param in self.encoder_k.parameters():
@@ -66,7 +68,8 @@ class CMD(nn.Module):
         """Normalised embeddings of ``view`` per modality."""
         inputs = [to_modality(view, m, self.layout) for m in self.modalities]
         if self.grouped:
-            features = grouped_features([encoders[m] for m in self.modalities], inputs, self.kernels)
+            features = grouped_features([encoders[m] for m in self.modalities], inputs, self.kernels,
+                                        self.fp16_operands)
             out = [encoders[m].fc(f) for m, f in zip(self.modalities, features)]
         else:
             out = [encoders[m](x) for m, x in zip(self.modalities, inputs)]

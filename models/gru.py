@@ -167,11 +167,12 @@ def _recurrent_blocks(fused, hidden):
     return blocks.permute(3, 2, 0, 1).reshape(2, hidden, 3 * hidden)
 
 
-def grouped_features(encoders, inputs, kernels='auto'):
+def grouped_features(encoders, inputs, kernels='auto', fp16_operands=False):
     """``[e.features(x) for e, x in zip(encoders, inputs)]`` for published-mode encoders of one
     shape, computed together: per layer, one batched input projection and one recurrence that
     advances all encoders' chains frame by frame (:func:`models.recurrence.gru_recurrence`).
-    The same function as the fused cuDNN call, in a form a CUDA graph replays with few gaps."""
+    The same function as the fused cuDNN call, in a form a CUDA graph replays with few gaps
+    (``fp16_operands``: see :mod:`models.recurrence`)."""
     first = encoders[0]
     if any(e.mode != 'published' or e.gru.weight_hh_l0.shape != first.gru.weight_hh_l0.shape for e in encoders):
         raise ValueError('grouped_features needs published-mode GRU encoders of one shape')
@@ -192,7 +193,7 @@ def grouped_features(encoders, inputs, kernels='auto'):
         # each encoder's two chains read the same input
         x = x.unsqueeze(1).expand(-1, 2, -1, -1).reshape(2 * count, t * n, -1)
         gi = torch.baddbmm(b_ih, x, w_ih).view(2 * count, t, n, 3 * hidden)
-        out = gru_recurrence(gi, w_hh, b_hh, kernels)  # (2 * encoders, T, N, H)
+        out = gru_recurrence(gi, w_hh, b_hh, kernels, fp16_operands)  # (2 * encoders, T, N, H)
         if layer + 1 < first.num_layers:
             x = out.view(count, 2, t, n, hidden).permute(0, 2, 3, 1, 4).reshape(count, t * n, 2 * hidden)
     last = out[:, -1].view(count, 2, n, hidden).transpose(1, 2).reshape(count, n, 2 * hidden)

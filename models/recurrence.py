@@ -1,13 +1,27 @@
 """A GRU recurrence over many independent chains at once, with a hand-written backward.
 
 ``gru_recurrence(gi, w_hh, b_hh)`` runs G independent GRU chains (PyTorch's equations, gates in
-(r, z, n) order, zero initial state) over T frames. Each frame is one batched matrix product
-over all chains plus one gate update, so the three modalities' six chains of a layer advance
-together instead of in six (cuDNN) calls; the backward keeps that shape too (one gate kernel and
-one batched product per frame) and forms the weight gradient in one large product at the end.
-That is some two thousand small kernels per training step, which a CUDA graph of the whole step
-replays without launch gaps. On CUDA the gate updates are fused Triton kernels; elsewhere, or without Triton,
-they are plain tensor operations (the reference the kernels are tested against).
+(r, z, n) order, zero initial state) over T frames, so the three modalities' six chains of a
+layer advance together instead of in six (cuDNN) calls. Three implementations of one function:
+
+- ``'torch'``: tensor operations, per frame one batched product and the gate update (the
+  reference the kernels are tested against; also the CPU path);
+- ``'triton'``: per frame one cuBLAS batched product and one fused Triton gate kernel;
+- ``'triton-frame'``: per frame one Triton kernel, the product with the gate update as its
+  epilogue, so the products' (G, N, 3H) result never goes through memory.
+
+The backward keeps that shape (per frame one product and the gate gradients) and forms the
+weight gradient in one large product at the end. That is some two thousand small kernels per
+training step, which a CUDA graph of the whole step replays without launch gaps.
+
+``fp16_operands=True`` rounds the recurrent products' operands to float16: the weights (forward
+and backward) and the states (forward). float16 keeps the 10-bit fraction that TF32 products
+keep, in half the bytes; the products are memory-bound (75 MB of float32 weights a frame against
+an H100's 50 MB L2), so this halves their time. It differs from TF32 only for magnitudes under
+2^-14 (6.1e-5), where float16 keeps an absolute error of at most 2^-25 instead of a relative
+one (TF32's error at 2^-14 is that same 2^-25), and above 65,504, which GRU states (bounded by
+1) and trained weights do not reach. The incoming gradients of the backward stay float32 (their
+range needs it), so its products are TF32 with float16 weights.
 """
 import os
 
@@ -116,6 +130,119 @@ if triton is not None:
         tl.store(direct_ptr + idx, (dh * z).to(direct_ptr.dtype.element_ty), mask=mask)
 
 
+    # One kernel per frame after the first (which has no product): the recurrent product on the
+    # tensor cores with the gate update as its epilogue. A program owns BM samples x BN hidden
+    # units of one chain and computes all three gates' columns for them. The state operand
+    # ``hop`` is the previous output itself or, when the operands are rounded to another type,
+    # its rounded copy, which the kernel writes for the next frame (WRITE_OP) into the other half
+    # of a ping-pong buffer.
+    @triton.jit
+    def _frame_fwd_kernel(hop_ptr, hop_sg, nop_ptr, w_ptr, gi_ptr, gi_sg, b_ptr, h_ptr, out_ptr, out_sg,
+                          cache_ptr, cache_sg, N, H, SAVE: tl.constexpr, WRITE_OP: tl.constexpr,
+                          PRECISION: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
+        g = tl.program_id(0)
+        rows = tl.program_id(1) * BM + tl.arange(0, BM)
+        cols = tl.program_id(2) * BN + tl.arange(0, BN)
+        rmask, cmask = rows < N, cols < H
+        mask = rmask[:, None] & cmask[None, :]
+        acc_r = tl.zeros((BM, BN), dtype=tl.float32)
+        acc_z = tl.zeros((BM, BN), dtype=tl.float32)
+        acc_n = tl.zeros((BM, BN), dtype=tl.float32)
+        a_rows = hop_ptr + g * hop_sg + rows[:, None] * H
+        w_cols = w_ptr + g * H * 3 * H + cols[None, :]
+        for k0 in range(0, H, BK):
+            ks = k0 + tl.arange(0, BK)
+            kmask = ks < H
+            a = tl.load(a_rows + ks[None, :], mask=rmask[:, None] & kmask[None, :], other=0.0)
+            w = w_cols + ks[:, None] * 3 * H
+            w_mask = kmask[:, None] & cmask[None, :]
+            acc_r = tl.dot(a, tl.load(w, mask=w_mask, other=0.0), acc_r, input_precision=PRECISION)
+            acc_z = tl.dot(a, tl.load(w + H, mask=w_mask, other=0.0), acc_z, input_precision=PRECISION)
+            acc_n = tl.dot(a, tl.load(w + 2 * H, mask=w_mask, other=0.0), acc_n, input_precision=PRECISION)
+        state = rows[:, None] * H + cols[None, :]
+        h = tl.load(h_ptr + g * out_sg + state, mask=mask, other=0.0).to(tl.float32)
+        bias = b_ptr + g * 3 * H + cols
+        gi = gi_ptr + g * gi_sg + rows[:, None] * 3 * H + cols[None, :]
+        r = tl.sigmoid(tl.load(gi, mask=mask, other=0.0).to(tl.float32) + acc_r
+                       + tl.load(bias, mask=cmask, other=0.0).to(tl.float32)[None, :])
+        z = tl.sigmoid(tl.load(gi + H, mask=mask, other=0.0).to(tl.float32) + acc_z
+                       + tl.load(bias + H, mask=cmask, other=0.0).to(tl.float32)[None, :])
+        ghn = acc_n + tl.load(bias + 2 * H, mask=cmask, other=0.0).to(tl.float32)[None, :]
+        n = 2 * tl.sigmoid(2 * (tl.load(gi + 2 * H, mask=mask, other=0.0).to(tl.float32) + r * ghn)) - 1
+        new = n + z * (h - n)
+        tl.store(out_ptr + g * out_sg + state, new.to(out_ptr.dtype.element_ty), mask=mask)
+        if WRITE_OP:
+            tl.store(nop_ptr + g * hop_sg + state, new.to(nop_ptr.dtype.element_ty), mask=mask)
+        if SAVE:
+            c = cache_ptr + g * cache_sg + rows[:, None] * 4 * H + cols[None, :]
+            ty = cache_ptr.dtype.element_ty
+            tl.store(c, r.to(ty), mask=mask)
+            tl.store(c + H, z.to(ty), mask=mask)
+            tl.store(c + 2 * H, n.to(ty), mask=mask)
+            tl.store(c + 3 * H, ghn.to(ty), mask=mask)
+
+    @triton.jit
+    def _frame_bwd_kernel(dgh_next_ptr, w_ptr, dout_ptr, out_sg, din_ptr, dnext_ptr, h_ptr, cache_ptr, cache_sg,
+                          dgi_ptr, dgh_ptr, d_sg, N, H, FIRST: tl.constexpr, PRECISION: tl.constexpr,
+                          BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
+        # Every frame but the last: d h_t = d out_t + d gh_{t+1} W_hh^T (the product) + d h_{t+1} * z_{t+1}
+        # (``din``); the direct term for frame t-1 goes to ``dnext``, so a launch never reads what it writes
+        g = tl.program_id(0)
+        rows = tl.program_id(1) * BM + tl.arange(0, BM)
+        cols = tl.program_id(2) * BN + tl.arange(0, BN)
+        rmask, cmask = rows < N, cols < H
+        mask = rmask[:, None] & cmask[None, :]
+        carry = tl.zeros((BM, BN), dtype=tl.float32)
+        a_rows = dgh_next_ptr + g * d_sg + rows[:, None] * 3 * H
+        w_rows = w_ptr + g * H * 3 * H + cols[:, None] * 3 * H  # W_hh^T, read along W's rows
+        for k0 in range(0, 3 * H, BK):
+            ks = k0 + tl.arange(0, BK)
+            kmask = ks < 3 * H
+            a = tl.load(a_rows + ks[None, :], mask=rmask[:, None] & kmask[None, :], other=0.0)
+            w = tl.load(w_rows + ks[None, :], mask=cmask[:, None] & kmask[None, :], other=0.0)
+            carry = tl.dot(a, tl.trans(w).to(a.dtype), carry, input_precision=PRECISION)
+        state = rows[:, None] * H + cols[None, :]
+        dh = (tl.load(dout_ptr + g * out_sg + state, mask=mask, other=0.0).to(tl.float32) + carry
+              + tl.load(din_ptr + g * N * H + state, mask=mask, other=0.0).to(tl.float32))
+        c = cache_ptr + g * cache_sg + rows[:, None] * 4 * H + cols[None, :]
+        r = tl.load(c, mask=mask, other=0.0).to(tl.float32)
+        z = tl.load(c + H, mask=mask, other=0.0).to(tl.float32)
+        n = tl.load(c + 2 * H, mask=mask, other=0.0).to(tl.float32)
+        ghn = tl.load(c + 3 * H, mask=mask, other=0.0).to(tl.float32)
+        if FIRST:  # the initial state is zero
+            h_prev = tl.zeros((BM, BN), dtype=tl.float32)
+        else:
+            h_prev = tl.load(h_ptr + g * out_sg + state, mask=mask, other=0.0).to(tl.float32)
+        dn_pre = dh * (1 - z) * (1 - n * n)
+        dr_pre = dn_pre * ghn * r * (1 - r)
+        dz_pre = dh * (h_prev - n) * z * (1 - z)
+        ty = dgi_ptr.dtype.element_ty
+        gates = g * d_sg + rows[:, None] * 3 * H + cols[None, :]
+        tl.store(dgi_ptr + gates, dr_pre.to(ty), mask=mask)
+        tl.store(dgi_ptr + gates + H, dz_pre.to(ty), mask=mask)
+        tl.store(dgi_ptr + gates + 2 * H, dn_pre.to(ty), mask=mask)
+        tl.store(dgh_ptr + gates, dr_pre.to(ty), mask=mask)
+        tl.store(dgh_ptr + gates + H, dz_pre.to(ty), mask=mask)
+        tl.store(dgh_ptr + gates + 2 * H, (dn_pre * r).to(ty), mask=mask)
+        tl.store(dnext_ptr + g * N * H + state, (dh * z).to(dnext_ptr.dtype.element_ty), mask=mask)
+
+    def _tuned(kernel, shapes, key):
+        """The kernel with its tile shapes (BN, BK, stages) picked by timing on first use per key
+        (and argument types); Triton's interpreter cannot time, so there it takes the first. Both
+        kernels may be rerun on the same arguments (neither reads what it writes), which the
+        timing needs. The keys leave out the flags that only add or drop stores."""
+        configs = [triton.Config({'BN': bn, 'BK': bk}, num_warps=4, num_stages=stages) for bn, bk, stages in shapes]
+        if os.environ.get('TRITON_INTERPRET') == '1':
+            return lambda grid: lambda *args, **kwargs: kernel[grid](*args, **kwargs, **configs[0].kwargs)
+        tuned = triton.autotune(configs, key=key)(kernel)
+        return lambda grid: tuned[grid]
+
+    _frame_fwd = _tuned(_frame_fwd_kernel, [(32, 64, 4), (32, 128, 3), (16, 128, 4), (64, 64, 3), (16, 64, 5)],
+                        key=['N', 'H', 'PRECISION'])
+    _frame_bwd = _tuned(_frame_bwd_kernel, [(32, 64, 4), (64, 64, 3), (128, 64, 3), (64, 32, 4), (128, 32, 4)],
+                        key=['N', 'H', 'PRECISION'])
+
+
 def triton_usable(tensor):
     """Whether the fused gate kernels can run on ``tensor`` (CUDA with Triton, or Triton's
     interpreter, which runs them on the CPU for tests)."""
@@ -124,40 +251,69 @@ def triton_usable(tensor):
     return tensor.is_cuda or os.environ.get('TRITON_INTERPRET') == '1'
 
 
-def _forward(gi, w_hh, b_hh, save, mode):
-    """Chain-major throughout: ``gi`` (G, T, N, 3H) -> out (G, T, N, H) [, cache (G, T, N, 4H)]."""
+def _precision(dtype):
+    """The tensor-core precision of a Triton product of ``dtype`` operands: TF32 for float32
+    where PyTorch's matmul switch allows it (as cuBLAS does), full float32 where it does not."""
+    return 'tf32' if dtype == torch.float32 and torch.backends.cuda.matmul.allow_tf32 else 'ieee'
+
+
+def _forward(gi, w_op, b_hh, save, mode):
+    """Chain-major throughout: ``gi`` (G, T, N, 3H) -> out (G, T, N, H) [, cache (G, T, N, 4H)].
+    ``w_op``: the recurrent weights in the products' operand type."""
     groups, t_len, batch, three_h = gi.shape
     size = three_h // 3
-    if mode == 'triton' and gi[:, 0].stride()[1:] != (three_h, 1):
+    if mode != 'torch' and gi[:, 0].stride()[1:] != (three_h, 1):
         gi = gi.contiguous()
     out = gi.new_empty(groups, t_len, batch, size)
     if mode == 'torch':
-        saved, h = [], gi.new_zeros(groups, batch, size)
+        saved, h, w = [], gi.new_zeros(groups, batch, size), w_op.to(gi.dtype)
         for t in range(t_len):
-            h, parts = _gates_torch(gi[:, t], torch.baddbmm(b_hh, h, w_hh), h)
+            gh = torch.baddbmm(b_hh, h.to(w_op.dtype).to(gi.dtype), w)
+            h, parts = _gates_torch(gi[:, t], gh, h)
             out[:, t] = h
             if save:
                 saved.append(torch.cat(parts, dim=-1))
         return out, torch.stack(saved, dim=1) if save else None
     cache = gi.new_empty(groups, t_len, batch, 4 * size) if save else out
+    if mode == 'triton-frame':
+        separate = w_op.dtype != gi.dtype
+        total = groups * batch * size
+        # frame 0 starts from a zero state: no product, the gate kernel alone
+        _gates_fwd_kernel[(triton.cdiv(total, BLOCK),)](
+            gi[:, 0], gi.stride(0), gi, b_hh, gi, out[:, 0], out.stride(0), cache[:, 0], cache.stride(0),
+            batch, size, total, FIRST=True, SAVE=save, BLOCK=BLOCK)
+        if separate:
+            ops = gi.new_empty(2, groups, batch, size, dtype=w_op.dtype)
+            ops[0].copy_(out[:, 0])
+        bm = min(64, max(16, triton.next_power_of_2(batch)))
+        launch = _frame_fwd(lambda meta: (groups, triton.cdiv(batch, bm), triton.cdiv(size, meta['BN'])))
+        for t in range(1, t_len):
+            if separate:
+                hop, hop_sg, nop = ops[(t - 1) % 2], batch * size, ops[t % 2]
+            else:
+                hop, hop_sg, nop = out[:, t - 1], out.stride(0), out[:, t]
+            launch(hop, hop_sg, nop, w_op, gi[:, t], gi.stride(0), b_hh, out[:, t - 1], out[:, t], out.stride(0),
+                   cache[:, t], cache.stride(0), batch, size, SAVE=save, WRITE_OP=separate,
+                   PRECISION=_precision(w_op.dtype), BM=bm)
+        return out, cache if save else None
     gh = gi.new_empty(groups, batch, three_h)
     total = groups * batch * size
     # the bias b_hh is added in the kernel, so the product needs no copy of it first
     for t in range(t_len):
         if t:
-            torch.bmm(out[:, t - 1], w_hh, out=gh)
+            torch.bmm(out[:, t - 1], w_op, out=gh)
         _gates_fwd_kernel[(triton.cdiv(total, BLOCK),)](
             gi[:, t], gi.stride(0), gh, b_hh, out[:, t - 1] if t else out[:, 0], out[:, t], out.stride(0),
             cache[:, t], cache.stride(0), batch, size, total, FIRST=t == 0, SAVE=save, BLOCK=BLOCK)
     return out, cache if save else None
 
 
-def _backward_triton(dout, w_hh, out, cache):
+def _backward_triton(dout, w_op, out, cache):
     groups, t_len, batch, size = out.shape
     dgi = out.new_empty(groups, t_len, batch, 3 * size)
     dgh = torch.empty_like(dgi)
     carry, direct = out.new_zeros(groups, batch, size), out.new_zeros(groups, batch, size)
-    w_t = w_hh.transpose(1, 2)
+    w_t = w_op.transpose(1, 2)
     total = groups * batch * size
     for t in reversed(range(t_len)):
         _gates_bwd_kernel[(triton.cdiv(total, BLOCK),)](
@@ -168,59 +324,97 @@ def _backward_triton(dout, w_hh, out, cache):
     return dgi, dgh
 
 
-def _backward_torch(dout, w_hh, out, cache):
+def _backward_frame(dout, w_op, out, cache):
+    groups, t_len, batch, size = out.shape
+    dgi = out.new_empty(groups, t_len, batch, 3 * size)
+    dgh = torch.empty_like(dgi)
+    direct = out.new_zeros(2, groups, batch, size)  # ping-pong: frame t reads one half, writes the other
+    last, total = t_len - 1, groups * batch * size
+    # the last frame has no product (nothing comes back from a later frame): the gate kernel alone,
+    # with the half that frame t_len would have written as its zero carry
+    _gates_bwd_kernel[(triton.cdiv(total, BLOCK),)](
+        dout[:, last], direct[t_len % 2], direct[last % 2], out[:, last - 1] if last else out[:, 0], out.stride(0),
+        cache[:, last], cache.stride(0), dgi[:, last], dgh[:, last], dgi.stride(0), batch, size, total,
+        FIRST=last == 0, BLOCK=BLOCK)
+    bm = min(64, max(16, triton.next_power_of_2(batch)))
+    launch = _frame_bwd(lambda meta: (groups, triton.cdiv(batch, bm), triton.cdiv(size, meta['BN'])))
+    for t in reversed(range(last)):
+        launch(dgh[:, t + 1], w_op, dout[:, t], out.stride(0), direct[(t + 1) % 2], direct[t % 2],
+               out[:, t - 1] if t else out[:, 0], cache[:, t], cache.stride(0), dgi[:, t], dgh[:, t], dgi.stride(0),
+               batch, size, FIRST=t == 0, PRECISION=_precision(out.dtype), BM=bm)
+    return dgi, dgh
+
+
+def _backward_torch(dout, w_op, out, cache):
     groups, t_len, batch, size = out.shape
     dgi = out.new_empty(groups, t_len, batch, 3 * size)
     dgh = torch.empty_like(dgi)
     carry = out.new_zeros(groups, batch, size)
+    w_t = w_op.to(out.dtype).transpose(1, 2)
     for t in reversed(range(t_len)):
         h_prev = out[:, t - 1] if t else torch.zeros_like(carry)
         r, z, n, ghn = cache[:, t].split(size, dim=-1)
         dgi[:, t], dgh[:, t], direct = _gates_backward_torch(dout[:, t] + carry, h_prev, r, z, n, ghn)
-        carry = torch.baddbmm(direct, dgh[:, t], w_hh.transpose(1, 2))
+        carry = torch.baddbmm(direct, dgh[:, t], w_t)
     return dgi, dgh
 
 
-_BACKWARD = {'torch': _backward_torch, 'triton': _backward_triton}
+_BACKWARD = {'torch': _backward_torch, 'triton': _backward_triton, 'triton-frame': _backward_frame}
 
 
 class _GRURecurrence(torch.autograd.Function):
+    # the gradient passes the operands' rounding as the identity, as autocast's casts do
     @staticmethod
-    def forward(ctx, gi, w_hh, b_hh, mode):
-        out, cache = _forward(gi, w_hh, b_hh, save=True, mode=mode)
+    def forward(ctx, gi, w_hh, b_hh, w_op, mode):
+        out, cache = _forward(gi, w_op, b_hh, save=True, mode=mode)
         ctx.mode = mode
-        ctx.save_for_backward(w_hh, out, cache)
+        ctx.save_for_backward(w_op, out, cache)
         return out
 
     @staticmethod
     def backward(ctx, dout):
-        w_hh, out, cache = ctx.saved_tensors
+        w_op, out, cache = ctx.saved_tensors
         groups, _, _, size = out.shape
-        dgi, dgh = _BACKWARD[ctx.mode](dout.contiguous(), w_hh, out, cache)
+        dgi, dgh = _BACKWARD[ctx.mode](dout.contiguous(), w_op, out, cache)
         # frame 0 starts from a zero state, so it adds nothing to the recurrent weight gradient;
         # chain-major storage makes both operands plain views
         dw = out[:, :-1].reshape(groups, -1, size).transpose(1, 2) @ dgh[:, 1:].reshape(groups, -1, 3 * size)
         db = dgh.sum(dim=(1, 2)).unsqueeze(1)
-        return dgi, dw, db, None
+        return dgi, dw, db, None, None
 
 
-KERNELS = ('auto', 'torch', 'triton')
+KERNELS = ('auto', 'torch', 'triton', 'triton-frame')
 
 
-def gru_recurrence(gi, w_hh, b_hh, kernels='auto'):
+def gru_recurrence(gi, w_hh, b_hh, kernels='auto', fp16_operands=False):
     """Outputs (G, T, N, H) of G GRU chains started from zero.
 
     ``gi``: (G, T, N, 3H) input projections (``W_ih x + b_ih``); ``w_hh``: (G, H, 3H)
     recurrent weights, transposed so that ``h @ w_hh`` gives the three gates; ``b_hh``: (G, 1, 3H).
     ``kernels``: 'torch' (tensor operations), 'triton' (cuBLAS products and fused Triton gate
-    kernels) or 'auto' (Triton on CUDA when it is installed, else tensor operations).
+    kernels), 'triton-frame' (one Triton kernel per frame) or 'auto' (on CUDA with Triton,
+    'triton-frame' with ``fp16_operands``, else 'triton'; else 'torch'). ``fp16_operands``: round
+    the recurrent products' operands to float16 (module docstring); needs float32 ``gi`` and
+    'torch' or 'triton-frame' kernels.
     """
     if kernels not in KERNELS:
         raise ValueError(f'kernels must be one of {", ".join(map(repr, KERNELS))}, got {kernels!r}')
-    if kernels == 'triton' and not triton_usable(gi):
-        raise RuntimeError('the Triton kernels need Triton and a CUDA tensor (or TRITON_INTERPRET=1)')
-    mode = kernels if kernels != 'auto' else ('triton' if gi.is_cuda and triton is not None else 'torch')
+    if kernels.startswith('triton') and not triton_usable(gi):
+        raise RuntimeError(f'the {kernels!r} kernels need Triton and a CUDA tensor (or TRITON_INTERPRET=1)')
+    if kernels == 'auto':
+        mode = ('triton-frame' if fp16_operands else 'triton') if gi.is_cuda and triton is not None else 'torch'
+    else:
+        mode = kernels
+    if fp16_operands:
+        if gi.dtype != torch.float32:
+            raise ValueError(f'fp16_operands rounds float32 operands; the inputs are {gi.dtype}')
+        if mode == 'triton':
+            raise ValueError("fp16_operands needs kernels 'torch' or 'triton-frame' (cuBLAS products take "
+                             'operands of one type)')
     w_hh, b_hh = w_hh.to(gi.dtype), b_hh.to(gi.dtype)
+    w_op = w_hh.detach().to(torch.float16) if fp16_operands else w_hh.detach()
+    if mode == 'triton-frame':
+        w_op = w_op.contiguous()
     if torch.is_grad_enabled() and (gi.requires_grad or w_hh.requires_grad or b_hh.requires_grad):
-        return _GRURecurrence.apply(gi, w_hh, b_hh, mode)
-    return _forward(gi, w_hh, b_hh, save=False, mode=mode)[0]
+        return _GRURecurrence.apply(gi, w_hh, b_hh, w_op, mode)
+    return _forward(gi, w_op, b_hh, save=False, mode=mode)[0]

@@ -82,32 +82,105 @@ def test_grouped_cmd_step_equals_the_fused_step():
 def test_grouped_needs_published_encoders_of_one_shape():
     with pytest.raises(ValueError, match='published-mode GRU encoders of one shape'):
         grouped_features([GRUEncoder(150, 8, 2, 16, mode='bidirectional')], [torch.randn(2, 3, 4, 25, 2)])
-    with pytest.raises(ValueError, match="kernels must be one of 'auto', 'torch', 'triton'"):
+    with pytest.raises(ValueError, match="kernels must be one of 'auto', 'torch', 'triton', 'triton-frame'"):
         gru_recurrence(torch.randn(2, 1, 1, 6), torch.randn(1, 2, 6), torch.randn(1, 1, 6), kernels='cuda')
+    with pytest.raises(ValueError, match='fp16_operands rounds float32 operands; the inputs are torch.bfloat16'):
+        gru_recurrence(torch.randn(2, 1, 1, 6, dtype=torch.bfloat16), torch.randn(2, 2, 6), torch.randn(2, 1, 6),
+                       fp16_operands=True)
+
+
+def _round_fraction(x, bits=10):
+    """float32 ``x`` rounded to ``bits`` fraction bits, exponent range kept (TF32 for 10)."""
+    i = x.float().view(torch.int32)
+    drop = 23 - bits
+    i = (i + (1 << (drop - 1))) & ~((1 << drop) - 1)  # round half away from zero on the magnitude
+    return i.view(torch.float32).to(x.dtype)
+
+
+def _gru_chains(gi, w, b, operand):
+    """Frame-by-frame GRU chains whose product operands pass through ``operand`` (an oracle
+    written from the equations, independent of models.recurrence)."""
+    h, size, outs = gi.new_zeros(gi.shape[0], gi.shape[2], w.shape[1]), w.shape[1], []
+    for t in range(gi.shape[1]):
+        gh = operand(h) @ operand(w) + b
+        r = torch.sigmoid(gi[:, t, :, :size] + gh[..., :size])
+        z = torch.sigmoid(gi[:, t, :, size:2 * size] + gh[..., size:2 * size])
+        n = torch.tanh(gi[:, t, :, 2 * size:] + r * gh[..., 2 * size:])
+        h = (1 - z) * n + z * h
+        outs.append(h)
+    return torch.stack(outs, 1)
+
+
+def test_fp16_operands_are_as_accurate_as_tf32_operands():
+    # published-size weights (Xavier-uniform of a (3H, H) matrix) and states; float16 keeps TF32's
+    # 10-bit fraction, so against float64 it must err no more than TF32 rounding of the same operands
+    torch.manual_seed(0)
+    size = 256
+    bound = (6 / (4 * size)) ** 0.5
+    w = torch.empty(4, size, 3 * size, dtype=torch.float64).uniform_(-bound, bound)
+    b = 0.1 * torch.randn(4, 1, 3 * size, dtype=torch.float64)
+    gi = torch.randn(4, 16, 8, 3 * size, dtype=torch.float64)
+    exact = _gru_chains(gi, w, b, lambda x: x)
+    tf32 = _gru_chains(gi, w, b, lambda x: _round_fraction(x.float()).double())
+    fp16 = _gru_chains(gi, w, b, lambda x: x.half().double())
+    got = gru_recurrence(gi.float(), w.float(), b.float(), 'torch', fp16_operands=True).double()
+    err = {name: ((out - exact).norm() / exact.norm()).item() for name, out in
+           (('tf32', tf32), ('fp16', fp16), ('implementation', got))}
+    assert 1e-5 < err['tf32'] < 1e-3, err  # the emulation does round
+    assert err['fp16'] < 1.2 * err['tf32'], err
+    assert err['implementation'] < 1.2 * err['tf32'], err
+    # and the rounding does happen in the implementation
+    plain = gru_recurrence(gi.float(), w.float(), b.float(), 'torch').double()
+    assert ((plain - exact).norm() / exact.norm()).item() < 0.1 * err['fp16'], err
+
+
+def test_fp16_operand_gradients_round_only_the_operands():
+    # the backward's product takes the rounded weights and the float32 incoming gradient
+    torch.manual_seed(0)
+    gi = torch.randn(2, 5, 3, 12, dtype=torch.float64, requires_grad=True)
+    w = (0.5 * torch.randn(2, 4, 12, dtype=torch.float64)).requires_grad_()
+    b = torch.randn(2, 1, 12, dtype=torch.float64, requires_grad=True)
+    dout = torch.randn(2, 5, 3, 4, dtype=torch.float64)
+    got = torch.autograd.grad((gru_recurrence(gi.float(), w.float(), b.float(), 'torch', fp16_operands=True)
+                               * dout).sum(), (gi, w, b))
+    # oracle: autograd through the equations with rounded weights; the rounding of the states
+    # passes gradients as the identity
+    rounded_w = w.half().double().detach().requires_grad_()
+    out = _gru_chains(gi, rounded_w, b, lambda x: x + (x.half().double() - x).detach() if x is not rounded_w else x)
+    expected = torch.autograd.grad((out * dout).sum(), (gi, rounded_w, b))
+    for name, e, g in zip(('gi', 'w', 'b'), expected, got):
+        torch.testing.assert_close(g.double(), e, rtol=2e-3, atol=2e-3, msg=name)
 
 
 @pytest.mark.skipif(triton is None or torch.cuda.is_available(),
                     reason='needs Triton; with a GPU, tests/test_cuda.py checks the compiled kernels instead')
 def test_triton_gate_kernels_equal_the_tensor_operations():
-    # Triton's interpreter runs the CUDA kernels' code on the CPU
+    # Triton's interpreter runs the CUDA kernels' code on the CPU. 40 units and 70 samples leave
+    # partial tiles in both directions; float16 operands are compared with their tensor-operation
+    # reference, which rounds the same values (a rounding can flip with the summation order)
     code = textwrap.dedent('''
         import torch
         from models.recurrence import gru_recurrence
         torch.manual_seed(0)
-        w = (0.3 * torch.randn(3, 40, 120)).requires_grad_()
-        b = torch.randn(3, 1, 120, requires_grad=True)
-        dout = torch.randn(3, 6, 4, 40)
-        # (G, T, N, 3H) as the encoder passes it, and with other strides
-        for gi in (torch.randn(3, 6, 4, 120), torch.randn(3, 4, 6, 120).transpose(1, 2)):
-            gi.requires_grad_()
-            grads = {}
-            for kernels in ('torch', 'triton'):
-                out = gru_recurrence(gi, w, b, kernels)
-                grads[kernels] = [out, *torch.autograd.grad((out * dout).sum(), (gi, w, b))]
-                with torch.no_grad():
-                    torch.testing.assert_close(gru_recurrence(gi, w, b, kernels), out, rtol=0, atol=0)
-            for expected, got in zip(grads['torch'], grads['triton']):
-                torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+        for groups, frames, batch, size in ((3, 6, 4, 40), (2, 4, 70, 24)):
+            w = (0.3 * torch.randn(groups, size, 3 * size)).requires_grad_()
+            b = torch.randn(groups, 1, 3 * size, requires_grad=True)
+            dout = torch.randn(groups, frames, batch, size)
+            # (G, T, N, 3H) as the encoder passes it, and with other strides
+            for gi in (torch.randn(groups, frames, batch, 3 * size),
+                       torch.randn(groups, batch, frames, 3 * size).transpose(1, 2)):
+                gi.requires_grad_()
+                for fp16, kernels, tol in ((False, 'triton', 1e-5), (False, 'triton-frame', 1e-5),
+                                           (True, 'triton-frame', 2e-3)):
+                    grads = {}
+                    for k in ('torch', kernels):
+                        out = gru_recurrence(gi, w, b, k, fp16_operands=fp16)
+                        grads[k] = [out, *torch.autograd.grad((out * dout).sum(), (gi, w, b))]
+                        with torch.no_grad():
+                            torch.testing.assert_close(gru_recurrence(gi, w, b, k, fp16_operands=fp16), out,
+                                                       rtol=0, atol=0)
+                    for expected, got in zip(grads['torch'], grads[kernels]):
+                        torch.testing.assert_close(got, expected, rtol=tol, atol=tol)
         print('ok')
     ''')
     env = {**os.environ, 'TRITON_INTERPRET': '1', 'PYTHONPATH': ROOT}

@@ -65,6 +65,9 @@ def test_single_modality_run_is_moco(data_root, tmp_path):
     (['--cuda-graph'], '--cuda-graph needs --device cuda'),
     (['--overlap-keys'], '--overlap-keys needs --device cuda'),
     (['--gru-kernels', 'triton'], '--gru-kernels triton needs --device cuda'),
+    (['--gru-kernels', 'triton-frame'], '--gru-kernels triton-frame needs --device cuda'),
+    (['--gru-impl', 'grouped', '--recurrent-fp16', '--amp'], '--recurrent-fp16 needs'),
+    (['--recurrent-fp16'], '--recurrent-fp16 needs --gru-impl grouped'),
     (['--gru-impl', 'grouped', '--gru-mode', 'bidirectional'], '--gru-impl grouped needs'),
 ])
 def test_inconsistent_settings_fail_before_work(data_root, tmp_path, extra, message, capsys):
@@ -152,3 +155,16 @@ def test_grouped_recurrence_trains_like_the_fused_one(data_root, tmp_path):
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=name)
     logs = [json.loads((tmp_path / k / 'log.txt').read_text().splitlines()[-1]) for k in ('fused', 'grouped')]
     assert logs[0]['loss'] == pytest.approx(logs[1]['loss'], rel=1e-5)
+
+
+def test_fp16_recurrent_operands_train_close_to_float32(data_root, tmp_path):
+    # rounding the recurrent operands to float16 moves a two-epoch run by rounding-sized amounts only
+    plain = run(data_root, tmp_path / 'plain', '--epochs', '2', '--gru-impl', 'grouped')
+    rounded = run(data_root, tmp_path / 'fp16', '--epochs', '2', '--gru-impl', 'grouped', '--recurrent-fp16')
+    differs = False
+    for (name, a), (_, b) in zip(plain.state_dict().items(), rounded.state_dict().items()):
+        torch.testing.assert_close(b, a, rtol=1e-2, atol=1e-3, msg=name)
+        differs |= not torch.equal(a, b)
+    assert differs
+    args = json.loads((tmp_path / 'fp16' / 'args.json').read_text())
+    assert args['recurrent_fp16'] and args['gru_kernels'] == 'auto'

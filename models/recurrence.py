@@ -129,7 +129,6 @@ if triton is not None:
         tl.store(dgh + 2 * H, (dn_pre * r).to(ty), mask=mask)
         tl.store(direct_ptr + idx, (dh * z).to(direct_ptr.dtype.element_ty), mask=mask)
 
-
     # One kernel per frame after the first (which has no product): the recurrent product on the
     # tensor cores with the gate update as its epilogue. A program owns BM samples x BN hidden
     # units of one chain and computes all three gates' columns for them. The state operand

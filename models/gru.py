@@ -154,17 +154,16 @@ class GRUEncoder(nn.Module):
         return self.fc(self.features(x))
 
 
-def _chain_major(fused, hidden):
-    """A fused (6H, ...) gate-stacked tensor -> (2, ..., 3H): per chain, transposed so that
-    ``x @ result`` gives that chain's three gates."""
-    blocks = fused.view(3, 2, hidden, -1)  # (gate, chain, unit, input)
-    return blocks.permute(1, 3, 0, 2).reshape(2, -1, 3 * hidden)
+def _chain_rows(fused, hidden):
+    """A fused (6H, ...) gate-stacked tensor -> (2, 3H, ...): each chain's rows, gate-stacked as
+    in ``torch.nn.GRU`` (a copy of contiguous (H, ...) blocks)."""
+    return fused.view(3, 2, hidden, -1).transpose(0, 1).reshape(2, 3 * hidden, -1)
 
 
 def _recurrent_blocks(fused, hidden):
-    """The block-diagonal (6H, 2H) recurrent matrix -> its two chains' (H, 3H) blocks, transposed."""
+    """The block-diagonal (6H, 2H) recurrent matrix -> its two chains' (3H, H) blocks."""
     blocks = fused.view(3, 2, hidden, 2, hidden).diagonal(dim1=1, dim2=3)  # (gate, out, in, chain)
-    return blocks.permute(3, 2, 0, 1).reshape(2, hidden, 3 * hidden)
+    return blocks.permute(3, 0, 1, 2).reshape(2, 3 * hidden, hidden)
 
 
 def grouped_features(encoders, inputs, kernels='auto', fp16_operands=False):
@@ -187,12 +186,12 @@ def grouped_features(encoders, inputs, kernels='auto', fp16_operands=False):
     for layer in range(first.num_layers):
         def stacked(kind, convert):
             return torch.cat([convert(getattr(e.gru, f'{kind}_l{layer}'), hidden) for e in encoders])
-        w_ih, w_hh = stacked('weight_ih', _chain_major), stacked('weight_hh', _recurrent_blocks)
-        b_ih = stacked('bias_ih', _chain_major)
-        b_hh = stacked('bias_hh', _chain_major)
+        w_ih, w_hh = stacked('weight_ih', _chain_rows), stacked('weight_hh', _recurrent_blocks)
+        b_ih = stacked('bias_ih', _chain_rows).transpose(1, 2)
+        b_hh = stacked('bias_hh', _chain_rows).transpose(1, 2)
         # each encoder's two chains read the same input
         x = x.unsqueeze(1).expand(-1, 2, -1, -1).reshape(2 * count, t * n, -1)
-        gi = torch.baddbmm(b_ih, x, w_ih).view(2 * count, t, n, 3 * hidden)
+        gi = torch.baddbmm(b_ih, x, w_ih.transpose(1, 2)).view(2 * count, t, n, 3 * hidden)
         out = gru_recurrence(gi, w_hh, b_hh, kernels, fp16_operands)  # (2 * encoders, T, N, H)
         if layer + 1 < first.num_layers:
             x = out.view(count, 2, t, n, hidden).permute(0, 2, 3, 1, 4).reshape(count, t * n, 2 * hidden)

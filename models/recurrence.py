@@ -10,8 +10,9 @@ layer advance together instead of in six (cuDNN) calls. Three implementations of
 - ``'triton-frame'``: per frame one Triton kernel, the product with the gate update as its
   epilogue, so the products' (G, N, 3H) result never goes through memory.
 
-The backward keeps that shape (per frame one product and the gate gradients) and forms the
-weight gradient in one large product at the end. That is some two thousand small kernels per
+The backward keeps that shape (per frame the gate gradients and one product: cuBLAS, or for
+'triton-frame' a Triton product split three ways along its reduction, whose partial sums the
+gate kernel adds) and forms the weight gradient in one large product at the end. That is some two thousand small kernels per
 training step, which a CUDA graph of the whole step replays without launch gaps.
 
 ``fp16_operands=True`` rounds the recurrent products' operands to float16: the weights (forward
@@ -96,16 +97,19 @@ if triton is not None:
 
     @triton.jit
     def _gates_bwd_kernel(dout_ptr, carry_ptr, direct_ptr, h_ptr, out_sg, cache_ptr, cache_sg,
-                          dgi_ptr, dgh_ptr, d_sg, N, H, total, FIRST: tl.constexpr, BLOCK: tl.constexpr):
-        # d h_t = d out_t + (d gh_{t+1} W_hh^T) [carry] + (d h_{t+1} * z_{t+1}) [direct, updated in place]
+                          dgi_ptr, dgh_ptr, d_sg, N, H, total, FIRST: tl.constexpr, SPLITS: tl.constexpr,
+                          BLOCK: tl.constexpr):
+        # d h_t = d out_t + (d gh_{t+1} W_hh) [carry, the sum of SPLITS (G, N, H) partial products]
+        #       + (d h_{t+1} * z_{t+1}) [direct, updated in place]
         idx = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
         mask = idx < total
         j = idx % H
         g = idx // (N * H)
         b = (idx // H) % N
         dh = (tl.load(dout_ptr + g * out_sg + b * H + j, mask=mask).to(tl.float32)
-              + tl.load(carry_ptr + idx, mask=mask).to(tl.float32)
               + tl.load(direct_ptr + idx, mask=mask).to(tl.float32))
+        for s in tl.static_range(SPLITS):  # a fixed order: the sum does not depend on scheduling
+            dh += tl.load(carry_ptr + s * total + idx, mask=mask).to(tl.float32)
         c = cache_ptr + g * cache_sg + b * 4 * H + j
         r = tl.load(c, mask=mask).to(tl.float32)
         z = tl.load(c + H, mask=mask).to(tl.float32)
@@ -148,16 +152,16 @@ if triton is not None:
         acc_z = tl.zeros((BM, BN), dtype=tl.float32)
         acc_n = tl.zeros((BM, BN), dtype=tl.float32)
         a_rows = hop_ptr + g * hop_sg + rows[:, None] * H
-        w_cols = w_ptr + g * H * 3 * H + cols[None, :]
+        w_cols = w_ptr + g * 3 * H * H + cols[None, :] * H  # W_hh^T: W_hh's rows are the gates' units
         for k0 in range(0, H, BK):
             ks = k0 + tl.arange(0, BK)
             kmask = ks < H
             a = tl.load(a_rows + ks[None, :], mask=rmask[:, None] & kmask[None, :], other=0.0)
-            w = w_cols + ks[:, None] * 3 * H
+            w = w_cols + ks[:, None]
             w_mask = kmask[:, None] & cmask[None, :]
             acc_r = tl.dot(a, tl.load(w, mask=w_mask, other=0.0), acc_r, input_precision=PRECISION)
-            acc_z = tl.dot(a, tl.load(w + H, mask=w_mask, other=0.0), acc_z, input_precision=PRECISION)
-            acc_n = tl.dot(a, tl.load(w + 2 * H, mask=w_mask, other=0.0), acc_n, input_precision=PRECISION)
+            acc_z = tl.dot(a, tl.load(w + H * H, mask=w_mask, other=0.0), acc_z, input_precision=PRECISION)
+            acc_n = tl.dot(a, tl.load(w + 2 * H * H, mask=w_mask, other=0.0), acc_n, input_precision=PRECISION)
         state = rows[:, None] * H + cols[None, :]
         h = tl.load(h_ptr + g * out_sg + state, mask=mask, other=0.0).to(tl.float32)
         bias = b_ptr + g * 3 * H + cols
@@ -180,50 +184,28 @@ if triton is not None:
             tl.store(c + 2 * H, n.to(ty), mask=mask)
             tl.store(c + 3 * H, ghn.to(ty), mask=mask)
 
+    # The backward's product, split three ways along its reduction (one gate each): program (g, s)
+    # writes part[s, g] = d gh_t[g][:, sH:(s+1)H] @ W_hh[g][sH:(s+1)H], which the gate kernel
+    # sums. The whole product in each program would read all of d gh_t once per column block,
+    # and too few programs would share the GPU's bandwidth.
     @triton.jit
-    def _frame_bwd_kernel(dgh_next_ptr, w_ptr, dout_ptr, out_sg, din_ptr, dnext_ptr, h_ptr, cache_ptr, cache_sg,
-                          dgi_ptr, dgh_ptr, d_sg, N, H, FIRST: tl.constexpr, PRECISION: tl.constexpr,
-                          BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
-        # Every frame but the last: d h_t = d out_t + d gh_{t+1} W_hh^T (the product) + d h_{t+1} * z_{t+1}
-        # (``din``); the direct term for frame t-1 goes to ``dnext``, so a launch never reads what it writes
-        g = tl.program_id(0)
+    def _carry_kernel(dgh_ptr, d_sg, w_ptr, part_ptr, G, N, H, PRECISION: tl.constexpr,
+                      BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
+        g, s = tl.program_id(0) // 3, tl.program_id(0) % 3
         rows = tl.program_id(1) * BM + tl.arange(0, BM)
         cols = tl.program_id(2) * BN + tl.arange(0, BN)
         rmask, cmask = rows < N, cols < H
-        mask = rmask[:, None] & cmask[None, :]
-        carry = tl.zeros((BM, BN), dtype=tl.float32)
-        a_rows = dgh_next_ptr + g * d_sg + rows[:, None] * 3 * H
-        w_rows = w_ptr + g * H * 3 * H + cols[:, None] * 3 * H  # W_hh^T, read along W's rows
-        for k0 in range(0, 3 * H, BK):
+        acc = tl.zeros((BM, BN), dtype=tl.float32)
+        a_rows = dgh_ptr + g * d_sg + rows[:, None] * 3 * H + s * H
+        w_cols = w_ptr + g * 3 * H * H + s * H * H + cols[None, :]
+        for k0 in range(0, H, BK):
             ks = k0 + tl.arange(0, BK)
-            kmask = ks < 3 * H
+            kmask = ks < H
             a = tl.load(a_rows + ks[None, :], mask=rmask[:, None] & kmask[None, :], other=0.0)
-            w = tl.load(w_rows + ks[None, :], mask=cmask[:, None] & kmask[None, :], other=0.0)
-            carry = tl.dot(a, tl.trans(w).to(a.dtype), carry, input_precision=PRECISION)
-        state = rows[:, None] * H + cols[None, :]
-        dh = (tl.load(dout_ptr + g * out_sg + state, mask=mask, other=0.0).to(tl.float32) + carry
-              + tl.load(din_ptr + g * N * H + state, mask=mask, other=0.0).to(tl.float32))
-        c = cache_ptr + g * cache_sg + rows[:, None] * 4 * H + cols[None, :]
-        r = tl.load(c, mask=mask, other=0.0).to(tl.float32)
-        z = tl.load(c + H, mask=mask, other=0.0).to(tl.float32)
-        n = tl.load(c + 2 * H, mask=mask, other=0.0).to(tl.float32)
-        ghn = tl.load(c + 3 * H, mask=mask, other=0.0).to(tl.float32)
-        if FIRST:  # the initial state is zero
-            h_prev = tl.zeros((BM, BN), dtype=tl.float32)
-        else:
-            h_prev = tl.load(h_ptr + g * out_sg + state, mask=mask, other=0.0).to(tl.float32)
-        dn_pre = dh * (1 - z) * (1 - n * n)
-        dr_pre = dn_pre * ghn * r * (1 - r)
-        dz_pre = dh * (h_prev - n) * z * (1 - z)
-        ty = dgi_ptr.dtype.element_ty
-        gates = g * d_sg + rows[:, None] * 3 * H + cols[None, :]
-        tl.store(dgi_ptr + gates, dr_pre.to(ty), mask=mask)
-        tl.store(dgi_ptr + gates + H, dz_pre.to(ty), mask=mask)
-        tl.store(dgi_ptr + gates + 2 * H, dn_pre.to(ty), mask=mask)
-        tl.store(dgh_ptr + gates, dr_pre.to(ty), mask=mask)
-        tl.store(dgh_ptr + gates + H, dz_pre.to(ty), mask=mask)
-        tl.store(dgh_ptr + gates + 2 * H, (dn_pre * r).to(ty), mask=mask)
-        tl.store(dnext_ptr + g * N * H + state, (dh * z).to(dnext_ptr.dtype.element_ty), mask=mask)
+            w = tl.load(w_cols + ks[:, None] * H, mask=kmask[:, None] & cmask[None, :], other=0.0)
+            acc = tl.dot(a, w.to(a.dtype), acc, input_precision=PRECISION)
+        part = part_ptr + ((s * G + g) * N + rows[:, None]) * H + cols[None, :]
+        tl.store(part, acc, mask=rmask[:, None] & cmask[None, :])
 
     def _tuned(kernel, shapes, key):
         """The kernel with its tile shapes (BN, BK, stages) picked by timing on first use per key
@@ -236,10 +218,10 @@ if triton is not None:
         tuned = triton.autotune(configs, key=key)(kernel)
         return lambda grid: tuned[grid]
 
-    _frame_fwd = _tuned(_frame_fwd_kernel, [(32, 64, 4), (32, 128, 3), (16, 128, 4), (64, 64, 3), (16, 64, 5)],
-                        key=['N', 'H', 'PRECISION'])
-    _frame_bwd = _tuned(_frame_bwd_kernel, [(32, 64, 4), (64, 64, 3), (128, 64, 3), (64, 32, 4), (128, 32, 4)],
-                        key=['N', 'H', 'PRECISION'])
+    _frame_fwd = _tuned(_frame_fwd_kernel, [(32, 64, 4), (32, 128, 3), (16, 128, 4), (64, 64, 3), (16, 64, 5),
+                                            (16, 256, 3)], key=['N', 'H', 'PRECISION'])
+    _carry = _tuned(_carry_kernel, [(64, 64, 4), (128, 64, 3), (128, 32, 4), (64, 32, 4), (32, 64, 4)],
+                    key=['G', 'N', 'H', 'PRECISION'])
 
 
 def triton_usable(tensor):
@@ -258,29 +240,29 @@ def _precision(dtype):
 
 def _forward(gi, w_op, b_hh, save, mode):
     """Chain-major throughout: ``gi`` (G, T, N, 3H) -> out (G, T, N, H) [, cache (G, T, N, 4H)].
-    ``w_op``: the recurrent weights in the products' operand type."""
+    ``w_op``: the recurrent weights (G, 3H, H) in the products' operand type."""
     groups, t_len, batch, three_h = gi.shape
     size = three_h // 3
     if mode != 'torch' and gi[:, 0].stride()[1:] != (three_h, 1):
         gi = gi.contiguous()
     out = gi.new_empty(groups, t_len, batch, size)
     if mode == 'torch':
-        saved, h, w = [], gi.new_zeros(groups, batch, size), w_op.to(gi.dtype)
+        saved, h, w_t = [], gi.new_zeros(groups, batch, size), w_op.to(gi.dtype).transpose(1, 2)
         for t in range(t_len):
-            gh = torch.baddbmm(b_hh, h.to(w_op.dtype).to(gi.dtype), w)
+            gh = torch.baddbmm(b_hh, h.to(w_op.dtype).to(gi.dtype), w_t)
             h, parts = _gates_torch(gi[:, t], gh, h)
             out[:, t] = h
             if save:
                 saved.append(torch.cat(parts, dim=-1))
         return out, torch.stack(saved, dim=1) if save else None
     cache = gi.new_empty(groups, t_len, batch, 4 * size) if save else out
+    total = groups * batch * size
+    gates = (triton.cdiv(total, BLOCK),)
     if mode == 'triton-frame':
         separate = w_op.dtype != gi.dtype
-        total = groups * batch * size
         # frame 0 starts from a zero state: no product, the gate kernel alone
-        _gates_fwd_kernel[(triton.cdiv(total, BLOCK),)](
-            gi[:, 0], gi.stride(0), gi, b_hh, gi, out[:, 0], out.stride(0), cache[:, 0], cache.stride(0),
-            batch, size, total, FIRST=True, SAVE=save, BLOCK=BLOCK)
+        _gates_fwd_kernel[gates](gi[:, 0], gi.stride(0), gi, b_hh, gi, out[:, 0], out.stride(0), cache[:, 0],
+                                 cache.stride(0), batch, size, total, FIRST=True, SAVE=save, BLOCK=BLOCK)
         if separate:
             ops = gi.new_empty(2, groups, batch, size, dtype=w_op.dtype)
             ops[0].copy_(out[:, 0])
@@ -296,69 +278,59 @@ def _forward(gi, w_op, b_hh, save, mode):
                    PRECISION=_precision(w_op.dtype), BM=bm)
         return out, cache if save else None
     gh = gi.new_empty(groups, batch, three_h)
-    total = groups * batch * size
+    w_t = w_op.transpose(1, 2)
     # the bias b_hh is added in the kernel, so the product needs no copy of it first
     for t in range(t_len):
         if t:
-            torch.bmm(out[:, t - 1], w_op, out=gh)
-        _gates_fwd_kernel[(triton.cdiv(total, BLOCK),)](
+            torch.bmm(out[:, t - 1], w_t, out=gh)
+        _gates_fwd_kernel[gates](
             gi[:, t], gi.stride(0), gh, b_hh, out[:, t - 1] if t else out[:, 0], out[:, t], out.stride(0),
             cache[:, t], cache.stride(0), batch, size, total, FIRST=t == 0, SAVE=save, BLOCK=BLOCK)
     return out, cache if save else None
 
 
-def _backward_triton(dout, w_op, out, cache):
+def _backward_triton(dout, w_op, out, cache, mode):
+    """Per frame (last first) the gate kernel, then the product that carries d h back a frame:
+    one cuBLAS product ('triton') or the split Triton product ('triton-frame')."""
     groups, t_len, batch, size = out.shape
     dgi = out.new_empty(groups, t_len, batch, 3 * size)
     dgh = torch.empty_like(dgi)
-    carry, direct = out.new_zeros(groups, batch, size), out.new_zeros(groups, batch, size)
-    w_t = w_op.transpose(1, 2)
+    splits = 3 if mode == 'triton-frame' else 1
+    carry = out.new_empty(splits, groups, batch, size, dtype=torch.float32 if splits > 1 else out.dtype)
+    direct = out.new_zeros(groups, batch, size)
     total = groups * batch * size
+    if splits > 1:
+        bm = min(64, max(16, triton.next_power_of_2(batch)))
+        product = _carry(lambda meta: (3 * groups, triton.cdiv(batch, bm), triton.cdiv(size, meta['BN'])))
     for t in reversed(range(t_len)):
+        # the last frame receives nothing from a later one
         _gates_bwd_kernel[(triton.cdiv(total, BLOCK),)](
             dout[:, t], carry, direct, out[:, t - 1] if t else out[:, 0], out.stride(0), cache[:, t],
-            cache.stride(0), dgi[:, t], dgh[:, t], dgi.stride(0), batch, size, total, FIRST=t == 0, BLOCK=BLOCK)
-        if t:
-            torch.bmm(dgh[:, t], w_t, out=carry)
+            cache.stride(0), dgi[:, t], dgh[:, t], dgi.stride(0), batch, size, total, FIRST=t == 0,
+            SPLITS=splits if t + 1 < t_len else 0, BLOCK=BLOCK)
+        if t and splits > 1:
+            product(dgh[:, t], dgi.stride(0), w_op, carry, groups, batch, size, PRECISION=_precision(out.dtype),
+                    BM=bm)
+        elif t:
+            torch.bmm(dgh[:, t], w_op, out=carry[0])
     return dgi, dgh
 
 
-def _backward_frame(dout, w_op, out, cache):
-    groups, t_len, batch, size = out.shape
-    dgi = out.new_empty(groups, t_len, batch, 3 * size)
-    dgh = torch.empty_like(dgi)
-    direct = out.new_zeros(2, groups, batch, size)  # ping-pong: frame t reads one half, writes the other
-    last, total = t_len - 1, groups * batch * size
-    # the last frame has no product (nothing comes back from a later frame): the gate kernel alone,
-    # with the half that frame t_len would have written as its zero carry
-    _gates_bwd_kernel[(triton.cdiv(total, BLOCK),)](
-        dout[:, last], direct[t_len % 2], direct[last % 2], out[:, last - 1] if last else out[:, 0], out.stride(0),
-        cache[:, last], cache.stride(0), dgi[:, last], dgh[:, last], dgi.stride(0), batch, size, total,
-        FIRST=last == 0, BLOCK=BLOCK)
-    bm = min(64, max(16, triton.next_power_of_2(batch)))
-    launch = _frame_bwd(lambda meta: (groups, triton.cdiv(batch, bm), triton.cdiv(size, meta['BN'])))
-    for t in reversed(range(last)):
-        launch(dgh[:, t + 1], w_op, dout[:, t], out.stride(0), direct[(t + 1) % 2], direct[t % 2],
-               out[:, t - 1] if t else out[:, 0], cache[:, t], cache.stride(0), dgi[:, t], dgh[:, t], dgi.stride(0),
-               batch, size, FIRST=t == 0, PRECISION=_precision(out.dtype), BM=bm)
-    return dgi, dgh
-
-
-def _backward_torch(dout, w_op, out, cache):
+def _backward_torch(dout, w_op, out, cache, mode):
     groups, t_len, batch, size = out.shape
     dgi = out.new_empty(groups, t_len, batch, 3 * size)
     dgh = torch.empty_like(dgi)
     carry = out.new_zeros(groups, batch, size)
-    w_t = w_op.to(out.dtype).transpose(1, 2)
+    w = w_op.to(out.dtype)
     for t in reversed(range(t_len)):
         h_prev = out[:, t - 1] if t else torch.zeros_like(carry)
         r, z, n, ghn = cache[:, t].split(size, dim=-1)
         dgi[:, t], dgh[:, t], direct = _gates_backward_torch(dout[:, t] + carry, h_prev, r, z, n, ghn)
-        carry = torch.baddbmm(direct, dgh[:, t], w_t)
+        carry = torch.baddbmm(direct, dgh[:, t], w)
     return dgi, dgh
 
 
-_BACKWARD = {'torch': _backward_torch, 'triton': _backward_triton, 'triton-frame': _backward_frame}
+_BACKWARD = {'torch': _backward_torch, 'triton': _backward_triton, 'triton-frame': _backward_triton}
 
 
 class _GRURecurrence(torch.autograd.Function):
@@ -374,10 +346,10 @@ class _GRURecurrence(torch.autograd.Function):
     def backward(ctx, dout):
         w_op, out, cache = ctx.saved_tensors
         groups, _, _, size = out.shape
-        dgi, dgh = _BACKWARD[ctx.mode](dout.contiguous(), w_op, out, cache)
+        dgi, dgh = _BACKWARD[ctx.mode](dout.contiguous(), w_op, out, cache, ctx.mode)
         # frame 0 starts from a zero state, so it adds nothing to the recurrent weight gradient;
         # chain-major storage makes both operands plain views
-        dw = out[:, :-1].reshape(groups, -1, size).transpose(1, 2) @ dgh[:, 1:].reshape(groups, -1, 3 * size)
+        dw = dgh[:, 1:].reshape(groups, -1, 3 * size).transpose(1, 2) @ out[:, :-1].reshape(groups, -1, size)
         db = dgh.sum(dim=(1, 2)).unsqueeze(1)
         return dgi, dw, db, None, None
 
@@ -388,8 +360,9 @@ KERNELS = ('auto', 'torch', 'triton', 'triton-frame')
 def gru_recurrence(gi, w_hh, b_hh, kernels='auto', fp16_operands=False):
     """Outputs (G, T, N, H) of G GRU chains started from zero.
 
-    ``gi``: (G, T, N, 3H) input projections (``W_ih x + b_ih``); ``w_hh``: (G, H, 3H)
-    recurrent weights, transposed so that ``h @ w_hh`` gives the three gates; ``b_hh``: (G, 1, 3H).
+    ``gi``: (G, T, N, 3H) input projections (``W_ih x + b_ih``); ``w_hh``: (G, 3H, H) recurrent
+    weights, each chain's as in ``torch.nn.GRU`` (``h @ w_hh[g].T`` gives the three gates);
+    ``b_hh``: (G, 1, 3H).
     ``kernels``: 'torch' (tensor operations), 'triton' (cuBLAS products and fused Triton gate
     kernels), 'triton-frame' (one Triton kernel per frame) or 'auto' (on CUDA with Triton,
     'triton-frame' with ``fp16_operands``, else 'triton'; else 'torch'). ``fp16_operands``: round

@@ -67,7 +67,7 @@ def test_fp16_operand_kernels_equal_their_reference_on_the_gpu(full_float32):
     # in float32, so they differ by summation order and by where a rounding flips
     torch.manual_seed(0)
     gi = torch.randn(6, 32, 64, 3 * 256, device=CUDA, requires_grad=True)
-    w = (0.06 * torch.randn(6, 256, 3 * 256, device=CUDA)).requires_grad_()
+    w = (0.06 * torch.randn(6, 3 * 256, 256, device=CUDA)).requires_grad_()
     b = torch.randn(6, 1, 3 * 256, device=CUDA, requires_grad=True)
     dout = torch.randn(6, 32, 64, 256, device=CUDA)
     results = {}

@@ -56,7 +56,7 @@ def test_grouped_gradients_equal_the_fused_encoder():
 def test_recurrence_backward_passes_gradcheck():
     torch.manual_seed(0)
     gi = torch.randn(3, 5, 2, 12, dtype=torch.float64, requires_grad=True)  # (G, T, N, 3H)
-    w = (0.5 * torch.randn(3, 4, 12, dtype=torch.float64)).requires_grad_()
+    w = (0.5 * torch.randn(3, 12, 4, dtype=torch.float64)).requires_grad_()
     b = torch.randn(3, 1, 12, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda *a: gru_recurrence(*a, kernels='torch'), (gi, w, b))
 
@@ -83,9 +83,9 @@ def test_grouped_needs_published_encoders_of_one_shape():
     with pytest.raises(ValueError, match='published-mode GRU encoders of one shape'):
         grouped_features([GRUEncoder(150, 8, 2, 16, mode='bidirectional')], [torch.randn(2, 3, 4, 25, 2)])
     with pytest.raises(ValueError, match="kernels must be one of 'auto', 'torch', 'triton', 'triton-frame'"):
-        gru_recurrence(torch.randn(2, 1, 1, 6), torch.randn(1, 2, 6), torch.randn(1, 1, 6), kernels='cuda')
+        gru_recurrence(torch.randn(2, 1, 1, 6), torch.randn(1, 6, 2), torch.randn(1, 1, 6), kernels='cuda')
     with pytest.raises(ValueError, match='fp16_operands rounds float32 operands; the inputs are torch.bfloat16'):
-        gru_recurrence(torch.randn(2, 1, 1, 6, dtype=torch.bfloat16), torch.randn(2, 2, 6), torch.randn(2, 1, 6),
+        gru_recurrence(torch.randn(2, 1, 1, 6, dtype=torch.bfloat16), torch.randn(2, 6, 2), torch.randn(2, 1, 6),
                        fp16_operands=True)
 
 
@@ -100,9 +100,9 @@ def _round_fraction(x, bits=10):
 def _gru_chains(gi, w, b, operand):
     """Frame-by-frame GRU chains whose product operands pass through ``operand`` (an oracle
     written from the equations, independent of models.recurrence)."""
-    h, size, outs = gi.new_zeros(gi.shape[0], gi.shape[2], w.shape[1]), w.shape[1], []
+    h, size, outs = gi.new_zeros(gi.shape[0], gi.shape[2], w.shape[2]), w.shape[2], []
     for t in range(gi.shape[1]):
-        gh = operand(h) @ operand(w) + b
+        gh = operand(h) @ operand(w).transpose(1, 2) + b
         r = torch.sigmoid(gi[:, t, :, :size] + gh[..., :size])
         z = torch.sigmoid(gi[:, t, :, size:2 * size] + gh[..., size:2 * size])
         n = torch.tanh(gi[:, t, :, 2 * size:] + r * gh[..., 2 * size:])
@@ -117,7 +117,7 @@ def test_fp16_operands_are_as_accurate_as_tf32_operands():
     torch.manual_seed(0)
     size = 256
     bound = (6 / (4 * size)) ** 0.5
-    w = torch.empty(4, size, 3 * size, dtype=torch.float64).uniform_(-bound, bound)
+    w = torch.empty(4, 3 * size, size, dtype=torch.float64).uniform_(-bound, bound)
     b = 0.1 * torch.randn(4, 1, 3 * size, dtype=torch.float64)
     gi = torch.randn(4, 16, 8, 3 * size, dtype=torch.float64)
     exact = _gru_chains(gi, w, b, lambda x: x)
@@ -138,7 +138,7 @@ def test_fp16_operand_gradients_round_only_the_operands():
     # the backward's product takes the rounded weights and the float32 incoming gradient
     torch.manual_seed(0)
     gi = torch.randn(2, 5, 3, 12, dtype=torch.float64, requires_grad=True)
-    w = (0.5 * torch.randn(2, 4, 12, dtype=torch.float64)).requires_grad_()
+    w = (0.5 * torch.randn(2, 12, 4, dtype=torch.float64)).requires_grad_()
     b = torch.randn(2, 1, 12, dtype=torch.float64, requires_grad=True)
     dout = torch.randn(2, 5, 3, 4, dtype=torch.float64)
     got = torch.autograd.grad((gru_recurrence(gi.float(), w.float(), b.float(), 'torch', fp16_operands=True)
@@ -163,7 +163,7 @@ def test_triton_gate_kernels_equal_the_tensor_operations():
         from models.recurrence import gru_recurrence
         torch.manual_seed(0)
         for groups, frames, batch, size in ((3, 6, 4, 40), (2, 4, 70, 24)):
-            w = (0.3 * torch.randn(groups, size, 3 * size)).requires_grad_()
+            w = (0.3 * torch.randn(groups, 3 * size, size)).requires_grad_()
             b = torch.randn(groups, 1, 3 * size, requires_grad=True)
             dout = torch.randn(groups, frames, batch, size)
             # (G, T, N, 3H) as the encoder passes it, and with other strides

@@ -49,9 +49,10 @@ def get_pretrain_parser():
                             'frame by frame (same function; default grouped for one CUDA process, else fused)')
     speed.add_argument('--gru-kernels', default='auto', choices=list(KERNELS),
                        help="the grouped recurrence's kernels (models/recurrence.py; same function)")
-    speed.add_argument('--recurrent-fp16', default=False, action=argparse.BooleanOptionalAction,
+    speed.add_argument('--recurrent-fp16', default=None, action=argparse.BooleanOptionalAction,
                        help="round the grouped recurrence's product operands to float16: TF32's 10-bit "
-                            'fraction in half the bytes (changes the arithmetic like TF32; see README)')
+                            'fraction in half the bytes (the arithmetic of TF32, see README; default: on '
+                            'with TF32 for the grouped recurrence on CUDA without --amp)')
     speed.add_argument('--overlap-keys', default=None, action=argparse.BooleanOptionalAction,
                        help='compute the keys on a second CUDA stream beside the queries (same function; '
                             'default: on for one CUDA process)')
@@ -96,6 +97,9 @@ def resolve_args(args):
         args.gru_impl = 'grouped' if grouped else 'fused'
     if args.tf32 is None:
         args.tf32 = args.device == 'cuda'
+    if args.recurrent_fp16 is None:
+        args.recurrent_fp16 = (args.device == 'cuda' and args.gru_impl == 'grouped' and args.tf32 and not args.amp
+                               and args.gru_kernels != 'triton')
     if args.overlap_keys is None:
         args.overlap_keys = args.device == 'cuda' and args.world_size == 1
     if args.cuda_graph is None:
@@ -129,6 +133,8 @@ def check_settings(args, folder, layout, persons):
     if args.recurrent_fp16 and (args.gru_impl != 'grouped' or args.gru_kernels == 'triton' or args.amp):
         problems.append('--recurrent-fp16 needs --gru-impl grouped, --gru-kernels auto, torch or triton-frame, '
                         'and float32 storage (no --amp)')
+    if args.recurrent_fp16 and args.device == 'cuda' and not args.tf32:
+        problems.append('--recurrent-fp16 rounds the products as TF32 does; it contradicts --no-tf32')
     if args.overlap_keys and (args.device != 'cuda' or args.world_size > 1):
         problems.append('--overlap-keys needs --device cuda and a single process')
     if args.cuda_graph and (args.device != 'cuda' or args.world_size > 1):

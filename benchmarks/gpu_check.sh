@@ -16,6 +16,6 @@ timeout 330 python3 benchmarks/pretrain_speed.py --device cuda --config publishe
     --variants 'frame-by-frame tf32' 'grouped+graph overlap tf32' 'grouped+graph overlap frame fp16-ops tf32' \
                'grouped+graph overlap frame tf32' 'grouped+graph overlap bf16*' 'grouped+graph overlap frame bf16*' \
                'grouped+graph overlap frame fp16-ops tf32 batch x4*' \
-    --profile 'grouped frame fp16-ops tf32' --end-to-end 2048 --end-to-end-args " --recurrent-fp16" 2>&1 | tee "$out/bench.log"
+    --profile 'grouped frame fp16-ops tf32' --end-to-end 2048 --end-to-end-args "" " --amp" 2>&1 | tee "$out/bench.log"
 timeout 200 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_grouped.py tests/test_golden.py 2>&1 \
     | tee "$out/tests.log" | tail -25

@@ -155,15 +155,14 @@ class GRUEncoder(nn.Module):
 
 
 def _chain_rows(fused, hidden):
-    """A fused (6H, ...) gate-stacked tensor -> (2, 3H, ...): each chain's rows, gate-stacked as
-    in ``torch.nn.GRU`` (a copy of contiguous (H, ...) blocks)."""
-    return fused.view(3, 2, hidden, -1).transpose(0, 1).reshape(2, 3 * hidden, -1)
+    """A fused (6H, ...) gate-stacked tensor -> a (2, 3, H, ...) view: per chain, its gate blocks."""
+    return fused.view(3, 2, hidden, -1).transpose(0, 1)
 
 
 def _recurrent_blocks(fused, hidden):
-    """The block-diagonal (6H, 2H) recurrent matrix -> its two chains' (3H, H) blocks."""
+    """The block-diagonal (6H, 2H) recurrent matrix -> a (2, 3, H, H) view of its two chains' blocks."""
     blocks = fused.view(3, 2, hidden, 2, hidden).diagonal(dim1=1, dim2=3)  # (gate, out, in, chain)
-    return blocks.permute(3, 0, 1, 2).reshape(2, 3 * hidden, hidden)
+    return blocks.permute(3, 0, 1, 2)
 
 
 def grouped_features(encoders, inputs, kernels='auto', fp16_operands=False):
@@ -184,8 +183,9 @@ def grouped_features(encoders, inputs, kernels='auto', fp16_operands=False):
         rows.append(x.permute(2, 0, 1).reshape(t * n, -1))  # frame-major rows
     x = torch.stack(rows)  # (encoders, T*N, F)
     for layer in range(first.num_layers):
-        def stacked(kind, convert):
-            return torch.cat([convert(getattr(e.gru, f'{kind}_l{layer}'), hidden) for e in encoders])
+        def stacked(kind, blocks):
+            # one copy: (encoders x 2 chains, 3H, ...), each chain's rows gate-stacked as in nn.GRU
+            return torch.cat([blocks(getattr(e.gru, f'{kind}_l{layer}'), hidden) for e in encoders]).flatten(1, 2)
         w_ih, w_hh = stacked('weight_ih', _chain_rows), stacked('weight_hh', _recurrent_blocks)
         b_ih = stacked('bias_ih', _chain_rows).transpose(1, 2)
         b_hh = stacked('bias_hh', _chain_rows).transpose(1, 2)

@@ -123,6 +123,8 @@ def test_pretraining_on_the_gpu(data_root, tmp_path, extra):
     run_pretrain(data_root, tmp_path, '--epochs', '2', '--device', 'cuda', '--augment-on', 'device', *extra)
     log = [json.loads(line) for line in (tmp_path / 'log.txt').read_text().splitlines()]
     assert len(log) == 2 and all(abs(r['loss']) < 1e3 for r in log)
+    args = json.loads((tmp_path / 'args.json').read_text())
+    assert args['recurrent_fp16'] == ('--amp' not in extra)  # the CUDA default with TF32
 
 
 @pytest.mark.parametrize('amp, overlap, kernels, fp16', [
@@ -169,7 +171,7 @@ def test_pretraining_implementations_agree_on_the_gpu(data_root, tmp_path, full_
         runs[name] = run_pretrain(data_root, tmp_path / name, '--epochs', '2', '--device', 'cuda', '--no-tf32', *extra)
     args = json.loads((tmp_path / 'graphed' / 'args.json').read_text())
     assert args['gru_impl'] == 'grouped' and args['cuda_graph'] and args['overlap_keys']  # the CUDA defaults
-    assert not args['tf32']
+    assert not args['tf32'] and not args['recurrent_fp16']
     for other in ('graphed', 'frame'):
         state = runs[other].state_dict()
         for key, value in runs['fused'].state_dict().items():

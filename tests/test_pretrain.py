@@ -68,6 +68,7 @@ def test_single_modality_run_is_moco(data_root, tmp_path):
     (['--gru-kernels', 'triton-frame'], '--gru-kernels triton-frame needs --device cuda'),
     (['--gru-impl', 'grouped', '--recurrent-fp16', '--amp'], '--recurrent-fp16 needs'),
     (['--recurrent-fp16'], '--recurrent-fp16 needs --gru-impl grouped'),
+    (['--gru-impl', 'grouped', '--recurrent-fp16', '--device', 'cuda', '--no-tf32'], 'contradicts --no-tf32'),
     (['--gru-impl', 'grouped', '--gru-mode', 'bidirectional'], '--gru-impl grouped needs'),
 ])
 def test_inconsistent_settings_fail_before_work(data_root, tmp_path, extra, message, capsys):

@@ -12,8 +12,9 @@ layer advance together instead of in six (cuDNN) calls. Three implementations of
 
 The backward keeps that shape (per frame the gate gradients and one product: cuBLAS, or for
 'triton-frame' a Triton product split six ways along its reduction, whose partial sums the
-gate kernel adds in a fixed order) and forms the weight gradient in one large product at the end. That is some two thousand small kernels per
-training step, which a CUDA graph of the whole step replays without launch gaps.
+gate kernel adds in a fixed order) and forms the weight gradient in one large product at the
+end. That is some two thousand small kernels per training step, which a CUDA graph of the whole
+step replays without launch gaps.
 
 ``fp16_operands=True`` rounds the recurrent products' operands to float16: the weights (forward
 and backward) and the states (forward). float16 keeps the 10-bit fraction that TF32 products

@@ -11,7 +11,7 @@ layer advance together instead of in six (cuDNN) calls. Three implementations of
   epilogue, so the products' (G, N, 3H) result never goes through memory.
 
 The backward keeps that shape (per frame the gate gradients and one product: cuBLAS, or for
-'triton-frame' a Triton product split six ways along its reduction, whose partial sums the
+'triton-frame' a Triton product split three ways along its reduction, whose partial sums the
 gate kernel adds in a fixed order) and forms the weight gradient in one large product at the
 end. That is some two thousand small kernels per training step, which a CUDA graph of the whole
 step replays without launch gaps.
@@ -185,26 +185,23 @@ if triton is not None:
             tl.store(c + 2 * H, n.to(ty), mask=mask)
             tl.store(c + 3 * H, ghn.to(ty), mask=mask)
 
-    # The backward's product, split SPLITS ways along its reduction: program (g, s) writes
-    # part[s, g] = d gh_t[g][:, sK:(s+1)K] @ W_hh[g][sK:(s+1)K] (K = 3H / SPLITS), which the gate
-    # kernel sums. Without the split, each program would read the whole of d gh_t (float32) once
-    # per column block, or too few programs would share the GPU's bandwidth.
+    # The backward's product, split three ways along its reduction (one gate each): program (g, s)
+    # writes part[s, g] = d gh_t[g][:, sH:(s+1)H] @ W_hh[g][sH:(s+1)H], which the gate kernel
+    # sums. The whole product in each program would read all of d gh_t once per column block,
+    # and too few programs would share the GPU's bandwidth.
     @triton.jit
-    def _carry_kernel(dgh_ptr, d_sg, w_ptr, part_ptr, G, N, H, SPLITS: tl.constexpr, PRECISION: tl.constexpr,
+    def _carry_kernel(dgh_ptr, d_sg, w_ptr, part_ptr, G, N, H, PRECISION: tl.constexpr,
                       BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
-        g, s = tl.program_id(0) // SPLITS, tl.program_id(0) % SPLITS
+        g, s = tl.program_id(0) // 3, tl.program_id(0) % 3
         rows = tl.program_id(1) * BM + tl.arange(0, BM)
         cols = tl.program_id(2) * BN + tl.arange(0, BN)
         rmask, cmask = rows < N, cols < H
-        span = tl.cdiv(3 * H, SPLITS)
-        start = s * span
-        end = tl.minimum(start + span, 3 * H)
         acc = tl.zeros((BM, BN), dtype=tl.float32)
-        a_rows = dgh_ptr + g * d_sg + rows[:, None] * 3 * H
-        w_cols = w_ptr + g * 3 * H * H + cols[None, :]
-        for k0 in range(start, end, BK):
+        a_rows = dgh_ptr + g * d_sg + rows[:, None] * 3 * H + s * H
+        w_cols = w_ptr + g * 3 * H * H + s * H * H + cols[None, :]
+        for k0 in range(0, H, BK):
             ks = k0 + tl.arange(0, BK)
-            kmask = ks < end
+            kmask = ks < H
             a = tl.load(a_rows + ks[None, :], mask=rmask[:, None] & kmask[None, :], other=0.0)
             w = tl.load(w_cols + ks[:, None] * H, mask=kmask[:, None] & cmask[None, :], other=0.0)
             acc = tl.dot(a, w.to(a.dtype), acc, input_precision=PRECISION)
@@ -212,12 +209,11 @@ if triton is not None:
         tl.store(part, acc, mask=rmask[:, None] & cmask[None, :])
 
     def _tuned(kernel, shapes, key):
-        """The kernel with its tile shapes (BN, BK, stages[, warps]) picked by timing on first use per key
+        """The kernel with its tile shapes (BN, BK, stages) picked by timing on first use per key
         (and argument types); Triton's interpreter cannot time, so there it takes the first. Both
         kernels may be rerun on the same arguments (neither reads what it writes), which the
         timing needs. The keys leave out the flags that only add or drop stores."""
-        configs = [triton.Config({'BN': bn, 'BK': bk}, num_warps=warps[0] if warps else 4, num_stages=stages)
-                   for bn, bk, stages, *warps in shapes]
+        configs = [triton.Config({'BN': bn, 'BK': bk}, num_warps=4, num_stages=stages) for bn, bk, stages in shapes]
         if os.environ.get('TRITON_INTERPRET') == '1':
             return lambda grid: lambda *args, **kwargs: kernel[grid](*args, **kwargs, **configs[0].kwargs)
         tuned = triton.autotune(configs, key=key)(kernel)
@@ -225,8 +221,8 @@ if triton is not None:
 
     _frame_fwd = _tuned(_frame_fwd_kernel, [(32, 64, 4), (32, 128, 3), (16, 128, 4), (64, 64, 3), (16, 64, 5),
                                             (16, 256, 3)], key=['N', 'H', 'PRECISION'])
-    _carry = _tuned(_carry_kernel, [(256, 32, 3, 8), (256, 64, 3, 8), (128, 64, 3), (128, 32, 4), (64, 64, 4)],
-                    key=['G', 'N', 'H', 'SPLITS', 'PRECISION'])
+    _carry = _tuned(_carry_kernel, [(64, 64, 4), (128, 64, 3), (128, 32, 4), (64, 32, 4), (32, 64, 4)],
+                    key=['G', 'N', 'H', 'PRECISION'])
 
 
 def triton_usable(tensor):
@@ -300,14 +296,13 @@ def _backward_triton(dout, w_op, out, cache, mode):
     groups, t_len, batch, size = out.shape
     dgi = out.new_empty(groups, t_len, batch, 3 * size)
     dgh = torch.empty_like(dgi)
-    # six: with 256-column tiles, 144 programs (the H100 has 132 multiprocessors) at H = 1024
-    splits = 6 if mode == 'triton-frame' else 1
+    splits = 3 if mode == 'triton-frame' else 1
     carry = out.new_empty(splits, groups, batch, size, dtype=torch.float32 if splits > 1 else out.dtype)
     direct = out.new_zeros(groups, batch, size)
     total = groups * batch * size
     if splits > 1:
         bm = min(64, max(16, triton.next_power_of_2(batch)))
-        product = _carry(lambda meta: (splits * groups, triton.cdiv(batch, bm), triton.cdiv(size, meta['BN'])))
+        product = _carry(lambda meta: (3 * groups, triton.cdiv(batch, bm), triton.cdiv(size, meta['BN'])))
     for t in reversed(range(t_len)):
         # the last frame receives nothing from a later one
         _gates_bwd_kernel[(triton.cdiv(total, BLOCK),)](
@@ -315,8 +310,8 @@ def _backward_triton(dout, w_op, out, cache, mode):
             cache.stride(0), dgi[:, t], dgh[:, t], dgi.stride(0), batch, size, total, FIRST=t == 0,
             SPLITS=splits if t + 1 < t_len else 0, BLOCK=BLOCK)
         if t and splits > 1:
-            product(dgh[:, t], dgi.stride(0), w_op, carry, groups, batch, size, SPLITS=splits,
-                    PRECISION=_precision(out.dtype), BM=bm)
+            product(dgh[:, t], dgi.stride(0), w_op, carry, groups, batch, size, PRECISION=_precision(out.dtype),
+                    BM=bm)
         elif t:
             torch.bmm(dgh[:, t], w_op, out=carry[0])
     return dgi, dgh

@@ -63,6 +63,24 @@ if triton is not None:
     # is addressed as g * (its chain stride) + b * (its row length) + j. Arithmetic is float32
     # whatever the storage type.
     @triton.jit
+    def _gate_update(gi, gh_r, gh_z, ghn, h, out, cache, mask, H, SAVE: tl.constexpr):
+        """One frame's gate equations in float32: ``gi`` points at the r inputs (z and n follow at
+        +H and +2H), ``gh_*`` are the recurrent terms with their bias. Stores the new state at
+        ``out`` and, with SAVE, (r, z, n, W_hn h + b_hn) at ``cache`` (+0, +H, +2H, +3H)."""
+        r = tl.sigmoid(tl.load(gi, mask=mask, other=0.0).to(tl.float32) + gh_r)
+        z = tl.sigmoid(tl.load(gi + H, mask=mask, other=0.0).to(tl.float32) + gh_z)
+        n = 2 * tl.sigmoid(2 * (tl.load(gi + 2 * H, mask=mask, other=0.0).to(tl.float32) + r * ghn)) - 1  # tanh
+        new = n + z * (h - n)
+        tl.store(out, new.to(out.dtype.element_ty), mask=mask)
+        if SAVE:
+            ty = cache.dtype.element_ty
+            tl.store(cache, r.to(ty), mask=mask)
+            tl.store(cache + H, z.to(ty), mask=mask)
+            tl.store(cache + 2 * H, n.to(ty), mask=mask)
+            tl.store(cache + 3 * H, ghn.to(ty), mask=mask)
+        return new
+
+    @triton.jit
     def _gates_fwd_kernel(gi_ptr, gi_sg, gh_ptr, b_ptr, h_ptr, out_ptr, out_sg, cache_ptr, cache_sg,
                           N, H, total, FIRST: tl.constexpr, SAVE: tl.constexpr, BLOCK: tl.constexpr):
         idx = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
@@ -83,18 +101,8 @@ if triton is not None:
             gh_z += tl.load(gh + H, mask=mask).to(tl.float32)
             ghn += tl.load(gh + 2 * H, mask=mask).to(tl.float32)
             h = tl.load(h_ptr + g * out_sg + b * H + j, mask=mask).to(tl.float32)
-        r = tl.sigmoid(tl.load(gi, mask=mask).to(tl.float32) + gh_r)
-        z = tl.sigmoid(tl.load(gi + H, mask=mask).to(tl.float32) + gh_z)
-        a = tl.load(gi + 2 * H, mask=mask).to(tl.float32) + r * ghn
-        n = 2 * tl.sigmoid(2 * a) - 1  # tanh
-        tl.store(out_ptr + g * out_sg + b * H + j, (n + z * (h - n)).to(out_ptr.dtype.element_ty), mask=mask)
-        if SAVE:
-            c = cache_ptr + g * cache_sg + b * 4 * H + j
-            ty = cache_ptr.dtype.element_ty
-            tl.store(c, r.to(ty), mask=mask)
-            tl.store(c + H, z.to(ty), mask=mask)
-            tl.store(c + 2 * H, n.to(ty), mask=mask)
-            tl.store(c + 3 * H, ghn.to(ty), mask=mask)
+        _gate_update(gi, gh_r, gh_z, ghn, h, out_ptr + g * out_sg + b * H + j, cache_ptr + g * cache_sg + b * 4 * H + j,
+                     mask, H, SAVE)
 
     @triton.jit
     def _gates_bwd_kernel(dout_ptr, carry_ptr, direct_ptr, h_ptr, out_sg, cache_ptr, cache_sg,
@@ -166,24 +174,14 @@ if triton is not None:
         state = rows[:, None] * H + cols[None, :]
         h = tl.load(h_ptr + g * out_sg + state, mask=mask, other=0.0).to(tl.float32)
         bias = b_ptr + g * 3 * H + cols
-        gi = gi_ptr + g * gi_sg + rows[:, None] * 3 * H + cols[None, :]
-        r = tl.sigmoid(tl.load(gi, mask=mask, other=0.0).to(tl.float32) + acc_r
-                       + tl.load(bias, mask=cmask, other=0.0).to(tl.float32)[None, :])
-        z = tl.sigmoid(tl.load(gi + H, mask=mask, other=0.0).to(tl.float32) + acc_z
-                       + tl.load(bias + H, mask=cmask, other=0.0).to(tl.float32)[None, :])
+        gh_r = acc_r + tl.load(bias, mask=cmask, other=0.0).to(tl.float32)[None, :]
+        gh_z = acc_z + tl.load(bias + H, mask=cmask, other=0.0).to(tl.float32)[None, :]
         ghn = acc_n + tl.load(bias + 2 * H, mask=cmask, other=0.0).to(tl.float32)[None, :]
-        n = 2 * tl.sigmoid(2 * (tl.load(gi + 2 * H, mask=mask, other=0.0).to(tl.float32) + r * ghn)) - 1
-        new = n + z * (h - n)
-        tl.store(out_ptr + g * out_sg + state, new.to(out_ptr.dtype.element_ty), mask=mask)
+        new = _gate_update(gi_ptr + g * gi_sg + rows[:, None] * 3 * H + cols[None, :], gh_r, gh_z, ghn, h,
+                           out_ptr + g * out_sg + state, cache_ptr + g * cache_sg + rows[:, None] * 4 * H + cols[None, :],
+                           mask, H, SAVE)
         if WRITE_OP:
             tl.store(nop_ptr + g * hop_sg + state, new.to(nop_ptr.dtype.element_ty), mask=mask)
-        if SAVE:
-            c = cache_ptr + g * cache_sg + rows[:, None] * 4 * H + cols[None, :]
-            ty = cache_ptr.dtype.element_ty
-            tl.store(c, r.to(ty), mask=mask)
-            tl.store(c + H, z.to(ty), mask=mask)
-            tl.store(c + 2 * H, n.to(ty), mask=mask)
-            tl.store(c + 3 * H, ghn.to(ty), mask=mask)
 
     # The backward's product, split three ways along its reduction (one gate each): program (g, s)
     # writes part[s, g] = d gh_t[g][:, sH:(s+1)H] @ W_hh[g][sH:(s+1)H], which the gate kernel

@@ -172,7 +172,8 @@ def write_random_split(split, clips, min_frames, seed=0):
 
 
 def time_data_pipeline(device, frames, batch, workers, clips=1024):
-    """Augmented pairs per second, views made in the workers or on ``device``."""
+    """(augmented pairs per second, seconds to the first batch), views made in the workers or on
+    ``device``. The wait for the first batch (the workers starting) recurs every epoch."""
     out = {}
     with tempfile.TemporaryDirectory() as root:
         write_random_split(root, clips, min_frames=30)
@@ -183,14 +184,16 @@ def time_data_pipeline(device, frames, batch, workers, clips=1024):
             loader = DataLoader(dataset, batch_size=batch, num_workers=workers, drop_last=True,
                                 collate_fn=collate_clips if where == 'device' else None,
                                 pin_memory=device.type == 'cuda')
-            start, pairs = time.perf_counter(), 0
+            start, pairs, first_batch = time.perf_counter(), 0, None
             for first, second in loader:
+                if first_batch is None:
+                    first_batch = time.perf_counter() - start
                 first, second = first.to(device, non_blocking=True), second.to(device, non_blocking=True)
                 if where == 'device':
                     first, second = augment(first, second)
                 pairs += len(first)
             sync(device)
-            out[where] = pairs / (time.perf_counter() - start)
+            out[where] = pairs / (time.perf_counter() - start), first_batch
     return out
 
 
@@ -279,8 +282,9 @@ def main():
         print(f'\nprofile of two {args.profile} steps:\n{profile_step(VARIANTS[args.profile], cfg, device)}')
     pipeline = time_data_pipeline(device, cfg['frames'], cfg['batch'], args.workers)
     print(f'\ndata pipeline ({args.workers} workers, batch {cfg["batch"]}, {cfg["frames"]} frames): '
-          f'views made in the workers {pipeline["loader"]:.0f} pairs/s, '
-          f'on the {device.type} per batch {pipeline["device"]:.0f} pairs/s')
+          f'views made in the workers {pipeline["loader"][0]:.0f} pairs/s, '
+          f'on the {device.type} per batch {pipeline["device"][0]:.0f} pairs/s; first batch after '
+          f'{pipeline["loader"][1]:.2f} s and {pipeline["device"][1]:.2f} s (workers starting, once per epoch)')
     train, test, dim = args.knn_size or ((40091, 16487, 2048) if device.type == 'cuda' else (4000, 1600, 2048))
     print(f'kNN (k = 1, 10, 20) of {test} x {train} features, {dim} dims: {time_knn(device, train, test, dim):.2f} s')
     if args.end_to_end:

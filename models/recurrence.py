@@ -23,8 +23,9 @@ frame against an H100's 50 MB L2), so this halves their time (measured on an H10
 frame with the gate update, against 41 + 6 us for cuBLAS's float32 product and the gate
 kernel). It differs from TF32 only for magnitudes under 2^-14 (6.1e-5), where float16 keeps an
 absolute error of at most 2^-25 instead of a relative one (TF32's error at 2^-14 is that same
-2^-25), and above 65,504, which GRU states (bounded by 1) and trained weights do not reach. The incoming gradients of the backward stay float32 (their
-range needs it), so its products are TF32 with float16 weights.
+2^-25), and above 65,504, which GRU states (bounded by 1) and trained weights do not reach.
+The incoming gradients of the backward stay float32 (their range needs it), so its products are
+TF32 with float16 weights.
 """
 import os
 

@@ -11,7 +11,6 @@ mkdir -p "$out"
 export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv,noheader | tee "$out/device.txt"
 python3 -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__)" | tee -a "$out/device.txt"
-git rev-parse --short HEAD 2>/dev/null | tee -a "$out/device.txt"
 timeout 330 python3 benchmarks/pretrain_speed.py --device cuda --config published --steps 20 \
     --variants 'frame-by-frame tf32' 'grouped+graph overlap tf32' 'grouped+graph overlap frame fp16-ops tf32' \
                'grouped+graph overlap frame tf32' 'grouped+graph overlap bf16*' 'grouped+graph overlap frame bf16*' \

@@ -52,7 +52,8 @@ CONFIGS = {
 # graph; 'overlap': keys on a second stream; 'kernels': the grouped recurrence's kernels ('frame':
 # one Triton kernel per frame); 'fp16': its products' operands rounded to float16; 'tf32': TF32
 # matrix products (else full float32); 'amp': bfloat16 autocast; 'batch': a multiple of the
-# configured batch (a recipe change). pretrain.py's CUDA default is 'grouped+graph overlap tf32'.
+# configured batch (a recipe change). pretrain.py's CUDA default is 'grouped+graph overlap frame
+# fp16-ops tf32'; with --no-recurrent-fp16, 'grouped+graph overlap tf32'.
 VARIANTS = {
     'frame-by-frame': dict(impl='frame-by-frame'),
     'frame-by-frame tf32': dict(impl='frame-by-frame', tf32=True),

@@ -239,6 +239,13 @@ def _precision(dtype):
     return 'tf32' if dtype == torch.float32 and torch.backends.cuda.matmul.allow_tf32 else 'ieee'
 
 
+def _tiles(batch, size, first):
+    """(BM, grid) of a tuned kernel: ``first`` programs along the grid's first axis (chains, or
+    chains x splits), then blocks of BM samples and of BN (tuned) hidden units."""
+    bm = min(64, max(16, triton.next_power_of_2(batch)))
+    return bm, lambda meta: (first, triton.cdiv(batch, bm), triton.cdiv(size, meta['BN']))
+
+
 def _forward(gi, w_op, b_hh, save, mode):
     """Chain-major throughout: ``gi`` (G, T, N, 3H) -> out (G, T, N, H) [, cache (G, T, N, 4H)].
     ``w_op``: the recurrent weights (G, 3H, H) in the products' operand type."""
@@ -267,8 +274,8 @@ def _forward(gi, w_op, b_hh, save, mode):
         if separate:
             ops = gi.new_empty(2, groups, batch, size, dtype=w_op.dtype)
             ops[0].copy_(out[:, 0])
-        bm = min(64, max(16, triton.next_power_of_2(batch)))
-        launch = _frame_fwd(lambda meta: (groups, triton.cdiv(batch, bm), triton.cdiv(size, meta['BN'])))
+        bm, grid = _tiles(batch, size, groups)
+        launch = _frame_fwd(grid)
         for t in range(1, t_len):
             if separate:
                 hop, hop_sg, nop = ops[(t - 1) % 2], batch * size, ops[t % 2]
@@ -301,8 +308,8 @@ def _backward_triton(dout, w_op, out, cache, mode):
     direct = out.new_zeros(groups, batch, size)
     total = groups * batch * size
     if splits > 1:
-        bm = min(64, max(16, triton.next_power_of_2(batch)))
-        product = _carry(lambda meta: (3 * groups, triton.cdiv(batch, bm), triton.cdiv(size, meta['BN'])))
+        bm, grid = _tiles(batch, size, 3 * groups)
+        product = _carry(grid)
     for t in reversed(range(t_len)):
         # the last frame receives nothing from a later one
         _gates_bwd_kernel[(triton.cdiv(total, BLOCK),)](
@@ -317,7 +324,7 @@ def _backward_triton(dout, w_op, out, cache, mode):
     return dgi, dgh
 
 
-def _backward_torch(dout, w_op, out, cache, mode):
+def _backward_torch(dout, w_op, out, cache):
     groups, t_len, batch, size = out.shape
     dgi = out.new_empty(groups, t_len, batch, 3 * size)
     dgh = torch.empty_like(dgi)
@@ -329,9 +336,6 @@ def _backward_torch(dout, w_op, out, cache, mode):
         dgi[:, t], dgh[:, t], direct = _gates_backward_torch(dout[:, t] + carry, h_prev, r, z, n, ghn)
         carry = torch.baddbmm(direct, dgh[:, t], w)
     return dgi, dgh
-
-
-_BACKWARD = {'torch': _backward_torch, 'triton': _backward_triton, 'triton-frame': _backward_triton}
 
 
 class _GRURecurrence(torch.autograd.Function):
@@ -347,7 +351,10 @@ class _GRURecurrence(torch.autograd.Function):
     def backward(ctx, dout):
         w_op, out, cache = ctx.saved_tensors
         groups, _, _, size = out.shape
-        dgi, dgh = _BACKWARD[ctx.mode](dout.contiguous(), w_op, out, cache, ctx.mode)
+        if ctx.mode == 'torch':
+            dgi, dgh = _backward_torch(dout.contiguous(), w_op, out, cache)
+        else:
+            dgi, dgh = _backward_triton(dout.contiguous(), w_op, out, cache, ctx.mode)
         # frame 0 starts from a zero state, so it adds nothing to the recurrent weight gradient;
         # chain-major storage makes both operands plain views
         dw = dgh[:, 1:].reshape(groups, -1, 3 * size).transpose(1, 2) @ out[:, :-1].reshape(groups, -1, size)

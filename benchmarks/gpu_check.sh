@@ -1,20 +1,25 @@
 #!/usr/bin/env bash
 # Everything that needs a GPU, in one run on a lent machine (which has PyTorch, Triton,
-# scikit-learn, TensorBoard, tqdm and pytest, and reaches no registry): the speed benchmark of
-# the main variants at the published recipe, then the CUDA tests and the parity tests. Logs go
-# to $OUT (or ./gpu_check) as well as stdout.
+# scikit-learn, TensorBoard, tqdm and pytest, and reaches no registry): the recurrence's pieces,
+# the speed benchmark of the main variants at the published recipe (and, when an older tree is
+# unpacked in .bench_old, its default in the same run), then the CUDA tests and the parity
+# tests. Logs go to $OUT (or ./gpu_check) as well as stdout.
 #   bash benchmarks/gpu_check.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-gpu_check}"
 mkdir -p "$out"
-export PYTHONUNBUFFERED=1
+export PYTHONUNBUFFERED=1 TRITON_PRINT_AUTOTUNING=1
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv,noheader | tee "$out/device.txt"
 python3 -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__)" | tee -a "$out/device.txt"
-timeout 330 python3 benchmarks/pretrain_speed.py --device cuda --config published --steps 20 \
-    --variants 'frame-by-frame tf32' 'grouped+graph overlap tf32' 'grouped+graph overlap frame fp16-ops tf32' \
-               'grouped+graph overlap frame tf32' 'grouped+graph overlap bf16*' 'grouped+graph overlap frame bf16*' \
-               'grouped+graph overlap frame fp16-ops tf32 batch x4*' \
-    --profile 'grouped frame fp16-ops tf32' --end-to-end 2048 --end-to-end-args "" " --amp" 2>&1 | tee "$out/bench.log"
+timeout 120 python3 benchmarks/recurrence_speed.py 2>&1 | tee "$out/recurrence.log"
+default='grouped+graph overlap frame fp16-ops tf32'
+timeout 240 python3 benchmarks/pretrain_speed.py --device cuda --config published --steps 20 \
+    --variants "$default" "$default l2-hint" 'grouped+graph overlap tf32' 'grouped+graph overlap frame bf16*' \
+    ${E2E:-} 2>&1 | tee "$out/bench.log"
+if [ -d .bench_old ]; then
+    (cd .bench_old && timeout 90 python3 benchmarks/pretrain_speed.py --device cuda --config published --steps 20 \
+        --variants "$default" 2>&1 | grep -v Triton | tee "$out/bench_old.log")
+fi
 timeout 200 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_grouped.py tests/test_golden.py 2>&1 \
     | tee "$out/tests.log" | tail -25

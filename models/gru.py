@@ -165,12 +165,56 @@ def _recurrent_blocks(fused, hidden):
     return blocks.permute(3, 0, 1, 2)
 
 
+class _InputProjection(torch.autograd.Function):
+    """``W_ih x`` of each encoder's fused layer: x (E, ..., F) with any strides, weights E x
+    (6H, F) -> (E, R, 6H), R the rows of one encoder. One product per encoder serves both of its
+    chains, and the weights are the parameters themselves (no gathered copy). ``fp16`` rounds
+    the forward's operands to float16, which keeps TF32's 10-bit fraction and runs at twice its
+    rate on tensor cores (:mod:`models.recurrence`); the backward stays float32 (TF32 where
+    allowed), passing the rounding as the identity."""
+
+    @staticmethod
+    def forward(ctx, x, fp16, *weights):
+        count, features = x.shape[0], weights[0].shape[1]
+        if fp16:
+            a = x.new_empty(x.shape, dtype=torch.float16).copy_(x).view(count, -1, features)
+            w = a.new_empty(count, *weights[0].shape)
+            for e, weight in enumerate(weights):
+                w[e].copy_(weight)
+            if a.is_cuda:
+                gi = torch.bmm(a, w.transpose(1, 2), out_dtype=torch.float32)
+            else:  # float16 products are exact in float32, which accumulates as the GPU does
+                gi = torch.bmm(a.to(x.dtype), w.to(x.dtype).transpose(1, 2))
+            ctx.save_for_backward(x, *weights)
+        else:
+            a = x.reshape(count, -1, features)
+            gi = a.new_empty(count, a.shape[1], weights[0].shape[0])
+            for e, weight in enumerate(weights):
+                torch.mm(a[e], weight.t(), out=gi[e])
+            ctx.save_for_backward(a, *weights)
+        ctx.x_shape = x.shape
+        return gi
+
+    @staticmethod
+    def backward(ctx, dgi):
+        a, *weights = ctx.saved_tensors
+        a = a.reshape(dgi.shape[0], dgi.shape[1], -1)
+        dx = None
+        if ctx.needs_input_grad[0]:
+            dx = a.new_empty(a.shape)
+            for e, weight in enumerate(weights):
+                torch.mm(dgi[e], weight, out=dx[e])
+            dx = dx.view(ctx.x_shape)
+        dws = [dgi[e].t() @ a[e] if ctx.needs_input_grad[2 + e] else None for e in range(len(weights))]
+        return dx, None, *dws
+
+
 def grouped_features(encoders, inputs, kernels='auto', fp16_operands=False):
     """``[e.features(x) for e, x in zip(encoders, inputs)]`` for published-mode encoders of one
-    shape, computed together: per layer, one batched input projection and one recurrence that
+    shape, computed together: per layer, each encoder's input projection and one recurrence that
     advances all encoders' chains frame by frame (:func:`models.recurrence.gru_recurrence`).
     The same function as the fused cuDNN call, in a form a CUDA graph replays with few gaps
-    (``fp16_operands``: see :mod:`models.recurrence`)."""
+    (``fp16_operands``: the layers' products take float16 operands, :mod:`models.recurrence`)."""
     first = encoders[0]
     if any(e.mode != 'published' or e.gru.weight_hh_l0.shape != first.gru.weight_hh_l0.shape for e in encoders):
         raise ValueError('grouped_features needs published-mode GRU encoders of one shape')
@@ -186,14 +230,14 @@ def grouped_features(encoders, inputs, kernels='auto', fp16_operands=False):
         def stacked(kind, blocks):
             # one copy: (encoders x 2 chains, 3H, ...), each chain's rows gate-stacked as in nn.GRU
             return torch.cat([blocks(getattr(e.gru, f'{kind}_l{layer}'), hidden) for e in encoders]).flatten(1, 2)
-        w_ih, w_hh = stacked('weight_ih', _chain_rows), stacked('weight_hh', _recurrent_blocks)
+        w_hh = stacked('weight_hh', _recurrent_blocks)
         b_ih = stacked('bias_ih', _chain_rows).transpose(1, 2)
         b_hh = stacked('bias_hh', _chain_rows).transpose(1, 2)
-        # each encoder's two chains read the same input
-        x = x.unsqueeze(1).expand(-1, 2, -1, -1).reshape(2 * count, t * n, -1)
-        gi = torch.baddbmm(b_ih, x, w_ih.transpose(1, 2)).view(2 * count, t, n, 3 * hidden)
-        out = gru_recurrence(gi, w_hh, b_hh, kernels, fp16_operands)  # (2 * encoders, T, N, H)
+        gi = _InputProjection.apply(x, fp16_operands, *(getattr(e.gru, f'weight_ih_l{layer}') for e in encoders))
+        # the fused layout's columns are (gate, chain, unit): a view as (encoder, chain, T, N, gate, unit)
+        gi = gi.view(count, t, n, 3, 2, hidden).permute(0, 4, 1, 2, 3, 5)
+        out = gru_recurrence(gi, w_hh, b_hh, kernels, fp16_operands, b_ih=b_ih)  # (2 * encoders, T, N, H)
         if layer + 1 < first.num_layers:
-            x = out.view(count, 2, t, n, hidden).permute(0, 2, 3, 1, 4).reshape(count, t * n, 2 * hidden)
+            x = out.view(count, 2, t, n, hidden).permute(0, 2, 3, 1, 4)  # (encoders, T, N, chain, H)
     last = out[:, -1].view(count, 2, n, hidden).transpose(1, 2).reshape(count, n, 2 * hidden)
     return list(last.unbind(0))

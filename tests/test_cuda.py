@@ -80,6 +80,34 @@ def test_fp16_operand_kernels_equal_their_reference_on_the_gpu(full_float32):
     assert (results['triton-frame'][0] - exact).norm() / exact.norm() < 1e-3
 
 
+def test_fp16_operand_encoders_are_as_accurate_as_tf32_on_the_gpu():
+    # the whole grouped encoder (input products and recurrence) with float16 operands against
+    # float64, next to the TF32 path: the errors must be of one size, in features and gradients
+    torch.manual_seed(0)
+    base = [GRUEncoder(150, 256, 3, dim=128).train() for _ in range(3)]
+    inputs = [torch.randn(16, 3, 32, 25, 2) for _ in base]
+    weights = [torch.randn(16, 512) for _ in base]
+
+    def run(encoders, device, dtype, **kwargs):
+        encoders = [copy.deepcopy(e).to(device, dtype) for e in encoders]
+        feats = grouped_features(encoders, [x.to(device, dtype) for x in inputs], **kwargs)
+        sum((f * w.to(device, dtype)).sum() for f, w in zip(feats, weights)).backward()
+        grads = torch.cat([p.grad.flatten() for e in encoders for p in e.gru.parameters()])
+        return torch.cat(feats).double().cpu(), grads.double().cpu()
+
+    exact = run(base, 'cpu', torch.float64, kernels='torch')
+    saved = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        tf32 = run(base, CUDA, torch.float32, kernels='triton')
+        fp16 = run(base, CUDA, torch.float32, kernels='triton-frame', fp16_operands=True)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = saved
+    for name, e, t, f in zip(('features', 'gradients'), exact, tf32, fp16):
+        err_tf32, err_fp16 = ((x - e).norm() / e.norm() for x in (t, f))
+        assert err_fp16 < 1.5 * err_tf32 + 1e-6, (name, err_fp16.item(), err_tf32.item())
+
+
 @pytest.mark.parametrize('grouped', [False, True], ids=['fused', 'grouped'])
 def test_golden_step_on_the_gpu(full_float32, grouped):
     golden = torch.load(GOLDEN, weights_only=True)

@@ -61,6 +61,52 @@ def test_recurrence_backward_passes_gradcheck():
     assert torch.autograd.gradcheck(lambda *a: gru_recurrence(*a, kernels='torch'), (gi, w, b))
 
 
+def test_recurrence_takes_the_fused_layout_and_the_input_bias():
+    # (E, C, T, N, 3, H) strided projections without their bias: the same outputs and gradients
+    # as the chain-major (G, T, N, 3H) projections with the bias added
+    torch.manual_seed(0)
+    groups, chains, frames, batch, size = 2, 2, 5, 3, 4
+    buf = torch.randn(groups, frames, batch, 3, chains, size, dtype=torch.float64, requires_grad=True)
+    w = (0.5 * torch.randn(groups * chains, 3 * size, size, dtype=torch.float64)).requires_grad_()
+    b_ih, b_hh = (torch.randn(groups * chains, 1, 3 * size, dtype=torch.float64, requires_grad=True) for _ in 'ih')
+    dout = torch.randn(groups * chains, frames, batch, size, dtype=torch.float64)
+    fused = lambda buf, w, b_ih, b_hh: gru_recurrence(buf.permute(0, 4, 1, 2, 3, 5), w, b_hh, 'torch', b_ih=b_ih)
+    plain = lambda buf, w, b_ih, b_hh: gru_recurrence(
+        buf.permute(0, 4, 1, 2, 3, 5).reshape(groups * chains, frames, batch, 3 * size) + b_ih.unsqueeze(1), w, b_hh,
+        'torch')
+    args = (buf, w, b_ih, b_hh)
+    outs = [f(*args) for f in (fused, plain)]
+    torch.testing.assert_close(outs[0], outs[1], rtol=0, atol=0)
+    got, expected = (torch.autograd.grad((out * dout).sum(), args) for out in outs)
+    for name, g, e in zip(('gi', 'w_hh', 'b_ih', 'b_hh'), got, expected):
+        torch.testing.assert_close(g, e, rtol=1e-12, atol=1e-12, msg=name)
+    assert torch.autograd.gradcheck(fused, args)
+    with pytest.raises(ValueError, match=r'gi must be \(G, T, N, 3H\) or \(E, C, T, N, 3, H\), got shape \(2, 3, 12\)'):
+        gru_recurrence(torch.randn(2, 3, 12), w, b_hh)
+
+
+def test_fp16_input_projections_are_as_accurate_as_tf32():
+    # the layer's input products with float16 operands err no more than TF32 rounding of the same
+    # operands; the backward is the float32 one
+    from models.gru import _InputProjection
+    torch.manual_seed(0)
+    features, hidden = 512, 64
+    bound = (6 / (features + 6 * hidden)) ** 0.5
+    weights = [torch.empty(6 * hidden, features, dtype=torch.float64).uniform_(-bound, bound).requires_grad_()
+               for _ in range(3)]
+    x = torch.rand(3, 40, features, dtype=torch.float64).mul(2).sub(1).requires_grad_()
+    exact = torch.stack([x[e] @ w.T for e, w in enumerate(weights)])
+    tf32 = torch.stack([_round_fraction(x[e]).double() @ _round_fraction(w).double().T for e, w in enumerate(weights)])
+    got = _InputProjection.apply(x.float(), True, *(w.float() for w in weights)).double()
+    err = {name: ((out - exact).norm() / exact.norm()).item() for name, out in (('tf32', tf32), ('fp16', got))}
+    assert 1e-5 < err['tf32'] < 1e-3 and err['fp16'] < 1.2 * err['tf32'], err
+    dgi = torch.randn_like(exact)
+    expected = torch.autograd.grad((exact * dgi).sum(), (x, *weights))
+    got = torch.autograd.grad((_InputProjection.apply(x, True, *weights) * dgi).sum(), (x, *weights))
+    for e, g in zip(expected, got):
+        torch.testing.assert_close(g, e, rtol=1e-12, atol=1e-12)
+
+
 def test_grouped_cmd_step_equals_the_fused_step():
     def step(grouped):
         torch.manual_seed(0)
@@ -164,23 +210,45 @@ def test_triton_gate_kernels_equal_the_tensor_operations():
         torch.manual_seed(0)
         for groups, frames, batch, size in ((3, 6, 4, 40), (2, 4, 70, 24)):
             w = (0.3 * torch.randn(groups, 3 * size, size)).requires_grad_()
-            b = torch.randn(groups, 1, 3 * size, requires_grad=True)
+            b, b_ih = (torch.randn(groups, 1, 3 * size, requires_grad=True) for _ in 'hi')
             dout = torch.randn(groups, frames, batch, size)
-            # (G, T, N, 3H) as the encoder passes it, and with other strides
-            for gi in (torch.randn(groups, frames, batch, 3 * size),
-                       torch.randn(groups, batch, frames, 3 * size).transpose(1, 2)):
+            # (G, T, N, 3H), with other strides, and the encoder's fused layout (E, C, T, N, 3, H)
+            chains = 2 if groups % 2 == 0 else groups
+            fused = torch.randn(groups // chains, frames, batch, 3, chains, size)
+            for gi, bias in ((torch.randn(groups, frames, batch, 3 * size), None),
+                             (torch.randn(groups, batch, frames, 3 * size).transpose(1, 2), b_ih),
+                             (fused.permute(0, 4, 1, 2, 3, 5), b_ih)):
                 gi.requires_grad_()
                 for fp16, kernels, tol in ((False, 'triton', 1e-5), (False, 'triton-frame', 1e-5),
                                            (True, 'triton-frame', 2e-3)):
                     grads = {}
+                    inputs = (gi, w, b) if bias is None else (gi, w, b, bias)
                     for k in ('torch', kernels):
-                        out = gru_recurrence(gi, w, b, k, fp16_operands=fp16)
-                        grads[k] = [out, *torch.autograd.grad((out * dout).sum(), (gi, w, b))]
+                        out = gru_recurrence(gi, w, b, k, fp16_operands=fp16, b_ih=bias)
+                        grads[k] = [out, *torch.autograd.grad((out * dout).sum(), inputs)]
                         with torch.no_grad():
-                            torch.testing.assert_close(gru_recurrence(gi, w, b, k, fp16_operands=fp16), out,
+                            torch.testing.assert_close(gru_recurrence(gi, w, b, k, fp16_operands=fp16, b_ih=bias), out,
                                                        rtol=0, atol=0)
                     for expected, got in zip(grads['torch'], grads[kernels]):
                         torch.testing.assert_close(got, expected, rtol=tol, atol=tol)
+        # both forms of the backward's product (timing picks one on a GPU), and the weights'
+        # L2 hint, which changes no value
+        import triton
+        from models import recurrence as R
+        groups, batch, size = 2, 70, 40
+        dgh, w = torch.randn(groups, batch, 3 * size), torch.randn(groups, 3 * size, size).half()
+        expected = torch.stack([dgh[..., s * size:(s + 1) * size] @ w[:, s * size:(s + 1) * size].float()
+                                for s in range(3)])
+        for wt in (False, True):
+            part = torch.empty(3, groups, batch, size)
+            R._carry_kernel[(3 * groups, triton.cdiv(batch, 64), triton.cdiv(size, 32))](
+                dgh, dgh.stride(0), w, part, groups, batch, size, KEEP=wt, PRECISION='ieee', BM=64, BN=32, BK=16, WT=wt)
+            torch.testing.assert_close(part, expected, rtol=1e-5, atol=1e-5)
+        gi = torch.randn(1, 2, 5, batch, 3, size)
+        b = torch.randn(2, 1, 3 * size)
+        plain = R._forward(gi, w, b, b, save=False, mode='triton-frame')[0]
+        torch.testing.assert_close(R._forward(gi, w, b, b, save=False, mode='triton-frame', keep=True)[0], plain,
+                                   rtol=0, atol=0)
         print('ok')
     ''')
     env = {**os.environ, 'TRITON_INTERPRET': '1', 'PYTHONPATH': ROOT}

@@ -14,12 +14,16 @@ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm 
 python3 -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__)" | tee -a "$out/device.txt"
 timeout 120 python3 benchmarks/recurrence_speed.py 2>&1 | tee "$out/recurrence.log"
 default='grouped+graph overlap frame fp16-ops tf32'
-timeout 240 python3 benchmarks/pretrain_speed.py --device cuda --config published --steps 20 \
-    --variants "$default" "$default l2-hint" 'grouped+graph overlap tf32' 'grouped+graph overlap frame bf16*' \
-    ${E2E:-} 2>&1 | tee "$out/bench.log"
+# E2E=CLIPS adds pretrain.py's own runs (defaults and --amp) on that many random clips
+e2e=()
+[ -n "${E2E:-}" ] && e2e=(--end-to-end "$E2E" --end-to-end-args "" " --amp")
+timeout 330 python3 benchmarks/pretrain_speed.py --device cuda --config published --steps 20 \
+    --variants 'frame-by-frame tf32' "$default" 'grouped+graph overlap tf32' 'grouped+graph overlap bf16*' \
+               'grouped+graph overlap frame bf16*' --profile 'grouped frame fp16-ops tf32' "${e2e[@]}" 2>&1 \
+    | tee "$out/bench.log"
 if [ -d .bench_old ]; then
-    (cd .bench_old && timeout 90 python3 benchmarks/pretrain_speed.py --device cuda --config published --steps 20 \
-        --variants "$default" 2>&1 | grep -v Triton | tee "$out/bench_old.log")
+    (cd .bench_old && TRITON_PRINT_AUTOTUNING=0 timeout 90 python3 benchmarks/pretrain_speed.py --device cuda \
+        --config published --steps 20 --variants "$default" 2>&1 | tee "$out/bench_old.log")
 fi
 timeout 200 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_grouped.py tests/test_golden.py 2>&1 \
     | tee "$out/tests.log" | tail -25

@@ -36,7 +36,6 @@ from engine import TrainStep  # noqa: E402
 from feeder.datasets import PairAugment, PretrainDataset, SkeletonFolder, collate_clips  # noqa: E402
 from feeder.layouts import NTU25  # noqa: E402
 from models.cmd import CMD  # noqa: E402
-from models import recurrence  # noqa: E402
 from models.gru import GRUEncoder  # noqa: E402
 from tests.reference import FrameByFrameGRUEncoder  # noqa: E402
 from utils.knn import knn_predict  # noqa: E402
@@ -71,8 +70,6 @@ VARIANTS = {
                                              kernels='triton-frame'),
     'grouped+graph overlap frame fp16-ops tf32': dict(impl='grouped', graph=True, overlap=True, tf32=True,
                                                       kernels='triton-frame', fp16=True),
-    'grouped+graph overlap frame fp16-ops tf32 l2-hint': dict(impl='grouped', graph=True, overlap=True, tf32=True,
-                                                              kernels='triton-frame', fp16=True, l2_hint=True),
     'fused bf16*': dict(impl='fused', amp=True),
     'grouped+graph overlap bf16*': dict(impl='grouped', graph=True, overlap=True, amp=True),
     'grouped+graph overlap frame bf16*': dict(impl='grouped', graph=True, overlap=True, amp=True,
@@ -91,8 +88,6 @@ CUDA_VARIANTS = [name for name in VARIANTS if name != 'grouped']
 
 
 def build(variant, cfg, device):
-    recurrence.L2_HINT = variant.get('l2_hint', False)
-
     def make_encoder():
         cls = FrameByFrameGRUEncoder if variant['impl'] == 'frame-by-frame' else GRUEncoder
         return cls(150, cfg['hidden'], cfg['layers'], 128, mlp=True)

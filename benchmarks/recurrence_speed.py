@@ -6,8 +6,7 @@ forward and backward per frame, and the layer's input products.
 Six chains (three modalities x two) of hidden 1024 over 64 frames of 64 samples, the recurrent
 products' operands in float16 (pretrain.py's CUDA default). Each piece is captured in a CUDA graph
 and replayed, as the training step runs it; times are per frame where the piece is per frame.
-``keep`` is the weights' L2 hint (models.recurrence); ``TRITON_PRINT_AUTOTUNING=1`` prints the
-tile shapes the kernels' timing picked.
+``TRITON_PRINT_AUTOTUNING=1`` prints the tile shapes the kernels' timing picked.
 """
 import argparse
 import os
@@ -60,23 +59,20 @@ def main():
     print(f'device: {torch.cuda.get_device_name()}; torch {torch.__version__}; {chains} chains, hidden {h}, '
           f'{t} frames, batch {n}; graph replays of {args.repeats}')
     frames = t - 1  # the products run on frames 1.. (frame 0 starts from zero)
-    for keep in (False, True):
-        fwd = graphed_ms(lambda: recurrence._forward(gi, w16, b_ih, b_hh, False, 'triton-frame', keep), args.repeats)
-        fwd_save = graphed_ms(lambda: recurrence._forward(gi, w16, b_ih, b_hh, True, 'triton-frame', keep),
-                              args.repeats)
-        out, cache = recurrence._forward(gi, w16, b_ih, b_hh, True, 'triton-frame', keep)
-        dout, dgi = torch.randn_like(out), torch.empty_like(gi)
-        bwd = graphed_ms(lambda: recurrence._backward_triton(dout, w16, out, cache, dgi, 'triton-frame', keep),
-                         args.repeats)
-        print(f'recurrence, L2 hint {"on " if keep else "off"}: forward {1e3 * fwd / frames:.1f} us/frame '
-              f'(saving for the backward {1e3 * fwd_save / frames:.1f}), backward {1e3 * bwd / frames:.1f} us/frame; '
-              f'layer {fwd_save + bwd:.2f} ms with the backward')
+    fwd = graphed_ms(lambda: recurrence._forward(gi, w16, b_ih, b_hh, False, 'triton-frame'), args.repeats)
+    fwd_save = graphed_ms(lambda: recurrence._forward(gi, w16, b_ih, b_hh, True, 'triton-frame'), args.repeats)
+    out, cache = recurrence._forward(gi, w16, b_ih, b_hh, True, 'triton-frame')
+    dout, dgi = torch.randn_like(out), torch.empty_like(gi)
+    bwd = graphed_ms(lambda: recurrence._backward_triton(dout, w16, out, cache, dgi, 'triton-frame'), args.repeats)
+    print(f'recurrence: forward {1e3 * fwd / frames:.1f} us/frame (saving for the backward '
+          f'{1e3 * fwd_save / frames:.1f}), backward {1e3 * bwd / frames:.1f} us/frame; '
+          f'layer {fwd_save + bwd:.2f} ms with the backward')
     features = 2 * h
     x = torch.randn(encoders, t * n, features, device=dev)
     weights = [torch.empty(6 * h, features, device=dev).uniform_(-bound, bound) for _ in range(encoders)]
     dgi_flat = torch.randn(encoders, t * n, 6 * h, device=dev)
     for fp16 in (False, True):
-        ms = graphed_ms(lambda: _InputProjection.apply(x, fp16, *weights), args.repeats)
+        ms = graphed_ms(lambda: _InputProjection.apply(x, fp16, None, *weights), args.repeats)
         flops = 2 * encoders * t * n * features * 6 * h
         print(f'input products of a layer ({encoders} x ({t * n} x {features}) @ ({features} x {6 * h})), '
               f'{"float16 operands" if fp16 else "TF32"}: {ms:.3f} ms, {flops / ms / 1e9:.0f} TFLOP/s')

@@ -171,11 +171,13 @@ class _InputProjection(torch.autograd.Function):
     chains, and the weights are the parameters themselves (no gathered copy). ``fp16`` rounds
     the forward's operands to float16, which keeps TF32's 10-bit fraction and runs at twice its
     rate on tensor cores (:mod:`models.recurrence`); the backward stays float32 (TF32 where
-    allowed), passing the rounding as the identity."""
+    allowed), passing the rounding as the identity. ``dtype``: autocast's type where it is on
+    (both passes then compute in it, as autocast's products would), else None."""
 
     @staticmethod
-    def forward(ctx, x, fp16, *weights):
+    def forward(ctx, x, fp16, dtype, *weights):
         count, features = x.shape[0], weights[0].shape[1]
+        ctx.x_shape, ctx.dtypes = x.shape, (x.dtype, weights[0].dtype)
         if fp16:
             a = x.new_empty(x.shape, dtype=torch.float16).copy_(x).view(count, -1, features)
             w = a.new_empty(count, *weights[0].shape)
@@ -186,27 +188,29 @@ class _InputProjection(torch.autograd.Function):
             else:  # float16 products are exact in float32, which accumulates as the GPU does
                 gi = torch.bmm(a.to(x.dtype), w.to(x.dtype).transpose(1, 2))
             ctx.save_for_backward(x, *weights)
-        else:
-            a = x.reshape(count, -1, features)
-            gi = a.new_empty(count, a.shape[1], weights[0].shape[0])
-            for e, weight in enumerate(weights):
-                torch.mm(a[e], weight.t(), out=gi[e])
-            ctx.save_for_backward(a, *weights)
-        ctx.x_shape = x.shape
+            return gi
+        a = x.reshape(count, -1, features).to(dtype or x.dtype)
+        weights = [w.to(a.dtype) for w in weights]
+        gi = a.new_empty(count, a.shape[1], weights[0].shape[0])
+        for e, weight in enumerate(weights):
+            torch.mm(a[e], weight.t(), out=gi[e])
+        ctx.save_for_backward(a, *weights)
         return gi
 
     @staticmethod
     def backward(ctx, dgi):
         a, *weights = ctx.saved_tensors
         a = a.reshape(dgi.shape[0], dgi.shape[1], -1)
+        dgi = dgi.to(a.dtype)
         dx = None
         if ctx.needs_input_grad[0]:
             dx = a.new_empty(a.shape)
             for e, weight in enumerate(weights):
-                torch.mm(dgi[e], weight, out=dx[e])
-            dx = dx.view(ctx.x_shape)
-        dws = [dgi[e].t() @ a[e] if ctx.needs_input_grad[2 + e] else None for e in range(len(weights))]
-        return dx, None, *dws
+                torch.mm(dgi[e], weight.to(a.dtype), out=dx[e])
+            dx = dx.view(ctx.x_shape).to(ctx.dtypes[0])
+        dws = [(dgi[e].t() @ a[e]).to(ctx.dtypes[1]) if ctx.needs_input_grad[3 + e] else None
+               for e in range(len(weights))]
+        return dx, None, None, *dws
 
 
 def grouped_features(encoders, inputs, kernels='auto', fp16_operands=False):
@@ -226,6 +230,8 @@ def grouped_features(encoders, inputs, kernels='auto', fp16_operands=False):
         x = encoder.input_norm(x.transpose(1, 2))  # (N, F, T)
         rows.append(x.permute(2, 0, 1).reshape(t * n, -1))  # frame-major rows
     x = torch.stack(rows)  # (encoders, T*N, F)
+    device = x.device.type
+    amp = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
     for layer in range(first.num_layers):
         def stacked(kind, blocks):
             # one copy: (encoders x 2 chains, 3H, ...), each chain's rows gate-stacked as in nn.GRU
@@ -233,7 +239,7 @@ def grouped_features(encoders, inputs, kernels='auto', fp16_operands=False):
         w_hh = stacked('weight_hh', _recurrent_blocks)
         b_ih = stacked('bias_ih', _chain_rows).transpose(1, 2)
         b_hh = stacked('bias_hh', _chain_rows).transpose(1, 2)
-        gi = _InputProjection.apply(x, fp16_operands, *(getattr(e.gru, f'weight_ih_l{layer}') for e in encoders))
+        gi = _InputProjection.apply(x, fp16_operands, amp, *(getattr(e.gru, f'weight_ih_l{layer}') for e in encoders))
         # the fused layout's columns are (gate, chain, unit): a view as (encoder, chain, T, N, gate, unit)
         gi = gi.view(count, t, n, 3, 2, hidden).permute(0, 4, 1, 2, 3, 5)
         out = gru_recurrence(gi, w_hh, b_hh, kernels, fp16_operands, b_ih=b_ih)  # (2 * encoders, T, N, H)

@@ -38,9 +38,6 @@ except ImportError:  # the CPU path needs no Triton
     triton = None
 
 BLOCK = 1024
-# whether the product kernels ask L2 to keep the weights between frames (measured in
-# benchmarks/recurrence_speed.py)
-L2_HINT = False
 
 
 def _gates_torch(gi_t, gh, h):
@@ -163,23 +160,14 @@ if triton is not None:
     # its rounded copy, which the kernel writes for the next frame (WRITE_OP) into the other half
     # of a ping-pong buffer.
     @triton.jit
-    def _load_weights(ptr, mask, KEEP: tl.constexpr):
-        # KEEP asks L2 to keep the weights over the streamed tensors, for the next frame's kernel
-        if KEEP:
-            w = tl.load(ptr, mask=mask, other=0.0, eviction_policy='evict_last')
-        else:
-            w = tl.load(ptr, mask=mask, other=0.0)
-        return w
-
-    @triton.jit
     def _row(ptr, mask):
         return tl.load(ptr, mask=mask, other=0.0).to(tl.float32)[None, :]
 
     @triton.jit
     def _frame_fwd_kernel(hop_ptr, hop_sg, nop_ptr, w_ptr, gi_ptr, gi_se, gi_sc, gi_sn, gi_sgate, bi_ptr, b_ptr,
                           h_ptr, out_ptr, out_sg, cache_ptr, cache_sg, N, H, CH: tl.constexpr, SAVE: tl.constexpr,
-                          WRITE_OP: tl.constexpr, KEEP: tl.constexpr, PRECISION: tl.constexpr, BM: tl.constexpr,
-                          BN: tl.constexpr, BK: tl.constexpr):
+                          WRITE_OP: tl.constexpr, PRECISION: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
+                          BK: tl.constexpr):
         g = tl.program_id(0)
         rows = tl.program_id(1) * BM + tl.arange(0, BM)
         cols = tl.program_id(2) * BN + tl.arange(0, BN)
@@ -196,9 +184,9 @@ if triton is not None:
             a = tl.load(a_rows + ks[None, :], mask=rmask[:, None] & kmask[None, :], other=0.0)
             w = w_cols + ks[:, None]
             w_mask = kmask[:, None] & cmask[None, :]
-            acc_r = tl.dot(a, _load_weights(w, w_mask, KEEP), acc_r, input_precision=PRECISION)
-            acc_z = tl.dot(a, _load_weights(w + H * H, w_mask, KEEP), acc_z, input_precision=PRECISION)
-            acc_n = tl.dot(a, _load_weights(w + 2 * H * H, w_mask, KEEP), acc_n, input_precision=PRECISION)
+            acc_r = tl.dot(a, tl.load(w, mask=w_mask, other=0.0), acc_r, input_precision=PRECISION)
+            acc_z = tl.dot(a, tl.load(w + H * H, mask=w_mask, other=0.0), acc_z, input_precision=PRECISION)
+            acc_n = tl.dot(a, tl.load(w + 2 * H * H, mask=w_mask, other=0.0), acc_n, input_precision=PRECISION)
         state = rows[:, None] * H + cols[None, :]
         h = tl.load(h_ptr + g * out_sg + state, mask=mask, other=0.0).to(tl.float32)
         bias, bias_i = b_ptr + g * 3 * H + cols, bi_ptr + g * 3 * H + cols
@@ -219,7 +207,7 @@ if triton is not None:
     # (W^T d gh^T) so that the widened tile is the operand the tensor cores take from registers
     # and the other one streams from shared memory unchanged. Timing picks either form.
     @triton.jit
-    def _carry_kernel(dgh_ptr, d_sg, w_ptr, part_ptr, G, N, H, KEEP: tl.constexpr, PRECISION: tl.constexpr,
+    def _carry_kernel(dgh_ptr, d_sg, w_ptr, part_ptr, G, N, H, PRECISION: tl.constexpr,
                       BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, WT: tl.constexpr):
         g, s = tl.program_id(0) // 3, tl.program_id(0) % 3
         rows = tl.program_id(1) * BM + tl.arange(0, BM)
@@ -235,7 +223,7 @@ if triton is not None:
             ks = k0 + tl.arange(0, BK)
             kmask = ks < H
             a = tl.load(a_rows + ks[None, :], mask=rmask[:, None] & kmask[None, :], other=0.0)
-            w = _load_weights(w_cols + ks[:, None] * H, kmask[:, None] & cmask[None, :], KEEP)
+            w = tl.load(w_cols + ks[:, None] * H, mask=kmask[:, None] & cmask[None, :], other=0.0)
             if WT:
                 acc = tl.dot(tl.trans(w).to(a.dtype), tl.trans(a), acc, input_precision=PRECISION)
             else:
@@ -292,11 +280,10 @@ def _gi_strides(gi):
     return dict(zip(('se', 'sc', 'sn', 'sgate'), (gi.stride(0), gi.stride(1), gi.stride(3), gi.stride(4)))), gi.shape[1]
 
 
-def _forward(gi, w_op, b_ih, b_hh, save, mode, keep=None):
+def _forward(gi, w_op, b_ih, b_hh, save, mode):
     """``gi`` (E, C, T, N, 3, H), any strides with unit stride along H -> out (G, T, N, H)
     [, cache (G, T, N, 4H)], chain-major (G = E x C). ``w_op``: the recurrent weights (G, 3H, H)
-    in the products' operand type. ``keep``: the weights' loads ask L2 to keep them."""
-    keep = L2_HINT if keep is None else keep
+    in the products' operand type."""
     groups, chains, t_len, batch, _, size = gi.shape
     groups *= chains
     if mode != 'torch' and gi.stride(-1) != 1:
@@ -333,7 +320,7 @@ def _forward(gi, w_op, b_ih, b_hh, save, mode, keep=None):
                 hop, hop_sg, nop = out[:, t - 1], out.stride(0), out[:, t]
             launch(hop, hop_sg, nop, w_op, gi[:, :, t], s['se'], s['sc'], s['sn'], s['sgate'], b_ih, b_hh,
                    out[:, t - 1], out[:, t], out.stride(0), cache[:, t], cache.stride(0), batch, size, CH=ch,
-                   SAVE=save, WRITE_OP=separate, KEEP=keep, PRECISION=_precision(w_op.dtype), BM=bm)
+                   SAVE=save, WRITE_OP=separate, PRECISION=_precision(w_op.dtype), BM=bm)
         return out, cache if save else None
     gh = gi.new_empty(groups, batch, 3 * size)
     w_t = w_op.transpose(1, 2)
@@ -348,11 +335,10 @@ def _forward(gi, w_op, b_ih, b_hh, save, mode, keep=None):
     return out, cache if save else None
 
 
-def _backward_triton(dout, w_op, out, cache, dgi, mode, keep=None):
+def _backward_triton(dout, w_op, out, cache, dgi, mode):
     """Per frame (last first) the gate kernel, then the product that carries d h back a frame:
     one cuBLAS product ('triton') or the split Triton product ('triton-frame'). Fills ``dgi``
     (E, C, T, N, 3, H), returns d gh (G, T, N, 3H)."""
-    keep = L2_HINT if keep is None else keep
     groups, t_len, batch, size = out.shape
     dgh = out.new_empty(groups, t_len, batch, 3 * size)
     splits = 3 if mode == 'triton-frame' else 1
@@ -370,8 +356,8 @@ def _backward_triton(dout, w_op, out, cache, dgi, mode, keep=None):
             cache.stride(0), dgi[:, :, t], s['se'], s['sc'], s['sn'], s['sgate'], dgh[:, t], dgh.stride(0), batch,
             size, total, CH=ch, FIRST=t == 0, SPLITS=splits if t + 1 < t_len else 0, BLOCK=BLOCK)
         if t and splits > 1:
-            product(dgh[:, t], dgh.stride(0), w_op, carry, groups, batch, size, KEEP=keep,
-                    PRECISION=_precision(out.dtype), BM=bm)
+            product(dgh[:, t], dgh.stride(0), w_op, carry, groups, batch, size, PRECISION=_precision(out.dtype),
+                    BM=bm)
         elif t:
             torch.bmm(dgh[:, t], w_op, out=carry[0])
     return dgh

@@ -23,8 +23,8 @@ from models import build_cmd
 from models.recurrence import KERNELS
 from options.args import get_args_parser, resolve_common
 from options.presets import DATASETS, pretrain_recipe
-from utils.misc import (announce, append_jsonl, get_rng_state, init_distributed, is_main_process,
-                        plain, run_cli, save_atomic, seed_everything, set_rng_state, write_text_atomic)
+from utils.misc import (BackgroundSaver, announce, append_jsonl, get_rng_state, init_distributed, is_main_process,
+                        plain, run_cli, seed_everything, set_rng_state, write_text_atomic)
 
 
 def get_pretrain_parser():
@@ -50,7 +50,8 @@ def get_pretrain_parser():
     speed.add_argument('--gru-kernels', default='auto', choices=list(KERNELS),
                        help="the grouped recurrence's kernels (models/recurrence.py; same function)")
     speed.add_argument('--recurrent-fp16', default=None, action=argparse.BooleanOptionalAction,
-                       help="round the grouped recurrence's product operands to float16: TF32's 10-bit "
+                       help="round the grouped GRU layers' product operands to float16 (the forward's input "
+                            'and recurrent products, the recurrent weights in the backward): TF32\'s 10-bit '
                             'fraction in half the bytes (the arithmetic of TF32, see README; default: on '
                             'with TF32 for the grouped recurrence on CUDA without --amp)')
     speed.add_argument('--overlap-keys', default=None, action=argparse.BooleanOptionalAction,
@@ -222,25 +223,31 @@ def main(args):
         write_text_atomic(os.path.join(args.output_dir, 'args.json'), json.dumps(plain(vars(args)), indent=1))
         writer = SummaryWriter(log_dir=os.path.join(args.output_dir, 'tensorboard'))
 
-    for epoch in range(start_epoch, args.epochs):
-        if sampler is not None:
-            sampler.set_epoch(epoch)
-        lr = adjust_learning_rate(optimizer, epoch, args)
-        stats = train_one_epoch(model, loader, step_fn, device, epoch, args, augment)
-        stats['lr'] = lr
-        if is_main_process():
-            checkpoint = {'model': model_without_ddp.state_dict(), 'optimizer': optimizer.state_dict(),
-                          'scaler': scaler.state_dict(), 'epoch': epoch + 1, 'args': plain(vars(args)),
-                          'rng': get_rng_state()}
-            save_atomic(checkpoint, latest)
-            if epoch % args.save_every == 0 or epoch + 1 == args.epochs:
-                save_atomic(checkpoint, os.path.join(args.output_dir, f'checkpoint_{epoch:04d}.pth'))
-            append_jsonl(os.path.join(args.output_dir, 'log.txt'), {'epoch': epoch, **stats})
-            for key, value in stats.items():
-                writer.add_scalar(f'pretrain/{key}', value, epoch)
-            writer.flush()
-            shown = ', '.join(f'{k} {v:.4g}' for k, v in stats.items())
-            print(f'epoch {epoch}: {shown}')
+    saver = BackgroundSaver()
+    try:
+        for epoch in range(start_epoch, args.epochs):
+            if sampler is not None:
+                sampler.set_epoch(epoch)
+            lr = adjust_learning_rate(optimizer, epoch, args)
+            stats = train_one_epoch(model, loader, step_fn, device, epoch, args, augment)
+            stats['lr'] = lr
+            if is_main_process():
+                checkpoint = {'model': model_without_ddp.state_dict(), 'optimizer': optimizer.state_dict(),
+                              'scaler': scaler.state_dict(), 'epoch': epoch + 1, 'args': plain(vars(args)),
+                              'rng': get_rng_state()}
+                paths = [latest]
+                if epoch % args.save_every == 0 or epoch + 1 == args.epochs:
+                    paths.append(os.path.join(args.output_dir, f'checkpoint_{epoch:04d}.pth'))
+                record = {'epoch': epoch, **stats}
+                saver.save(checkpoint, paths,
+                           then=lambda record=record: append_jsonl(os.path.join(args.output_dir, 'log.txt'), record))
+                for key, value in stats.items():
+                    writer.add_scalar(f'pretrain/{key}', value, epoch)
+                writer.flush()
+                shown = ', '.join(f'{k} {v:.4g}' for k, v in stats.items())
+                print(f'epoch {epoch}: {shown}')
+    finally:
+        saver.wait()
     if writer is not None:
         writer.close()
     return model_without_ddp

@@ -206,7 +206,7 @@ class _InputProjection(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             dx = a.new_empty(a.shape)
             for e, weight in enumerate(weights):
-                torch.mm(dgi[e], weight.to(a.dtype), out=dx[e])
+                torch.mm(dgi[e], weight, out=dx[e])
             dx = dx.view(ctx.x_shape).to(ctx.dtypes[0])
         dws = [(dgi[e].t() @ a[e]).to(ctx.dtypes[1]) if ctx.needs_input_grad[3 + e] else None
                for e in range(len(weights))]

@@ -275,19 +275,17 @@ def _tiles(batch, size, first):
 
 
 def _gi_strides(gi):
-    """Kernel arguments addressing a frame of ``gi`` (E, C, T, N, 3, H): group, chain, sample and
-    gate strides and the chains per group."""
-    return dict(zip(('se', 'sc', 'sn', 'sgate'), (gi.stride(0), gi.stride(1), gi.stride(3), gi.stride(4)))), gi.shape[1]
+    """The group, chain, sample and gate strides of ``gi`` (E, C, T, N, 3, H): the kernels'
+    addressing of a frame's projections (or their gradient), with CH = C."""
+    return gi.stride(0), gi.stride(1), gi.stride(3), gi.stride(4)
 
 
 def _forward(gi, w_op, b_ih, b_hh, save, mode):
-    """``gi`` (E, C, T, N, 3, H), any strides with unit stride along H -> out (G, T, N, H)
-    [, cache (G, T, N, 4H)], chain-major (G = E x C). ``w_op``: the recurrent weights (G, 3H, H)
-    in the products' operand type."""
+    """``gi`` (E, C, T, N, 3, H), unit stride along H -> out (G, T, N, H) [, cache (G, T, N, 4H)],
+    chain-major (G = E x C). ``w_op``: the recurrent weights (G, 3H, H) in the products' operand
+    type."""
     groups, chains, t_len, batch, _, size = gi.shape
     groups *= chains
-    if mode != 'torch' and gi.stride(-1) != 1:
-        gi = gi.contiguous()
     out = gi.new_empty(groups, t_len, batch, size)
     if mode == 'torch':
         saved, h, w_t = [], gi.new_zeros(groups, batch, size), w_op.to(gi.dtype).transpose(1, 2)
@@ -301,13 +299,12 @@ def _forward(gi, w_op, b_ih, b_hh, save, mode):
     cache = gi.new_empty(groups, t_len, batch, 4 * size) if save else out
     total = groups * batch * size
     gates = (triton.cdiv(total, BLOCK),)
-    s, ch = _gi_strides(gi)
+    s, ch = _gi_strides(gi), gi.shape[1]
     if mode == 'triton-frame':
         separate = w_op.dtype != gi.dtype
         # frame 0 starts from a zero state: no product, the gate kernel alone
-        _gates_fwd_kernel[gates](gi[:, :, 0], s['se'], s['sc'], s['sn'], s['sgate'], b_ih, gi, b_hh, gi, out[:, 0],
-                                 out.stride(0), cache[:, 0], cache.stride(0), batch, size, total, CH=ch, FIRST=True,
-                                 SAVE=save, BLOCK=BLOCK)
+        _gates_fwd_kernel[gates](gi[:, :, 0], *s, b_ih, gi, b_hh, gi, out[:, 0], out.stride(0), cache[:, 0],
+                                 cache.stride(0), batch, size, total, CH=ch, FIRST=True, SAVE=save, BLOCK=BLOCK)
         if separate:
             ops = gi.new_empty(2, groups, batch, size, dtype=w_op.dtype)
             ops[0].copy_(out[:, 0])
@@ -318,9 +315,9 @@ def _forward(gi, w_op, b_ih, b_hh, save, mode):
                 hop, hop_sg, nop = ops[(t - 1) % 2], batch * size, ops[t % 2]
             else:
                 hop, hop_sg, nop = out[:, t - 1], out.stride(0), out[:, t]
-            launch(hop, hop_sg, nop, w_op, gi[:, :, t], s['se'], s['sc'], s['sn'], s['sgate'], b_ih, b_hh,
-                   out[:, t - 1], out[:, t], out.stride(0), cache[:, t], cache.stride(0), batch, size, CH=ch,
-                   SAVE=save, WRITE_OP=separate, PRECISION=_precision(w_op.dtype), BM=bm)
+            launch(hop, hop_sg, nop, w_op, gi[:, :, t], *s, b_ih, b_hh, out[:, t - 1], out[:, t], out.stride(0),
+                   cache[:, t], cache.stride(0), batch, size, CH=ch, SAVE=save, WRITE_OP=separate,
+                   PRECISION=_precision(w_op.dtype), BM=bm)
         return out, cache if save else None
     gh = gi.new_empty(groups, batch, 3 * size)
     w_t = w_op.transpose(1, 2)
@@ -329,9 +326,8 @@ def _forward(gi, w_op, b_ih, b_hh, save, mode):
         if t:
             torch.bmm(out[:, t - 1], w_t, out=gh)
         _gates_fwd_kernel[gates](
-            gi[:, :, t], s['se'], s['sc'], s['sn'], s['sgate'], b_ih, gh, b_hh, out[:, t - 1] if t else out[:, 0],
-            out[:, t], out.stride(0), cache[:, t], cache.stride(0), batch, size, total, CH=ch, FIRST=t == 0,
-            SAVE=save, BLOCK=BLOCK)
+            gi[:, :, t], *s, b_ih, gh, b_hh, out[:, t - 1] if t else out[:, 0], out[:, t], out.stride(0), cache[:, t],
+            cache.stride(0), batch, size, total, CH=ch, FIRST=t == 0, SAVE=save, BLOCK=BLOCK)
     return out, cache if save else None
 
 
@@ -345,7 +341,7 @@ def _backward_triton(dout, w_op, out, cache, dgi, mode):
     carry = out.new_empty(splits, groups, batch, size, dtype=torch.float32 if splits > 1 else out.dtype)
     direct = out.new_zeros(groups, batch, size)
     total = groups * batch * size
-    s, ch = _gi_strides(dgi)
+    s, ch = _gi_strides(dgi), dgi.shape[1]
     if splits > 1:
         bm, grid = _tiles(batch, size, 3 * groups)
         product = _carry(grid)
@@ -353,8 +349,8 @@ def _backward_triton(dout, w_op, out, cache, dgi, mode):
         # the last frame receives nothing from a later one
         _gates_bwd_kernel[(triton.cdiv(total, BLOCK),)](
             dout[:, t], carry, direct, out[:, t - 1] if t else out[:, 0], out.stride(0), cache[:, t],
-            cache.stride(0), dgi[:, :, t], s['se'], s['sc'], s['sn'], s['sgate'], dgh[:, t], dgh.stride(0), batch,
-            size, total, CH=ch, FIRST=t == 0, SPLITS=splits if t + 1 < t_len else 0, BLOCK=BLOCK)
+            cache.stride(0), dgi[:, :, t], *s, dgh[:, t], dgh.stride(0), batch, size, total, CH=ch, FIRST=t == 0,
+            SPLITS=splits if t + 1 < t_len else 0, BLOCK=BLOCK)
         if t and splits > 1:
             product(dgh[:, t], dgh.stride(0), w_op, carry, groups, batch, size, PRECISION=_precision(out.dtype),
                     BM=bm)
@@ -440,13 +436,13 @@ def gru_recurrence(gi, w_hh, b_hh, kernels='auto', fp16_operands=False, b_ih=Non
         gi = gi.unflatten(-1, (3, -1)).unsqueeze(1)
     elif gi.dim() != 6:
         raise ValueError(f'gi must be (G, T, N, 3H) or (E, C, T, N, 3, H), got shape {tuple(gi.shape)}')
+    if mode != 'torch' and gi.stride(-1) != 1:  # the kernels address units one apart
+        gi = gi.contiguous()
     w_hh, b_hh = w_hh.to(gi.dtype), b_hh.to(gi.dtype)
     b_ih = b_hh.new_zeros(b_hh.shape) if b_ih is None else b_ih.to(gi.dtype)
     w_op = w_hh.detach().to(torch.float16) if fp16_operands else w_hh.detach()
     if mode == 'triton-frame':
         w_op = w_op.contiguous()
     if torch.is_grad_enabled() and any(x.requires_grad for x in (gi, w_hh, b_ih, b_hh)):
-        out = _GRURecurrence.apply(gi, w_hh, b_ih, b_hh, w_op, mode)
-    else:
-        out = _forward(gi, w_op, b_ih, b_hh, save=False, mode=mode)[0]
-    return out
+        return _GRURecurrence.apply(gi, w_hh, b_ih, b_hh, w_op, mode)
+    return _forward(gi, w_op, b_ih, b_hh, save=False, mode=mode)[0]

@@ -82,6 +82,32 @@ def test_missing_data_is_a_clear_error(tmp_path):
         run(tmp_path / 'nowhere', tmp_path / 'x', '--epochs', '1')
 
 
+def test_background_saver_writes_a_snapshot_and_reports_errors(tmp_path):
+    from utils.misc import BackgroundSaver
+    saver, log = BackgroundSaver(), []
+    weights = torch.arange(6.)
+    saver.save({'w': weights, 'meta': [1, (2, torch.ones(2))]}, [tmp_path / 'a.pth', tmp_path / 'b.pth'],
+               then=lambda: log.append('a, b'))
+    weights.add_(100)  # the next steps change the live tensors: the files keep the state at save
+    saver.wait()
+    for name in 'ab':
+        saved = torch.load(tmp_path / f'{name}.pth', weights_only=True)
+        assert torch.equal(saved['w'], torch.arange(6.)) and saved['meta'][0] == 1
+        assert torch.equal(saved['meta'][1][1], torch.ones(2))
+    assert log == ['a, b'] and not list(tmp_path.glob('*.tmp*'))
+    # a later save reuses the host buffers: the new values, whatever changes after
+    saver.save({'w': weights, 'meta': [1, (2, torch.ones(2))]}, [tmp_path / 'a.pth'])
+    weights.zero_()
+    saver.wait()
+    assert torch.equal(torch.load(tmp_path / 'a.pth', weights_only=True)['w'], torch.arange(6.) + 100)
+    # a failed write is raised in the training thread (once), and what follows it does not run
+    saver.save({'w': weights}, [tmp_path / 'missing' / 'c.pth'], then=lambda: log.append('c'))
+    with pytest.raises(FileNotFoundError, match='missing'):
+        saver.wait()
+    saver.wait()
+    assert log == ['a, b']
+
+
 def test_non_finite_loss_stops_and_keeps_the_checkpoint(data_root, tmp_path):
     out = tmp_path / 'run'
     run(data_root, out, '--epochs', '1')

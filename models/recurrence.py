@@ -16,6 +16,11 @@ gate kernel adds in a fixed order) and forms the weight gradient in one large pr
 end. That is some two thousand small kernels per training step, which a CUDA graph of the whole
 step replays without launch gaps.
 
+The input projections may come in groups of chains with any strides, (E, C, T, N, 3, H): the
+encoder computes one product per modality for both of its chains, whose columns are (gate,
+chain, unit), and the kernels read it in place and write its gradient in the same layout; the
+input bias is added in the kernels, so the product needs no bias pass either.
+
 ``fp16_operands=True`` rounds the recurrent products' operands to float16: the weights (forward
 and backward) and the states (forward). float16 keeps the 10-bit fraction that TF32 products
 keep, in half the bytes; the forward products are memory-bound (75 MB of float32 weights a

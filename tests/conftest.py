@@ -1,4 +1,5 @@
 import argparse
+import contextlib
 import os
 import sys
 
@@ -48,9 +49,19 @@ def run_pretrain(data_root, out, *extra):
     args = pretrain.get_pretrain_parser().parse_args(
         ['--dataset', 'synthetic', '--data-root', str(data_root), '--output-dir', str(out), *TINY_PRETRAIN, *extra])
     # pretrain.main sets the process-wide TF32 switches on CUDA; later tests must not inherit them
-    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    try:
+    with tf32_switches():
         return pretrain.main(args)
+
+
+@contextlib.contextmanager
+def tf32_switches(enabled=None):
+    """PyTorch's process-wide TF32 switches (cuBLAS and cuDNN) restored afterwards; with
+    ``enabled``, both set to it meanwhile."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    if enabled is not None:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
+    try:
+        yield
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 

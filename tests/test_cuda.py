@@ -15,7 +15,7 @@ from feeder.layouts import NTU25
 from models.cmd import CMD
 from models.gru import GRUEncoder, grouped_features
 from models.recurrence import gru_recurrence
-from tests.conftest import run_pretrain
+from tests.conftest import run_pretrain, tf32_switches
 from tests.reference import published_gru_features
 from tests.test_golden import GOLDEN, build
 from utils.knn import knn_predict
@@ -27,10 +27,8 @@ CUDA = torch.device('cuda')
 @pytest.fixture
 def full_float32():
     """No TF32 in matrix products, so the GPU is compared with float32 arithmetic."""
-    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    yield
-    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+    with tf32_switches(False):
+        yield
 
 
 def test_fused_gru_equals_frame_by_frame_on_cudnn(full_float32):
@@ -96,13 +94,9 @@ def test_fp16_operand_encoders_are_as_accurate_as_tf32_on_the_gpu():
         return torch.cat(feats).double().cpu(), grads.double().cpu()
 
     exact = run(base, 'cpu', torch.float64, kernels='torch')
-    saved = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = True
-    try:
+    with tf32_switches(True):
         tf32 = run(base, CUDA, torch.float32, kernels='triton')
         fp16 = run(base, CUDA, torch.float32, kernels='triton-frame', fp16_operands=True)
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = saved
     for name, e, t, f in zip(('features', 'gradients'), exact, tf32, fp16):
         err_tf32, err_fp16 = ((x - e).norm() / e.norm() for x in (t, f))
         assert err_fp16 < 1.5 * err_tf32 + 1e-6, (name, err_fp16.item(), err_tf32.item())

@@ -20,7 +20,7 @@ class CMD(nn.Module):
 
     ``grouped=True`` (published-mode GRU encoders) computes all modalities' encoders of one side
     together with :func:`models.gru.grouped_features` (``kernels`` picks its kernels;
-    ``fp16_operands`` rounds the recurrent products' operands to float16): the same function,
+    ``fp16_operands`` rounds the GRU layers' product operands to float16): the same function,
     laid out for CUDA graphs. ``overlap_keys=True`` computes the keys on a second
     CUDA stream while the queries are computed (one process only): neither recurrence fills the
     GPU on its own.

@@ -11,7 +11,7 @@ WORK=${WORK:-./demo}
 PYTHON=${PYTHON:-python}
 pretrain_epochs=60 schedule=50 linear_epochs=40 linear_schedule="25 35" subjects=10
 if [ "${1:-}" = "--quick" ]; then
-    pretrain_epochs=6 schedule=5 linear_epochs=6 linear_schedule="4 5" subjects=10
+    pretrain_epochs=6 schedule=5 linear_epochs=6 linear_schedule="4 5"
 fi
 data="$WORK/data"
 common=(--dataset synthetic --protocol xsub --data-root "$data" --workers 2)

@@ -1,4 +1,4 @@
-"""Semi-supervised fine-tuning and transfer (method notes, section 10).
+"""Semi-supervised fine-tuning and transfer (docs/protocols.md).
 
     python finetune.py --checkpoint CKPT --dataset ntu60 --protocol xsub --data-root DATA --output-dir OUT \\
         [--label-fraction 0.01|0.05|0.1|0.2|1.0] [--repeats 5] [--seed S]
@@ -14,26 +14,24 @@ import os
 import statistics
 
 import numpy as np
-import torch
 
-from engine import Classifier, fit_classifiers, summarise
-from feeder.datasets import SkeletonFolder
-from feeder.layouts import get_layout
-from feeder.modalities import MODALITIES
-from linear_eval import data_loaders
-from models.pretrained import load_encoders
-from options.args import get_args_parser, get_supervised_parser, resolve_common
-from options.presets import DATASETS, FINETUNE, PRETRAIN
-from utils.misc import announce, run_cli, save_results, seed_everything
+from evaluation.classifier import Classifier, fit_classifiers, summarise
+from evaluation.common import setup_evaluation
+from evaluation.results import save_results
+from options.args import get_args_parser, get_eval_parser, get_supervised_parser, show_defaults
+from options.presets import FINETUNE
+from utils.rng import seed_everything
+from utils.run import run_cli
 
 
 def get_finetune_parser():
     parser = argparse.ArgumentParser('CMD fine-tuning', description=__doc__,
-                                     parents=[get_args_parser(), get_supervised_parser()],
+                                     parents=[get_args_parser(), get_eval_parser(fusion=False),
+                                              get_supervised_parser()],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--label-fraction', type=float, default=1.0, help='share of training labels used')
     parser.add_argument('--repeats', type=int, default=1, help='runs with seeds seed, seed+1, ...')
-    parser.add_argument('--stream', default='joint', choices=MODALITIES)
+    show_defaults(parser, lambda dataset: FINETUNE)
     return parser
 
 
@@ -51,22 +49,20 @@ def balanced_subset(labels, fraction, seed):
 
 
 def main(args):
-    resolve_common(args, dict(FINETUNE, seed=PRETRAIN['seed']))
-    announce(args)
-    preset = DATASETS[args.dataset]
-    layout = get_layout(preset['layout'])
-    device = torch.device(args.device)
-    labels = SkeletonFolder(os.path.join(args.data_root, args.protocol), 'train').labels
+    run = setup_evaluation(args, FINETUNE)
+    labels = run.folder('train').labels
     runs = []
     for repeat in range(args.repeats):
         seed = args.seed + repeat
         seed_everything(seed)
         subset = balanced_subset(labels, args.label_fraction, seed)
-        encoders, info, _ = load_encoders(args.checkpoint, [args.stream], args.dataset, args.frames, vars(args))
-        classifier = Classifier(encoders[args.stream], preset['num_classes'], args.stream, layout).to(device)
-        train_loader, test_loader = data_loaders(args, info['frames'], subset)
+        encoders, info, _ = run.load_encoders()
+        classifier = Classifier(encoders[args.stream], run.dataset.num_classes, args.stream,
+                                run.dataset.layout).to(run.device)
+        train_loader, test_loader = run.supervised_loaders(info['frames'], subset)
         print(f'run {repeat + 1}/{args.repeats}: seed {seed}, {len(subset)} labelled clips of {len(labels)}')
-        history = fit_classifiers({args.stream: classifier}, train_loader, test_loader, args, device, frozen=False)
+        history = fit_classifiers({args.stream: classifier}, train_loader, test_loader, args, run.device,
+                                  frozen=False)
         last, best = summarise(history)
         runs.append({'seed': seed, 'labelled': len(subset), 'accuracy': last[args.stream],
                      'best_test_epoch_for_reference': best[args.stream], 'history': history})

@@ -1,4 +1,4 @@
-"""kNN evaluation of frozen pretrained features (method notes, section 10).
+"""kNN evaluation of frozen pretrained features (docs/protocols.md).
 
     python knn_eval.py --checkpoint CKPT --dataset ntu60 --protocol xsub --data-root DATA [--stream all] [--k 1 10 20]
 
@@ -15,29 +15,22 @@ import time
 import torch
 import torch.nn.functional as F
 
-from feeder.datasets import DownstreamDataset, SkeletonFolder
-from feeder.layouts import get_layout
-from feeder.modalities import MODALITIES
-from models.pretrained import load_encoders
-from options.args import get_args_parser, resolve_common
-from options.presets import DATASETS
-from utils.features import extract_features
-from utils.knn import knn_predict
-from utils.misc import announce, run_cli, save_results
+from evaluation.common import setup_evaluation
+from evaluation.features import extract_features
+from evaluation.knn import knn_predict
+from evaluation.results import save_results
+from options.args import get_args_parser, get_eval_parser, show_defaults
+from options.presets import KNN
+from utils.run import run_cli
 
 
 def get_knn_parser():
-    parser = argparse.ArgumentParser('CMD kNN evaluation', parents=[get_args_parser()], description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--checkpoint', default=None, help="ours, the authors' released file, or 'random'")
-    parser.add_argument('--stream', default='joint', choices=list(MODALITIES) + ['all'])
+    parser = argparse.ArgumentParser('CMD kNN evaluation', parents=[get_args_parser(), get_eval_parser()],
+                                     description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--k', type=int, nargs='+', default=[1])
     parser.add_argument('--tsne', default=None, metavar='PNG', help='save a t-SNE picture of the test features')
+    show_defaults(parser, lambda dataset: KNN)
     return parser
-
-
-def streams_of(stream):
-    return list(MODALITIES) if stream == 'all' else [stream]
 
 
 def result_path(args):
@@ -57,37 +50,32 @@ def print_table(title, rows, columns):
 
 
 def main(args):
-    resolve_common(args, {'batch_size': 256}, output_required=False)
     out_path = result_path(args)
-    announce(args)
-    preset = DATASETS[args.dataset]
-    layout = get_layout(preset['layout'])
-    device = torch.device(args.device)
-    streams = streams_of(args.stream)
-    encoders, info, _ = load_encoders(args.checkpoint, streams, args.dataset, args.frames, vars(args))
-    root = os.path.join(args.data_root, args.protocol)
+    run = setup_evaluation(args, KNN, output_required=False)
+    encoders, info, _ = run.load_encoders()
     start = time.perf_counter()
     feats, labels = {}, {}
     for part in ('train', 'val'):
-        dataset = DownstreamDataset(SkeletonFolder(root, part), frames=info['frames'], train=False)
-        feats[part], labels[part] = extract_features(encoders, dataset, layout, device, args.batch_size, args.workers)
-    if len(streams) > 1:
+        clips = run.clips(part, info['frames'])
+        feats[part], labels[part] = extract_features(encoders, clips, run.dataset.layout, run.device,
+                                                     args.batch_size, args.workers)
+    if len(run.streams) > 1:
         for part in feats:
-            feats[part]['fused'] = torch.cat([F.normalize(feats[part][s], dim=1) for s in streams], dim=1)
+            feats[part]['fused'] = torch.cat([F.normalize(feats[part][s], dim=1) for s in run.streams], dim=1)
     accuracy = {}
     for name in feats['train']:
         preds = knn_predict(feats['train'][name], labels['train'], feats['val'][name], args.k,
-                            num_classes=preset['num_classes'])
+                            num_classes=run.dataset.num_classes)
         accuracy[name] = {f'top1@k={k}': (p == labels['val']).float().mean().item() * 100 for k, p in preds.items()}
     seconds = time.perf_counter() - start
     print_table(f'kNN top-1 (%) on {args.dataset} {args.protocol} val, {info["kind"]} encoder'
                 f'{"" if info["checkpoint"] is None else " " + info["checkpoint"]}', accuracy,
                 [f'top1@k={k}' for k in args.k])
     settings = {'k': args.k, 'metric': 'cosine', 'test_crop': 'centre 95%'}
-    results = save_results(out_path, 'knn', args, info, streams, settings, accuracy=accuracy,
+    results = save_results(out_path, 'knn', args, info, run.streams, settings, accuracy=accuracy,
                            train_samples=len(labels['train']), test_samples=len(labels['val']), seconds=seconds)
     if args.tsne:
-        from utils.tsne import save_tsne  # matplotlib only when a picture is asked for
+        from evaluation.tsne import save_tsne  # matplotlib only when a picture is asked for
         save_tsne(feats['val'], labels['val'], args.tsne, title=f'{args.dataset} {args.protocol} val')
         print(f'wrote {args.tsne}')
     return results

@@ -1,4 +1,4 @@
-"""Linear evaluation of frozen pretrained encoders (method notes, section 10).
+"""Linear evaluation of frozen pretrained encoders (docs/protocols.md).
 
     python linear_eval.py --checkpoint CKPT --dataset ntu60 --protocol xsub --data-root DATA --output-dir OUT [--stream all]
 
@@ -12,23 +12,21 @@ import argparse
 import os
 
 import torch
-from torch.utils.data import DataLoader
 
-from engine import Classifier, fit_classifiers, summarise
-from feeder.datasets import DownstreamDataset, SkeletonFolder
-from feeder.layouts import get_layout
-from feeder.modalities import MODALITIES
-from models.pretrained import load_encoders
-from options.args import get_args_parser, get_supervised_parser, resolve_common
-from options.presets import DATASETS, LINEAR, PRETRAIN
-from utils.misc import announce, run_cli, save_results, seed_everything
+from evaluation.classifier import Classifier, fit_classifiers, summarise
+from evaluation.common import setup_evaluation
+from evaluation.results import save_results
+from options.args import get_args_parser, get_eval_parser, get_supervised_parser, show_defaults
+from options.presets import LINEAR
+from utils.rng import seed_everything
+from utils.run import run_cli
 
 
 def get_linear_parser():
     parser = argparse.ArgumentParser('CMD linear evaluation', description=__doc__,
-                                     parents=[get_args_parser(), get_supervised_parser()],
+                                     parents=[get_args_parser(), get_eval_parser(), get_supervised_parser()],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--stream', default='joint', choices=list(MODALITIES) + ['all'])
+    show_defaults(parser, lambda dataset: LINEAR)
     return parser
 
 
@@ -36,29 +34,10 @@ def snapshot(module):
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
-def data_loaders(args, frames, train_indices=None):
-    """Random 0.5-1.0 crops for training, the 95% centre crop for testing."""
-    root = os.path.join(args.data_root, args.protocol)
-    train = DownstreamDataset(SkeletonFolder(root, 'train'), frames=frames, train=True)
-    test = DownstreamDataset(SkeletonFolder(root, 'val'), frames=frames, train=False)
-    if train_indices is not None:
-        train = torch.utils.data.Subset(train, train_indices)
-    if len(train) < args.batch_size:
-        raise ValueError(f'{len(train)} training clips is fewer than one batch ({args.batch_size})')
-    pin = args.device == 'cuda'
-    return (DataLoader(train, args.batch_size, shuffle=True, num_workers=args.workers, pin_memory=pin, drop_last=True),
-            DataLoader(test, args.batch_size, shuffle=False, num_workers=args.workers, pin_memory=pin))
-
-
 def main(args):
-    resolve_common(args, dict(LINEAR, seed=PRETRAIN['seed']))
+    run = setup_evaluation(args, LINEAR)
     seed_everything(args.seed)
-    announce(args)
-    preset = DATASETS[args.dataset]
-    layout = get_layout(preset['layout'])
-    device = torch.device(args.device)
-    streams = list(MODALITIES) if args.stream == 'all' else [args.stream]
-    encoders, info, report = load_encoders(args.checkpoint, streams, args.dataset, args.frames, vars(args))
+    encoders, info, report = run.load_encoders()
     for stream, loaded in report.items():
         assert not loaded['missing'], f'{stream}: encoder keys missing from the checkpoint: {loaded["missing"]}'
         print(f'{stream}: loaded {len(loaded["loaded"])} encoder tensors ({info["kind"]})')
@@ -67,15 +46,15 @@ def main(args):
     for stream, encoder in encoders.items():
         for param in encoder.parameters():
             param.requires_grad = False
-        classifiers[stream] = Classifier(encoder, preset['num_classes'], stream, layout).to(device)
+        classifiers[stream] = Classifier(encoder, run.dataset.num_classes, stream, run.dataset.layout).to(run.device)
     trainable = sum(p.numel() for c in classifiers.values() for p in c.parameters() if p.requires_grad)
     heads = sum(c.head.weight.numel() + c.head.bias.numel() for c in classifiers.values())
     assert trainable == heads, f'{trainable} trainable parameters, but the linear heads hold {heads}'
     print(f'trainable parameters: {trainable:,} (linear heads only)')
     before = {s: snapshot(c.encoder) for s, c in classifiers.items()}
 
-    train_loader, test_loader = data_loaders(args, info['frames'])
-    history = fit_classifiers(classifiers, train_loader, test_loader, args, device, frozen=True)
+    train_loader, test_loader = run.supervised_loaders(info['frames'])
+    history = fit_classifiers(classifiers, train_loader, test_loader, args, run.device, frozen=True)
 
     for stream, classifier in classifiers.items():
         after = snapshot(classifier.encoder)
@@ -86,7 +65,7 @@ def main(args):
     for name, acc in last.items():
         print(f'  {name:>8}: top-1 {acc["top1"]:.2f}  top-5 {acc["top5"]:.2f}   [best test epoch, for comparison '
               f'with published numbers only: {best[name]["top1"]:.2f} at epoch {best[name]["epoch"]}]')
-    results = save_results(os.path.join(args.output_dir, 'results.json'), 'linear', args, info, streams,
+    results = save_results(os.path.join(args.output_dir, 'results.json'), 'linear', args, info, run.streams,
                            ('epochs', 'lr', 'schedule', 'cos', 'momentum', 'weight_decay', 'batch_size',
                             'eval_every', 'seed'),
                            accuracy=last, best_test_epoch_for_reference=best, history=history)

@@ -17,7 +17,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from sklearn.neighbors import KNeighborsClassifier  # noqa: E402
 
-from utils.knn import knn_predict  # noqa: E402
+from evaluation.knn import knn_predict  # noqa: E402
 
 
 def main():

@@ -18,11 +18,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
-from feeder import prepare as prep  # noqa: E402
+from feeder.raw import prepare as prep  # noqa: E402
 from feeder.layouts import NTU25  # noqa: E402
-from feeder.normalize import normalize_sample, select_bodies  # noqa: E402
-from feeder.readers import read_ntu_skeleton  # noqa: E402
-from feeder.synthetic import generate  # noqa: E402
+from feeder.raw.normalize import normalize_sample, select_bodies  # noqa: E402
+from feeder.raw.readers import read_ntu_skeleton  # noqa: E402
+from feeder.raw.synthetic import generate  # noqa: E402
 from tests.reference import pre_normalization, read_xyz  # noqa: E402
 
 

@@ -17,6 +17,7 @@
    folder of random clips (data loading, augmentation, steps; samples/s of its last epoch).
 """
 import argparse
+import functools
 import json
 import os
 import pickle
@@ -33,17 +34,19 @@ import torch  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
 import pretrain  # noqa: E402
-from engine import TrainStep  # noqa: E402
+from engine import train_step  # noqa: E402
+from evaluation.knn import knn_predict  # noqa: E402
+from fast.model import FastCMD  # noqa: E402
+from fast.step import GraphedStep  # noqa: E402
 from feeder.datasets import PairAugment, PretrainDataset, SkeletonFolder, collate_clips  # noqa: E402
 from feeder.layouts import NTU25  # noqa: E402
-from models.cmd import CMD  # noqa: E402
 from models.gru import GRUEncoder  # noqa: E402
 from tests.reference import FrameByFrameGRUEncoder  # noqa: E402
-from utils.knn import knn_predict  # noqa: E402
-from utils.misc import BackgroundSaver, get_rng_state, save_atomic  # noqa: E402
+from utils.rng import get_rng_state  # noqa: E402
+from utils.saver import BackgroundSaver, save_atomic  # noqa: E402
 
 CONFIGS = {
-    # the published recipe (method notes, section 9)
+    # the published recipe (docs/protocols.md)
     'published': dict(batch=64, frames=64, hidden=1024, layers=3, queue=16384, topk=8192),
     # small enough for a 2-core CPU
     'ci': dict(batch=32, frames=32, hidden=128, layers=3, queue=256, topk=128),
@@ -95,9 +98,9 @@ def build(variant, cfg, device):
         return cls(150, cfg['hidden'], cfg['layers'], 128, mlp=True)
     torch.manual_seed(0)
     with device:  # initialise on the device: the published sizes are slow to build on the host
-        model = CMD(make_encoder, NTU25, queue_size=cfg['queue'], topk=cfg['topk'],
-                    grouped=variant['impl'] == 'grouped', kernels=variant.get('kernels', 'auto'),
-                    fp16_operands=variant.get('fp16', False), overlap_keys=variant.get('overlap', False)).train()
+        model = FastCMD(make_encoder, NTU25, queue_size=cfg['queue'], topk=cfg['topk'],
+                        grouped=variant['impl'] == 'grouped', kernels=variant.get('kernels', 'auto'),
+                        recurrent_fp16=variant.get('fp16', False), overlap_keys=variant.get('overlap', False)).train()
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.01, momentum=0.9,
                                 weight_decay=1e-4, fused=device.type == 'cuda')  # as pretrain.py
     return model, optimizer
@@ -113,9 +116,9 @@ def make_step(variant, cfg, device):
     if device.type == 'cuda':  # as pretrain.py: float32 products unless the variant says TF32
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = variant.get('tf32', False)
     model, optimizer = build(variant, cfg, device)
-    amp = argparse.Namespace(amp=variant.get('amp', False), amp_dtype='bfloat16')
-    step = TrainStep(model, optimizer, torch.amp.GradScaler(device.type, enabled=False), amp,
-                     graph=variant.get('graph', False))
+    scaler, amp = torch.amp.GradScaler(device.type, enabled=False), variant.get('amp', False)
+    step = (GraphedStep(model, optimizer, scaler, amp) if variant.get('graph', False)
+            else functools.partial(train_step, model, optimizer, scaler, amp=amp))
     return step, cfg['batch'] * variant.get('batch', 1)
 
 

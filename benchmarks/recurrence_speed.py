@@ -16,8 +16,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 
-from models import recurrence  # noqa: E402
-from models.gru import _InputProjection  # noqa: E402
+from fast import recurrence  # noqa: E402
+from fast.grouped import _InputProjection  # noqa: E402
 
 
 def graphed_ms(fn, repeats):

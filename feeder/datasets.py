@@ -7,7 +7,7 @@ import torch
 from torch.utils.data import Dataset
 
 from feeder.augment import center_crop_resize, corrupt_count, random_crop_resize, random_spatial
-from options.presets import MAX_FRAMES, PARTS
+from feeder.info import MAX_FRAMES, PARTS
 
 
 class SkeletonFolder:

@@ -1,8 +1,8 @@
-"""Reading and writing the authors' released CMD checkpoint layout (method notes, section 12)."""
+"""Reading and writing the authors' released CMD checkpoint layout (docs/checkpoints.md)."""
 import torch
 
 # Released key suffix of each modality: encoder_q, encoder_q_motion, encoder_q_bone, queue_motion, ...
-PUBLISHED_SUFFIX = {'joint': '', 'motion': '_motion', 'bone': '_bone'}
+RELEASED_SUFFIX = {'joint': '', 'motion': '_motion', 'bone': '_bone'}
 
 
 def strip_module(state):
@@ -10,36 +10,36 @@ def strip_module(state):
     return {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state.items()}
 
 
-def published_encoder_state(state, branch, modality):
+def released_encoder_state(state, branch, modality):
     """The entries of one released encoder (``branch`` 'q' or 'k'), prefix removed."""
-    prefix = f'encoder_{branch}{PUBLISHED_SUFFIX[modality]}.'
+    prefix = f'encoder_{branch}{RELEASED_SUFFIX[modality]}.'
     return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
 
 
 @torch.no_grad()
-def load_published_cmd(model, state):
+def load_released_cmd(model, state):
     """Load a released CMD ``state_dict`` (GRU encoders) into a :class:`models.cmd.CMD`."""
     state = strip_module(state)
-    for m, suffix in ((m, PUBLISHED_SUFFIX[m]) for m in model.modalities):
+    for m, suffix in ((m, RELEASED_SUFFIX[m]) for m in model.modalities):
         for branch, encoders in (('q', model.encoder_q), ('k', model.encoder_k)):
-            sub = published_encoder_state(state, branch, m)
+            sub = released_encoder_state(state, branch, m)
             if not sub:
                 raise KeyError(f'no encoder_{branch}{suffix}.* entries in the released checkpoint')
-            missing, unexpected = encoders[m].load_published_state_dict(sub)
+            missing, unexpected = encoders[m].load_released_state_dict(sub)
             if missing or unexpected:
                 raise KeyError(f'encoder_{branch}{suffix}: missing {missing}, unexpected {unexpected}')
     for i, m in enumerate(model.modalities):
-        model.queue[i].copy_(state[f'queue{PUBLISHED_SUFFIX[m]}'])
+        model.queue[i].copy_(state[f'queue{RELEASED_SUFFIX[m]}'])
     model.queue_ptr.copy_(state['queue_ptr'].view(1))
 
 
-def published_cmd_state(model):
+def released_cmd_state(model):
     """A :class:`models.cmd.CMD` with GRU encoders in the released key layout."""
     state = {}
     for i, m in enumerate(model.modalities):
-        suffix = PUBLISHED_SUFFIX[m]
+        suffix = RELEASED_SUFFIX[m]
         for branch, encoders in (('q', model.encoder_q), ('k', model.encoder_k)):
-            for k, v in encoders[m].published_state_dict().items():
+            for k, v in encoders[m].released_state_dict().items():
                 state[f'encoder_{branch}{suffix}.{k}'] = v
         state[f'queue{suffix}'] = model.queue[i].clone()
         state[f'queue_ptr{suffix}'] = model.queue_ptr.clone()

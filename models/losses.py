@@ -1,4 +1,4 @@
-"""The two objectives of CMD (method notes, section 8) as plain functions."""
+"""The two objectives of CMD (docs/method.md, "The objective") as plain functions."""
 import torch
 import torch.nn.functional as F
 

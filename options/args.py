@@ -1,19 +1,20 @@
-"""The argument parser shared by every entry script, and preset resolution."""
+"""The parent parsers every entry script builds on, and the resolution of their defaults."""
 import argparse
 
 import torch
 
-from options.presets import DATASETS
+from feeder.info import BUILTIN_DATASETS
+from feeder.modalities import MODALITIES
 
 
 def get_args_parser(add_help=False):
     """Arguments common to pretraining and evaluation; scripts add theirs via ``parents=``."""
     parser = argparse.ArgumentParser('CMD', add_help=add_help)
     data = parser.add_argument_group('data')
-    data.add_argument('--dataset', default='synthetic', choices=sorted(DATASETS))
+    data.add_argument('--dataset', default='synthetic', choices=sorted(BUILTIN_DATASETS))
     data.add_argument('--protocol', default='xsub', help='benchmark: xsub, xview or xsetup (by dataset)')
     data.add_argument('--data-root', required=True,
-                      help='folder written by feeder.prepare: DIR/<protocol>/train_data_joint.npy ...')
+                      help='folder written by feeder.prepare: DIR/<benchmark>/train_data_joint.npy ...')
     data.add_argument('--output-dir', default=None, help='where checkpoints, logs and results go')
     data.add_argument('--frames', type=int, default=None, help='frames per clip after the temporal crop')
     data.add_argument('--batch-size', type=int, default=None, help='per process')
@@ -35,6 +36,61 @@ def get_args_parser(add_help=False):
     return parser
 
 
+def get_optim_parser(add_help=False):
+    """SGD and its schedule, for pretraining and the supervised protocols alike."""
+    parser = argparse.ArgumentParser('CMD optimisation', add_help=add_help)
+    opt = parser.add_argument_group('optimisation')
+    opt.add_argument('--epochs', type=int, default=None)
+    opt.add_argument('--lr', type=float, default=None, help='base learning rate (SGD)')
+    opt.add_argument('--schedule', type=int, nargs='*', default=None, help='epochs where lr drops x0.1')
+    opt.add_argument('--cos', action='store_true', help='cosine learning-rate decay instead of steps')
+    opt.add_argument('--momentum', type=float, default=None, help='SGD momentum')
+    opt.add_argument('--weight-decay', type=float, default=None)
+    return parser
+
+
+def get_eval_parser(fusion=True, add_help=False):
+    """What every evaluation reads: the checkpoint and the streams (``fusion``: ``all`` allowed)."""
+    parser = argparse.ArgumentParser('CMD evaluation', add_help=add_help)
+    parser.add_argument('--checkpoint', default=None, help="ours, the authors' released file, or 'random'")
+    parser.add_argument('--stream', default='joint', choices=list(MODALITIES) + (['all'] if fusion else []),
+                        help="the modality evaluated{}".format(", or 'all': the three and their fusion" if fusion else ''))
+    return parser
+
+
+def get_supervised_parser(add_help=False):
+    """Arguments of the supervised protocols (linear evaluation, fine-tuning)."""
+    parser = argparse.ArgumentParser('CMD supervised', add_help=add_help, parents=[get_optim_parser()])
+    parser.add_argument('--eval-every', type=int, default=1, help='test every N epochs (and after the last)')
+    parser.add_argument('--quiet', action='store_true', help='no progress bars')
+    return parser
+
+
+def show_defaults(parser, recipe_for, note=None):
+    """Append to each recipe-filled flag's help what it defaults to, per dataset:
+    ``recipe_for(dataset)`` is that dataset's recipe; ``note(key)`` may add a remark (for example
+    an encoder's own value)."""
+    for action in parser._actions:
+        values = {name: recipe_for(name).get(action.dest) for name in sorted(BUILTIN_DATASETS)}
+        if action.default is not None or all(v is None for v in values.values()):
+            continue
+        groups = {}
+        for name, value in values.items():
+            groups.setdefault(format_default(value), []).append(name)
+        common = max(groups, key=lambda v: len(groups[v]))
+        others = '; '.join(f'{", ".join(names)}: {v}' for v, names in groups.items() if v != common)
+        extra = note(action.dest) if note else None
+        details = '; '.join(x for x in (others, extra) if x)
+        default = f'default: {common}' + (f' ({details})' if details else '')
+        action.help = f'{action.help}; {default}' if action.help else default
+
+
+def format_default(value):
+    if value is None:
+        return 'none'
+    return ' '.join(map(str, value)) if isinstance(value, list) else str(value)
+
+
 def fill_defaults(args, recipe):
     """Set every argument left at ``None`` from ``recipe``."""
     for key, value in recipe.items():
@@ -44,25 +100,10 @@ def fill_defaults(args, recipe):
 
 
 def check_protocol(args):
-    protocols = DATASETS[args.dataset]['protocols']
-    if args.protocol not in protocols:
+    benchmarks = BUILTIN_DATASETS[args.dataset].benchmarks
+    if args.protocol not in benchmarks:
         raise SystemExit(f'error: --protocol {args.protocol} is not a benchmark of {args.dataset}; '
-                         f'choose from {", ".join(protocols)}')
-
-
-def get_supervised_parser(add_help=False):
-    """Arguments of the supervised protocols (linear evaluation, fine-tuning)."""
-    parser = argparse.ArgumentParser('CMD supervised', add_help=add_help)
-    parser.add_argument('--checkpoint', default=None, help="ours, the authors' released file, or 'random'")
-    parser.add_argument('--epochs', type=int, default=None)
-    parser.add_argument('--lr', type=float, default=None)
-    parser.add_argument('--schedule', type=int, nargs='*', default=None, help='epochs where lr drops x0.1')
-    parser.add_argument('--cos', action='store_true', help='cosine learning-rate decay instead of steps')
-    parser.add_argument('--momentum', type=float, default=None)
-    parser.add_argument('--weight-decay', type=float, default=None)
-    parser.add_argument('--eval-every', type=int, default=1, help='test every N epochs (and after the last)')
-    parser.add_argument('--quiet', action='store_true', help='no progress bars')
-    return parser
+                         f'choose from {", ".join(benchmarks)}')
 
 
 def resolve_common(args, recipe, output_required=True):

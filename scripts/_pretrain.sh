@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# Shared body of the pretrain_*.sh scripts: _pretrain.sh DATASET PROTOCOL DATA_DIR_NAME [extra args]
-# Environment: DATA_ROOT (folder holding the prepared dataset folders, default ./data),
-# OUTPUT_ROOT (default ./output), NPROC (GPUs on this machine, default 1).
+# Shared body of the pretrain_*.sh scripts: _pretrain.sh DATASET PROTOCOL [extra args]
+# Environment: DATA_ROOT (folder holding the prepared dataset folders, named as in
+# feeder/info.py, default ./data), OUTPUT_ROOT (default ./output), NPROC (GPUs on this machine,
+# default 1), PYTHON (the interpreter, default python).
 set -euo pipefail
-dataset=$1 protocol=$2 dir_name=$3
-shift 3
+dataset=$1 protocol=$2
+shift 2
 cd "$(dirname "$0")/.."
 DATA_ROOT=${DATA_ROOT:-./data}
 OUTPUT_ROOT=${OUTPUT_ROOT:-./output}
 NPROC=${NPROC:-1}
-launcher=(python)
+PYTHON=${PYTHON:-python}
+dir_name=$("$PYTHON" -c 'import sys; from feeder.info import dataset_info; print(dataset_info(sys.argv[1]).dir_name)' "$dataset")
+launcher=("$PYTHON")
 if [ "$NPROC" -gt 1 ]; then
     launcher=(torchrun --standalone --nproc_per_node "$NPROC")
 fi

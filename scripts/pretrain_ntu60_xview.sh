@@ -1,3 +1,3 @@
 #!/usr/bin/env bash
 # CMD pretraining with the published recipe: NTU-60 cross-view. Extra arguments are passed to pretrain.py.
-exec "$(dirname "$0")/_pretrain.sh" ntu60 xview NTU-RGB-D-60-AGCN "$@"
+exec "$(dirname "$0")/_pretrain.sh" ntu60 xview "$@"

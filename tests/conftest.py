@@ -69,8 +69,8 @@ def tf32_switches(enabled=None):
 @pytest.fixture(scope='session')
 def data_root(tmp_path_factory):
     """A small synthetic dataset in the community layout (4 classes, 3 subjects, 2 cameras)."""
-    from feeder import prepare as prep
-    from feeder.synthetic import generate
+    from feeder.raw import prepare as prep
+    from feeder.raw.synthetic import generate
     root = tmp_path_factory.mktemp('synthetic')
     generate(str(root / 'raw'), classes=4, subjects=3, cameras=2, replications=1, seed=0)
     prep.prepare(argparse.Namespace(dataset='synthetic', raw_dir=str(root / 'raw'), out_dir=str(root / 'data'),

@@ -1,24 +1,26 @@
 """The same checks on a CUDA GPU (cuDNN kernels, the grouped recurrence's Triton kernels, CUDA
 graphs, device-side augmentation, mixed precision). Skipped where there is no GPU;
 ``benchmarks/gpu_check.sh`` runs them on a lent machine."""
-import argparse
 import copy
+import functools
 import json
 
 import pytest
 import torch
 
+from engine import train_step
+from evaluation.knn import knn_predict
+from fast.grouped import grouped_features
+from fast.model import FastCMD
+from fast.recurrence import gru_recurrence
+from fast.step import GraphedStep
 from feeder.augment import center_crop_resize, random_crop_resize, random_spatial, resize_window
-from models.checkpoint import load_published_cmd, published_cmd_state
-from engine import TrainStep
 from feeder.layouts import NTU25
-from models.cmd import CMD
-from models.gru import GRUEncoder, grouped_features
-from models.recurrence import gru_recurrence
+from models.checkpoint import load_released_cmd, released_cmd_state
+from models.gru import GRUEncoder
 from tests.conftest import run_pretrain, tf32_switches
+from tests.golden import GOLDEN, build
 from tests.reference import published_gru_features
-from tests.test_golden import GOLDEN, build
-from utils.knn import knn_predict
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU')
 CUDA = torch.device('cuda')
@@ -35,7 +37,7 @@ def test_fused_gru_equals_frame_by_frame_on_cudnn(full_float32):
     torch.manual_seed(0)
     encoder = GRUEncoder(150, 256, 3, dim=128).to(CUDA).eval()
     gru = torch.nn.GRU(150, 256, 3, batch_first=True, bidirectional=True).to(CUDA)
-    gru.load_state_dict(encoder.published_gru_state())
+    gru.load_state_dict(encoder.released_gru_state())
     x = torch.randn(16, 3, 64, 25, 2, device=CUDA)
     with torch.no_grad():
         torch.testing.assert_close(encoder.features(x), published_gru_features(gru, encoder.input_norm, x),
@@ -70,7 +72,7 @@ def test_fp16_operand_kernels_equal_their_reference_on_the_gpu(full_float32):
     dout = torch.randn(6, 32, 64, 256, device=CUDA)
     results = {}
     for kernels in ('torch', 'triton-frame'):
-        out = gru_recurrence(gi, w, b, kernels, fp16_operands=True)
+        out = gru_recurrence(gi, w, b, kernels, recurrent_fp16=True)
         results[kernels] = [out, *torch.autograd.grad((out * dout).sum(), (gi, w, b))]
     for name, expected, got in zip(('out', 'gi', 'w', 'b'), results['torch'], results['triton-frame']):
         assert (got - expected).norm() / expected.norm() < 1e-3, name
@@ -96,7 +98,7 @@ def test_fp16_operand_encoders_are_as_accurate_as_tf32_on_the_gpu():
     exact = run(base, 'cpu', torch.float64, kernels='torch')
     with tf32_switches(True):
         tf32 = run(base, CUDA, torch.float32, kernels='triton')
-        fp16 = run(base, CUDA, torch.float32, kernels='triton-frame', fp16_operands=True)
+        fp16 = run(base, CUDA, torch.float32, kernels='triton-frame', recurrent_fp16=True)
     for name, e, t, f in zip(('features', 'gradients'), exact, tf32, fp16):
         err_tf32, err_fp16 = ((x - e).norm() / e.norm() for x in (t, f))
         assert err_fp16 < 1.5 * err_tf32 + 1e-6, (name, err_fp16.item(), err_tf32.item())
@@ -106,8 +108,8 @@ def test_fp16_operand_encoders_are_as_accurate_as_tf32_on_the_gpu():
 def test_golden_step_on_the_gpu(full_float32, grouped):
     golden = torch.load(GOLDEN, weights_only=True)
     config = golden['config']
-    model = build(config, grouped).to(CUDA).train()
-    load_published_cmd(model, {k: v.to(CUDA) for k, v in golden['state_dict_before'].items()})
+    model = (build(config, FastCMD, grouped=True) if grouped else build(config)).to(CUDA).train()
+    load_released_cmd(model, {k: v.to(CUDA) for k, v in golden['state_dict_before'].items()})
     optimizer = torch.optim.SGD(model.parameters(), lr=config['lr'], momentum=config['momentum'],
                                 weight_decay=config['weight_decay'])
     total, stats = model(golden['inputs']['view_query'].to(CUDA), golden['inputs']['view_key'].to(CUDA))
@@ -116,7 +118,7 @@ def test_golden_step_on_the_gpu(full_float32, grouped):
     optimizer.zero_grad()
     total.backward()
     optimizer.step()
-    after = published_cmd_state(model)
+    after = released_cmd_state(model)
     for key, value in golden['state_dict_after_one_sgd_step'].items():
         torch.testing.assert_close(after[key].cpu().to(value.dtype), value, atol=1e-4, rtol=1e-3, msg=key)
 
@@ -159,12 +161,13 @@ def test_graphed_steps_equal_eager_steps(full_float32, amp, overlap, kernels, fp
     def train(graph):
         torch.manual_seed(0)
         with CUDA:
-            model = CMD(lambda: GRUEncoder(150, 64, 3, 128), NTU25, queue_size=256, topk=64, grouped=True,
-                        kernels=kernels, fp16_operands=fp16, overlap_keys=overlap and graph).train()
+            model = FastCMD(lambda: GRUEncoder(150, 64, 3, 128), NTU25, queue_size=256, topk=64, grouped=True,
+                            kernels=kernels, recurrent_fp16=fp16, overlap_keys=overlap and graph).train()
         optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.05, momentum=0.9,
                                     weight_decay=1e-4, fused=graph)  # fused SGD: the same update
-        step = TrainStep(model, optimizer, torch.amp.GradScaler('cuda', enabled=False),
-                         argparse.Namespace(amp=amp, amp_dtype='bfloat16'), graph=graph)
+        scaler = torch.amp.GradScaler('cuda', enabled=False)
+        step = (GraphedStep(model, optimizer, scaler, amp) if graph
+                else functools.partial(train_step, model, optimizer, scaler, amp=amp))
         gen = torch.Generator(device=CUDA).manual_seed(1)
         losses = []
         for i in range(9):

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from engine import prefetch_views
+from fast.step import prefetch_views
 from feeder.datasets import DownstreamDataset, PairAugment, PretrainDataset, SkeletonFolder
 
 

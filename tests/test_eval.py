@@ -10,16 +10,16 @@ from torch.utils.data import DataLoader, TensorDataset
 import finetune
 import knn_eval
 import linear_eval
-from engine import Classifier, fit_classifiers
+from evaluation.classifier import Classifier, fit_classifiers
 from feeder.layouts import NTU25
 from finetune import balanced_subset
-from models.checkpoint import published_cmd_state
+from models.checkpoint import released_cmd_state
 from models.cmd import CMD
 from models.gru import GRUEncoder
-from models.pretrained import load_encoders
+from evaluation.pretrained import load_encoders
 from tests.reference import published_gru_features
-from tests.test_golden import GOLDEN
-from utils.knn import knn_predict
+from tests.golden import GOLDEN
+from evaluation.knn import knn_predict
 
 COMMON = ['--dataset', 'synthetic', '--frames', '8', '--batch-size', '4', '--workers', '0', '--device', 'cpu']
 
@@ -63,10 +63,10 @@ def test_frozen_training_leaves_encoder_bit_identical():
 
 
 def _released_file(tmp_path, model):
-    state = {f'module.{k}': v for k, v in published_cmd_state(model).items()}
+    state = {f'module.{k}': v for k, v in released_cmd_state(model).items()}
     path = tmp_path / 'checkpoint_0450.pth.tar'
     torch.save({'epoch': 451, 'state_dict': state, 'optimizer': {}}, path)
-    return path, published_cmd_state(model)
+    return path, released_cmd_state(model)
 
 
 def test_released_layout_checkpoint_matches_the_frame_by_frame_oracle(tmp_path):

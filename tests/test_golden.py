@@ -1,16 +1,12 @@
 """Parity with the published implementation: one training step from a mid-training state
-(values produced by the authors' code at tiny sizes; method notes, section 15)."""
-import os
-
+(values produced by the authors' code at tiny sizes; docs/checkpoints.md, "Golden values")."""
 import pytest
 import torch
 
-from feeder.layouts import NTU25
-from models.checkpoint import load_published_cmd, published_cmd_state
-from models.cmd import CMD
-from models.gru import GRUEncoder
-
-GOLDEN = os.path.join(os.path.dirname(__file__), 'data', 'cmd_published_tiny.pt')
+from fast.model import FastCMD
+from models.checkpoint import load_released_cmd, released_cmd_state
+from models.losses import infonce
+from tests.golden import GOLDEN, build
 
 
 @pytest.fixture(scope='module')
@@ -18,18 +14,10 @@ def golden():
     return torch.load(GOLDEN, weights_only=True)
 
 
-def build(config, grouped=False):
-    def make_encoder():
-        return GRUEncoder(150, config['hidden'], config['layers'], config['dim'], mlp=config['mlp'])
-    return CMD(make_encoder, NTU25, dim=config['dim'], queue_size=config['K'], momentum=config['m'],
-               contrast_t=config['T'], topk=config['topk'], teacher_t=config['teacher_T'],
-               student_t=config['student_T'], cmd_weight=config['cmd_weight'], grouped=grouped)
-
-
 def test_released_layout_round_trip(golden):
     model = build(golden['config'])
-    load_published_cmd(model, golden['state_dict_before'])
-    exported = published_cmd_state(model)
+    load_released_cmd(model, golden['state_dict_before'])
+    exported = released_cmd_state(model)
     before = golden['state_dict_before']
     assert set(exported) == set(before)
     for key, value in before.items():
@@ -40,14 +28,21 @@ def test_released_layout_round_trip(golden):
 def test_one_step_reproduces_the_published_implementation(golden, grouped):
     torch.manual_seed(0)
     config = golden['config']
-    model = build(config, grouped)
-    load_published_cmd(model, golden['state_dict_before'])
-    model.train()
+    def loaded():
+        model = build(config, FastCMD, grouped=True) if grouped else build(config)
+        load_released_cmd(model, golden['state_dict_before'])
+        return model.train()
+    model = loaded()
     optimizer = torch.optim.SGD(model.parameters(), lr=config['lr'], momentum=config['momentum'],
                                 weight_decay=config['weight_decay'])
-    total, stats = model(golden['inputs']['view_query'], golden['inputs']['view_key'])
-    for m in ('joint', 'motion', 'bone'):
-        torch.testing.assert_close(stats[f'logits_{m}'], golden['logits'][m], atol=1e-5, rtol=1e-5)
+    views = golden['inputs']['view_query'], golden['inputs']['view_key']
+    # the logits of the step, from a twin (the step itself moves the queues and statistics)
+    twin = loaded()
+    q, k = twin.embed(*views)
+    total, stats = model(*views)
+    for i, m in enumerate(('joint', 'motion', 'bone')):
+        logits = infonce(q[m], k[m], twin.queue[i], config['T'])[1]
+        torch.testing.assert_close(logits, golden['logits'][m], atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(stats[f'infonce_{m}'], golden['losses'][f'infonce_{m}'], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(stats['cmd'], golden['losses']['cmd'], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(total.detach(), golden['total_loss'], atol=1e-5, rtol=1e-5)
@@ -55,7 +50,7 @@ def test_one_step_reproduces_the_published_implementation(golden, grouped):
     optimizer.zero_grad()
     total.backward()
     optimizer.step()
-    after = published_cmd_state(model)
+    after = released_cmd_state(model)
     expected = golden['state_dict_after_one_sgd_step']
     assert set(after) == set(expected)
     for key, value in expected.items():
@@ -70,7 +65,7 @@ def test_one_step_reproduces_the_published_implementation(golden, grouped):
 def test_bfloat16_autocast_stays_close_to_the_published_losses(golden):
     # --amp changes the arithmetic: this bounds by how much on the golden step (CPU autocast).
     model = build(golden['config'])
-    load_published_cmd(model, golden['state_dict_before'])
+    load_released_cmd(model, golden['state_dict_before'])
     with torch.autocast('cpu', dtype=torch.bfloat16):
         total, stats = model.train()(golden['inputs']['view_query'], golden['inputs']['view_key'])
     for key, value in golden['losses'].items():

@@ -8,10 +8,11 @@ import textwrap
 import pytest
 import torch
 
+from fast.grouped import grouped_features
+from fast.model import FastCMD
+from fast.recurrence import gru_recurrence, triton
 from feeder.layouts import NTU25
-from models.cmd import CMD
-from models.gru import GRUEncoder, grouped_features
-from models.recurrence import gru_recurrence, triton
+from models.gru import GRUEncoder
 from tests.reference import published_gru_features
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -35,7 +36,7 @@ def test_grouped_features_equal_the_frame_by_frame_oracle(count, layers):
     got = grouped_features(group, inputs, kernels='torch')
     for encoder, x, feature in zip(group, inputs, got):
         gru = torch.nn.GRU(150, encoder.hidden_size, layers, batch_first=True, bidirectional=True).double()
-        gru.load_state_dict(encoder.published_gru_state())
+        gru.load_state_dict(encoder.released_gru_state())
         torch.testing.assert_close(feature, published_gru_features(gru, encoder.input_norm, x), rtol=1e-10, atol=1e-10)
 
 
@@ -88,7 +89,7 @@ def test_recurrence_takes_the_fused_layout_and_the_input_bias():
 def test_fp16_input_projections_are_as_accurate_as_tf32():
     # the layer's input products with float16 operands err no more than TF32 rounding of the same
     # operands; the backward is the float32 one
-    from models.gru import _InputProjection
+    from fast.grouped import _InputProjection
     torch.manual_seed(0)
     features, hidden = 512, 64
     bound = (6 / (features + 6 * hidden)) ** 0.5
@@ -124,7 +125,8 @@ def test_grouped_products_follow_autocast():
 def test_grouped_cmd_step_equals_the_fused_step():
     def step(grouped):
         torch.manual_seed(0)
-        model = CMD(lambda: GRUEncoder(150, 8, 2, 16), NTU25, dim=16, queue_size=16, topk=8, grouped=grouped).double()
+        model = FastCMD(lambda: GRUEncoder(150, 8, 2, 16), NTU25, dim=16, queue_size=16, topk=8,
+                        grouped=grouped).double()
         optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5, momentum=0.9)
         gen = torch.Generator().manual_seed(1)
         for _ in range(2):
@@ -144,9 +146,9 @@ def test_grouped_needs_published_encoders_of_one_shape():
         grouped_features([GRUEncoder(150, 8, 2, 16, mode='bidirectional')], [torch.randn(2, 3, 4, 25, 2)])
     with pytest.raises(ValueError, match="kernels must be one of 'auto', 'torch', 'triton', 'triton-frame'"):
         gru_recurrence(torch.randn(2, 1, 1, 6), torch.randn(1, 6, 2), torch.randn(1, 1, 6), kernels='cuda')
-    with pytest.raises(ValueError, match='fp16_operands rounds float32 operands; the inputs are torch.bfloat16'):
+    with pytest.raises(ValueError, match='recurrent_fp16 rounds float32 operands; the inputs are torch.bfloat16'):
         gru_recurrence(torch.randn(2, 1, 1, 6, dtype=torch.bfloat16), torch.randn(2, 6, 2), torch.randn(2, 1, 6),
-                       fp16_operands=True)
+                       recurrent_fp16=True)
 
 
 def _round_fraction(x, bits=10):
@@ -159,7 +161,7 @@ def _round_fraction(x, bits=10):
 
 def _gru_chains(gi, w, b, operand):
     """Frame-by-frame GRU chains whose product operands pass through ``operand`` (an oracle
-    written from the equations, independent of models.recurrence)."""
+    written from the equations, independent of fast.recurrence)."""
     h, size, outs = gi.new_zeros(gi.shape[0], gi.shape[2], w.shape[2]), w.shape[2], []
     for t in range(gi.shape[1]):
         gh = operand(h) @ operand(w).transpose(1, 2) + b
@@ -171,7 +173,7 @@ def _gru_chains(gi, w, b, operand):
     return torch.stack(outs, 1)
 
 
-def test_fp16_operands_are_as_accurate_as_tf32_operands():
+def test_recurrent_fp16_are_as_accurate_as_tf32_operands():
     # published-size weights (Xavier-uniform of a (3H, H) matrix) and states; float16 keeps TF32's
     # 10-bit fraction, so against float64 it must err no more than TF32 rounding of the same operands
     torch.manual_seed(0)
@@ -183,7 +185,7 @@ def test_fp16_operands_are_as_accurate_as_tf32_operands():
     exact = _gru_chains(gi, w, b, lambda x: x)
     tf32 = _gru_chains(gi, w, b, lambda x: _round_fraction(x.float()).double())
     fp16 = _gru_chains(gi, w, b, lambda x: x.half().double())
-    got = gru_recurrence(gi.float(), w.float(), b.float(), 'torch', fp16_operands=True).double()
+    got = gru_recurrence(gi.float(), w.float(), b.float(), 'torch', recurrent_fp16=True).double()
     err = {name: ((out - exact).norm() / exact.norm()).item() for name, out in
            (('tf32', tf32), ('fp16', fp16), ('implementation', got))}
     assert 1e-5 < err['tf32'] < 1e-3, err  # the emulation does round
@@ -201,7 +203,7 @@ def test_fp16_operand_gradients_round_only_the_operands():
     w = (0.5 * torch.randn(2, 12, 4, dtype=torch.float64)).requires_grad_()
     b = torch.randn(2, 1, 12, dtype=torch.float64, requires_grad=True)
     dout = torch.randn(2, 5, 3, 4, dtype=torch.float64)
-    got = torch.autograd.grad((gru_recurrence(gi.float(), w.float(), b.float(), 'torch', fp16_operands=True)
+    got = torch.autograd.grad((gru_recurrence(gi.float(), w.float(), b.float(), 'torch', recurrent_fp16=True)
                                * dout).sum(), (gi, w, b))
     # oracle: autograd through the equations with rounded weights; the rounding of the states
     # passes gradients as the identity
@@ -220,7 +222,7 @@ def test_triton_gate_kernels_equal_the_tensor_operations():
     # reference, which rounds the same values (a rounding can flip with the summation order)
     code = textwrap.dedent('''
         import torch
-        from models.recurrence import gru_recurrence
+        from fast.recurrence import gru_recurrence
         torch.manual_seed(0)
         for groups, frames, batch, size in ((3, 6, 4, 40), (2, 4, 70, 24)):
             w = (0.3 * torch.randn(groups, 3 * size, size)).requires_grad_()
@@ -238,16 +240,16 @@ def test_triton_gate_kernels_equal_the_tensor_operations():
                     grads = {}
                     inputs = (gi, w, b) if bias is None else (gi, w, b, bias)
                     for k in ('torch', kernels):
-                        out = gru_recurrence(gi, w, b, k, fp16_operands=fp16, b_ih=bias)
+                        out = gru_recurrence(gi, w, b, k, recurrent_fp16=fp16, b_ih=bias)
                         grads[k] = [out, *torch.autograd.grad((out * dout).sum(), inputs)]
                         with torch.no_grad():
-                            torch.testing.assert_close(gru_recurrence(gi, w, b, k, fp16_operands=fp16, b_ih=bias), out,
+                            torch.testing.assert_close(gru_recurrence(gi, w, b, k, recurrent_fp16=fp16, b_ih=bias), out,
                                                        rtol=0, atol=0)
                     for expected, got in zip(grads['torch'], grads[kernels]):
                         torch.testing.assert_close(got, expected, rtol=tol, atol=tol)
         # both forms of the backward's product (timing picks one on a GPU)
         import triton
-        from models import recurrence as R
+        from fast import recurrence as R
         groups, batch, size = 2, 70, 40
         dgh, w = torch.randn(groups, batch, 3 * size), torch.randn(groups, 3 * size, size).half()
         expected = torch.stack([dgh[..., s * size:(s + 1) * size] @ w[:, s * size:(s + 1) * size].float()

@@ -1,8 +1,8 @@
-from feeder.layouts import KINECT_V1_20, LAYOUTS, NTU25, get_layout
-from feeder.synthetic import ACTIONS
-from options.presets import DATASETS
-
 import pytest
+
+from feeder.info import BUILTIN_DATASETS
+from feeder.layouts import KINECT_V1_20, LAYOUTS, NTU25, get_layout
+from feeder.raw.synthetic import ACTIONS
 
 NTU_BONES_1_BASED = [(1, 2), (2, 21), (3, 21), (4, 3), (5, 21), (6, 5), (7, 6), (8, 7), (9, 21),
                      (10, 9), (11, 10), (12, 11), (13, 1), (14, 13), (15, 14), (16, 15), (17, 1),
@@ -45,9 +45,9 @@ def test_every_joint_owns_one_bone_and_the_graph_is_a_tree(layout):
     assert len(layout.joint_names) == layout.num_joints
 
 
-def test_presets_name_known_layouts():
-    for name, preset in DATASETS.items():
-        assert get_layout(preset['layout']).name == preset['layout']
-    assert DATASETS['synthetic']['num_classes'] == len(ACTIONS)
+def test_builtin_datasets_use_registered_layouts():
+    for info in BUILTIN_DATASETS.values():
+        assert get_layout(info.layout.name) is info.layout
+    assert BUILTIN_DATASETS['synthetic'].num_classes == len(ACTIONS)
     with pytest.raises(ValueError, match='unknown skeleton layout'):
-        get_layout('coco17')
+        get_layout('no_such_layout')

@@ -17,7 +17,7 @@ from tests.reference import published_gru_features
 def _published_gru(encoder):
     gru = nn.GRU(encoder.input_norm.num_features, encoder.hidden_size, encoder.num_layers,
                  batch_first=True, bidirectional=True)
-    gru.load_state_dict(encoder.published_gru_state())
+    gru.load_state_dict(encoder.released_gru_state())
     return gru
 
 
@@ -57,7 +57,7 @@ def test_gru_recurrent_blocks_stay_block_diagonal_in_training():
 
 def test_gru_initialisation_follows_the_published_code():
     encoder = GRUEncoder(150, 64, 3, dim=128, mlp=True)
-    state = encoder.published_gru_state()
+    state = encoder.released_gru_state()
     bound = (6 / (150 + 3 * 64)) ** 0.5  # Xavier-uniform on each chain's (3H, in) matrix
     assert state['weight_ih_l0'].abs().max() <= bound and state['weight_ih_l0'].abs().max() > 0.9 * bound
     assert state['bias_hh_l2'].abs().max() <= 64 ** -0.5  # PyTorch's default
@@ -149,7 +149,7 @@ def test_student_is_compared_on_the_teachers_neighbours():
 def _tiny_cmd(modalities=('joint', 'motion', 'bone'), cmd_weight=1.0, queue=16):
     torch.manual_seed(0)
     return CMD(lambda: GRUEncoder(150, 8, 2, dim=16), NTU25, modalities, dim=16, queue_size=queue,
-               momentum=0.9, topk=8, cmd_weight=cmd_weight)
+               momentum_key=0.9, topk=8, cmd_weight=cmd_weight)
 
 
 def test_step_gradients_momentum_and_queue():

@@ -5,8 +5,8 @@ import pickle
 import numpy as np
 import pytest
 
-from feeder import prepare as prep
-from feeder.synthetic import generate
+from feeder.raw import prepare as prep
+from feeder.raw.synthetic import generate
 from tests.conftest import random_body, write_skeleton
 from tests.reference import prepare_file, read_skeleton_filter
 

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from feeder.normalize import normalize_sample, select_bodies
+from feeder.raw.normalize import normalize_sample, select_bodies
 from feeder.layouts import NTU25
-from feeder.readers import DataFormatError, parse_ntu_name, read_ntu_skeleton
+from feeder.raw.readers import DataFormatError, parse_ntu_name, read_ntu_skeleton
 from tests.conftest import random_body, write_skeleton
 from tests.reference import get_nonzero_std, pre_normalization, read_xyz
 

@@ -1,4 +1,6 @@
-"""Atomic file writing, without heavy imports (data preparation uses it in worker processes)."""
+"""Atomic file writing and JSON lines, without heavy imports (data preparation uses it in worker
+processes)."""
+import json
 import os
 
 
@@ -13,3 +15,8 @@ def write_atomic(path, write):
 
 def write_text_atomic(path, text):
     write_atomic(path, lambda f: f.write(text.encode()))
+
+
+def append_jsonl(path, record):
+    with open(path, 'a') as f:
+        f.write(json.dumps(record) + '\n')

@@ -21,14 +21,14 @@ encoder computes one product per modality for both of its chains, whose columns 
 chain, unit), and the kernels read it in place and write its gradient in the same layout; the
 input bias is added in the kernels, so the product needs no bias pass either.
 
-``fp16_operands=True`` rounds the recurrent products' operands to float16: the weights (forward
+``recurrent_fp16=True`` rounds the recurrent products' operands to float16: the weights (forward
 and backward) and the states (forward). float16 keeps the 10-bit fraction that TF32 products
-keep, in half the bytes; the forward products are memory-bound (75 MB of float32 weights a
-frame against an H100's 50 MB L2), so this halves their time (measured on an H100: 23 us a
-frame with the gate update, against 41 + 6 us for cuBLAS's float32 product and the gate
-kernel). It differs from TF32 only for magnitudes under 2^-14 (6.1e-5), where float16 keeps an
-absolute error of at most 2^-25 instead of a relative one (TF32's error at 2^-14 is that same
-2^-25), and above 65,504, which GRU states (bounded by 1) and trained weights do not reach.
+keep, in half the bytes; the forward products are memory-bound (the weights of a frame's
+product exceed the L2 cache at the published size), so this about halves their time (figures
+in ``benchmarks/RESULTS.md``). It differs from TF32 only for magnitudes under 2^-14 (6.1e-5),
+where float16 keeps an absolute error of at most 2^-25 instead of a relative one (TF32's error
+at 2^-14 is that same 2^-25), and above 65,504, which GRU states (bounded by 1) and trained
+weights do not reach.
 The incoming gradients of the backward stay float32 (their range needs it), so its products are
 TF32 with float16 weights.
 """
@@ -409,17 +409,17 @@ class _GRURecurrence(torch.autograd.Function):
 KERNELS = ('auto', 'torch', 'triton', 'triton-frame')
 
 
-def gru_recurrence(gi, w_hh, b_hh, kernels='auto', fp16_operands=False, b_ih=None):
+def gru_recurrence(gi, w_hh, b_hh, kernels='auto', recurrent_fp16=False, b_ih=None):
     """Outputs (G, T, N, H) of G GRU chains started from zero.
 
     ``gi``: the input projections ``W_ih x`` (G, T, N, 3H), or (E, C, T, N, 3, H) for G = E x C
     chains in groups of C (any strides with unit stride along H: the fused layout of
-    :func:`models.gru.grouped_features`, whose groups' products serve C chains at once);
+    :func:`fast.grouped.grouped_features`, whose groups' products serve C chains at once);
     ``w_hh``: (G, 3H, H) recurrent weights, each chain's as in ``torch.nn.GRU`` (``h @ w_hh[g].T``
     gives the three gates); ``b_hh``, ``b_ih``: (G, 1, 3H), ``b_ih`` None if ``gi`` includes it.
     ``kernels``: 'torch' (tensor operations), 'triton' (cuBLAS products and fused Triton gate
     kernels), 'triton-frame' (one Triton kernel per frame) or 'auto' (on CUDA with Triton,
-    'triton-frame' with ``fp16_operands``, else 'triton'; else 'torch'). ``fp16_operands``: round
+    'triton-frame' with ``recurrent_fp16``, else 'triton'; else 'torch'). ``recurrent_fp16``: round
     the recurrent products' operands to float16 (module docstring); needs float32 ``gi`` and
     'torch' or 'triton-frame' kernels.
     """
@@ -428,14 +428,14 @@ def gru_recurrence(gi, w_hh, b_hh, kernels='auto', fp16_operands=False, b_ih=Non
     if kernels.startswith('triton') and not triton_usable(gi):
         raise RuntimeError(f'the {kernels!r} kernels need Triton and a CUDA tensor (or TRITON_INTERPRET=1)')
     if kernels == 'auto':
-        mode = ('triton-frame' if fp16_operands else 'triton') if gi.is_cuda and triton is not None else 'torch'
+        mode = ('triton-frame' if recurrent_fp16 else 'triton') if gi.is_cuda and triton is not None else 'torch'
     else:
         mode = kernels
-    if fp16_operands:
+    if recurrent_fp16:
         if gi.dtype != torch.float32:
-            raise ValueError(f'fp16_operands rounds float32 operands; the inputs are {gi.dtype}')
+            raise ValueError(f'recurrent_fp16 rounds float32 operands; the inputs are {gi.dtype}')
         if mode == 'triton':
-            raise ValueError("fp16_operands needs kernels 'torch' or 'triton-frame' (cuBLAS products take "
+            raise ValueError("recurrent_fp16 needs kernels 'torch' or 'triton-frame' (cuBLAS products take "
                              'operands of one type)')
     if gi.dim() == 4:
         gi = gi.unflatten(-1, (3, -1)).unsqueeze(1)
@@ -445,7 +445,7 @@ def gru_recurrence(gi, w_hh, b_hh, kernels='auto', fp16_operands=False, b_ih=Non
         gi = gi.contiguous()
     w_hh, b_hh = w_hh.to(gi.dtype), b_hh.to(gi.dtype)
     b_ih = b_hh.new_zeros(b_hh.shape) if b_ih is None else b_ih.to(gi.dtype)
-    w_op = w_hh.detach().to(torch.float16) if fp16_operands else w_hh.detach()
+    w_op = w_hh.detach().to(torch.float16) if recurrent_fp16 else w_hh.detach()
     if mode == 'triton-frame':
         w_op = w_op.contiguous()
     if torch.is_grad_enabled() and any(x.requires_grad for x in (gi, w_hh, b_ih, b_hh)):

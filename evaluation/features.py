@@ -1,4 +1,4 @@
-"""Frozen-encoder features of a whole data split."""
+"""Frozen-encoder features of a whole data split (the features kNN and export use)."""
 import torch
 from torch.utils.data import DataLoader
 

@@ -40,7 +40,7 @@ def read_ntu_skeleton(path, max_bodies=4, num_joints=25):
     Bodies fill slots in the order they appear within each frame (not by body ID); bodies past
     ``max_bodies`` are dropped, as in the published tool. Only x, y, z are read: the line walk
     takes the first three fields of each joint line and converts them in one call, which is what
-    keeps parsing at 2-3 ms for a typical file.
+    keeps parsing fast (``benchmarks/RESULTS.md``).
     """
     with open(path, 'rb') as f:
         lines = f.read().split(b'\n')

@@ -3,16 +3,16 @@
 Every file is read with ``torch.load(..., weights_only=True)``, so a downloaded checkpoint cannot
 run code; one that needs more than tensors and plain containers is refused.
 """
-import argparse
+import dataclasses
 import hashlib
 import re
 
 import torch
 
-from feeder.layouts import get_layout
-from models import build_encoder
-from models.checkpoint import PUBLISHED_SUFFIX, published_encoder_state, strip_module
-from options.presets import DATASETS, PRETRAIN, pretrain_recipe
+from feeder.info import BUILTIN_DATASETS, dataset_info
+from models import EncoderConfig, build_encoder
+from models.checkpoint import RELEASED_SUFFIX, released_encoder_state, strip_module
+from options.presets import PRETRAIN, pretrain_recipe
 
 
 def file_hash(path, chars=16):
@@ -35,7 +35,7 @@ def read_checkpoint(path):
 
 def _released_gru_args(state):
     """Encoder settings of a released GRU checkpoint, read off its tensor shapes."""
-    sub = published_encoder_state(state, 'q', 'joint')
+    sub = released_encoder_state(state, 'q', 'joint')
     layers = len({m.group(1) for k in sub if (m := re.fullmatch(r'encoder\.gru\.weight_hh_l(\d+)', k))})
     hidden = sub['encoder.gru.weight_hh_l0'].shape[1]
     mlp = 'fc.2.weight' in sub
@@ -56,7 +56,7 @@ def describe(checkpoint):
                      f'({{"state_dict": {{"encoder_q.encoder.gru...", ...}}}}); found {keys}')
 
 
-MODEL_ARGS = ('encoder', 'hidden_size', 'num_layers', 'mlp', 'dim', 'gru_mode')
+MODEL_ARGS = tuple(f.name for f in dataclasses.fields(EncoderConfig))
 
 
 def load_encoders(path, streams, dataset, frames=None, random_args=None):
@@ -66,7 +66,7 @@ def load_encoders(path, streams, dataset, frames=None, random_args=None):
     default settings, changed by the non-``None`` entries of ``random_args`` (a checkpoint fixes
     its own architecture). Checks that the checkpoint's skeleton layout matches ``dataset``'s.
     """
-    preset = DATASETS[dataset]
+    info = dataset_info(dataset)
     if path in (None, 'random'):
         kind, checkpoint = 'random', None
         ckpt_args = {k: v for k, v in (random_args or {}).items() if k in MODEL_ARGS and v is not None}
@@ -76,16 +76,16 @@ def load_encoders(path, streams, dataset, frames=None, random_args=None):
     settings = dict(pretrain_recipe(dataset, ckpt_args.get('encoder') or 'gru'), gru_mode='published')
     settings.update({k: v for k, v in ckpt_args.items() if v is not None})
     source = ckpt_args.get('dataset', dataset)
-    skeleton = (DATASETS.get(source, preset)['layout'], DATASETS.get(source, preset)['persons'])
-    if skeleton != (preset['layout'], preset['persons']):
-        raise ValueError(f'--checkpoint {path} was pretrained on {source} ({skeleton[0]} x {skeleton[1]} persons) '
-                         f'and cannot encode {dataset} ({preset["layout"]} x {preset["persons"]} persons)')
-    layout = get_layout(preset['layout'])
-    args = argparse.Namespace(**settings)
+    trained_on = BUILTIN_DATASETS.get(source, info)
+    if trained_on.skeleton != info.skeleton:
+        raise ValueError(f'--checkpoint {path} was pretrained on {source} ({trained_on.layout.name} x '
+                         f'{trained_on.persons} persons) and cannot encode {dataset} ({info.layout.name} x '
+                         f'{info.persons} persons)')
+    config = EncoderConfig.from_dict(settings)
     encoders, report = {}, {}
     for stream in streams:
         torch.manual_seed(PRETRAIN['seed'])
-        encoder = build_encoder(args, layout, preset['persons'])
+        encoder = build_encoder(config, info.layout, info.persons)
         if kind == 'ours':
             if stream not in ckpt_args.get('modalities', []):
                 raise ValueError(f'--checkpoint {path} has no {stream} encoder (pretrained modalities: '
@@ -94,10 +94,10 @@ def load_encoders(path, streams, dataset, frames=None, random_args=None):
             state = {k[len(prefix):]: v for k, v in strip_module(checkpoint['model']).items() if k.startswith(prefix)}
             missing, unexpected = encoder.load_state_dict(state, strict=False)
         elif kind == 'released':
-            state = published_encoder_state(strip_module(checkpoint['state_dict']), 'q', stream)
+            state = released_encoder_state(strip_module(checkpoint['state_dict']), 'q', stream)
             if not state:
-                raise ValueError(f'--checkpoint {path} has no encoder_q{PUBLISHED_SUFFIX[stream]}.* entries')
-            missing, unexpected = encoder.load_published_state_dict(state)
+                raise ValueError(f'--checkpoint {path} has no encoder_q{RELEASED_SUFFIX[stream]}.* entries')
+            missing, unexpected = encoder.load_released_state_dict(state)
         else:
             missing, unexpected = [], []
         missing = [k for k in missing if not k.startswith('fc.')]

@@ -1,0 +1,93 @@
+"""The supervised protocols' model and loops: a linear head on an encoder's features, trained
+on every stream at once, tested per stream and fused (docs/protocols.md)."""
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from feeder.modalities import to_modality
+from utils.schedule import adjust_learning_rate
+
+
+class Classifier(torch.nn.Module):
+    """An encoder (its features, not its ``fc``) and a new linear head for one stream."""
+
+    def __init__(self, encoder, num_classes, stream, layout):
+        super().__init__()
+        self.encoder, self.stream, self.layout = encoder, stream, layout
+        self.head = torch.nn.Linear(encoder.feature_dim, num_classes)
+        torch.nn.init.normal_(self.head.weight, std=0.01)
+        torch.nn.init.zeros_(self.head.bias)
+
+    def forward(self, x):
+        return self.head(self.encoder.features(to_modality(x, self.stream, self.layout)))
+
+
+def train_classifiers_one_epoch(classifiers, loader, optimizer, device, frozen, quiet=False, epoch=0):
+    """One epoch for every stream's classifier on the same clips; frozen encoders stay in eval
+    mode so their BatchNorm statistics are never touched."""
+    for classifier in classifiers.values():
+        classifier.train()
+        if frozen:
+            classifier.encoder.eval()
+    total, steps = 0.0, 0
+    for x, y in tqdm(loader, desc=f'epoch {epoch}', disable=quiet, leave=False):
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        loss = sum(F.cross_entropy(c(x), y) for c in classifiers.values())
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f'non-finite loss ({loss.item()}) at epoch {epoch}, step {steps}')
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += loss.item()
+        steps += 1
+    return total / max(steps, 1)
+
+
+@torch.no_grad()
+def evaluate_classifiers(classifiers, loader, device):
+    """Top-1/top-5 (%) per stream and, for several streams, of the sum of their softmax scores."""
+    scores = {s: [] for s in classifiers}
+    labels = []
+    for classifier in classifiers.values():
+        classifier.eval()
+    for x, y in loader:
+        x = x.to(device, non_blocking=True)
+        for stream, classifier in classifiers.items():
+            scores[stream].append(classifier(x).softmax(dim=1))
+        labels.append(y.to(device))
+    labels = torch.cat(labels)
+    scores = {s: torch.cat(v) for s, v in scores.items()}
+    if len(scores) > 1:
+        scores['fused'] = sum(scores.values())
+    out = {}
+    for name, score in scores.items():
+        top5 = score.topk(min(5, score.shape[1]), dim=1).indices
+        out[name] = {'top1': (top5[:, 0] == labels).float().mean().item() * 100,
+                     'top5': (top5 == labels[:, None]).any(dim=1).float().mean().item() * 100}
+    return out
+
+
+def fit_classifiers(classifiers, train_loader, test_loader, args, device, frozen):
+    """SGD with step decay; returns the per-epoch history. The result is the last epoch's."""
+    params = [p for c in classifiers.values() for p in c.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(params, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
+    history = []
+    for epoch in range(args.epochs):
+        lr = adjust_learning_rate(optimizer, epoch, args)
+        loss = train_classifiers_one_epoch(classifiers, train_loader, optimizer, device, frozen, args.quiet, epoch)
+        record = {'epoch': epoch, 'lr': lr, 'train_loss': loss}
+        if (epoch + 1) % args.eval_every == 0 or epoch + 1 == args.epochs:
+            record['test'] = evaluate_classifiers(classifiers, test_loader, device)
+            shown = ', '.join(f'{s} {v["top1"]:.2f}' for s, v in record['test'].items())
+            print(f'epoch {epoch}: loss {loss:.4f}, test top-1 {shown}')
+        history.append(record)
+    return history
+
+
+def summarise(history):
+    """Last epoch's accuracies (the result) and, labelled apart, the best test epoch per stream."""
+    evaluated = [r for r in history if 'test' in r]
+    last = evaluated[-1]['test']
+    best = {s: max(({'top1': r['test'][s]['top1'], 'epoch': r['epoch']} for r in evaluated),
+                   key=lambda b: b['top1']) for s in last}
+    return last, best

@@ -1,0 +1,66 @@
+"""The set-up the evaluation scripts share: benchmark, defaults, device, streams, encoders and
+data loaders."""
+import os
+from dataclasses import dataclass
+
+import torch
+from torch.utils.data import DataLoader
+
+from feeder.datasets import DownstreamDataset, SkeletonFolder
+from feeder.info import DatasetInfo, dataset_info
+from feeder.modalities import MODALITIES
+from evaluation.pretrained import load_encoders
+from options.args import resolve_common
+from utils.run import announce
+
+
+@dataclass
+class Evaluation:
+    """One evaluation run's fixed parts; ``args`` are the parsed, resolved arguments."""
+    args: object
+    dataset: DatasetInfo
+    device: torch.device
+    streams: list
+
+    @property
+    def root(self):
+        return os.path.join(self.args.data_root, self.args.protocol)
+
+    def folder(self, part):
+        return SkeletonFolder(self.root, part)
+
+    def load_encoders(self, streams=None):
+        """The pretrained (or random) encoders of ``streams`` (default: the run's), in eval mode;
+        see :func:`evaluation.pretrained.load_encoders`."""
+        return load_encoders(self.args.checkpoint, streams or self.streams, self.args.dataset, self.args.frames,
+                             vars(self.args))
+
+    def clips(self, part, frames, train=False):
+        return DownstreamDataset(self.folder(part), frames=frames, train=train)
+
+    def supervised_loaders(self, frames, train_indices=None):
+        """Random 0.5-1.0 crops for training, the 95% centre crop for testing (docs/protocols.md)."""
+        args = self.args
+        train = self.clips('train', frames, train=True)
+        test = self.clips('val', frames)
+        if train_indices is not None:
+            train = torch.utils.data.Subset(train, train_indices)
+        if len(train) < args.batch_size:
+            raise ValueError(f'{len(train)} training clips is fewer than one batch ({args.batch_size})')
+        pin = self.device.type == 'cuda'
+        return (DataLoader(train, args.batch_size, shuffle=True, num_workers=args.workers, pin_memory=pin,
+                           drop_last=True),
+                DataLoader(test, args.batch_size, shuffle=False, num_workers=args.workers, pin_memory=pin))
+
+
+def streams_of(stream):
+    """``--stream``: one modality, or ``all`` for the three."""
+    return list(MODALITIES) if stream == 'all' else [stream]
+
+
+def setup_evaluation(args, recipe, output_required=True):
+    """The start of every evaluation script: check the benchmark, fill the defaults from
+    ``recipe``, pick the device, print the revision and arguments."""
+    resolve_common(args, recipe, output_required)
+    announce(args)
+    return Evaluation(args, dataset_info(args.dataset), torch.device(args.device), streams_of(args.stream))

@@ -1,0 +1,146 @@
+"""One object that says how pretraining computes the published function, resolved from the
+arguments and checked once (docs/fast-path.md; README's speed table says what each switch
+changes)."""
+import argparse
+import functools
+from dataclasses import dataclass, fields
+
+import torch
+
+from engine import device_views, train_step
+from fast.model import FastCMD
+from fast.recurrence import KERNELS
+from fast.step import GraphedStep, prefetch_views
+
+
+def add_speed_arguments(parser):
+    """``--speed`` and the individual switches it sets, which override it."""
+    speed = parser.add_argument_group('speed (docs/fast-path.md; README: which options change the arithmetic)')
+    speed.add_argument('--speed', default=None, choices=['reference', 'fast'],
+                       help='fast: every switch below that fits the run (default on CUDA); reference: the plain '
+                            'model code, one step at a time (default on the CPU). Switches given explicitly win')
+    speed.add_argument('--amp', action='store_true', help='mixed precision (changes the arithmetic; see README)')
+    speed.add_argument('--amp-dtype', default='bfloat16', choices=['bfloat16', 'float16'],
+                       help='bfloat16 (CPU or CUDA), or float16 with gradient scaling (CUDA)')
+    speed.add_argument('--tf32', default=None, action=argparse.BooleanOptionalAction,
+                       help="TF32 matrix products on CUDA (default on: PyTorch's cuDNN default, so what the "
+                            'published code computes on Ampere and newer GPUs); --no-tf32 for full float32')
+    speed.add_argument('--gru-impl', default=None, choices=['fused', 'grouped'],
+                       help='fused: one cuDNN call per encoder; grouped: all modalities advance together '
+                            'frame by frame (same function; fast: grouped for one CUDA process)')
+    speed.add_argument('--gru-kernels', default='auto', choices=list(KERNELS),
+                       help="the grouped recurrence's kernels (fast/recurrence.py; same function)")
+    speed.add_argument('--recurrent-fp16', default=None, action=argparse.BooleanOptionalAction,
+                       help="round the grouped GRU layers' product operands to float16 (the forward's input "
+                            'and recurrent products, the recurrent weights in the backward): TF32\'s 10-bit '
+                            'fraction in half the bytes (the arithmetic of TF32, see README; fast: on with '
+                            'TF32 for the grouped recurrence without --amp)')
+    speed.add_argument('--overlap-keys', default=None, action=argparse.BooleanOptionalAction,
+                       help='compute the keys on a second CUDA stream beside the queries (same function; '
+                            'fast: on for one CUDA process)')
+    speed.add_argument('--cuda-graph', default=None, action=argparse.BooleanOptionalAction,
+                       help='capture the whole training step as a CUDA graph (fast: on for one CUDA process '
+                            'with --gru-impl grouped)')
+    speed.add_argument('--augment-on', default=None, choices=['loader', 'device'],
+                       help='where the two views are made: per clip in the data-loader workers, or per batch '
+                            'on the training device (default: device on CUDA, loader on CPU)')
+
+
+@dataclass(frozen=True)
+class SpeedSettings:
+    speed: str
+    amp: bool
+    amp_dtype: str
+    tf32: bool
+    gru_impl: str
+    gru_kernels: str
+    recurrent_fp16: bool
+    overlap_keys: bool
+    cuda_graph: bool
+    augment_on: str
+    cuda: bool
+
+    @classmethod
+    def from_args(cls, args):
+        """Fill the switches left unset, check them against each other and the run, and write the
+        resolved values back into ``args`` (so ``args.json`` and checkpoints record them)."""
+        cuda, single = args.device == 'cuda', args.world_size == 1
+        if args.speed is None:
+            args.speed = 'fast' if cuda else 'reference'
+        fast = args.speed == 'fast'
+        published_gru = args.encoder == 'gru' and args.gru_mode == 'published'
+        if args.augment_on is None:
+            args.augment_on = 'device' if cuda else 'loader'
+        if args.gru_impl is None:
+            # grouped pays off through the CUDA graph (one process); eager, cuDNN's fused call is faster
+            args.gru_impl = 'grouped' if fast and cuda and single and published_gru else 'fused'
+        if args.tf32 is None:
+            args.tf32 = cuda
+        if args.recurrent_fp16 is None:
+            args.recurrent_fp16 = (fast and cuda and args.gru_impl == 'grouped' and args.tf32 and not args.amp
+                                   and args.gru_kernels != 'triton')
+        if args.overlap_keys is None:
+            args.overlap_keys = fast and cuda and single
+        if args.cuda_graph is None:
+            args.cuda_graph = (fast and cuda and single and args.gru_impl == 'grouped'
+                               and not (args.amp and args.amp_dtype == 'float16'))
+        settings = cls(cuda=cuda, **{f.name: getattr(args, f.name) for f in fields(cls) if f.name != 'cuda'})
+        problems = settings.problems(single, published_gru)
+        if problems:
+            raise SystemExit('error: ' + '\n       '.join(problems))
+        return settings
+
+    def problems(self, single, published_gru):
+        """The settings that contradict each other or the run, as sentences."""
+        out = []
+        if self.float16_scaling and not self.cuda:
+            out.append('--amp --amp-dtype float16 needs --device cuda (bfloat16 also runs on the CPU)')
+        if self.gru_impl == 'grouped' and not published_gru:
+            out.append('--gru-impl grouped needs --encoder gru with --gru-mode published')
+        if self.gru_kernels.startswith('triton') and not (self.cuda and self.gru_impl == 'grouped'):
+            out.append(f'--gru-kernels {self.gru_kernels} needs --device cuda and --gru-impl grouped')
+        if self.recurrent_fp16 and (self.gru_impl != 'grouped' or self.gru_kernels == 'triton' or self.amp):
+            out.append('--recurrent-fp16 needs --gru-impl grouped, --gru-kernels auto, torch or triton-frame, '
+                       'and float32 storage (no --amp)')
+        if self.recurrent_fp16 and self.cuda and not self.tf32:
+            out.append('--recurrent-fp16 rounds the products as TF32 does; it contradicts --no-tf32')
+        if self.overlap_keys and not (self.cuda and single):
+            out.append('--overlap-keys needs --device cuda and a single process')
+        if self.cuda_graph and not (self.cuda and single):
+            out.append('--cuda-graph needs --device cuda and a single process')
+        if self.cuda_graph and self.float16_scaling:
+            out.append('--cuda-graph cannot capture float16 gradient scaling; use --amp-dtype bfloat16')
+        return out
+
+    @property
+    def float16_scaling(self):
+        return self.amp and self.amp_dtype == 'float16'
+
+    def set_matmul_precision(self):
+        if self.cuda:
+            # explicit either way: PyTorch's own defaults differ between cuDNN (TF32) and cuBLAS (not)
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = self.tf32
+
+    def model_options(self):
+        """Keyword arguments of :func:`models.build_cmd` that select :class:`fast.model.FastCMD`
+        (none for the reference model)."""
+        if self.gru_impl != 'grouped' and not self.overlap_keys:
+            return {}
+        return dict(cls=FastCMD, grouped=self.gru_impl == 'grouped', kernels=self.gru_kernels,
+                    recurrent_fp16=self.recurrent_fp16, overlap_keys=self.overlap_keys)
+
+    def optimizer_options(self):
+        # fused: the same update in one kernel per group of tensors on CUDA. Not with float16
+        # gradient scaling: a first step skipped for overflow would leave its momentum buffers unset.
+        return dict(fused=self.cuda and not self.float16_scaling)
+
+    def step(self, model, optimizer, scaler):
+        """The training step: ``step(view_q, view_k) -> (loss, stats)``."""
+        amp_dtype = getattr(torch, self.amp_dtype)
+        if self.cuda_graph:
+            return GraphedStep(model, optimizer, scaler, self.amp, amp_dtype)
+        return functools.partial(train_step, model, optimizer, scaler, amp=self.amp, amp_dtype=amp_dtype)
+
+    def views(self):
+        """``views(loader, device, augment)``: the loader's pairs of views on the training device."""
+        return prefetch_views if self.speed == 'fast' else device_views

@@ -1,0 +1,79 @@
+"""The training step replayed as one CUDA graph, and batches prepared one step ahead on a second
+CUDA stream (docs/fast-path.md). Both do what :func:`engine.train_step` and
+:func:`engine.device_views` do."""
+import torch
+
+from engine import device_views, to_views, train_step
+
+
+class GraphedStep:
+    """:func:`engine.train_step` captured once as a CUDA graph and replayed on every later batch.
+
+    The frame-by-frame recurrence launches a few thousand small kernels per step, and replaying
+    them as one graph removes the launch gaps between them. The first ``warmup`` steps run
+    eagerly (lazy initialisation such as momentum buffers, cuBLAS handles and Triton compilation
+    must not happen during capture); the graph is captured again whenever the learning rate
+    changes, because the optimizer reads it as a Python number. A replay returns the same output
+    tensors every time: read them before the next call.
+    """
+
+    def __init__(self, model, optimizer, scaler, amp=False, amp_dtype=torch.bfloat16, warmup=3):
+        self.model, self.optimizer, self.scaler = model, optimizer, scaler
+        self.amp, self.amp_dtype = amp, amp_dtype
+        self.warmup, self.warmed = warmup, 0
+        self.graph = self.static = self.lr = None
+
+    def _run(self, view_q, view_k):
+        # the autocast weight cache must stay off during capture (its casts would be replayed stale)
+        return train_step(self.model, self.optimizer, self.scaler, view_q, view_k, self.amp, self.amp_dtype,
+                          autocast_cache=False)
+
+    def __call__(self, view_q, view_k):
+        if self.warmed < self.warmup:
+            self.warmed += 1
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                out = self._run(view_q, view_k)
+            torch.cuda.current_stream().wait_stream(side)
+            return out
+        lr = [group['lr'] for group in self.optimizer.param_groups]
+        if self.graph is None or lr != self.lr or view_q.shape != self.static[0].shape:
+            self._capture(view_q, view_k, lr)
+        self.static[0].copy_(view_q)
+        self.static[1].copy_(view_k)
+        self.graph.replay()
+        return self.static[2]
+
+    def _capture(self, view_q, view_k, lr):
+        self.graph = self.static = None
+        torch.cuda.synchronize()
+        views = view_q.clone(), view_k.clone()
+        graph = torch.cuda.CUDAGraph()
+        # thread-local capture: the data loader's pin-memory thread keeps calling CUDA meanwhile
+        with torch.cuda.graph(graph, capture_error_mode='thread_local'):
+            out = self._run(*views)
+        self.graph, self.static, self.lr = graph, (*views, out), lr
+
+
+def prefetch_views(loader, device, augment=None):
+    """:func:`engine.device_views` with each batch copied and augmented one step ahead on a second
+    CUDA stream, so that work runs beside the previous training step instead of queueing in
+    front of the next one. Random draws happen in the same order as there."""
+    if device.type != 'cuda':
+        yield from device_views(loader, device, augment)
+        return
+    stream = torch.cuda.Stream(device)
+    ready = None
+    for first, second in loader:
+        with torch.cuda.stream(stream):
+            upcoming = to_views(first, second, device, augment)
+        if ready is not None:
+            yield ready
+        torch.cuda.current_stream(device).wait_stream(stream)
+        for view in upcoming:  # made on the side stream, used on the main one
+            view.record_stream(torch.cuda.current_stream(device))
+        ready = upcoming
+    if ready is not None:
+        yield ready
+

@@ -1,4 +1,4 @@
-"""Batched skeleton augmentations (method notes, section 5) as tensor functions.
+"""Batched skeleton augmentations (docs/method.md, "Augmentations") as tensor functions.
 
 Every function takes a batch ``x`` of shape (N, C=3, T, V, M) and per-sample clip lengths, draws
 its random numbers per sample, and runs on whatever device ``x`` lives on, so the same code serves

@@ -65,7 +65,7 @@ class SkeletonFolder:
 
 
 class PairAugment:
-    """Two independently augmented views of a batch of clips (section 5): random crop-resize,
+    """Two independently augmented views of a batch of clips (docs/method.md, "Augmentations"): random crop-resize,
     then joint corruption or shear. Works on any device, so it serves data-loader workers
     (a batch of one clip) and whole batches on the GPU alike."""
 

@@ -14,9 +14,9 @@ class Layout:
     # every joint owns exactly one bone (the published bone modality relies on this).
     bone_pairs: tuple
     graph_center: int          # ST-GCN "spatial" partition centre
-    center_joint: int          # per-frame centring joint (section 2 step 5b)
-    z_axis: tuple              # (bottom, top): rotated onto +z (step 5c)
-    x_axis: tuple              # (from, to): then rotated onto +x (step 5d)
+    center_joint: int          # per-frame centring joint (docs/data.md, step 5.2)
+    z_axis: tuple              # (bottom, top): rotated onto +z (docs/data.md, step 5.3)
+    x_axis: tuple              # (from, to): then rotated onto +x (docs/data.md, step 5.4)
     joint_names: tuple = field(default=(), compare=False)
 
     @property
@@ -29,7 +29,7 @@ def _zero_based(pairs):
     return tuple((a - 1, b - 1) for a, b in pairs)
 
 
-# NTU RGB+D (Kinect v2): bone list as published (1-based in the method notes).
+# NTU RGB+D (Kinect v2): bone list as published (1-based in docs/method.md).
 NTU25 = Layout(
     name='ntu25',
     num_joints=25,

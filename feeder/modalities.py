@@ -1,4 +1,4 @@
-"""The three input modalities of CMD, derived from the joint stream (method notes, section 4)."""
+"""The three input modalities of CMD, derived from the joint stream (docs/method.md, "Modalities")."""
 import functools
 
 import torch

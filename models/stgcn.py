@@ -1,5 +1,5 @@
 """ST-GCN (Yan et al., AAAI 2018) at the reduced width used by CrosSCLR/AimCLR-style peers
-(method notes, section 7), on any layout of ``feeder.layouts``."""
+(docs/method.md, "The ST-GCN encoder"), on any layout of ``feeder.layouts``."""
 import numpy as np
 import torch
 from torch import nn

@@ -134,7 +134,7 @@ def prepare_file(path, max_frame=300):
 
 def published_gru_features(gru, input_norm, x):
     """The published encoder's feature: a bidirectional ``nn.GRU`` called on one frame at a time,
-    carrying its hidden state; the output of the last call (method notes, section 6)."""
+    carrying its hidden state; the output of the last call (docs/method.md, "The GRU encoder")."""
     n, c, t, v, m = x.shape
     x = x.permute(0, 2, 3, 1, 4).reshape(n, t, v * c * m)
     x = input_norm(x.permute(0, 2, 1)).permute(0, 2, 1)

@@ -107,13 +107,24 @@ def test_zero_frames_stay_zero():
     assert (out[:, :, 10:] == 0).all() and (out[..., 1] == 0).all()
 
 
-def test_corrupt_count():
-    assert corrupt_count(25) == 15 and corrupt_count(20) == 12
+@pytest.mark.parametrize('joints, corrupted', [(25, 15), (20, 12), (17, 10)])
+def test_corruption_changes_sixty_percent_of_the_joints(joints, corrupted):
+    # published: 15 of NTU's 25 joints; per sample either exactly that many joints change
+    # (corruption) or all of them (shear)
+    torch.manual_seed(0)
+    x = torch.randn(64, 3, 6, joints, 2)
+    out = random_spatial(x, corrupt_count(joints))
+    changed = (out != x).any(dim=(1, 2, 4)).sum(dim=1)
+    assert set(changed.tolist()) == {corrupted, joints}
 
 
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
 @pytest.mark.parametrize('frames', [64, 32])
-def test_augmentations_keep_dtype_and_device(frames):
-    x = torch.randn(3, 3, 300, 20, 1)
-    n = torch.tensor([10, 200, 300])
-    out = random_spatial(random_crop_resize(x, n, frames), 12)
-    assert out.shape == (3, 3, frames, 20, 1) and out.dtype == x.dtype
+def test_augmentations_keep_dtype_and_device(frames, dtype):
+    # the meta device holds no data: any tensor made on the CPU inside the augmentations would
+    # meet these inputs and fail, as it would on a GPU
+    for device in ('cpu', 'meta'):
+        x = torch.randn(3, 3, 300, 20, 1, dtype=dtype, device=device)
+        n = torch.tensor([10, 200, 300], device=device)
+        for out in (random_spatial(random_crop_resize(x, n, frames), 12), center_crop_resize(x, n, frames)):
+            assert out.shape == (3, 3, frames, 20, 1) and out.dtype == dtype and out.device == x.device

@@ -142,12 +142,22 @@ def test_knn_on_the_gpu_equals_the_cpu():
     assert all(torch.equal(gpu[k].cpu(), cpu[k]) for k in (1, 5))
 
 
-@pytest.mark.parametrize('extra', [[], ['--amp'], ['--amp', '--amp-dtype', 'float16'], ['--recurrent-fp16']])
-def test_pretraining_on_the_gpu(data_root, tmp_path, extra):
-    run_pretrain(data_root, tmp_path, '--epochs', '2', '--device', 'cuda', '--augment-on', 'device', *extra)
-    log = [json.loads(line) for line in (tmp_path / 'log.txt').read_text().splitlines()]
-    assert len(log) == 2 and all(abs(r['loss']) < 1e3 for r in log)
-    args = json.loads((tmp_path / 'args.json').read_text())
+@pytest.mark.parametrize('extra, rel', [([], 2e-2), (['--amp'], 0.05), (['--amp', '--amp-dtype', 'float16'], 0.05)],
+                         ids=['tf32-fp16-operands', 'bfloat16', 'float16'])
+def test_fast_pretraining_on_the_gpu_stays_close_to_full_float32(data_root, tmp_path, extra, rel):
+    # the same clips and random draws (device augmentation, one seed) as a full-float32 run of the
+    # reference code: the fast defaults' rounding (and --amp's) moves the logged losses a little
+    common = ('--epochs', '2', '--device', 'cuda', '--augment-on', 'device')
+    run_pretrain(data_root, tmp_path / 'reference', *common, '--speed', 'reference', '--no-tf32')
+    run_pretrain(data_root, tmp_path / 'fast', *common, *extra)
+    logs = {k: [json.loads(line) for line in (tmp_path / k / 'log.txt').read_text().splitlines()]
+            for k in ('reference', 'fast')}
+    assert len(logs['fast']) == 2
+    for full, fast in zip(logs['reference'], logs['fast']):
+        for key in ('loss', 'infonce_joint', 'infonce_motion', 'infonce_bone'):
+            assert fast[key] == pytest.approx(full[key], rel=rel), key
+    args = json.loads((tmp_path / 'fast' / 'args.json').read_text())
+    assert args['speed'] == 'fast' and args['gru_impl'] == 'grouped'
     assert args['recurrent_fp16'] == ('--amp' not in extra)  # the CUDA default with TF32
 
 

@@ -1,4 +1,4 @@
-"""Body selection and the standard per-sample normalisation (method notes, section 2 steps 3-5).
+"""Body selection and the standard per-sample normalisation (docs/data.md, NTU steps 3-5).
 
 Everything works on one sample at a time in (person, frame, joint, xyz) order, vectorised over
 frames and joints, so a worker process can stream samples straight into the output arrays.

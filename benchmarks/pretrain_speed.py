@@ -129,7 +129,7 @@ def time_steps(variant, cfg, device, steps, warmup):
     views = [[torch.randn(batch, 3, cfg['frames'], 25, 2, device=device) for _ in range(2)] for _ in range(3)]
     if device.type == 'cuda':
         torch.cuda.reset_peak_memory_stats()
-    warmup += step.warmup + 1 if step.graph_enabled else 0
+    warmup += step.warmup + 1 if isinstance(step, GraphedStep) else 0
     for i in range(warmup + steps):
         if i == warmup:
             sync(device)
@@ -151,7 +151,7 @@ def profile_step(variant, cfg, device, rows=15):
     from torch.profiler import ProfilerActivity, profile
     step, batch = make_step(variant, cfg, device)
     views = [torch.randn(batch, 3, cfg['frames'], 25, 2, device=device) for _ in range(2)]
-    for _ in range(step.warmup + 2):
+    for _ in range((step.warmup if isinstance(step, GraphedStep) else 0) + 2):
         step(*views)
     sync(device)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == 'cuda' else [])

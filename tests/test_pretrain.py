@@ -1,6 +1,7 @@
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -11,6 +12,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 import pretrain
+from evaluation.pretrained import load_encoders
 from fast.model import FastCMD
 from fast.settings import SpeedSettings
 from feeder.layouts import NTU25
@@ -35,6 +37,20 @@ def test_resume_continues_exactly(data_root, tmp_path):
     opt_b = torch.load(tmp_path / 'b' / 'checkpoint.pth', weights_only=True)['optimizer']
     for key in opt_a['state']:
         assert torch.equal(opt_a['state'][key]['momentum_buffer'], opt_b['state'][key]['momentum_buffer'])
+
+
+def test_checkpoints_written_before_the_fast_package_resume_exactly(data_root, tmp_path):
+    # written by commit b656b35 (before the code moved into fast/, evaluation/ and feeder/raw/)
+    # after one epoch of these same tiny settings: resuming it equals running straight through
+    old = os.path.join(ROOT, 'tests', 'data', 'tiny_checkpoint_b656b35.pth')
+    straight = run(data_root, tmp_path / 'a', '--epochs', '2')
+    os.makedirs(tmp_path / 'b')
+    shutil.copy(old, tmp_path / 'b' / 'checkpoint.pth')
+    resumed = run(data_root, tmp_path / 'b', '--epochs', '2', '--auto-resume')
+    for (name, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items()):
+        assert torch.equal(a, b), name
+    encoders, info, _ = load_encoders(old, ['joint', 'bone'], 'synthetic')
+    assert info['kind'] == 'ours' and info['epoch'] == 1 and encoders['bone'].hidden_size == 8
 
 
 def test_outputs(data_root, tmp_path):

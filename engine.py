@@ -1,6 +1,7 @@
 """The pretraining loop: one optimisation step, the batches' views on the training device, and
 one epoch. The entry script ``pretrain.py`` does the set-up; :mod:`fast.step` computes the same
 step and views faster on CUDA."""
+import math
 import time
 
 import torch
@@ -77,3 +78,32 @@ def train_one_epoch(model, batches, steps_per_epoch, step_fn, epoch, args):
     out = dict(zip(keys, means.tolist()))
     out['samples_per_s'] = samples / (time.perf_counter() - start)
     return out
+
+
+# A parameter norm that grows by this factor or more within one epoch means the run diverged.
+DIVERGENCE_FACTOR = 100
+
+
+class DivergenceGuard:
+    """Stops a run at the first epoch whose trainable parameters are non-finite or whose norm
+    grew ``DIVERGENCE_FACTOR``-fold over the previous epoch's, before that epoch is saved: an
+    exploded model can still give finite losses (its InfoNCE stuck at log(K + 1)) for a while."""
+
+    def __init__(self, model):
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.norm = self._norm()
+
+    def _norm(self):
+        with torch.no_grad():
+            return float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.float())
+                                                               for p in self.params])))
+
+    def check(self, epoch, last_checkpoint):
+        norm = self._norm()
+        if math.isfinite(norm) and norm < DIVERGENCE_FACTOR * self.norm:
+            self.norm = norm
+            return
+        what = ('non-finite' if not math.isfinite(norm) else
+                f'{norm:.3g}, {norm / self.norm:.3g} times the previous epoch\'s {self.norm:.3g}')
+        raise FloatingPointError(f'the parameters diverged at epoch {epoch} (norm {what}); stopping before saving '
+                                 f'it. The last checkpoint written before: {last_checkpoint or "none"}')

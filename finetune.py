@@ -18,7 +18,7 @@ import numpy as np
 from evaluation.classifier import Classifier, fit_classifiers, summarise
 from evaluation.common import setup_evaluation
 from evaluation.results import save_results
-from options.args import get_args_parser, get_eval_parser, get_supervised_parser, show_defaults
+from options.args import get_args_parser, get_eval_parser, get_supervised_parser, positive_int, show_defaults
 from options.presets import FINETUNE
 from utils.rng import seed_everything
 from utils.run import run_cli
@@ -30,7 +30,7 @@ def get_finetune_parser():
                                               get_supervised_parser()],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--label-fraction', type=float, default=1.0, help='share of training labels used')
-    parser.add_argument('--repeats', type=int, default=1, help='runs with seeds seed, seed+1, ...')
+    parser.add_argument('--repeats', type=positive_int, default=1, help='runs with seeds seed, seed+1, ...')
     show_defaults(parser, lambda dataset: FINETUNE)
     return parser
 

@@ -12,14 +12,11 @@ import argparse
 import os
 import time
 
-import torch
-import torch.nn.functional as F
-
 from evaluation.common import setup_evaluation
 from evaluation.features import extract_features
-from evaluation.knn import knn_predict
+from evaluation.knn import knn_accuracy, with_fusion
 from evaluation.results import save_results
-from options.args import get_args_parser, get_eval_parser, show_defaults
+from options.args import get_args_parser, get_eval_parser, positive_int, show_defaults
 from options.presets import KNN
 from utils.run import run_cli
 
@@ -27,7 +24,7 @@ from utils.run import run_cli
 def get_knn_parser():
     parser = argparse.ArgumentParser('CMD kNN evaluation', parents=[get_args_parser(), get_eval_parser()],
                                      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--k', type=int, nargs='+', default=[1])
+    parser.add_argument('--k', type=positive_int, nargs='+', default=[1], help='neighbours (several at once)')
     parser.add_argument('--tsne', default=None, metavar='PNG', help='save a t-SNE picture of the test features')
     show_defaults(parser, lambda dataset: KNN)
     return parser
@@ -59,14 +56,9 @@ def main(args):
         clips = run.clips(part, info['frames'])
         feats[part], labels[part] = extract_features(encoders, clips, run.dataset.layout, run.device,
                                                      args.batch_size, args.workers)
-    if len(run.streams) > 1:
-        for part in feats:
-            feats[part]['fused'] = torch.cat([F.normalize(feats[part][s], dim=1) for s in run.streams], dim=1)
-    accuracy = {}
-    for name in feats['train']:
-        preds = knn_predict(feats['train'][name], labels['train'], feats['val'][name], args.k,
-                            num_classes=run.dataset.num_classes)
-        accuracy[name] = {f'top1@k={k}': (p == labels['val']).float().mean().item() * 100 for k, p in preds.items()}
+    feats = {part: with_fusion(f, run.streams) for part, f in feats.items()}
+    accuracy = knn_accuracy(feats['train'], labels['train'], feats['val'], labels['val'], args.k,
+                            run.dataset.num_classes)
     seconds = time.perf_counter() - start
     print_table(f'kNN top-1 (%) on {args.dataset} {args.protocol} val, {info["kind"]} encoder'
                 f'{"" if info["checkpoint"] is None else " " + info["checkpoint"]}', accuracy,

@@ -15,19 +15,22 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 from torch.utils.tensorboard import SummaryWriter
 
-from engine import train_one_epoch
+from engine import DivergenceGuard, train_one_epoch
+from evaluation.monitor import KNNMonitor, knn_every_default
 from fast.settings import SpeedSettings, add_speed_arguments
 from feeder.datasets import PairAugment, PretrainDataset, SkeletonFolder, collate_clips
 from feeder.info import dataset_info
 from feeder.modalities import MODALITIES
 from models import build_cmd
-from options.args import format_default, get_args_parser, get_optim_parser, resolve_common, show_defaults
+from options.args import (format_default, get_args_parser, get_optim_parser, non_negative_int, positive_int,
+                          resolve_common, show_defaults)
 from options.presets import ENCODER_RECIPES, pretrain_recipe
-from utils.dist import init_distributed, is_main_process
+from utils import run_folder
+from utils.checkpoint_io import BackgroundSaver, read_checkpoint
+from utils.dist import barrier, init_distributed, is_main_process
 from utils.io import append_jsonl, write_text_atomic
 from utils.rng import get_rng_state, seed_everything, set_rng_state
 from utils.run import announce, plain, run_cli
-from utils.saver import BackgroundSaver
 from utils.schedule import adjust_learning_rate
 
 
@@ -38,20 +41,26 @@ def get_pretrain_parser():
     cmd = parser.add_argument_group('CMD')
     cmd.add_argument('--modalities', nargs='+', default=list(MODALITIES), choices=MODALITIES,
                      help='one modality gives plain MoCo')
-    cmd.add_argument('--queue-size', type=int, default=None)
-    cmd.add_argument('--topk', type=int, default=None, help="teacher's neighbours used for distillation")
+    cmd.add_argument('--queue-size', type=positive_int, default=None)
+    cmd.add_argument('--topk', type=positive_int, default=None, help="teacher's neighbours used for distillation")
     cmd.add_argument('--contrast-t', type=float, default=None, help='InfoNCE temperature')
     cmd.add_argument('--teacher-t', type=float, default=None)
     cmd.add_argument('--student-t', type=float, default=None)
     cmd.add_argument('--momentum-key', type=float, default=None, help='key encoder momentum')
     cmd.add_argument('--cmd-weight', type=float, default=None, help='0 turns distillation off')
-    cmd.add_argument('--min-crop', type=int, default=None, help='shortest temporal crop (none: --frames)')
+    cmd.add_argument('--min-crop', type=positive_int, default=None, help='shortest temporal crop (none: --frames)')
     out = parser.add_argument_group('output')
-    out.add_argument('--save-every', type=int, default=None, help='keep checkpoint_XXXX.pth every N epochs')
+    out.add_argument('--save-every', type=positive_int, default=None, help='keep checkpoint_XXXX.pth every N epochs')
     out.add_argument('--resume', default=None, help='checkpoint to continue from')
-    out.add_argument('--auto-resume', action='store_true', help='continue from OUTPUT_DIR/checkpoint.pth if present')
+    out.add_argument('--auto-resume', action='store_true',
+                     help='continue the run in OUTPUT_DIR from its newest checkpoint that reads, if any')
+    out.add_argument('--overwrite', action='store_true',
+                     help='OUTPUT_DIR holds an earlier run: move it aside (OUTPUT_DIR.replaced-<time>) and start anew')
+    out.add_argument('--knn-every', type=non_negative_int, default=None,
+                     help='kNN monitor (1-NN and 20-NN top-1 on the benchmark\'s val part) every N epochs and '
+                          'at the last; 0 turns it off (default: a tenth of the run)')
     out.add_argument('--quiet', action='store_true', help='no progress bars')
-    out.add_argument('--print-freq', type=int, default=20,
+    out.add_argument('--print-freq', type=positive_int, default=20,
                      help='steps between progress updates (and checks for a non-finite loss)')
 
     def encoder_note(key):
@@ -65,6 +74,8 @@ def resolve_args(args):
     resolve_common(args, pretrain_recipe(args.dataset, args.encoder or 'gru'))
     if args.min_crop is None:
         args.min_crop = args.frames
+    if args.knn_every is None:
+        args.knn_every = knn_every_default(args.epochs)
     args.modalities = list(dict.fromkeys(args.modalities))
     return args
 
@@ -111,6 +122,11 @@ def main(args):
     dataset = dataset_info(args.dataset)
     folder = SkeletonFolder(os.path.join(args.data_root, args.protocol), 'train')
     check_settings(args, folder, dataset)
+    if is_main_process():
+        aside = run_folder.claim(args.output_dir, args.resume, args.auto_resume, args.overwrite)
+        if aside:
+            print(f'--overwrite: moved the earlier run in {args.output_dir} to {aside}')
+    barrier()
     announce(args)
 
     device = torch.device(args.device, args.local_rank if args.device == 'cuda' else None)
@@ -136,16 +152,16 @@ def main(args):
     zeros = f' (plus {fixed:,} entries held at zero in the block-diagonal GRU matrices)' if fixed else ''
     print(f'trainable parameters: {trainable - fixed:,}{zeros}')
 
-    latest = os.path.join(args.output_dir, 'checkpoint.pth')
-    if args.auto_resume and args.resume is None and os.path.isfile(latest):
-        args.resume = latest
+    if args.resume:
+        checkpoint = read_checkpoint(args.resume, '--resume')
+    elif args.auto_resume:
+        args.resume, checkpoint = run_folder.find_resume(args.output_dir)
     start_epoch = 0
     if args.resume:
-        checkpoint = torch.load(args.resume, map_location='cpu', weights_only=True)
         try:
             model_without_ddp.load_state_dict(checkpoint['model'])
             optimizer.load_state_dict(checkpoint['optimizer'])
-        except (RuntimeError, ValueError, KeyError) as e:
+        except (RuntimeError, ValueError, KeyError, TypeError) as e:
             raise ValueError(f'--resume {args.resume} does not fit this model (was it trained with other '
                              f'settings? its args: {checkpoint.get("args")}): {str(e)[:500]}') from None
         scaler.load_state_dict(checkpoint['scaler'])
@@ -157,13 +173,20 @@ def main(args):
 
     step = speed.step(model, optimizer, scaler)
     views = speed.views()
+    monitor = KNNMonitor(folder.root, dataset, args.frames, args.knn_every, args.epochs, args.workers, device)
+    if monitor.note:
+        print(monitor.note)
     writer = None
     if is_main_process():
         os.makedirs(args.output_dir, exist_ok=True)
+        if start_epoch:
+            run_folder.set_aside_log(args.output_dir, start_epoch)
         write_text_atomic(os.path.join(args.output_dir, 'args.json'), json.dumps(plain(vars(args)), indent=1))
-        writer = SummaryWriter(log_dir=os.path.join(args.output_dir, 'tensorboard'))
+        # purge_step: TensorBoard drops points of epochs from start_epoch on, left by a run resumed here
+        writer = SummaryWriter(log_dir=os.path.join(args.output_dir, 'tensorboard'), purge_step=start_epoch or None)
 
     saver = BackgroundSaver()
+    guard = DivergenceGuard(model_without_ddp)
     try:
         for epoch in range(start_epoch, args.epochs):
             if sampler is not None:
@@ -171,11 +194,15 @@ def main(args):
             lr = adjust_learning_rate(optimizer, epoch, args)
             stats = train_one_epoch(model, views(loader, device, augment), len(loader), step, epoch, args)
             stats['lr'] = lr
+            saver.wait()
+            guard.check(epoch, saver.written or args.resume)
+            if monitor.due(epoch):
+                stats.update(monitor(dict(model_without_ddp.encoder_q.items())))
             if is_main_process():
                 checkpoint = {'model': model_without_ddp.state_dict(), 'optimizer': optimizer.state_dict(),
                               'scaler': scaler.state_dict(), 'epoch': epoch + 1, 'args': plain(vars(args)),
                               'rng': get_rng_state()}
-                paths = [latest]
+                paths = [os.path.join(args.output_dir, run_folder.LATEST)]
                 if epoch % args.save_every == 0 or epoch + 1 == args.epochs:
                     paths.append(os.path.join(args.output_dir, f'checkpoint_{epoch:04d}.pth'))
                 record = {'epoch': epoch, **stats}

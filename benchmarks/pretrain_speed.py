@@ -43,7 +43,7 @@ from feeder.layouts import NTU25  # noqa: E402
 from models.gru import GRUEncoder  # noqa: E402
 from tests.reference import FrameByFrameGRUEncoder  # noqa: E402
 from utils.rng import get_rng_state  # noqa: E402
-from utils.saver import BackgroundSaver, save_atomic  # noqa: E402
+from utils.checkpoint_io import BackgroundSaver, save_atomic  # noqa: E402
 
 CONFIGS = {
     # the published recipe (docs/protocols.md)

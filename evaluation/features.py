@@ -8,8 +8,10 @@ from feeder.modalities import to_modality
 @torch.no_grad()
 def extract_features(encoders, dataset, layout, device, batch_size=256, workers=4):
     """{stream: (N, D) features before ``fc``} and the (N,) labels, encoders in eval mode."""
+    # its own generator: reading the clips must not draw from the global RNG (a pretraining run's
+    # kNN monitor would otherwise change the run's later draws)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
-                        pin_memory=device.type == 'cuda')
+                        pin_memory=device.type == 'cuda', generator=torch.Generator())
     feats = {s: [] for s in encoders}
     labels = []
     for encoder in encoders.values():

@@ -28,3 +28,21 @@ def knn_predict(train_features, train_labels, test_features, ks=(1,), num_classe
             votes.scatter_add_(1, neighbours[:, :k], torch.ones_like(neighbours[:, :k], dtype=votes.dtype))
             out[k].append(votes.argmax(dim=1))
     return {k: torch.cat(v) for k, v in out.items()}
+
+
+def with_fusion(features, streams):
+    """``features`` ({stream: (N, D)}) plus, for several streams, ``fused``: their L2-normalised
+    features concatenated."""
+    if len(streams) > 1:
+        features = {**features, 'fused': torch.cat([F.normalize(features[s], dim=1) for s in streams], dim=1)}
+    return features
+
+
+def knn_accuracy(train_features, train_labels, test_features, test_labels, ks, num_classes=None):
+    """Top-1 (%) per feature set (dicts keyed by stream) and k: {stream: {'top1@k=K': accuracy}}."""
+    out = {}
+    for name in train_features:
+        preds = knn_predict(train_features[name], train_labels, test_features[name], ks, num_classes=num_classes)
+        out[name] = {f'top1@k={k}': (p == test_labels.to(p.device)).float().mean().item() * 100
+                     for k, p in preds.items()}
+    return out

@@ -13,6 +13,7 @@ from feeder.info import BUILTIN_DATASETS, dataset_info
 from models import EncoderConfig, build_encoder
 from models.checkpoint import RELEASED_SUFFIX, released_encoder_state, strip_module
 from options.presets import PRETRAIN, pretrain_recipe
+from utils.checkpoint_io import read_checkpoint
 
 
 def file_hash(path, chars=16):
@@ -21,16 +22,6 @@ def file_hash(path, chars=16):
         for block in iter(lambda: f.read(1 << 20), b''):
             digest.update(block)
     return digest.hexdigest()[:chars]
-
-
-def read_checkpoint(path):
-    try:
-        return torch.load(path, map_location='cpu', weights_only=True)
-    except FileNotFoundError:
-        raise FileNotFoundError(f'--checkpoint {path}: no such file') from None
-    except Exception as e:  # the unpickler raises several types for disallowed content
-        raise ValueError(f'--checkpoint {path}: cannot be read safely with weights_only=True; only '
-                         f'tensors and plain containers are accepted ({type(e).__name__}: {str(e)[:300]})') from None
 
 
 def _released_gru_args(state):

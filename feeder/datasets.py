@@ -1,6 +1,5 @@
 """Datasets over the community layout (``{part}_data_joint.npy``, ``_num_frame.npy``, ``_label.pkl``)."""
 import os
-import pickle
 
 import numpy as np
 import torch
@@ -8,6 +7,7 @@ from torch.utils.data import Dataset
 
 from feeder.augment import center_crop_resize, corrupt_count, random_crop_resize, random_spatial
 from feeder.info import MAX_FRAMES, PARTS
+from utils import safe_pickle
 
 
 class SkeletonFolder:
@@ -34,12 +34,7 @@ class SkeletonFolder:
             raise ValueError(f'{self.data_path}: expected an array (N, 3, {MAX_FRAMES}, V, M), found {data.shape}')
         self.shape = data.shape
         self.num_frames = np.minimum(np.load(frames_path).astype(np.int64), MAX_FRAMES)
-        try:
-            with open(label_path, 'rb') as f:
-                names, labels = pickle.load(f)
-        except (pickle.UnpicklingError, ValueError, TypeError, EOFError) as e:
-            raise ValueError(f'{label_path}: expected a pickled (sample_names, labels) tuple ({e})') from None
-        self.names, self.labels = list(names), np.asarray(labels, dtype=np.int64)
+        self.names, self.labels = read_labels(label_path)
         if not len(self.names) == len(self.labels) == len(self.num_frames) == len(data):
             raise ValueError(f'{root}: {part} files disagree on the sample count: data {len(data)}, '
                              f'num_frame {len(self.num_frames)}, names {len(self.names)}, labels {len(self.labels)}')
@@ -62,6 +57,24 @@ class SkeletonFolder:
 
     def __getstate__(self):
         return {**self.__dict__, '_data': None}
+
+
+def read_labels(path):
+    """A ``{part}_label.pkl`` file: (names, integer labels), read without running code."""
+    record = safe_pickle.load(path, safe_pickle.NUMPY_SCALARS, what='label file')
+    expected = f'{path}: expected a pickled (sample_names, labels) tuple of a list of names and integer labels'
+    if not isinstance(record, (tuple, list)) or len(record) != 2:
+        raise ValueError(f'{expected}, found {type(record).__name__}')
+    names, labels = record
+    try:
+        labels = np.asarray(labels)
+    except (TypeError, ValueError):
+        raise ValueError(expected) from None
+    if labels.ndim != 1 or not (np.issubdtype(labels.dtype, np.integer) or labels.size == 0):
+        raise ValueError(f'{expected}, found labels of type {labels.dtype} and shape {labels.shape}')
+    if not all(isinstance(name, str) for name in names):
+        raise ValueError(f'{expected}, found names that are not strings')
+    return list(names), labels.astype(np.int64)
 
 
 class PairAugment:

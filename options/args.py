@@ -1,10 +1,38 @@
 """The parent parsers every entry script builds on, and the resolution of their defaults."""
 import argparse
+import os
 
 import torch
 
 from feeder.info import BUILTIN_DATASETS
 from feeder.modalities import MODALITIES
+
+
+def positive_int(text):
+    return _bounded_int(text, 1, 'a whole number of at least 1')
+
+
+def non_negative_int(text):
+    return _bounded_int(text, 0, 'a whole number of at least 0')
+
+
+def _bounded_int(text, low, expected):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'{text!r} is not {expected}') from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f'{value} is not {expected}')
+    return value
+
+
+def default_workers():
+    """Data-loader processes: the cores this process may use, at most 4."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return min(4, cores)
 
 
 def get_args_parser(add_help=False):
@@ -16,19 +44,20 @@ def get_args_parser(add_help=False):
     data.add_argument('--data-root', required=True,
                       help='folder written by feeder.prepare: DIR/<benchmark>/train_data_joint.npy ...')
     data.add_argument('--output-dir', default=None, help='where checkpoints, logs and results go')
-    data.add_argument('--frames', type=int, default=None, help='frames per clip after the temporal crop')
-    data.add_argument('--batch-size', type=int, default=None, help='per process')
-    data.add_argument('--workers', type=int, default=4, help='data-loader processes')
+    data.add_argument('--frames', type=positive_int, default=None, help='frames per clip after the temporal crop')
+    data.add_argument('--batch-size', type=positive_int, default=None, help='per process')
+    data.add_argument('--workers', type=non_negative_int, default=default_workers(),
+                      help='data-loader processes (default: the cores available, at most 4)')
 
     model = parser.add_argument_group('model')
     model.add_argument('--encoder', default=None, choices=['gru', 'stgcn'])
-    model.add_argument('--hidden-size', type=int, default=None, help='GRU hidden units per chain')
-    model.add_argument('--num-layers', type=int, default=None, help='GRU layers')
+    model.add_argument('--hidden-size', type=positive_int, default=None, help='GRU hidden units per chain')
+    model.add_argument('--num-layers', type=positive_int, default=None, help='GRU layers')
     model.add_argument('--gru-mode', default='published', choices=['published', 'bidirectional'],
                        help='published: two forward-in-time chains per layer (the released function); '
                             'bidirectional: a true bidirectional GRU')
     model.add_argument('--mlp', default=None, action=argparse.BooleanOptionalAction, help='MLP projection head')
-    model.add_argument('--dim', type=int, default=None, help='projection size')
+    model.add_argument('--dim', type=positive_int, default=None, help='projection size')
 
     run = parser.add_argument_group('runtime')
     run.add_argument('--device', default=None, help='cuda or cpu (default: cuda when available)')
@@ -40,7 +69,7 @@ def get_optim_parser(add_help=False):
     """SGD and its schedule, for pretraining and the supervised protocols alike."""
     parser = argparse.ArgumentParser('CMD optimisation', add_help=add_help)
     opt = parser.add_argument_group('optimisation')
-    opt.add_argument('--epochs', type=int, default=None)
+    opt.add_argument('--epochs', type=positive_int, default=None)
     opt.add_argument('--lr', type=float, default=None, help='base learning rate (SGD)')
     opt.add_argument('--schedule', type=int, nargs='*', default=None, help='epochs where lr drops x0.1')
     opt.add_argument('--cos', action='store_true', help='cosine learning-rate decay instead of steps')
@@ -61,7 +90,7 @@ def get_eval_parser(fusion=True, add_help=False):
 def get_supervised_parser(add_help=False):
     """Arguments of the supervised protocols (linear evaluation, fine-tuning)."""
     parser = argparse.ArgumentParser('CMD supervised', add_help=add_help, parents=[get_optim_parser()])
-    parser.add_argument('--eval-every', type=int, default=1, help='test every N epochs (and after the last)')
+    parser.add_argument('--eval-every', type=positive_int, default=1, help='test every N epochs (and after the last)')
     parser.add_argument('--quiet', action='store_true', help='no progress bars')
     return parser
 
@@ -112,6 +141,8 @@ def resolve_common(args, recipe, output_required=True):
     check_protocol(args)
     if output_required and args.output_dir is None:
         raise SystemExit('error: --output-dir is required')
+    if args.output_dir is not None and os.path.exists(args.output_dir) and not os.path.isdir(args.output_dir):
+        raise SystemExit(f'error: --output-dir {args.output_dir} is a file, not a folder')
     fill_defaults(args, recipe)
     if args.device is None:
         args.device = 'cuda' if torch.cuda.is_available() else 'cpu'

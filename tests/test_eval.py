@@ -1,4 +1,5 @@
 import argparse
+import pickle
 import json
 
 import numpy as np
@@ -102,8 +103,20 @@ def test_golden_after_state_gives_the_published_eval_feature(tmp_path):
 def test_unsafe_or_foreign_checkpoints_are_refused(tmp_path):
     unsafe = tmp_path / 'unsafe.pth'
     torch.save({'model': {}, 'args': argparse.Namespace(a=1)}, unsafe)
-    with pytest.raises(ValueError, match='weights_only=True'):
+    with pytest.raises(ValueError, match=r'unsafe.pth: holds argparse.Namespace, not only tensors.*refused') as e:
         load_encoders(str(unsafe), ['joint'], 'ntu60')
+    assert 'weights_only' not in str(e.value)  # never advice to load unsafely
+    good = tmp_path / 'good.pth'
+    torch.save({'model': {'w': torch.zeros(1000)}, 'args': {}}, good)
+    broken = {'truncated.pth': good.read_bytes()[:2000], 'empty.pth': b'', 'text.pth': b'hello',
+              'plain.pth': pickle.dumps({'a': 1})}
+    reasons = {'truncated.pth': 'a damaged or truncated PyTorch file', 'empty.pth': 'the file is empty',
+               'text.pth': 'not a PyTorch checkpoint', 'plain.pth': 'not a PyTorch checkpoint'}
+    for name, data in broken.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(ValueError, match=f'--checkpoint .*{name}: unreadable: {reasons[name]}') as e:
+            load_encoders(str(tmp_path / name), ['joint'], 'ntu60')
+        assert 'weights_only' not in str(e.value)
     foreign = tmp_path / 'foreign.pth'
     torch.save({'net': {'conv.weight': torch.zeros(1)}}, foreign)
     with pytest.raises(ValueError, match=r"not a CMD checkpoint.*\['net'\]"):

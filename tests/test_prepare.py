@@ -219,15 +219,18 @@ def _write_ucla(raw, rng, entries):
 def test_ucla(tmp_path, rng, capsys):
     raw = tmp_path / 'raw'
     _write_ucla(raw, rng, [('a01_s01_e00_v01', 30), ('a12_s02_e01_v02', 420), ('a08_s03_e00_v03', 25),
-                           ('a11_s01_e02_v03', 1), ('a05_s01_e00_v01', 40)])
+                           ('a11_s01_e02_v03', 1), ('a05_s01_e00_v01', 40), ('a02_s09_e00_v02', 20)])
     out = tmp_path / 'out'
     assert _run('--dataset', 'ucla', '--raw-dir', raw, '--out-dir', out) == 0
     data, frames, names, labels = _load(out, 'xview', 'train')
-    assert names == ['a01_s01_e00_v01', 'a05_s01_e00_v01', 'a12_s02_e01_v02']
-    assert labels == [0, 4, 9]
-    assert frames.tolist() == [30, 40, 300]  # longer clips are resampled to 300 frames
-    assert data.shape == (3, 3, 300, 20, 1)
+    assert names == ['a01_s01_e00_v01', 'a02_s09_e00_v02', 'a05_s01_e00_v01', 'a12_s02_e01_v02']
+    assert labels == [0, 1, 4, 9]
+    assert frames.tolist() == [30, 20, 40, 300]  # longer clips are resampled to 300 frames
+    assert data.shape == (4, 3, 300, 20, 1)
     assert _load(out, 'xview', 'val')[2:] == (['a08_s03_e00_v03'], [6])
+    # the validation benchmark: the training views split by subject (8-10 validate), view 3 unused
+    assert _load(out, 'xview_dev', 'train')[2] == ['a01_s01_e00_v01', 'a05_s01_e00_v01', 'a12_s02_e01_v02']
+    assert _load(out, 'xview_dev', 'val')[2] == ['a02_s09_e00_v02']
     hip_to_spine = data[0, :, 0, 1, 0] - data[0, :, 0, 0, 0]
     assert hip_to_spine[2] / np.linalg.norm(hip_to_spine) > 0.9
     np.testing.assert_allclose(data[:, 1:, 0, 8, 0] - data[:, 1:, 0, 4, 0], 0, atol=1e-5)

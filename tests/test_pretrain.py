@@ -106,7 +106,7 @@ def test_missing_data_is_a_clear_error(tmp_path):
 
 
 def test_background_saver_writes_a_snapshot_and_reports_errors(tmp_path):
-    from utils.saver import BackgroundSaver
+    from utils.checkpoint_io import BackgroundSaver
     saver, log = BackgroundSaver(), []
     weights = torch.arange(6.)
     saver.save({'w': weights, 'meta': [1, (2, torch.ones(2))]}, [tmp_path / 'a.pth', tmp_path / 'b.pth'],

@@ -33,6 +33,11 @@ def setup_for_distributed(is_main):
     builtins.print = print
 
 
+def barrier():
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
 def is_main_process():
     return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 

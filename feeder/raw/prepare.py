@@ -44,6 +44,8 @@ NTU_RANGE = {'ntu60': (17, 60), 'ntu120': (32, 120), 'synthetic': (999, 999)}  #
 UCLA_ACTIONS = {a: i for i, a in enumerate((1, 2, 3, 4, 5, 6, 8, 9, 11, 12))}
 UCLA_NAME = re.compile(r'a(\d+)_s(\d+)_e(\d+)_v(\d+)')
 UCLA_MIN_FRAMES = 2
+# xview_dev: a benchmark for choosing settings, carved out of the training views by subject
+UCLA_DEV_VAL_SUBJECTS = frozenset([8, 9, 10])
 
 PKU_SPLIT_FILES = {
     'pku1': {'xsub': ('cross_subject.txt', 'cross-subject.txt'), 'xview': ('cross_view.txt', 'cross-view.txt')},
@@ -171,8 +173,10 @@ def list_ucla(raw_dir):
         if match is None or int(match.group(1)) not in UCLA_ACTIONS:
             skipped.setdefault('name not aNN_sNN_eNN_vNN with a known action', []).append(file)
             continue
-        action, view = int(match.group(1)), int(match.group(4))
+        action, subject, view = int(match.group(1)), int(match.group(2)), int(match.group(4))
         parts = {'xview': 'train' if view in (1, 2) else 'val'}
+        if view in (1, 2):  # the validation benchmark never sees the test view
+            parts['xview_dev'] = 'val' if subject in UCLA_DEV_VAL_SUBJECTS else 'train'
         tasks.append(Task('ucla', os.path.join(folder, file), [Sample(name, UCLA_ACTIONS[action], parts)]))
     return tasks, skipped
 

@@ -1,9 +1,46 @@
-"""Checkpoint writing: atomic, and on a background thread while training goes on."""
+"""Checkpoint files: read safely (tensors and plain containers only), written atomically and on
+a background thread while training goes on."""
+import os
+import pickle
+import re
 import threading
+import warnings
 
 import torch
 
 from utils.io import write_atomic
+
+
+def read_checkpoint(path, label='--checkpoint'):
+    """``torch.load(path, weights_only=True)`` with one clear line for each way it can fail:
+    no such file, unreadable (empty, truncated, not a PyTorch file), or holding objects other
+    than tensors and plain containers (refused: such objects could run code when loaded)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'{label} {path}: no such file')
+    try:
+        with warnings.catch_warnings():
+            # a plain pickle of another protocol: the error below says what it is
+            warnings.filterwarnings('ignore', message='Detected pickle protocol')
+            return torch.load(path, map_location='cpu', weights_only=True)
+    except pickle.UnpicklingError as e:
+        refused = re.search(r'GLOBAL (\S+) was not an allowed global', str(e))
+        if refused:
+            raise ValueError(f'{label} {path}: holds {refused.group(1)}, not only tensors and plain containers; '
+                             'refused, since loading such objects can run code') from None
+        raise ValueError(f'{label} {path}: unreadable: {_damage(path)}') from None
+    except (RuntimeError, EOFError, KeyError, ValueError, OSError, IndexError, TypeError):
+        raise ValueError(f'{label} {path}: unreadable: {_damage(path)}') from None
+
+
+def _damage(path):
+    size = os.path.getsize(path)
+    if size == 0:
+        return 'the file is empty'
+    with open(path, 'rb') as f:
+        head = f.read(4)
+    if head.startswith(b'PK'):
+        return f'a damaged or truncated PyTorch file ({size:,} bytes)'
+    return f'not a PyTorch checkpoint, or one cut short ({size:,} bytes)'
 
 
 def save_atomic(obj, path):
@@ -20,10 +57,12 @@ class BackgroundSaver:
     so later steps cannot change what is written; the thread then writes each path atomically
     and calls ``then`` (e.g. the epoch's log line, so the log never runs ahead of the
     checkpoint). The thread is not a daemon: on Ctrl-C or an error the interpreter finishes the
-    write before it exits. ``wait`` returns once the last write is done and raises its error."""
+    write before it exits. ``wait`` returns once the last write is done and raises its error;
+    ``written`` is the first path of the last completed save."""
 
     def __init__(self):
         self._thread, self._error, self._buffers = None, None, {}
+        self.written = None
 
     def save(self, obj, paths, then=None):
         self.wait()
@@ -48,6 +87,7 @@ class BackgroundSaver:
         try:
             for path in paths:
                 save_atomic(obj, path)
+            self.written = paths[0]
             if then is not None:
                 then()
         except BaseException as e:  # raised in the training thread by wait()

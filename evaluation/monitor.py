@@ -1,0 +1,61 @@
+"""The kNN monitor of pretraining: 1-NN and 20-NN top-1 of the benchmark's evaluation split, per
+stream and fused, every few epochs, computed exactly as ``knn_eval.py`` computes them. It is for
+watching a run learn; settings are chosen on a validation benchmark, not on this."""
+import torch
+import torch.distributed as dist
+
+from evaluation.features import extract_features
+from evaluation.knn import knn_accuracy, with_fusion
+from feeder.datasets import DownstreamDataset, SkeletonFolder
+from options.presets import KNN
+
+
+def knn_every_default(epochs):
+    """A tenth of the run, at least every epoch."""
+    return max(1, epochs // 10)
+
+
+class KNNMonitor:
+    def __init__(self, root, dataset, frames, every, epochs, workers, device):
+        self.dataset, self.every, self.epochs, self.workers, self.device = dataset, every, epochs, workers, device
+        self.parts = {part: DownstreamDataset(SkeletonFolder(root, part), frames=frames) for part in ('train', 'val')}
+        labels = [p.folder.labels for p in self.parts.values()]
+        self.note = None
+        if any((lab < 0).any() for lab in labels):
+            self.note = 'kNN monitor skipped: the data has unlabelled clips'
+        self.ks = sorted({1, min(20, len(self.parts['train']))})
+
+    def due(self, epoch):
+        return self.note is None and self.every > 0 and ((epoch + 1) % self.every == 0 or epoch + 1 == self.epochs)
+
+    @torch.no_grad()
+    def __call__(self, encoders):
+        """{'knn<k>_<stream>': top-1 %} for the query ``encoders`` ({stream: encoder}; left in eval
+        mode). Under DDP each process encodes every world-size-th clip and all features are used."""
+        streams = list(encoders)
+        feats, labels = {}, {}
+        for part, clips in self.parts.items():
+            feats[part], labels[part] = _all_ranks(encoders, clips, self.dataset.layout, self.device, self.workers)
+        feats = {part: with_fusion(f, streams) for part, f in feats.items()}
+        accuracy = knn_accuracy(feats['train'], labels['train'], feats['val'], labels['val'], self.ks,
+                                self.dataset.num_classes)
+        return {f'knn{k}_{name}': values[f'top1@k={k}'] for name, values in accuracy.items() for k in self.ks}
+
+
+def _all_ranks(encoders, clips, layout, device, workers):
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return extract_features(encoders, clips, layout, device, KNN['batch_size'], workers)
+    rank, world, n = dist.get_rank(), dist.get_world_size(), len(clips)
+    per = -(-n // world)
+    # rank r encodes clips r, r + world, ...; the last index pads the short shards
+    indices = [min(i, n - 1) for i in range(rank, per * world, world)]
+    feats, labels = extract_features(encoders, torch.utils.data.Subset(clips, indices), layout, device,
+                                     KNN['batch_size'], workers)
+    out = {}
+    for name, value in {**feats, '_labels': labels}.items():
+        gathered = [torch.empty_like(value) for _ in range(world)]
+        dist.all_gather(gathered, value.contiguous())
+        # (world, per, ...) -> (per, world, ...): row k * world + r is clip k * world + r
+        out[name] = torch.stack(gathered, 1).flatten(0, 1)[:n]
+    labels = out.pop('_labels')
+    return out, labels

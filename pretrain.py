@@ -89,10 +89,10 @@ def check_settings(args, folder, dataset):
     if args.queue_size % global_batch:
         problems.append(f'--queue-size {args.queue_size} is not a multiple of the global batch '
                         f'{global_batch} (--batch-size {args.batch_size} x {args.world_size} processes)')
-    if folder.num_joints != dataset.layout.num_joints or folder.shape[4] != dataset.persons:
-        problems.append(f'{folder.data_path} holds {folder.num_joints} joints x {folder.shape[4]} persons, '
-                        f'but {args.dataset} uses layout {dataset.layout.name} ({dataset.layout.num_joints} '
-                        f'joints) x {dataset.persons}')
+    try:
+        folder.check(dataset)
+    except ValueError as e:
+        problems.append(str(e))
     if len(folder) < global_batch:
         problems.append(f'{folder.data_path} has {len(folder)} clips, fewer than one global batch ({global_batch})')
     if args.min_crop > args.frames or args.min_crop < 1:

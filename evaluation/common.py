@@ -9,31 +9,37 @@ from torch.utils.data import DataLoader
 from feeder.datasets import DownstreamDataset, SkeletonFolder
 from feeder.info import DatasetInfo, dataset_info
 from feeder.modalities import MODALITIES
-from evaluation.pretrained import load_encoders
+from evaluation.pretrained import MODEL_ARGS, encoder_settings, load_encoders, open_pretrained
 from options.args import resolve_common
 from utils.run import announce
 
 
 @dataclass
 class Evaluation:
-    """One evaluation run's fixed parts; ``args`` are the parsed, resolved arguments."""
+    """One evaluation run's fixed parts; ``args`` are the parsed, resolved arguments and
+    ``pretrained`` what :func:`evaluation.pretrained.open_pretrained` read."""
     args: object
     dataset: DatasetInfo
     device: torch.device
     streams: list
+    pretrained: tuple
 
     @property
     def root(self):
         return os.path.join(self.args.data_root, self.args.protocol)
 
     def folder(self, part):
-        return SkeletonFolder(self.root, part)
+        """One part of the benchmark, checked against the dataset (joints, persons, channels,
+        labels)."""
+        folder = SkeletonFolder(self.root, part)
+        folder.check(self.dataset, labelled=True)
+        return folder
 
     def load_encoders(self, streams=None):
         """The pretrained (or random) encoders of ``streams`` (default: the run's), in eval mode;
         see :func:`evaluation.pretrained.load_encoders`."""
         return load_encoders(self.args.checkpoint, streams or self.streams, self.args.dataset, self.args.frames,
-                             vars(self.args))
+                             vars(self.args), self.pretrained)
 
     def clips(self, part, frames, train=False):
         return DownstreamDataset(self.folder(part), frames=frames, train=train)
@@ -62,5 +68,17 @@ def setup_evaluation(args, recipe, output_required=True):
     """The start of every evaluation script: check the benchmark, fill the defaults from
     ``recipe``, pick the device, print the revision and arguments."""
     resolve_common(args, recipe, output_required)
+    pretrained = open_pretrained(args.checkpoint)
+    # a checkpoint decides the architecture; the arguments are set to what is used, so they print it
+    settings = encoder_settings(pretrained, args.dataset, vars(args))
+    ignored = [f'--{k.replace("_", "-")} {getattr(args, k)}' for k in MODEL_ARGS
+               if getattr(args, k) is not None and getattr(args, k) != settings[k] and k != 'gru_mode']
+    if ignored:
+        print(f'the checkpoint fixes the encoder; ignored: {", ".join(ignored)}')
+    for key in MODEL_ARGS:
+        setattr(args, key, settings[key])
+    if args.frames is None:
+        args.frames = settings['frames']
     announce(args)
-    return Evaluation(args, dataset_info(args.dataset), torch.device(args.device), streams_of(args.stream))
+    return Evaluation(args, dataset_info(args.dataset), torch.device(args.device), streams_of(args.stream),
+                      pretrained)

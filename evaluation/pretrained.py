@@ -50,22 +50,40 @@ def describe(checkpoint):
 MODEL_ARGS = tuple(f.name for f in dataclasses.fields(EncoderConfig))
 
 
-def load_encoders(path, streams, dataset, frames=None, random_args=None):
+def open_pretrained(path):
+    """``(kind, checkpoint, pretraining args)`` of ``path``: ``'ours'``, ``'released'`` (args read
+    off the tensor shapes), or ``'random'`` for ``None``/``'random'`` (no checkpoint, no args)."""
+    if path in (None, 'random'):
+        return 'random', None, {}
+    checkpoint = read_checkpoint(path)
+    kind, args = describe(checkpoint)
+    return kind, checkpoint, args
+
+
+def encoder_settings(pretrained, dataset, random_args=None):
+    """The pretraining settings the encoders are built with: the dataset's recipe, overridden by
+    the checkpoint's own arguments, or for a random encoder by the non-``None`` architecture
+    entries of ``random_args``."""
+    kind, _, ckpt_args = pretrained
+    if kind == 'random':
+        ckpt_args = {k: v for k, v in (random_args or {}).items() if k in MODEL_ARGS and v is not None}
+    settings = dict(pretrain_recipe(dataset, ckpt_args.get('encoder') or 'gru'), gru_mode='published')
+    settings.update({k: v for k, v in ckpt_args.items() if v is not None})
+    return settings
+
+
+def load_encoders(path, streams, dataset, frames=None, random_args=None, pretrained=None):
     """Query encoders for ``streams`` in eval mode, and a record of what was loaded.
 
     ``path`` may be ``None``/``'random'`` for a randomly initialised encoder with the dataset's
     default settings, changed by the non-``None`` entries of ``random_args`` (a checkpoint fixes
-    its own architecture). Checks that the checkpoint's skeleton layout matches ``dataset``'s.
+    its own architecture). ``pretrained``: what :func:`open_pretrained` returned for ``path``, if
+    it was read already. Checks that the checkpoint's skeleton layout matches ``dataset``'s.
     """
     info = dataset_info(dataset)
-    if path in (None, 'random'):
-        kind, checkpoint = 'random', None
-        ckpt_args = {k: v for k, v in (random_args or {}).items() if k in MODEL_ARGS and v is not None}
-    else:
-        checkpoint = read_checkpoint(path)
-        kind, ckpt_args = describe(checkpoint)
-    settings = dict(pretrain_recipe(dataset, ckpt_args.get('encoder') or 'gru'), gru_mode='published')
-    settings.update({k: v for k, v in ckpt_args.items() if v is not None})
+    pretrained = pretrained or open_pretrained(path)
+    settings = encoder_settings(pretrained, dataset, random_args)
+    kind, checkpoint, ckpt_args = pretrained
     source = ckpt_args.get('dataset', dataset)
     trained_on = BUILTIN_DATASETS.get(source, info)
     if trained_on.skeleton != info.skeleton:

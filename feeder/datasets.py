@@ -42,6 +42,22 @@ class SkeletonFolder:
             raise ValueError(f'{frames_path}: every clip needs at least one frame')
         self._data = None
 
+    def check(self, dataset, labelled=False):
+        """Clear errors where the arrays do not fit ``dataset`` (a :class:`feeder.info.DatasetInfo`):
+        joints, persons, channels and, with ``labelled``, the label range."""
+        channels, joints, persons = self.shape[1], self.shape[3], self.shape[4]
+        layout = dataset.layout
+        if (joints, persons, channels) != (layout.num_joints, dataset.persons, len(dataset.channels)):
+            raise ValueError(f'{self.data_path} holds {joints} joints x {persons} persons x {channels} channels, but '
+                             f'{dataset.name} is {layout.name} ({layout.num_joints} joints) x {dataset.persons} '
+                             f'persons x {len(dataset.channels)} channels ({dataset.channels})')
+        if labelled and len(self.labels):
+            bad = np.flatnonzero((self.labels < 0) | (self.labels >= dataset.num_classes))
+            if len(bad):
+                raise ValueError(f'{self.root}/{self.part}_label.pkl: labels must lie in 0..{dataset.num_classes - 1} '
+                                 f'for the {dataset.num_classes} classes of {dataset.name}; clip '
+                                 f'{self.names[bad[0]]} has {self.labels[bad[0]]} ({len(bad)} such clips)')
+
     def __len__(self):
         return self.shape[0]
 

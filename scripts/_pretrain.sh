@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Shared body of the pretrain_*.sh scripts: _pretrain.sh DATASET PROTOCOL [extra args]
+# Shared body of the pretrain_*.sh scripts: _pretrain.sh DATASET PROTOCOL [extra args]. Runs with
+# --auto-resume: running a script again continues its run.
 # Environment: DATA_ROOT (folder holding the prepared dataset folders, named as in
 # feeder/info.py, default ./data), OUTPUT_ROOT (default ./output), NPROC (GPUs on this machine,
 # default 1), PYTHON (the interpreter, default python).
@@ -16,5 +17,5 @@ launcher=("$PYTHON")
 if [ "$NPROC" -gt 1 ]; then
     launcher=(torchrun --standalone --nproc_per_node "$NPROC")
 fi
-"${launcher[@]}" pretrain.py --dataset "$dataset" --protocol "$protocol" \
+"${launcher[@]}" pretrain.py --dataset "$dataset" --protocol "$protocol" --auto-resume \
     --data-root "$DATA_ROOT/$dir_name" --output-dir "$OUTPUT_ROOT/${dataset}_${protocol}" "$@"

@@ -301,3 +301,70 @@ def test_pku_videos_without_skeleton_or_split_are_listed(tmp_path, rng):
     assert summary['skipped']['label file without skeleton file'] == ['0300-R']
     os.remove(raw / 'cross_view_v2.txt')
     assert _run('--dataset', 'pku2', '--raw-dir', raw, '--out-dir', out) == 1
+
+
+# ----------------------------------------------------------------------------- bad data and leftovers
+
+def _set_field(path, line, value):
+    """Replace the first number on 1-based ``line`` of a text file."""
+    lines = path.read_text().split('\n')
+    fields = lines[line - 1].split(' ')
+    lines[line - 1] = ' '.join([value] + fields[1:])
+    path.write_text('\n'.join(lines))
+
+
+@pytest.mark.parametrize('value', ['nan', 'inf', '-inf'])
+def test_non_finite_ntu_coordinates_name_file_and_line(tmp_path, ntu_raw, capsys, value):
+    bad = ntu_raw / 'S002C003P008R002A060.skeleton'
+    _set_field(bad, 12, value)  # frame 0 is empty in this file: line 12 is a joint of a later frame
+    out = tmp_path / 'out'
+    assert _run('--dataset', 'ntu60', '--raw-dir', ntu_raw, '--out-dir', out) == 1
+    err = capsys.readouterr().err
+    assert f'{bad}, line 12: joint coordinate {value!r} is not finite' in err
+    assert _run('--dataset', 'ntu60', '--raw-dir', ntu_raw, '--out-dir', out, '--skip-bad') == 0
+    summary = json.loads((out / 'prepare_summary.json').read_text())
+    assert [e for e in summary['skipped']['bad file'] if str(bad) in e and 'line 12' in e]
+    assert 'S002C003P008R002A060' not in _load(out, 'xsub', 'train')[2]
+
+
+def test_non_finite_ucla_coordinates_name_file_and_line(tmp_path, rng, capsys):
+    raw = tmp_path / 'raw'
+    _write_ucla(raw, rng, [('a01_s01_e00_v01', 30), ('a08_s03_e00_v03', 25), ('a05_s09_e00_v01', 40)])
+    path = raw / 'all_sqe' / 'a01_s01_e00_v01.json'
+    record = json.loads(path.read_text())
+    record['skeletons'][4][7][1] = float('nan')
+    path.write_text(json.dumps(record, indent=1))  # json writes NaN, and reads it back
+    assert _run('--dataset', 'ucla', '--raw-dir', raw, '--out-dir', tmp_path / 'out') == 1
+    err = capsys.readouterr().err
+    line = next(i for i, text in enumerate(path.read_text().split('\n'), 1) if 'NaN' in text)
+    assert f'{path}, line {line}: frame 4, joint 7: coordinate is not finite' in err
+
+
+def test_files_without_a_body_are_left_out_and_counted(tmp_path, ntu_raw, capsys):
+    empty = ntu_raw / 'nested' / 'S003C002P004R001A005.skeleton'
+    write_skeleton(empty, [[] for _ in range(40)])  # 40 frames, none with a body
+    out = tmp_path / 'out'
+    assert _run('--dataset', 'ntu60', '--raw-dir', ntu_raw, '--out-dir', out) == 0
+    assert 'skipped, no body: 1 (S003C002P004R001A005)' in capsys.readouterr().out
+    assert 'S003C002P004R001A005' not in _load(out, 'xsub', 'train')[2]
+    summary = json.loads((out / 'prepare_summary.json').read_text())
+    assert summary['skipped']['no body'] == ['S003C002P004R001A005']
+    assert summary['samples']['xsub/train'] == 2
+
+
+def test_leftovers_of_killed_runs_are_cleaned_and_failures_leave_nothing(tmp_path, ntu_raw):
+    out = tmp_path / 'out'
+    assert _run('--dataset', 'ntu60', '--raw-dir', ntu_raw, '--out-dir', out) == 0
+    dead = 2 ** 22 + 12345  # above the default pid_max: no such process
+    live = os.getppid()
+    for name in (f'.prepare-{dead}', f'xsub.old-{dead}', f'.prepare-{live}'):
+        (out / name).mkdir()
+        (out / name / 'train_data_joint.npy').write_bytes(b'x' * 100)
+    assert _run('--dataset', 'ntu60', '--raw-dir', ntu_raw, '--out-dir', out) == 0
+    assert sorted(p for p in os.listdir(out) if '-' in p) == [f'.prepare-{live}']  # a live run's is kept
+    # a first run that fails leaves no folder behind; an --out-dir that is a file is an error
+    _break(ntu_raw / 'S002C003P008R002A060.skeleton')
+    assert _run('--dataset', 'ntu60', '--raw-dir', ntu_raw, '--out-dir', tmp_path / 'new') == 1
+    assert not (tmp_path / 'new').exists()
+    (tmp_path / 'file').write_text('')
+    assert _run('--dataset', 'ntu60', '--raw-dir', ntu_raw, '--out-dir', tmp_path / 'file') == 1

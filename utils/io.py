@@ -20,3 +20,14 @@ def write_text_atomic(path, text):
 def append_jsonl(path, record):
     with open(path, 'a') as f:
         f.write(json.dumps(record) + '\n')
+
+
+def pid_alive(pid):
+    """Whether process ``pid`` still runs (to tell a live run's temporary files from a dead one's)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True

@@ -7,20 +7,10 @@ import re
 import time
 
 from utils.checkpoint_io import read_checkpoint
-from utils.io import write_text_atomic
+from utils.io import pid_alive, write_text_atomic
 
 LATEST = 'checkpoint.pth'
 RUN_FILES = (LATEST, 'log.txt', 'args.json')
-
-
-def pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
 
 
 def remove_stale_temporaries(folder):

@@ -24,7 +24,7 @@ from feeder.info import BUILTIN_DATASETS, MAX_FRAMES, PARTS, dataset_info
 from feeder.raw.normalize import fit_frames, normalize_sample, select_bodies
 from feeder.raw.readers import (NTU_NAME, DataFormatError, parse_ntu_name, read_ntu_skeleton,
                                 read_pku_labels, read_pku_split, read_pku_video, read_ucla_json)
-from utils.io import write_atomic, write_text_atomic
+from utils.io import pid_alive, write_atomic, write_text_atomic
 
 NTU60_TRAIN_SUBJECTS = frozenset([1, 2, 4, 5, 8, 9, 13, 14, 15, 16, 17, 18, 19, 25, 27, 28, 31, 34, 35, 38])
 NTU120_TRAIN_SUBJECTS = NTU60_TRAIN_SUBJECTS | frozenset([
@@ -234,6 +234,9 @@ def process_task(job):
         if length < needed:
             results.append((None, ('too short', f'{sample.name} (length {length}, needs {needed})')))
             continue
+        if not clip[:, :length].any():
+            results.append((None, ('no body', sample.name)))
+            continue
         clip = fit_frames(clip, MAX_FRAMES, resample=task.kind == 'ucla')
         if task.kind == 'ucla':
             length = min(length, MAX_FRAMES)
@@ -280,7 +283,11 @@ def prepare(args):
         raise PrepareError(f'{args.dataset}: no samples for {", ".join(empty)} in {args.raw_dir} '
                            f'({len(samples)} samples found in all)')
 
+    if os.path.exists(args.out_dir) and not os.path.isdir(args.out_dir):
+        raise PrepareError(f'--out-dir {args.out_dir} is a file, not a folder')
+    created = not os.path.exists(args.out_dir)
     os.makedirs(args.out_dir, exist_ok=True)
+    remove_stale_staging(args.out_dir)
     staging = os.path.join(args.out_dir, f'.prepare-{os.getpid()}')
     try:
         outputs = {}
@@ -340,7 +347,18 @@ def prepare(args):
         write_text_atomic(os.path.join(args.out_dir, 'prepare_summary.json'), json.dumps(summary, indent=1))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        if created and not os.listdir(args.out_dir):  # a failed first run leaves no empty folder
+            os.rmdir(args.out_dir)
     return summary
+
+
+def remove_stale_staging(out_dir):
+    """Delete the staging folders (``.prepare-PID``) and replaced benchmarks (``NAME.old-PID``)
+    that a killed run left behind."""
+    for name in os.listdir(out_dir):
+        match = re.fullmatch(r'\.prepare-(\d+)|.+\.old-(\d+)', name)
+        if match and not pid_alive(int(match.group(1) or match.group(2))):
+            shutil.rmtree(os.path.join(out_dir, name), ignore_errors=True)
 
 
 def _replace_dir(src, dst):

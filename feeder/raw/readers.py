@@ -90,6 +90,11 @@ def read_ntu_skeleton(path, max_bodies=4, num_joints=25):
                 raise DataFormatError(path, slot_lines[slot] + joint + 1,
                                       f'joint coordinate {value.decode(errors="replace")!r} is not a number') from None
         raise
+    bad = np.flatnonzero(~np.isfinite(xyz))
+    if len(bad):
+        slot, joint = divmod(bad[0] // 3, num_joints)
+        raise DataFormatError(path, slot_lines[slot] + joint + 1,
+                              f'joint coordinate {fields[bad[0]].decode(errors="replace")!r} is not finite')
     out = np.zeros((max_bodies, num_frames, num_joints, 3))
     if slots:
         t, b = np.array(slots).T
@@ -105,6 +110,9 @@ def read_pku_video(path):
         raise DataFormatError(path, None, f'expected 150 numbers per line ({e})') from None
     if data.shape[1] != 150:
         raise DataFormatError(path, 1, f'expected 150 numbers per line, found {data.shape[1]}')
+    bad = np.argwhere(~np.isfinite(data))
+    if len(bad):
+        raise DataFormatError(path, _data_line(path, bad[0][0]), f'number {bad[0][1] + 1} is not finite')
     return data.reshape(len(data), 2, 25, 3).transpose(1, 0, 2, 3)
 
 
@@ -152,4 +160,29 @@ def read_ucla_json(path):
         raise DataFormatError(path, None, f'expected {{"file_name", "skeletons": [T][20][3], "label"}} ({e!r})') from None
     if skeletons.ndim != 3 or skeletons.shape[1:] != (20, 3):
         raise DataFormatError(path, None, f'expected skeletons of shape [T][20][3], found {list(skeletons.shape)}')
+    bad = np.argwhere(~np.isfinite(skeletons))
+    if len(bad):
+        frame, joint, _ = bad[0]
+        raise DataFormatError(path, _first_line_with(path, ('NaN', 'Infinity')),
+                              f'frame {frame}, joint {joint}: coordinate is not finite')
     return name, skeletons[None]
+
+
+def _data_line(path, row):
+    """The 1-based line of data row ``row`` in a text file (blank lines, which np.loadtxt skips,
+    counted)."""
+    with open(path) as f:
+        for lineno, line in enumerate(f, 1):
+            if line.strip():
+                if row == 0:
+                    return lineno
+                row -= 1
+    return None
+
+
+def _first_line_with(path, words):
+    with open(path) as f:
+        for lineno, line in enumerate(f, 1):
+            if any(word in line for word in words):
+                return lineno
+    return None

@@ -36,9 +36,11 @@ from torch.utils.data import DataLoader  # noqa: E402
 import pretrain  # noqa: E402
 from engine import train_step  # noqa: E402
 from evaluation.knn import knn_predict  # noqa: E402
+from evaluation.monitor import KNNMonitor  # noqa: E402
 from fast.model import FastCMD  # noqa: E402
 from fast.step import GraphedStep  # noqa: E402
 from feeder.datasets import PairAugment, PretrainDataset, SkeletonFolder, collate_clips  # noqa: E402
+from feeder.info import dataset_info  # noqa: E402
 from feeder.layouts import NTU25  # noqa: E402
 from models.gru import GRUEncoder  # noqa: E402
 from tests.reference import FrameByFrameGRUEncoder  # noqa: E402
@@ -163,18 +165,36 @@ def profile_step(variant, cfg, device, rows=15):
     return prof.key_averages().table(sort_by=key, row_limit=rows, max_name_column_width=60)
 
 
-def write_random_split(split, clips, min_frames, seed=0):
-    """A prepared training split of random clips (300 stored frames, ``min_frames`` to 300 valid)."""
+def write_random_split(split, clips, min_frames, seed=0, part='train'):
+    """A prepared part of random clips (300 stored frames, ``min_frames`` to 300 valid)."""
     rng = np.random.default_rng(seed)
     os.makedirs(split, exist_ok=True)
-    data = np.lib.format.open_memmap(os.path.join(split, 'train_data_joint.npy'), mode='w+',
+    data = np.lib.format.open_memmap(os.path.join(split, f'{part}_data_joint.npy'), mode='w+',
                                      dtype=np.float32, shape=(clips, 3, 300, 25, 2))
     for i in range(0, clips, 512):
         data[i:i + 512] = rng.normal(size=data[i:i + 512].shape).astype(np.float32)
     data.flush()
-    np.save(os.path.join(split, 'train_num_frame.npy'), rng.integers(min_frames, 300, size=clips))
-    with open(os.path.join(split, 'train_label.pkl'), 'wb') as f:
+    np.save(os.path.join(split, f'{part}_num_frame.npy'), rng.integers(min_frames, 300, size=clips))
+    with open(os.path.join(split, f'{part}_label.pkl'), 'wb') as f:
         pickle.dump(([f'S001C001P001R001A{i % 60 + 1:03d}' for i in range(clips)], [i % 60 for i in range(clips)]), f)
+
+
+def time_knn_monitor(cfg, device, workers, train, val):
+    """Seconds of one kNN monitor pass of ``pretrain.py`` (features of ``train`` and ``val`` random
+    clips with three encoders of ``cfg``, then 1-NN and 20-NN)."""
+    with tempfile.TemporaryDirectory() as root:
+        write_random_split(root, train, min_frames=30)
+        write_random_split(root, val, min_frames=30, seed=1, part='val')
+        torch.manual_seed(0)
+        with device:
+            encoders = {m: GRUEncoder(150, cfg['hidden'], cfg['layers'], 128) for m in ('joint', 'motion', 'bone')}
+        monitor = KNNMonitor(root, dataset_info('ntu60'), cfg['frames'], 1, 1, workers, device)
+        monitor(encoders)  # warm-up: cuDNN plans, loader start
+        sync(device)
+        start = time.perf_counter()
+        monitor(encoders)
+        sync(device)
+        return time.perf_counter() - start
 
 
 def time_data_pipeline(device, frames, batch, workers, clips=1024):
@@ -271,6 +291,9 @@ def main():
     parser.add_argument('--workers', type=int, default=2, help='data-loader workers for the pipeline timing')
     parser.add_argument('--knn-size', type=int, nargs=3, default=None, metavar=('TRAIN', 'TEST', 'DIM'),
                         help='default: 40091 16487 2048 (NTU-60 x-sub) on CUDA, 4000 1600 2048 on CPU')
+    parser.add_argument('--monitor-size', type=int, nargs=2, default=None, metavar=('TRAIN', 'VAL'),
+                        help='clips of the kNN monitor timing (default: 40091 16487, NTU-60 x-sub, on CUDA; '
+                             '2000 800 on CPU)')
     parser.add_argument('--profile', default=None, choices=list(VARIANTS),
                         help='also print the kernels of two steps of this variant at the last config')
     parser.add_argument('--end-to-end', type=int, default=0, metavar='CLIPS',
@@ -290,6 +313,9 @@ def main():
     print(f'device: {name}; torch {torch.__version__}; {steps} timed steps after {args.warmup} warm-up '
           f'(graphs: after 3 eager steps and the capture)')
     print(f'{"config":<10}{"variant":<42}{"batch":>6}{"samples/s":>11}{"s/step":>9}{"peak GiB":>10}{"speed-up":>10}')
+    # the monitor's cost is given against an epoch of pretrain.py's default step on this device
+    default_variant = 'grouped+graph overlap frame fp16-ops tf32' if device.type == 'cuda' else 'fused'
+    rate_of_default = {}
     for cfg_name in names:
         cfg = CONFIGS[cfg_name]
         base = {}
@@ -306,11 +332,22 @@ def main():
             if VARIANTS[variant]['impl'] == 'frame-by-frame':
                 base[tf32] = rate
             ratio = f'{rate / base[tf32]:.1f}x' if tf32 in base else '-'
+            if variant == default_variant:
+                rate_of_default[cfg_name] = rate
             print(f'{cfg_name:<10}{variant:<42}{cfg["batch"] * VARIANTS[variant].get("batch", 1):>6}{rate:>11.1f}'
                   f'{seconds:>9.4f}{peak:>10.2f}{ratio:>10}', flush=True)
         print(f'{"":<10}({", ".join(f"{k} {v}" for k, v in cfg.items())})')
 
     cfg = CONFIGS[names[-1]]
+    train, val = args.monitor_size or ((40091, 16487) if device.type == 'cuda' else (2000, 800))
+    seconds = time_knn_monitor(cfg, device, args.workers, train, val)
+    line = f'\nkNN monitor ({train} + {val} clips, {names[-1]} config): {seconds:.2f} s'
+    if rate_of_default:
+        epoch = train / rate_of_default[names[-1]]
+        line += (f'; an epoch of {train} clips at the {default_variant} rate ({rate_of_default[names[-1]]:.0f} '
+                 f'samples/s) takes {epoch:.1f} s, so each monitored epoch costs {100 * seconds / epoch:.1f}% more '
+                 f'({10 * seconds / epoch:.1f}% of the run at the default of every tenth epoch)')
+    print(line, flush=True)
     if args.profile:
         print(f'\nprofile of two {args.profile} steps:\n{profile_step(VARIANTS[args.profile], cfg, device)}')
     pipeline = time_data_pipeline(device, cfg['frames'], cfg['batch'], args.workers)

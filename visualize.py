@@ -1,0 +1,76 @@
+"""Pictures a researcher would otherwise draw by hand.
+
+    python visualize.py clip --dataset ucla --protocol xview --data-root DATA [--part train] (--index I | --name N) \\
+        [--out PREFIX]
+    python visualize.py curves OUT/log.txt [--out curves.png]
+
+``clip`` writes PREFIX.gif (the clip animated, beside the two augmented views pretraining makes of
+it) and PREFIX.png (a strip of frames, one row each), with the bones drawn, for any layout, 2D or
+3D. ``curves`` draws a pretraining run's losses, contrastive accuracies, kNN monitor and learning
+rate from its ``log.txt``.
+"""
+import argparse
+import os
+
+import torch
+
+from feeder.datasets import PairAugment, SkeletonFolder
+from feeder.info import PARTS, dataset_info
+from options.args import get_args_parser, positive_int, resolve_common
+from options.presets import pretrain_recipe
+from utils.plots import save_clip_pictures, save_curves
+from utils.run import run_cli
+
+
+def get_visualize_parser():
+    parser = argparse.ArgumentParser('CMD pictures', description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest='command', required=True)
+    clip = commands.add_parser('clip', parents=[get_args_parser()], help='a prepared clip and its two views')
+    clip.add_argument('--part', default='train', choices=PARTS)
+    which = clip.add_mutually_exclusive_group(required=True)
+    which.add_argument('--index', type=int, help='row of the clip in the part')
+    which.add_argument('--name', help='name of the clip')
+    clip.add_argument('--min-crop', type=positive_int, default=None, help='as in pretraining (default: its recipe)')
+    clip.add_argument('--out', default=None, help='PREFIX of PREFIX.gif and PREFIX.png (default: the clip name)')
+    curves = commands.add_parser('curves', help="a pretraining run's curves")
+    curves.add_argument('log', help='the run\'s log.txt')
+    curves.add_argument('--out', default=None, help='PNG to write (default: curves.png beside the log)')
+    return parser
+
+
+def draw_clip(args):
+    resolve_common(args, pretrain_recipe(args.dataset, args.encoder or 'gru'), output_required=False)
+    dataset = dataset_info(args.dataset)
+    folder = SkeletonFolder(os.path.join(args.data_root, args.protocol), args.part)
+    folder.check(dataset)
+    if args.name is not None:
+        if args.name not in folder.names:
+            raise ValueError(f'--name {args.name}: no such clip in {folder.root} {args.part}')
+        index = folder.names.index(args.name)
+    else:
+        index = args.index
+        if not 0 <= index < len(folder):
+            raise ValueError(f'--index {index}: {folder.root} {args.part} has clips 0..{len(folder) - 1}')
+    clip = folder.clip(index)
+    torch.manual_seed(args.seed)
+    augment = PairAugment(folder.num_joints, args.frames, args.min_crop or args.frames)
+    view_q, view_k = augment(clip[None], torch.tensor([clip.shape[1]]))
+    name = folder.names[index]
+    prefix = args.out or name
+    panels = {f'{name} ({clip.shape[1]} frames)': clip.numpy(), 'view 1': view_q[0].numpy(), 'view 2': view_k[0].numpy()}
+    save_clip_pictures(dataset.layout, panels, f'{prefix}.gif', f'{prefix}.png')
+    print(f'wrote {prefix}.gif and {prefix}.png')
+
+
+def main(args):
+    if args.command == 'clip':
+        draw_clip(args)
+    else:
+        out = args.out or os.path.join(os.path.dirname(os.path.abspath(args.log)), 'curves.png')
+        save_curves(args.log, out)
+        print(f'wrote {out}')
+
+
+if __name__ == '__main__':
+    run_cli(main, get_visualize_parser())

@@ -22,7 +22,7 @@ from feeder.datasets import PairAugment, PretrainDataset, SkeletonFolder, collat
 from feeder.info import dataset_info
 from feeder.modalities import MODALITIES
 from models import build_cmd
-from options.args import (format_default, get_args_parser, get_optim_parser, non_negative_int, positive_int,
+from options.args import (format_default, get_args_parser, get_augment_parser, get_optim_parser, non_negative_int, positive_int,
                           resolve_common, show_defaults)
 from options.presets import ENCODER_RECIPES, pretrain_recipe
 from utils import run_folder
@@ -35,7 +35,7 @@ from utils.schedule import adjust_learning_rate
 
 
 def get_pretrain_parser():
-    parser = argparse.ArgumentParser('CMD pretraining', parents=[get_args_parser(), get_optim_parser()],
+    parser = argparse.ArgumentParser('CMD pretraining', parents=[get_args_parser(), get_optim_parser(), get_augment_parser()],
                                      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_speed_arguments(parser)
     cmd = parser.add_argument_group('CMD')
@@ -48,7 +48,6 @@ def get_pretrain_parser():
     cmd.add_argument('--student-t', type=float, default=None)
     cmd.add_argument('--momentum-key', type=float, default=None, help='key encoder momentum')
     cmd.add_argument('--cmd-weight', type=float, default=None, help='0 turns distillation off')
-    cmd.add_argument('--min-crop', type=positive_int, default=None, help='shortest temporal crop (none: --frames)')
     out = parser.add_argument_group('output')
     out.add_argument('--save-every', type=positive_int, default=None, help='keep checkpoint_XXXX.pth every N epochs')
     out.add_argument('--resume', default=None, help='checkpoint to continue from')
@@ -136,9 +135,10 @@ def main(args):
     model = wrap_distributed(model, args, device)
     model_without_ddp = model.module if args.distributed else model
     seed_everything(args.seed + args.rank)  # different augmentations on every rank
+    augment = PairAugment(folder.num_joints, args.frames, args.min_crop, shear=args.shear,
+                          corruption=args.corruption, rotation=args.rotation)
     on_device = speed.augment_on == 'device'
-    augment = PairAugment(folder.num_joints, args.frames, args.min_crop) if on_device else None
-    clips = PretrainDataset(folder, frames=args.frames, min_crop=args.min_crop, augment=not on_device)
+    clips = PretrainDataset(folder, augment=None if on_device else augment)
     sampler = DistributedSampler(clips, seed=args.seed) if args.distributed else None
     loader = DataLoader(clips, batch_size=args.batch_size, shuffle=sampler is None, sampler=sampler,
                         num_workers=args.workers, pin_memory=device.type == 'cuda', drop_last=True,
@@ -192,7 +192,8 @@ def main(args):
             if sampler is not None:
                 sampler.set_epoch(epoch)
             lr = adjust_learning_rate(optimizer, epoch, args)
-            stats = train_one_epoch(model, views(loader, device, augment), len(loader), step, epoch, args)
+            stats = train_one_epoch(model, views(loader, device, augment if on_device else None), len(loader), step,
+                                    epoch, args)
             stats['lr'] = lr
             saver.wait()
             guard.check(epoch, saver.written or args.resume)

@@ -16,7 +16,7 @@ import torch
 
 from feeder.datasets import PairAugment, SkeletonFolder
 from feeder.info import PARTS, dataset_info
-from options.args import get_args_parser, positive_int, resolve_common
+from options.args import get_args_parser, get_augment_parser, resolve_common
 from options.presets import pretrain_recipe
 from utils.plots import save_clip_pictures, save_curves
 from utils.run import run_cli
@@ -26,12 +26,12 @@ def get_visualize_parser():
     parser = argparse.ArgumentParser('CMD pictures', description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest='command', required=True)
-    clip = commands.add_parser('clip', parents=[get_args_parser()], help='a prepared clip and its two views')
+    clip = commands.add_parser('clip', parents=[get_args_parser(), get_augment_parser()],
+                               help='a prepared clip and its two views')
     clip.add_argument('--part', default='train', choices=PARTS)
     which = clip.add_mutually_exclusive_group(required=True)
     which.add_argument('--index', type=int, help='row of the clip in the part')
     which.add_argument('--name', help='name of the clip')
-    clip.add_argument('--min-crop', type=positive_int, default=None, help='as in pretraining (default: its recipe)')
     clip.add_argument('--out', default=None, help='PREFIX of PREFIX.gif and PREFIX.png (default: the clip name)')
     curves = commands.add_parser('curves', help="a pretraining run's curves")
     curves.add_argument('log', help='the run\'s log.txt')
@@ -54,7 +54,8 @@ def draw_clip(args):
             raise ValueError(f'--index {index}: {folder.root} {args.part} has clips 0..{len(folder) - 1}')
     clip = folder.clip(index)
     torch.manual_seed(args.seed)
-    augment = PairAugment(folder.num_joints, args.frames, args.min_crop or args.frames)
+    augment = PairAugment(folder.num_joints, args.frames, args.min_crop or args.frames, shear=args.shear,
+                          corruption=args.corruption, rotation=args.rotation)
     view_q, view_k = augment(clip[None], torch.tensor([clip.shape[1]]))
     name = folder.names[index]
     prefix = args.out or name

@@ -206,7 +206,7 @@ def time_data_pipeline(device, frames, batch, workers, clips=1024):
         folder = SkeletonFolder(root, 'train')
         augment = PairAugment(25, frames)
         for where in ('loader', 'device'):
-            dataset = PretrainDataset(folder, frames=frames, augment=where == 'loader')
+            dataset = PretrainDataset(folder, augment=augment if where == 'loader' else None)
             loader = DataLoader(dataset, batch_size=batch, num_workers=workers, drop_last=True,
                                 collate_fn=collate_clips if where == 'device' else None,
                                 pin_memory=device.type == 'cuda')

@@ -62,31 +62,42 @@ def center_crop_resize(x, num_frames, frames, keep=0.95):
     return resize_window(x, start, n - 2 * start, frames)
 
 
-def random_spatial(x, corrupt_joints, generator=None):
-    """Per sample, with probability 1/2 joint corruption, else shear (published pretraining).
+def random_spatial(x, corrupt_joints, generator=None, shear=1.0, corruption=0.5):
+    """Per sample, with probability ``corruption`` (published: 1/2) joint corruption, else shear.
 
     Joint corruption picks ``corrupt_joints`` joints without replacement and, with probability
     1/2, zeroes them in every frame and person, else maps their points ``p -> p @ A`` with one
-    random ``A ~ U(-1, 1)^{3x3}``. Shear maps every point ``p -> S @ p`` with
-    ``S = [[1, a, b], [c, 1, d], [e, f, 1]]``, off-diagonal entries ``U(-1, 1)``.
+    random ``A ~ U(-1, 1)^{C x C}``. Shear maps every point ``p -> S @ p`` with ones on the
+    diagonal of ``S`` and off-diagonal entries ``U(-shear, shear)`` (published: ``U(-1, 1)``).
     """
     n, c, _, v, _ = x.shape
-    corrupt = _rand(n, x, generator) < 0.5
+    corrupt = _rand(n, x, generator) < corruption
     zero = _rand(n, x, generator) < 0.5
     chosen = _rand((n, v), x, generator).argsort(dim=1)[:, :corrupt_joints]
     joint_mask = torch.zeros(n, v, dtype=torch.bool, device=x.device).scatter_(1, chosen, True)
-    matrix = _rand((n, 3, 3), x, generator).to(x.dtype) * 2 - 1
-    shear = _rand((n, 3, 3), x, generator).to(x.dtype) * 2 - 1
-    eye = torch.eye(3, dtype=x.dtype, device=x.device)
-    shear = torch.where(eye.bool(), eye, shear)
+    matrix = _rand((n, c, c), x, generator).to(x.dtype) * 2 - 1
+    amount = (_rand((n, c, c), x, generator).to(x.dtype) * 2 - 1) * shear
+    eye = torch.eye(c, dtype=x.dtype, device=x.device)
+    amount = torch.where(eye.bool(), eye, amount)
 
     # out[d] = sum_c A[d, c] x[c]: shear uses S itself, corruption ``p @ A`` uses A transposed.
-    whole = torch.where(corrupt[:, None, None], eye, shear)
+    whole = torch.where(corrupt[:, None, None], eye, amount)
     part = matrix.transpose(1, 2) * (~zero).to(x.dtype)[:, None, None]
     moved = torch.einsum('ndc,nctvm->ndtvm', whole, x)
     corrupted = torch.einsum('ndc,nctvm->ndtvm', part, x)
     mask = (corrupt[:, None] & joint_mask)[:, None, None, :, None]
     return torch.where(mask, corrupted, moved)
+
+
+def random_rotation(x, degrees, generator=None):
+    """Each sample turned by its own angle ``U(-degrees, degrees)`` in the plane of the first two
+    coordinates: about the vertical axis for normalised 3D clips (z up), in the image plane for 2D
+    ones. A change of viewpoint, as between the cameras of a cross-view benchmark."""
+    angle = (_rand(len(x), x, generator).to(x.dtype) * 2 - 1) * (degrees * torch.pi / 180)
+    cos, sin = angle.cos(), angle.sin()
+    turned = torch.stack([cos[:, None, None, None] * x[:, 0] - sin[:, None, None, None] * x[:, 1],
+                          sin[:, None, None, None] * x[:, 0] + cos[:, None, None, None] * x[:, 1]], dim=1)
+    return torch.cat([turned, x[:, 2:]], dim=1)
 
 
 def corrupt_count(num_joints):

@@ -5,7 +5,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from feeder.augment import center_crop_resize, corrupt_count, random_crop_resize, random_spatial
+from feeder.augment import center_crop_resize, corrupt_count, random_crop_resize, random_rotation, random_spatial
 from feeder.info import MAX_FRAMES, PARTS
 from utils import safe_pickle
 
@@ -94,31 +94,36 @@ def read_labels(path):
 
 
 class PairAugment:
-    """Two independently augmented views of a batch of clips (docs/method.md, "Augmentations"): random crop-resize,
-    then joint corruption or shear. Works on any device, so it serves data-loader workers
-    (a batch of one clip) and whole batches on the GPU alike."""
+    """Two independently augmented views of a batch of clips (docs/method.md, "Augmentations"):
+    random crop-resize, then (with ``rotation`` degrees) a random turn, then joint corruption or
+    shear (``shear``: the shear's amplitude, ``corruption``: the probability of corruption instead).
+    The defaults are the published augmentations. Works on any device, so it serves data-loader
+    workers (a batch of one clip) and whole batches on the GPU alike."""
 
-    def __init__(self, num_joints, frames=64, min_crop=None, scale=(0.1, 1.0)):
+    def __init__(self, num_joints, frames=64, min_crop=None, scale=(0.1, 1.0), shear=1.0, corruption=0.5,
+                 rotation=0.0):
         self.frames, self.scale = frames, scale
         self.min_crop = frames if min_crop is None else min_crop
         self.corrupt_joints = corrupt_count(num_joints)
+        self.shear, self.corruption, self.rotation = shear, corruption, rotation
 
     def view(self, clips, num_frames):
         x = random_crop_resize(clips, num_frames, self.frames, self.scale, self.min_crop)
-        return random_spatial(x, self.corrupt_joints)
+        if self.rotation:
+            x = random_rotation(x, self.rotation)
+        return random_spatial(x, self.corrupt_joints, shear=self.shear, corruption=self.corruption)
 
     def __call__(self, clips, num_frames):
         return self.view(clips, num_frames), self.view(clips, num_frames)
 
 
 class PretrainDataset(Dataset):
-    """Pretraining clips: two augmented views each, or, with ``augment=False``, the raw clip and
-    its length so that :class:`PairAugment` can run on the whole batch on the training device
-    (batch them with :func:`collate_clips`)."""
+    """Pretraining clips: two views each made by ``augment`` (a :class:`PairAugment`), or without
+    it the raw clip and its length, so that the augmentation can run on the whole batch on the
+    training device (batch them with :func:`collate_clips`)."""
 
-    def __init__(self, folder, frames=64, min_crop=None, scale=(0.1, 1.0), augment=True):
-        self.folder = folder
-        self.augment = PairAugment(folder.num_joints, frames, min_crop, scale) if augment else None
+    def __init__(self, folder, augment=None):
+        self.folder, self.augment = folder, augment
 
     def __len__(self):
         return len(self.folder)

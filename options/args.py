@@ -78,6 +78,19 @@ def get_optim_parser(add_help=False):
     return parser
 
 
+def get_augment_parser(add_help=False):
+    """The pretraining views' augmentations (docs/method.md); their defaults are the published ones."""
+    parser = argparse.ArgumentParser('CMD augmentation', add_help=add_help)
+    aug = parser.add_argument_group('augmentation (docs/method.md)')
+    aug.add_argument('--min-crop', type=positive_int, default=None, help='shortest temporal crop (none: --frames)')
+    aug.add_argument('--shear', type=float, default=None, help="the shear's amplitude: off-diagonal entries U(-A, A)")
+    aug.add_argument('--corruption', type=float, default=None,
+                     help='probability of joint corruption instead of shear, per view')
+    aug.add_argument('--rotation', type=float, default=None,
+                     help='a random turn of U(-D, D) degrees about the vertical axis (3D) or in the image plane (2D)')
+    return parser
+
+
 def get_eval_parser(fusion=True, add_help=False):
     """What every evaluation reads: the checkpoint and the streams (``fusion``: ``all`` allowed)."""
     parser = argparse.ArgumentParser('CMD evaluation', add_help=add_help)

@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from feeder.augment import (center_crop_resize, corrupt_count, crop_lengths, random_crop_resize,
+from feeder.augment import (center_crop_resize, corrupt_count, crop_lengths, random_crop_resize, random_rotation,
                             random_spatial, resize_window)
 
 
@@ -128,3 +128,31 @@ def test_augmentations_keep_dtype_and_device(frames, dtype):
         n = torch.tensor([10, 200, 300], device=device)
         for out in (random_spatial(random_crop_resize(x, n, frames), 12), center_crop_resize(x, n, frames)):
             assert out.shape == (3, 3, frames, 20, 1) and out.dtype == dtype and out.device == x.device
+
+
+def test_rotation_turns_about_the_vertical_axis_within_its_bound():
+    torch.manual_seed(0)
+    x = torch.randn(200, 3, 4, 25, 2, dtype=torch.float64)
+    out = random_rotation(x, 30)
+    torch.testing.assert_close(out[:, 2], x[:, 2], rtol=0, atol=0)  # z (up) untouched
+    torch.testing.assert_close(out[:, :2].norm(dim=1), x[:, :2].norm(dim=1))  # lengths in the plane kept
+    # one angle per sample, within +-30 degrees, spread over that range
+    angle = torch.atan2(out[:, 1] * x[:, 0] - out[:, 0] * x[:, 1], (out[:, :2] * x[:, :2]).sum(1))
+    per_sample = angle.flatten(1)
+    assert (per_sample.std(dim=1) < 1e-9).all()
+    degrees = per_sample[:, 0].rad2deg()
+    assert degrees.abs().max() <= 30 and degrees.min() < -25 and degrees.max() > 25
+    planar = torch.randn(5, 2, 4, 17, 1)  # 2D: turned in the image plane
+    assert random_rotation(planar, 10).shape == planar.shape
+
+
+def test_shear_amplitude_and_corruption_probability():
+    torch.manual_seed(0)
+    x = torch.randn(64, 3, 6, 25, 2)
+    torch.testing.assert_close(random_spatial(x, 15, shear=0.0, corruption=0.0), x)  # neither: identity
+    changed = (random_spatial(x, 15, corruption=1.0) != x).any(dim=(1, 2, 4)).sum(dim=1)
+    assert (changed == 15).all()  # always corruption
+    small = random_spatial(x, 15, shear=0.1, corruption=0.0)
+    assert 0 < (small - x).abs().max() <= 0.2 * x.abs().amax(dim=1).max()
+    planar = random_spatial(torch.randn(8, 2, 6, 17, 1), 10)  # any number of coordinates
+    assert planar.shape == (8, 2, 6, 17, 1)

@@ -43,7 +43,7 @@ def test_folder_errors_name_the_problem(tmp_path):
 
 def test_pretrain_views_differ_and_load_in_workers(tmp_path):
     _folder(tmp_path)
-    dataset = PretrainDataset(SkeletonFolder(str(tmp_path), 'train'), frames=32)
+    dataset = PretrainDataset(SkeletonFolder(str(tmp_path), 'train'), PairAugment(25, frames=32))
     loader = DataLoader(dataset, batch_size=3, num_workers=2)
     batches = list(loader)
     view1, view2 = batches[0]
@@ -64,7 +64,7 @@ def test_downstream_test_crop_is_deterministic(tmp_path):
 def test_raw_clips_collate_and_augment_as_a_batch(tmp_path):
     from feeder.datasets import PairAugment, collate_clips
     data = _folder(tmp_path)
-    dataset = PretrainDataset(SkeletonFolder(str(tmp_path), 'train'), frames=16, augment=False)
+    dataset = PretrainDataset(SkeletonFolder(str(tmp_path), 'train'))
     clips, lengths = collate_clips([dataset[i] for i in (0, 1, 4)])
     assert clips.shape == (3, 3, 120, 25, 2) and lengths.tolist() == [30, 120, 70]
     np.testing.assert_array_equal(clips[2, :, :70].numpy(), data[4, :, :70])

@@ -14,7 +14,7 @@ import knn_eval
 import linear_eval
 import pretrain
 from engine import DIVERGENCE_FACTOR
-from tests.conftest import TINY_PRETRAIN, run_pretrain
+from tests.conftest import run_pretrain
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

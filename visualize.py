@@ -59,7 +59,7 @@ def draw_clip(args):
     view_q, view_k = augment(clip[None], torch.tensor([clip.shape[1]]))
     name = folder.names[index]
     prefix = args.out or name
-    panels = {f'{name} ({clip.shape[1]} frames)': clip.numpy(), 'view 1': view_q[0].numpy(), 'view 2': view_k[0].numpy()}
+    panels = {f'{name}\n{clip.shape[1]} frames': clip.numpy(), 'view 1': view_q[0].numpy(), 'view 2': view_k[0].numpy()}
     save_clip_pictures(dataset.layout, panels, f'{prefix}.gif', f'{prefix}.png')
     print(f'wrote {prefix}.gif and {prefix}.png')
 

@@ -77,7 +77,7 @@ def save_clip_pictures(layout, panels, gif_path, png_path, columns=8, fps=15):
         return []
     animation = FuncAnimation(fig, update, frames=length, blit=False)
     tmp = f'{gif_path}.tmp{os.getpid()}.gif'
-    animation.save(tmp, writer=PillowWriter(fps=fps))
+    animation.save(tmp, writer=PillowWriter(fps=fps), dpi=72)
     plt.close(fig)
     os.replace(tmp, gif_path)
 

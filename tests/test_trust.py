@@ -163,3 +163,40 @@ def test_evaluation_prints_the_architecture_it_uses(data_root, tmp_path, tiny_ch
     assert 'hidden_size: 8\n' in out and 'num_layers: 2\n' in out and 'frames: 8\n' in out
     results = json.loads((tmp_path / 'linear' / 'results.json').read_text())
     assert results['settings']['frames'] == 8
+
+
+def _monitor_worker(rank, init_file, data_root, out_dir):
+    import torch.distributed as dist
+    from evaluation.monitor import KNNMonitor
+    from feeder.info import dataset_info
+    from models.gru import GRUEncoder
+    dist.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank, world_size=2)
+    torch.manual_seed(0)
+    encoders = {m: GRUEncoder(150, 8, 2, 16) for m in ('joint', 'bone')}
+    monitor = KNNMonitor(os.path.join(data_root, 'xsub'), dataset_info('synthetic'), 8, 1, 1, 0, torch.device('cpu'))
+    monitor.parts['val'] = _odd(monitor.parts['val'])
+    torch.save(monitor(encoders), os.path.join(out_dir, f'rank{rank}.pt'))
+
+
+def _odd(clips):
+    """An odd number of the clips, so that one rank's shard is padded."""
+    return torch.utils.data.Subset(clips, range(len(clips) - 1 + len(clips) % 2))
+    dist.destroy_process_group()
+
+
+def test_the_monitor_under_ddp_uses_every_ranks_clips(data_root, tmp_path):
+    # 2 ranks each encode every other clip (the odd count pads one shard): the same numbers as
+    # one process encoding all of them
+    import torch.multiprocessing as mp
+    from evaluation.monitor import KNNMonitor
+    from feeder.info import dataset_info
+    from models.gru import GRUEncoder
+    mp.spawn(_monitor_worker, args=(str(tmp_path / 'init'), str(data_root), str(tmp_path)), nprocs=2, join=True)
+    torch.manual_seed(0)
+    encoders = {m: GRUEncoder(150, 8, 2, 16) for m in ('joint', 'bone')}
+    monitor = KNNMonitor(str(data_root / 'xsub'), dataset_info('synthetic'), 8, 1, 1, 0, torch.device('cpu'))
+    monitor.parts['val'] = _odd(monitor.parts['val'])
+    assert len(monitor.parts['val']) % 2
+    single = monitor(encoders)
+    for rank in (0, 1):
+        assert torch.load(tmp_path / f'rank{rank}.pt', weights_only=True) == single

@@ -71,22 +71,27 @@ def pad_cyclic(person):
     return person
 
 
+def joint_mean(points, joints):
+    """The mean of ``joints`` (indices along the joint axis, -2) of ``points`` (..., V, 3)."""
+    return points[..., list(joints), :].mean(axis=-2)
+
+
 def normalize_sample(sample, layout):
     """Standard normalisation of one sample (M, T, V, 3), float32, in place; returns it.
 
-    Cyclic padding per person, centring on person 0's ``layout.center_joint`` per frame (zero
-    joints stay zero), then rotations taking person 0's frame-0 ``z_axis`` bone onto +z and
-    ``x_axis`` bone onto +x.
+    Cyclic padding per person, centring on person 0's ``layout.center`` per frame (zero joints
+    stay zero), then rotations taking person 0's frame-0 ``layout.up`` vector onto +z and
+    ``layout.across`` vector onto +x.
     """
     for person in sample:
         pad_cyclic(person)
     if not sample.any():
         return sample
     present = sample.any(axis=-1, keepdims=True)
-    sample -= sample[0, :, layout.center_joint][None, :, None, :]
+    sample -= joint_mean(sample[0], layout.center)[None, :, None, :]
     sample *= present
-    for (bottom, top), target in ((layout.z_axis, (0, 0, 1)), (layout.x_axis, (1, 0, 0))):
-        rot = align_rotation(sample[0, 0, top] - sample[0, 0, bottom], target)
+    for (bottom, top), target in ((layout.up, (0, 0, 1)), (layout.across, (1, 0, 0))):
+        rot = align_rotation(joint_mean(sample[0, 0], top) - joint_mean(sample[0, 0], bottom), target)
         sample[...] = sample.astype(np.float64) @ rot.T
     return sample
 

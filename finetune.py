@@ -57,8 +57,8 @@ def main(args):
         seed_everything(seed)
         subset = balanced_subset(labels, args.label_fraction, seed)
         encoders, info, _ = run.load_encoders()
-        classifier = Classifier(encoders[args.stream], run.dataset.num_classes, args.stream,
-                                run.dataset.layout).to(run.device)
+        classifier = Classifier(encoders[args.stream], run.dataset.num_classes, args.stream, run.dataset.layout,
+                                run.dataset.coordinates).to(run.device)
         train_loader, test_loader = run.supervised_loaders(info['frames'], subset)
         print(f'run {repeat + 1}/{args.repeats}: seed {seed}, {len(subset)} labelled clips of {len(labels)}')
         history = fit_classifiers({args.stream: classifier}, train_loader, test_loader, args, run.device,

@@ -55,7 +55,7 @@ def main(args):
     for part in ('train', 'val'):
         clips = run.clips(part, info['frames'])
         feats[part], labels[part] = extract_features(encoders, clips, run.dataset.layout, run.device,
-                                                     args.batch_size, args.workers)
+                                                     args.batch_size, args.workers, run.dataset.coordinates)
     feats = {part: with_fusion(f, run.streams) for part, f in feats.items()}
     accuracy = knn_accuracy(feats['train'], labels['train'], feats['val'], labels['val'], args.k,
                             run.dataset.num_classes)

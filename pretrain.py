@@ -131,12 +131,12 @@ def main(args):
     device = torch.device(args.device, args.local_rank if args.device == 'cuda' else None)
     speed.set_matmul_precision()
     seed_everything(args.seed)  # the same initial model and queues on every rank
-    model = build_cmd(args, dataset.layout, dataset.persons, **speed.model_options()).to(device)
+    model = build_cmd(args, dataset, **speed.model_options()).to(device)
     model = wrap_distributed(model, args, device)
     model_without_ddp = model.module if args.distributed else model
     seed_everything(args.seed + args.rank)  # different augmentations on every rank
     augment = PairAugment(folder.num_joints, args.frames, args.min_crop, shear=args.shear,
-                          corruption=args.corruption, rotation=args.rotation)
+                          corruption=args.corruption, rotation=args.rotation, coordinates=dataset.coordinates)
     on_device = speed.augment_on == 'device'
     clips = PretrainDataset(folder, augment=None if on_device else augment)
     sampler = DistributedSampler(clips, seed=args.seed) if args.distributed else None

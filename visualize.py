@@ -55,7 +55,7 @@ def draw_clip(args):
     clip = folder.clip(index)
     torch.manual_seed(args.seed)
     augment = PairAugment(folder.num_joints, args.frames, args.min_crop or args.frames, shear=args.shear,
-                          corruption=args.corruption, rotation=args.rotation)
+                          corruption=args.corruption, rotation=args.rotation, coordinates=dataset.coordinates)
     view_q, view_k = augment(clip[None], torch.tensor([clip.shape[1]]))
     name = folder.names[index]
     prefix = args.out or name

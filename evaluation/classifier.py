@@ -11,15 +11,15 @@ from utils.schedule import adjust_learning_rate
 class Classifier(torch.nn.Module):
     """An encoder (its features, not its ``fc``) and a new linear head for one stream."""
 
-    def __init__(self, encoder, num_classes, stream, layout):
+    def __init__(self, encoder, num_classes, stream, layout, coordinates=None):
         super().__init__()
-        self.encoder, self.stream, self.layout = encoder, stream, layout
+        self.encoder, self.stream, self.layout, self.coordinates = encoder, stream, layout, coordinates
         self.head = torch.nn.Linear(encoder.feature_dim, num_classes)
         torch.nn.init.normal_(self.head.weight, std=0.01)
         torch.nn.init.zeros_(self.head.bias)
 
     def forward(self, x):
-        return self.head(self.encoder.features(to_modality(x, self.stream, self.layout)))
+        return self.head(self.encoder.features(to_modality(x, self.stream, self.layout, self.coordinates)))
 
 
 def train_classifiers_one_epoch(classifiers, loader, optimizer, device, frozen, quiet=False, epoch=0):

@@ -6,8 +6,9 @@ from feeder.modalities import to_modality
 
 
 @torch.no_grad()
-def extract_features(encoders, dataset, layout, device, batch_size=256, workers=4):
-    """{stream: (N, D) features before ``fc``} and the (N,) labels, encoders in eval mode."""
+def extract_features(encoders, dataset, layout, device, batch_size=256, workers=4, coordinates=None):
+    """{stream: (N, D) features before ``fc``} and the (N,) labels, encoders in eval mode
+    (``coordinates`` as in :func:`feeder.modalities.to_modality`)."""
     # its own generator: reading the clips must not draw from the global RNG (a pretraining run's
     # kNN monitor would otherwise change the run's later draws)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
@@ -19,6 +20,6 @@ def extract_features(encoders, dataset, layout, device, batch_size=256, workers=
     for x, y in loader:
         x = x.to(device, non_blocking=True)
         for stream, encoder in encoders.items():
-            feats[stream].append(encoder.features(to_modality(x, stream, layout)))
+            feats[stream].append(encoder.features(to_modality(x, stream, layout, coordinates)))
         labels.append(y)
     return {s: torch.cat(f) for s, f in feats.items()}, torch.cat(labels).to(device)

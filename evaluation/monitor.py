@@ -35,22 +35,23 @@ class KNNMonitor:
         streams = list(encoders)
         feats, labels = {}, {}
         for part, clips in self.parts.items():
-            feats[part], labels[part] = _all_ranks(encoders, clips, self.dataset.layout, self.device, self.workers)
+            feats[part], labels[part] = _all_ranks(encoders, clips, self.dataset, self.device, self.workers)
         feats = {part: with_fusion(f, streams) for part, f in feats.items()}
         accuracy = knn_accuracy(feats['train'], labels['train'], feats['val'], labels['val'], self.ks,
                                 self.dataset.num_classes)
         return {f'knn{k}_{name}': values[f'top1@k={k}'] for name, values in accuracy.items() for k in self.ks}
 
 
-def _all_ranks(encoders, clips, layout, device, workers):
+def _all_ranks(encoders, clips, dataset, device, workers):
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return extract_features(encoders, clips, layout, device, KNN['batch_size'], workers)
+        return extract_features(encoders, clips, dataset.layout, device, KNN['batch_size'], workers,
+                                dataset.coordinates)
     rank, world, n = dist.get_rank(), dist.get_world_size(), len(clips)
     per = -(-n // world)
     # rank r encodes clips r, r + world, ...; the last index pads the short shards
     indices = [min(i, n - 1) for i in range(rank, per * world, world)]
-    feats, labels = extract_features(encoders, torch.utils.data.Subset(clips, indices), layout, device,
-                                     KNN['batch_size'], workers)
+    feats, labels = extract_features(encoders, torch.utils.data.Subset(clips, indices), dataset.layout, device,
+                                     KNN['batch_size'], workers, dataset.coordinates)
     out = {}
     for name, value in {**feats, '_labels': labels}.items():
         gathered = [torch.empty_like(value) for _ in range(world)]

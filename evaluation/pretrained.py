@@ -94,7 +94,7 @@ def load_encoders(path, streams, dataset, frames=None, random_args=None, pretrai
     encoders, report = {}, {}
     for stream in streams:
         torch.manual_seed(PRETRAIN['seed'])
-        encoder = build_encoder(config, info.layout, info.persons)
+        encoder = build_encoder(config, info.layout, info.persons, len(info.channels))
         if kind == 'ours':
             if stream not in ckpt_args.get('modalities', []):
                 raise ValueError(f'--checkpoint {path} has no {stream} encoder (pretrained modalities: '

@@ -25,7 +25,7 @@ class FastCMD(CMD):
     def encode(self, encoders, view):
         if not self.grouped:
             return super().encode(encoders, view)
-        inputs = [to_modality(view, m, self.layout) for m in self.modalities]
+        inputs = [to_modality(view, m, self.layout, self.coordinates) for m in self.modalities]
         features = grouped_features([encoders[m] for m in self.modalities], inputs, self.kernels, self.recurrent_fp16)
         return {m: F.normalize(encoders[m].fc(f), dim=1) for m, f in zip(self.modalities, features)}
 

@@ -62,15 +62,19 @@ def center_crop_resize(x, num_frames, frames, keep=0.95):
     return resize_window(x, start, n - 2 * start, frames)
 
 
-def random_spatial(x, corrupt_joints, generator=None, shear=1.0, corruption=0.5):
+def random_spatial(x, corrupt_joints, generator=None, shear=1.0, corruption=0.5, coordinates=None):
     """Per sample, with probability ``corruption`` (published: 1/2) joint corruption, else shear.
 
     Joint corruption picks ``corrupt_joints`` joints without replacement and, with probability
     1/2, zeroes them in every frame and person, else maps their points ``p -> p @ A`` with one
     random ``A ~ U(-1, 1)^{C x C}``. Shear maps every point ``p -> S @ p`` with ones on the
     diagonal of ``S`` and off-diagonal entries ``U(-shear, shear)`` (published: ``U(-1, 1)``).
+    With ``coordinates`` fewer than C, the channels after them (a confidence) are carried along,
+    zeroed only with a joint that corruption zeroes.
     """
-    n, c, _, v, _ = x.shape
+    c = x.shape[1] if coordinates is None else coordinates
+    points = x[:, :c]
+    n, _, _, v, _ = points.shape
     corrupt = _rand(n, x, generator) < corruption
     zero = _rand(n, x, generator) < 0.5
     chosen = _rand((n, v), x, generator).argsort(dim=1)[:, :corrupt_joints]
@@ -83,21 +87,26 @@ def random_spatial(x, corrupt_joints, generator=None, shear=1.0, corruption=0.5)
     # out[d] = sum_c A[d, c] x[c]: shear uses S itself, corruption ``p @ A`` uses A transposed.
     whole = torch.where(corrupt[:, None, None], eye, amount)
     part = matrix.transpose(1, 2) * (~zero).to(x.dtype)[:, None, None]
-    moved = torch.einsum('ndc,nctvm->ndtvm', whole, x)
-    corrupted = torch.einsum('ndc,nctvm->ndtvm', part, x)
+    moved = torch.einsum('ndc,nctvm->ndtvm', whole, points)
+    corrupted = torch.einsum('ndc,nctvm->ndtvm', part, points)
     mask = (corrupt[:, None] & joint_mask)[:, None, None, :, None]
-    return torch.where(mask, corrupted, moved)
+    out = torch.where(mask, corrupted, moved)
+    if c == x.shape[1]:
+        return out
+    zeroed = mask & zero[:, None, None, None, None]
+    return torch.cat([out, x[:, c:].masked_fill(zeroed, 0)], dim=1)
 
 
 def random_rotation(x, degrees, generator=None):
     """Each sample turned by its own angle ``U(-degrees, degrees)`` in the plane of the first two
     coordinates: about the vertical axis for normalised 3D clips (z up), in the image plane for 2D
-    ones. A change of viewpoint, as between the cameras of a cross-view benchmark."""
+    ones. A change of viewpoint, as between the cameras of a cross-view benchmark. Channels from
+    ``coordinates`` on (a confidence) stay as they are."""
     angle = (_rand(len(x), x, generator).to(x.dtype) * 2 - 1) * (degrees * torch.pi / 180)
     cos, sin = angle.cos(), angle.sin()
     turned = torch.stack([cos[:, None, None, None] * x[:, 0] - sin[:, None, None, None] * x[:, 1],
                           sin[:, None, None, None] * x[:, 0] + cos[:, None, None, None] * x[:, 1]], dim=1)
-    return torch.cat([turned, x[:, 2:]], dim=1)
+    return torch.cat([turned, x[:, 2:]], dim=1)  # z, and a confidence, unchanged
 
 
 def corrupt_count(num_joints):

@@ -30,8 +30,9 @@ class SkeletonFolder:
                     f'{root}: missing {os.path.basename(path)}; expected the folder written by '
                     f'"python -m feeder.prepare" ({part}_data_joint.npy, {part}_num_frame.npy, {part}_label.pkl)')
         data = np.load(self.data_path, mmap_mode='r')
-        if data.ndim != 5 or data.shape[1] != 3 or data.shape[2] != MAX_FRAMES:
-            raise ValueError(f'{self.data_path}: expected an array (N, 3, {MAX_FRAMES}, V, M), found {data.shape}')
+        if data.ndim != 5 or data.shape[1] not in (2, 3) or data.shape[2] != MAX_FRAMES:
+            raise ValueError(f'{self.data_path}: expected an array (N, C, {MAX_FRAMES}, V, M) with C 2 or 3, '
+                             f'found {data.shape}')
         self.shape = data.shape
         self.num_frames = np.minimum(np.load(frames_path).astype(np.int64), MAX_FRAMES)
         self.names, self.labels = read_labels(label_path)
@@ -97,21 +98,24 @@ class PairAugment:
     """Two independently augmented views of a batch of clips (docs/method.md, "Augmentations"):
     random crop-resize, then (with ``rotation`` degrees) a random turn, then joint corruption or
     shear (``shear``: the shear's amplitude, ``corruption``: the probability of corruption instead).
-    The defaults are the published augmentations. Works on any device, so it serves data-loader
+    The defaults are the published augmentations. ``coordinates``: how many leading channels are
+    coordinates (default all; a confidence after them is carried along). Works on any device, so it serves data-loader
     workers (a batch of one clip) and whole batches on the GPU alike."""
 
     def __init__(self, num_joints, frames=64, min_crop=None, scale=(0.1, 1.0), shear=1.0, corruption=0.5,
-                 rotation=0.0):
+                 rotation=0.0, coordinates=None):
         self.frames, self.scale = frames, scale
         self.min_crop = frames if min_crop is None else min_crop
         self.corrupt_joints = corrupt_count(num_joints)
         self.shear, self.corruption, self.rotation = shear, corruption, rotation
+        self.coordinates = coordinates
 
     def view(self, clips, num_frames):
         x = random_crop_resize(clips, num_frames, self.frames, self.scale, self.min_crop)
         if self.rotation:
             x = random_rotation(x, self.rotation)
-        return random_spatial(x, self.corrupt_joints, shear=self.shear, corruption=self.corruption)
+        return random_spatial(x, self.corrupt_joints, shear=self.shear, corruption=self.corruption,
+                              coordinates=self.coordinates)
 
     def __call__(self, clips, num_frames):
         return self.view(clips, num_frames), self.view(clips, num_frames)

@@ -19,13 +19,18 @@ class DatasetInfo:
     persons: int
     benchmarks: tuple
     num_classes: int
-    channels: str = 'xyz'
+    channels: str = 'xyz'  # 'xyz', 'xy', or 'xys' (x, y and a detector's confidence)
     dir_name: str = ''  # the folder name peers use for the prepared data
 
     @property
     def skeleton(self):
         """What an encoder's input shape depends on: (layout, persons, channels)."""
         return self.layout, self.persons, self.channels
+
+    @property
+    def coordinates(self):
+        """How many leading channels are coordinates (the rest is a confidence)."""
+        return 3 if self.channels == 'xyz' else 2
 
 
 def _builtin(name, dir_name, benchmarks, num_classes, layout='ntu25', persons=2):

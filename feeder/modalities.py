@@ -8,10 +8,7 @@ MODALITIES = ('joint', 'motion', 'bone')
 
 def bone_parents(layout):
     """Index v2 for each joint v1 so that ``bone = x - x[..., parents, :]``."""
-    parents = [0] * layout.num_joints
-    for v1, v2 in layout.bone_pairs:
-        parents[v1] = v2
-    return parents
+    return [parent for _, parent in layout.bone_pairs]
 
 
 @functools.lru_cache(maxsize=None)
@@ -20,13 +17,17 @@ def _parent_index(layout, device):
     return torch.tensor(bone_parents(layout), device=device)
 
 
-def to_modality(x, modality, layout):
-    """``x`` is (N, C, T, V, M) joint coordinates; returns the same shape."""
+def to_modality(x, modality, layout, coordinates=None):
+    """``x`` is (N, C, T, V, M) joint coordinates; returns the same shape. With ``coordinates``
+    fewer than C, the channels after them (a detector's confidence) are carried along, never
+    differenced: motion and bone keep each joint's own confidence."""
+    if modality not in MODALITIES:
+        raise ValueError(f'unknown modality {modality!r}; expected one of {MODALITIES}')
     if modality == 'joint':
         return x
+    if coordinates is not None and coordinates < x.shape[1]:
+        return torch.cat([to_modality(x[:, :coordinates], modality, layout), x[:, coordinates:]], dim=1)
     if modality == 'motion':
         # frame t holds x[t + 1] - x[t]; the last frame has no successor and stays zero
         return torch.cat([x[:, :, 1:] - x[:, :, :-1], torch.zeros_like(x[:, :, :1])], dim=2)
-    if modality == 'bone':
-        return x - x.index_select(3, _parent_index(layout, x.device))
-    raise ValueError(f'unknown modality {modality!r}; expected one of {MODALITIES}')
+    return x - x.index_select(3, _parent_index(layout, x.device))

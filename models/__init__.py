@@ -33,11 +33,12 @@ def build_encoder(config, layout, persons, channels=3):
     raise ValueError(f'unknown encoder {config.encoder!r}')
 
 
-def build_cmd(args, layout, persons, cls=CMD, **extra):
-    """The CMD model of the parsed pretraining ``args``; ``cls`` and ``extra`` let the fast path
-    (:mod:`fast`) build its subclass."""
+def build_cmd(args, dataset, cls=CMD, **extra):
+    """The CMD model of the parsed pretraining ``args`` for ``dataset`` (a
+    :class:`feeder.info.DatasetInfo`); ``cls`` and ``extra`` let the fast path (:mod:`fast`) build
+    its subclass."""
     config = EncoderConfig.from_dict(vars(args))
-    return cls(lambda: build_encoder(config, layout, persons), layout, args.modalities, dim=args.dim,
-               queue_size=args.queue_size, momentum_key=args.momentum_key, contrast_t=args.contrast_t,
-               topk=args.topk, teacher_t=args.teacher_t, student_t=args.student_t, cmd_weight=args.cmd_weight,
-               **extra)
+    return cls(lambda: build_encoder(config, dataset.layout, dataset.persons, len(dataset.channels)), dataset.layout,
+               args.modalities, dim=args.dim, queue_size=args.queue_size, momentum_key=args.momentum_key,
+               contrast_t=args.contrast_t, topk=args.topk, teacher_t=args.teacher_t, student_t=args.student_t,
+               cmd_weight=args.cmd_weight, coordinates=dataset.coordinates, **extra)

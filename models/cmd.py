@@ -17,14 +17,17 @@ class CMD(nn.Module):
     ``encoder_q``/``encoder_k`` are ``ModuleDict``s keyed by modality; ``queue`` is one buffer
     (modalities, dim, K) filled at a shared pointer, so index i of every modality's queue holds the
     same sample, which is what lets one modality's neighbours be looked up in another's.
+    ``coordinates``: how many leading input channels are coordinates (default all; the rest, a
+    confidence, is carried into every modality unchanged).
     """
 
     def __init__(self, make_encoder, layout, modalities=MODALITIES, dim=128, queue_size=16384,
-                 momentum_key=0.999, contrast_t=0.07, topk=8192, teacher_t=0.05, student_t=0.1, cmd_weight=1.0):
+                 momentum_key=0.999, contrast_t=0.07, topk=8192, teacher_t=0.05, student_t=0.1, cmd_weight=1.0,
+                 coordinates=None):
         super().__init__()
         if topk > queue_size:
             raise ValueError(f'top-k ({topk}) cannot exceed the queue size ({queue_size})')
-        self.layout, self.modalities = layout, tuple(modalities)
+        self.layout, self.modalities, self.coordinates = layout, tuple(modalities), coordinates
         self.momentum_key, self.contrast_t = momentum_key, contrast_t
         self.topk, self.teacher_t, self.student_t, self.cmd_weight = topk, teacher_t, student_t, cmd_weight
         self.encoder_q = nn.ModuleDict({m: make_encoder() for m in self.modalities})
@@ -56,7 +59,8 @@ class CMD(nn.Module):
     def encode(self, encoders, view):
         """Normalised embeddings {modality: (N, dim)} of one view: each modality's encoder on
         that modality of the clip."""
-        return {m: F.normalize(encoders[m](to_modality(view, m, self.layout)), dim=1) for m in self.modalities}
+        return {m: F.normalize(encoders[m](to_modality(view, m, self.layout, self.coordinates)), dim=1)
+                for m in self.modalities}
 
     def embed(self, view_q, view_k):
         """Queries of the first view; keys of the second from the key encoders, momentum-updated

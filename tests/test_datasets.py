@@ -35,7 +35,7 @@ def test_folder_errors_name_the_problem(tmp_path):
     with pytest.raises(ValueError, match='disagree on the sample count'):
         SkeletonFolder(str(tmp_path), 'train')
     np.save(tmp_path / 'train_data_joint.npy', np.zeros((6, 3, 64, 25, 2), dtype=np.float32))
-    with pytest.raises(ValueError, match=r'expected an array \(N, 3, 300, V, M\)'):
+    with pytest.raises(ValueError, match=r'expected an array \(N, C, 300, V, M\) with C 2 or 3'):
         SkeletonFolder(str(tmp_path), 'train')
     with pytest.raises(ValueError, match='part must be one of'):
         SkeletonFolder(str(tmp_path), 'test')

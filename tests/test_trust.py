@@ -176,12 +176,12 @@ def _monitor_worker(rank, init_file, data_root, out_dir):
     monitor = KNNMonitor(os.path.join(data_root, 'xsub'), dataset_info('synthetic'), 8, 1, 1, 0, torch.device('cpu'))
     monitor.parts['val'] = _odd(monitor.parts['val'])
     torch.save(monitor(encoders), os.path.join(out_dir, f'rank{rank}.pt'))
+    dist.destroy_process_group()
 
 
 def _odd(clips):
     """An odd number of the clips, so that one rank's shard is padded."""
     return torch.utils.data.Subset(clips, range(len(clips) - 1 + len(clips) % 2))
-    dist.destroy_process_group()
 
 
 def test_the_monitor_under_ddp_uses_every_ranks_clips(data_root, tmp_path):

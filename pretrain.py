@@ -24,7 +24,7 @@ from feeder.modalities import MODALITIES
 from models import build_cmd
 from options.args import (format_default, get_args_parser, get_augment_parser, get_optim_parser, non_negative_int, positive_int,
                           resolve_common, show_defaults)
-from options.presets import ENCODER_RECIPES, pretrain_recipe
+from options.presets import ENCODER_RECIPES, pretrain_recipe, train_clips
 from utils import run_folder
 from utils.checkpoint_io import BackgroundSaver, read_checkpoint
 from utils.dist import barrier, init_distributed, is_main_process
@@ -69,8 +69,9 @@ def get_pretrain_parser():
     return parser
 
 
-def resolve_args(args):
-    resolve_common(args, pretrain_recipe(args.dataset, args.encoder or 'gru'))
+def resolve_args(args, dataset):
+    recipe = pretrain_recipe(dataset.kind, args.encoder or 'gru', train_clips(dataset, args.protocol))
+    resolve_common(args, dataset, recipe)
     if args.min_crop is None:
         args.min_crop = args.frames
     if args.knn_every is None:
@@ -116,9 +117,9 @@ def wrap_distributed(model, args, device):
 
 def main(args):
     init_distributed(args)
-    resolve_args(args)
+    dataset = dataset_info(args.dataset, args.data_root)
+    resolve_args(args, dataset)
     speed = SpeedSettings.from_args(args)
-    dataset = dataset_info(args.dataset)
     folder = SkeletonFolder(os.path.join(args.data_root, args.protocol), 'train')
     check_settings(args, folder, dataset)
     if is_main_process():
@@ -202,7 +203,7 @@ def main(args):
             if is_main_process():
                 checkpoint = {'model': model_without_ddp.state_dict(), 'optimizer': optimizer.state_dict(),
                               'scaler': scaler.state_dict(), 'epoch': epoch + 1, 'args': plain(vars(args)),
-                              'rng': get_rng_state()}
+                              'rng': get_rng_state(), 'dataset': dataset.to_json()}
                 paths = [os.path.join(args.output_dir, run_folder.LATEST)]
                 if epoch % args.save_every == 0 or epoch + 1 == args.epochs:
                     paths.append(os.path.join(args.output_dir, f'checkpoint_{epoch:04d}.pth'))

@@ -38,8 +38,8 @@ class Evaluation:
     def load_encoders(self, streams=None):
         """The pretrained (or random) encoders of ``streams`` (default: the run's), in eval mode;
         see :func:`evaluation.pretrained.load_encoders`."""
-        return load_encoders(self.args.checkpoint, streams or self.streams, self.args.dataset, self.args.frames,
-                             vars(self.args), self.pretrained)
+        return load_encoders(self.args.checkpoint, streams or self.streams, self.dataset, self.args.frames,
+                             vars(self.args), self.pretrained, self.args.protocol)
 
     def clips(self, part, frames, train=False):
         return DownstreamDataset(self.folder(part), frames=frames, train=train)
@@ -67,10 +67,11 @@ def streams_of(stream):
 def setup_evaluation(args, recipe, output_required=True):
     """The start of every evaluation script: check the benchmark, fill the defaults from
     ``recipe``, pick the device, print the revision and arguments."""
-    resolve_common(args, recipe, output_required)
+    dataset = dataset_info(args.dataset, args.data_root)
+    resolve_common(args, dataset, recipe, output_required)
     pretrained = open_pretrained(args.checkpoint)
     # a checkpoint decides the architecture; the arguments are set to what is used, so they print it
-    settings = encoder_settings(pretrained, args.dataset, vars(args))
+    settings = encoder_settings(pretrained, dataset, vars(args), args.protocol)
     ignored = [f'--{k.replace("_", "-")} {getattr(args, k)}' for k in MODEL_ARGS
                if getattr(args, k) is not None and getattr(args, k) != settings[k] and k != 'gru_mode']
     if ignored:
@@ -80,5 +81,4 @@ def setup_evaluation(args, recipe, output_required=True):
     if args.frames is None:
         args.frames = settings['frames']
     announce(args)
-    return Evaluation(args, dataset_info(args.dataset), torch.device(args.device), streams_of(args.stream),
-                      pretrained)
+    return Evaluation(args, dataset, torch.device(args.device), streams_of(args.stream), pretrained)

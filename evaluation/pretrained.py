@@ -9,10 +9,10 @@ import re
 
 import torch
 
-from feeder.info import BUILTIN_DATASETS, dataset_info
+from feeder.info import BUILTIN_DATASETS, DatasetInfo, dataset_info
 from models import EncoderConfig, build_encoder
 from models.checkpoint import RELEASED_SUFFIX, released_encoder_state, strip_module
-from options.presets import PRETRAIN, pretrain_recipe
+from options.presets import PRETRAIN, pretrain_recipe, train_clips
 from utils.checkpoint_io import read_checkpoint
 
 
@@ -50,6 +50,19 @@ def describe(checkpoint):
 MODEL_ARGS = tuple(f.name for f in dataclasses.fields(EncoderConfig))
 
 
+def _trained_on(path, kind, checkpoint, ckpt_args, info):
+    """The description of the data a checkpoint was pretrained on: recorded in our checkpoints,
+    looked up by name in older ones, assumed to be ``info``'s for released files and random
+    encoders."""
+    if kind == 'ours' and isinstance(checkpoint.get('dataset'), dict):
+        return DatasetInfo.from_json(checkpoint['dataset'], source=f'--checkpoint {path}: "dataset"')
+    return BUILTIN_DATASETS.get(ckpt_args.get('dataset'), info)
+
+
+def _skeleton(info):
+    return f'layout {info.layout.name} of {info.layout.num_joints} joints x {info.persons} persons x {info.channels}'
+
+
 def open_pretrained(path):
     """``(kind, checkpoint, pretraining args)`` of ``path``: ``'ours'``, ``'released'`` (args read
     off the tensor shapes), or ``'random'`` for ``None``/``'random'`` (no checkpoint, no args)."""
@@ -60,36 +73,37 @@ def open_pretrained(path):
     return kind, checkpoint, args
 
 
-def encoder_settings(pretrained, dataset, random_args=None):
-    """The pretraining settings the encoders are built with: the dataset's recipe, overridden by
-    the checkpoint's own arguments, or for a random encoder by the non-``None`` architecture
-    entries of ``random_args``."""
+def encoder_settings(pretrained, dataset, random_args=None, benchmark=None):
+    """The pretraining settings the encoders are built with: the recipe of ``dataset`` (a
+    :class:`feeder.info.DatasetInfo`) for ``benchmark``, overridden by the checkpoint's own
+    arguments, or for a random encoder by the non-``None`` architecture entries of
+    ``random_args``."""
     kind, _, ckpt_args = pretrained
     if kind == 'random':
         ckpt_args = {k: v for k, v in (random_args or {}).items() if k in MODEL_ARGS and v is not None}
-    settings = dict(pretrain_recipe(dataset, ckpt_args.get('encoder') or 'gru'), gru_mode='published')
+    recipe = pretrain_recipe(dataset.kind, ckpt_args.get('encoder') or 'gru', train_clips(dataset, benchmark))
+    settings = dict(recipe, gru_mode='published')
     settings.update({k: v for k, v in ckpt_args.items() if v is not None})
     return settings
 
 
-def load_encoders(path, streams, dataset, frames=None, random_args=None, pretrained=None):
+def load_encoders(path, streams, dataset, frames=None, random_args=None, pretrained=None, benchmark=None):
     """Query encoders for ``streams`` in eval mode, and a record of what was loaded.
 
     ``path`` may be ``None``/``'random'`` for a randomly initialised encoder with the dataset's
     default settings, changed by the non-``None`` entries of ``random_args`` (a checkpoint fixes
     its own architecture). ``pretrained``: what :func:`open_pretrained` returned for ``path``, if
-    it was read already. Checks that the checkpoint's skeleton layout matches ``dataset``'s.
+    it was read already. ``dataset``: a :class:`feeder.info.DatasetInfo` or a built-in dataset's
+    name. Checks that the checkpoint's skeleton (layout, persons, channels) matches the dataset's.
     """
-    info = dataset_info(dataset)
+    info = dataset if isinstance(dataset, DatasetInfo) else dataset_info(dataset)
     pretrained = pretrained or open_pretrained(path)
-    settings = encoder_settings(pretrained, dataset, random_args)
+    settings = encoder_settings(pretrained, info, random_args, benchmark)
     kind, checkpoint, ckpt_args = pretrained
-    source = ckpt_args.get('dataset', dataset)
-    trained_on = BUILTIN_DATASETS.get(source, info)
+    trained_on = _trained_on(path, kind, checkpoint, ckpt_args, info)
     if trained_on.skeleton != info.skeleton:
-        raise ValueError(f'--checkpoint {path} was pretrained on {source} ({trained_on.layout.name} x '
-                         f'{trained_on.persons} persons) and cannot encode {dataset} ({info.layout.name} x '
-                         f'{info.persons} persons)')
+        raise ValueError(f'--checkpoint {path} was pretrained on {trained_on.name} ({_skeleton(trained_on)}) and '
+                         f'cannot encode {info.name} ({_skeleton(info)})')
     config = EncoderConfig.from_dict(settings)
     encoders, report = {}, {}
     for stream in streams:

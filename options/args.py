@@ -4,7 +4,7 @@ import os
 
 import torch
 
-from feeder.info import BUILTIN_DATASETS
+from feeder.info import BUILTIN_DATASETS, DATASET_NAMES
 from feeder.modalities import MODALITIES
 
 
@@ -39,8 +39,10 @@ def get_args_parser(add_help=False):
     """Arguments common to pretraining and evaluation; scripts add theirs via ``parents=``."""
     parser = argparse.ArgumentParser('CMD', add_help=add_help)
     data = parser.add_argument_group('data')
-    data.add_argument('--dataset', default='synthetic', choices=sorted(BUILTIN_DATASETS))
-    data.add_argument('--protocol', default='xsub', help='benchmark: xsub, xview or xsetup (by dataset)')
+    data.add_argument('--dataset', default='synthetic', choices=DATASET_NAMES,
+                      help="a built-in dataset, or custom: what DATA_ROOT/dataset.json describes")
+    data.add_argument('--protocol', default='xsub', help='benchmark: xsub, xview, xsetup (by dataset), or a custom '
+                                                          "dataset's (all where it has no splits)")
     data.add_argument('--data-root', required=True,
                       help='folder written by feeder.prepare: DIR/<benchmark>/train_data_joint.npy ...')
     data.add_argument('--output-dir', default=None, help='where checkpoints, logs and results go')
@@ -141,17 +143,17 @@ def fill_defaults(args, recipe):
     return args
 
 
-def check_protocol(args):
-    benchmarks = BUILTIN_DATASETS[args.dataset].benchmarks
-    if args.protocol not in benchmarks:
-        raise SystemExit(f'error: --protocol {args.protocol} is not a benchmark of {args.dataset}; '
-                         f'choose from {", ".join(benchmarks)}')
+def check_protocol(args, dataset):
+    if args.protocol not in dataset.benchmarks:
+        raise SystemExit(f'error: --protocol {args.protocol} is not a benchmark of {dataset.name}; '
+                         f'choose from {", ".join(dataset.benchmarks)}')
 
 
-def resolve_common(args, recipe, output_required=True):
-    """The start of every entry script: check the benchmark, fill defaults from ``recipe``, pick
-    the device (CUDA when available)."""
-    check_protocol(args)
+def resolve_common(args, dataset, recipe, output_required=True):
+    """The start of every entry script: check the benchmark of ``dataset`` (a
+    :class:`feeder.info.DatasetInfo`), fill defaults from ``recipe``, pick the device (CUDA when
+    available)."""
+    check_protocol(args, dataset)
     if output_required and args.output_dir is None:
         raise SystemExit('error: --output-dir is required')
     if args.output_dir is not None and os.path.exists(args.output_dir) and not os.path.isdir(args.output_dir):

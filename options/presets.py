@@ -26,12 +26,25 @@ DATASET_RECIPES = {
 }
 
 
-def pretrain_recipe(dataset, encoder):
-    """Defaults for ``pretrain.py``: published recipe < encoder recipe < dataset recipe."""
+# A custom dataset trains with the small-data preset below this many training clips, else with
+# the published recipe.
+SMALL_DATA_CLIPS = 5000
+
+
+def pretrain_recipe(dataset, encoder, train_clips=None):
+    """Defaults for ``pretrain.py``: published recipe < encoder recipe < dataset recipe (for a
+    custom dataset: the small-data preset below ``SMALL_DATA_CLIPS`` training clips)."""
     recipe = dict(PRETRAIN)
     recipe.update(ENCODER_RECIPES[encoder])
+    if dataset == 'custom':
+        recipe.update(SMALL if train_clips is None or train_clips < SMALL_DATA_CLIPS else {})
     recipe.update(DATASET_RECIPES.get(dataset, {}))
     return recipe
+
+
+def train_clips(dataset, benchmark):
+    """The training clips of ``benchmark`` where the dataset's description records them."""
+    return dataset.sizes.get(benchmark, {}).get('train')
 
 
 # Evaluation protocols: frozen-feature linear classification and fine-tuning.

@@ -61,7 +61,8 @@ def test_outputs(data_root, tmp_path):
             'tensorboard'} <= files and 'checkpoint_0001.pth' not in files
     checkpoint = torch.load(out / 'checkpoint.pth', weights_only=True)
     assert checkpoint['epoch'] == 3 and checkpoint['args']['queue_size'] == 8
-    assert set(checkpoint) == {'model', 'optimizer', 'scaler', 'epoch', 'args', 'rng'}
+    assert set(checkpoint) == {'model', 'optimizer', 'scaler', 'epoch', 'args', 'rng', 'dataset'}
+    assert checkpoint['dataset']['layout']['name'] == 'ntu25' and checkpoint['dataset']['channels'] == 'xyz'
     assert checkpoint['model']['queue'].shape == (3, 128, 8)
     log = [json.loads(line) for line in (out / 'log.txt').read_text().splitlines()]
     assert [r['epoch'] for r in log] == [0, 1, 2]
@@ -212,7 +213,7 @@ def speed_args(*extra, device='cuda', world_size=1):
     args = pretrain.get_pretrain_parser().parse_args(['--data-root', 'unused', '--output-dir', 'unused',
                                                       '--device', device, *extra])
     args.world_size = world_size
-    pretrain.resolve_args(args)
+    pretrain.resolve_args(args, dataset_info(args.dataset))
     return args, SpeedSettings.from_args(args)
 
 

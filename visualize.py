@@ -60,7 +60,9 @@ def draw_clip(args):
     view_q, view_k = augment(clip[None], torch.tensor([clip.shape[1]]))
     name = folder.names[index]
     prefix = args.out or name
-    panels = {f'{name}\n{clip.shape[1]} frames': clip.numpy(), 'view 1': view_q[0].numpy(), 'view 2': view_k[0].numpy()}
+    coordinates = slice(0, dataset.coordinates)  # a confidence channel is not drawn
+    panels = {f'{name}\n{clip.shape[1]} frames': clip[coordinates].numpy(), 'view 1': view_q[0, coordinates].numpy(),
+              'view 2': view_k[0, coordinates].numpy()}
     save_clip_pictures(dataset.layout, panels, f'{prefix}.gif', f'{prefix}.png')
     print(f'wrote {prefix}.gif and {prefix}.png')
 

@@ -9,12 +9,12 @@ import numpy as np
 
 
 def motion_energy(bodies):
-    """std(x) + std(y) + std(z) over each slot's non-empty frames; ``bodies`` is (M, T, V, 3)."""
+    """std(x) + std(y) + std(z) over each slot's non-empty frames; ``bodies`` is (M, T, V, c)."""
     energy = np.zeros(len(bodies))
     for m, body in enumerate(bodies):
         valid = body[body.any(axis=(1, 2))]
         if len(valid):
-            energy[m] = valid.reshape(-1, 3).std(axis=0).sum()
+            energy[m] = valid.reshape(-1, body.shape[-1]).std(axis=0).sum()
     return energy
 
 
@@ -110,3 +110,61 @@ def fit_frames(clip, max_frames, resample=False):
     hi = np.minimum(lo + 1, length - 1)
     w = (pos - lo)[None, :, None, None]
     return (clip[:, lo] * (1 - w) + clip[:, hi] * w).astype(clip.dtype)
+
+
+def mark_missing(points, confidence=None):
+    """Missing joints of ``points`` (M, T, V, c) zeroed: NaN or infinite coordinates, confidence 0
+    (or NaN), or all coordinates exactly 0 (estimators' "not detected"). Returns the points
+    (float64), a confidence (M, T, V) that is 0 where missing (1 where the data has none) and the
+    present mask."""
+    points = np.asarray(points, dtype=np.float64)
+    present = np.isfinite(points).all(-1)
+    present &= (np.where(present[..., None], points, 0) != 0).any(-1)
+    if confidence is not None:
+        confidence = np.asarray(confidence, dtype=np.float64)
+        present &= np.isfinite(confidence) & (confidence > 0)
+        confidence = np.where(present, confidence, 0)
+    else:
+        confidence = present.astype(np.float64)
+    return np.where(present[..., None], points, 0), confidence, present
+
+
+def normalize_pose_data(points, present, layout):
+    """Normalisation of one estimator's or capture system's clip (M, T, V, c), c 2 or 3, with
+    ``present`` (M, T, V) marking detected joints; returns float32 with missing joints at 0.
+
+    2D (image coordinates): y flipped to point up, then per frame centred on ``layout.center``,
+    then one scale per clip. 3D: centred likewise, turned so that person 0's first complete
+    ``up`` vector points along +z and its ``across`` vector along +x (the NTU steps), then
+    scaled. The scale divides by the mean length of the layout's bones over the clip, so pixels
+    of any image size, metres and millimetres land in one range.
+    """
+    points = np.where(present[..., None], points, 0).astype(np.float64)
+    if points.shape[-1] == 2:
+        points[..., 1] *= -1
+    centre = np.zeros((points.shape[1], points.shape[-1]))
+    found = np.zeros(points.shape[1], dtype=bool)
+    for person, mask in zip(points, present):  # person 0's centre, else the next person's
+        weight = mask[:, list(layout.center)]
+        count = weight.sum(1)
+        new = (count > 0) & ~found
+        centre[new] = (person[:, list(layout.center)] * weight[..., None]).sum(1)[new] / count[new, None]
+        found |= new
+    if found.any():
+        centre[~found] = centre[found].mean(0)
+    points = (points - centre[None, :, None]) * present[..., None]
+    if points.shape[-1] == 3:
+        needed = list({*layout.up[0], *layout.up[1], *layout.across[0], *layout.across[1]})
+        complete = np.flatnonzero(present[0][:, needed].all(1))
+        if len(complete):
+            t = complete[0]
+            for (bottom, top), target in ((layout.up, (0, 0, 1)), (layout.across, (1, 0, 0))):
+                rot = align_rotation(joint_mean(points[0, t], top) - joint_mean(points[0, t], bottom), target)
+                points = points @ rot.T
+    child, parent = np.array(layout.edges).T
+    both = present[:, :, child] & present[:, :, parent]
+    if both.any():
+        lengths = np.linalg.norm(points[:, :, child] - points[:, :, parent], axis=-1)[both]
+        if lengths.mean() > 0:
+            points /= lengths.mean()
+    return points.astype(np.float32)

@@ -8,6 +8,7 @@ files and write straight into memory-mapped outputs, so memory stays flat howeve
 dataset. Everything is written under a staging folder and moved into place only when complete.
 """
 import argparse
+import dataclasses
 import json
 import os
 import pickle
@@ -20,7 +21,10 @@ from multiprocessing import get_context
 import numpy as np
 from tqdm import tqdm
 
-from feeder.info import BUILTIN_DATASETS, MAX_FRAMES, PARTS, dataset_info
+from feeder.info import (CHANNELS, DATASET_NAMES, MAX_FRAMES, PARTS, DatasetInfo, dataset_info,
+                         write_dataset_json)
+from feeder.layouts import LAYOUTS, get_layout
+from feeder.raw.custom import custom_clip, read_custom
 from feeder.raw.normalize import fit_frames, normalize_sample, select_bodies
 from feeder.raw.readers import (NTU_NAME, DataFormatError, parse_ntu_name, read_ntu_skeleton,
                                 read_pku_labels, read_pku_split, read_pku_video, read_ucla_json)
@@ -64,10 +68,12 @@ class Sample:
 
 @dataclass
 class Task:
-    """One raw file to read; it yields one sample (NTU, NW-UCLA) or several (a PKU video)."""
+    """One raw file to read; it yields one sample (NTU, NW-UCLA) or several (a PKU video). A
+    custom clip carries its arrays in ``data`` (keypoints, confidence or None, channels)."""
     kind: str
     path: str
     samples: list
+    data: tuple = None
 
 
 class PrepareError(RuntimeError):
@@ -181,6 +187,28 @@ def list_ucla(raw_dir):
     return tasks, skipped
 
 
+def list_custom(args):
+    """Tasks of own pose data, and its description (layout, persons, channels, benchmarks, classes)."""
+    if not args.annotations or not args.layout:
+        raise PrepareError('--dataset custom needs --annotations FILE and --layout NAME|LAYOUT.json')
+    try:
+        layout = get_layout(args.layout)
+        clips, joints, channels, benchmarks, num_classes, class_names, skipped = read_custom(args.annotations,
+                                                                                             args.channels)
+    except ValueError as e:
+        raise PrepareError(str(e)) from None
+    if joints != layout.num_joints:
+        raise PrepareError(f'--layout {args.layout} has {layout.num_joints} joints, but the clips of '
+                           f'{args.annotations} have {joints}')
+    persons = min(2, max(keypoint.shape[0] for _, keypoint, *_ in clips))
+    name = args.name or os.path.splitext(os.path.basename(os.path.normpath(args.annotations)))[0]
+    info = DatasetInfo(name, layout, persons, tuple(benchmarks), num_classes, channels, kind='custom',
+                       class_names=class_names, source=os.path.abspath(args.annotations))
+    tasks = [Task('custom', clip_name, [Sample(clip_name, label, parts)], (keypoint, score, channels))
+             for clip_name, keypoint, score, label, parts in clips]
+    return info, tasks, skipped
+
+
 def list_tasks(args):
     if not os.path.isdir(args.raw_dir):
         raise PrepareError(f'--raw-dir {args.raw_dir}: not a folder')
@@ -193,8 +221,9 @@ def list_tasks(args):
 
 # --------------------------------------------------------------------------- worker side
 
-def load_clips(task, persons):
-    """Read one task's raw file -> list of (clip (M, T, V, 3) float32, true length) per sample."""
+def load_clips(task, persons, layout):
+    """Read one task's raw file -> list of (clip (M, T, V, C) float32, true length) per sample
+    (custom clips come normalised already)."""
     if task.kind == 'ntu':
         bodies = read_ntu_skeleton(task.path)
         clip = select_bodies(bodies, keep=persons).astype(np.float32)
@@ -203,6 +232,8 @@ def load_clips(task, persons):
         video = read_pku_video(task.path)
         return [(video[:, start:end], min(end, video.shape[1]) - start)
                 for start, end in (s.frames for s in task.samples)]
+    if task.kind == 'custom':
+        return [custom_clip(*task.data, persons, layout)]
     _, clip = read_ucla_json(task.path)
     return [(clip, clip.shape[1])]
 
@@ -225,7 +256,7 @@ def process_task(job):
     """
     task, outputs, layout, persons = job
     try:
-        clips = load_clips(task, persons)
+        clips = load_clips(task, persons, layout)
     except (DataFormatError, OSError) as e:
         return [(None, ('bad file', str(e)))] * len(task.samples)
     results = []
@@ -237,12 +268,16 @@ def process_task(job):
         if not clip[:, :length].any():
             results.append((None, ('no body', sample.name)))
             continue
-        clip = fit_frames(clip, MAX_FRAMES, resample=task.kind == 'ucla')
-        if task.kind == 'ucla':
+        resample = task.kind in ('ucla', 'custom')
+        clip = fit_frames(clip, MAX_FRAMES, resample=resample)
+        if resample:
             length = min(length, MAX_FRAMES)
         full = np.zeros((persons, MAX_FRAMES) + clip.shape[2:], dtype=np.float32)
         full[:len(clip), :clip.shape[1]] = clip[:persons]
-        normalize_sample(full, layout)
+        if task.kind == 'custom':  # normalised already; frames past its end repeat it
+            full[:, length:] = full[:, np.arange(length, MAX_FRAMES) % length]
+        else:
+            normalize_sample(full, layout)
         data = full.transpose(3, 1, 2, 0)
         for key, row in sample.rows.items():
             _output(outputs[key])[row] = data
@@ -265,22 +300,29 @@ def _compact(path, keep):
 
 
 def prepare(args):
-    info = dataset_info(args.dataset)
-    layout, persons = info.layout, info.persons
-    tasks, skipped = list_tasks(args)
-    benchmarks = info.benchmarks
+    if args.dataset == 'custom':
+        info, tasks, skipped = list_custom(args)
+        source = args.annotations
+        expected = [(b, 'train') for b in info.benchmarks]  # a benchmark may have no val part
+    else:
+        info = dataset_info(args.dataset)
+        tasks, skipped = list_tasks(args)
+        source = args.raw_dir
+        expected = [(b, p) for b in info.benchmarks for p in PARTS]
+    layout, persons, benchmarks = info.layout, info.persons, info.benchmarks
     samples = [s for t in tasks for s in t.samples]
     if not samples:
         raise PrepareError(f'--raw-dir {args.raw_dir}: no {args.dataset} samples found')
 
-    counts = {(b, p): 0 for b in benchmarks for p in PARTS}
+    counts = {key: 0 for key in expected}
+    counts.update({(b, p): 0 for s in samples for b, p in s.parts.items()})
     for sample in samples:
         for benchmark, part in sample.parts.items():
             sample.rows[(benchmark, part)] = counts[(benchmark, part)]
             counts[(benchmark, part)] += 1
     empty = [f'{b}/{p}' for (b, p), n in counts.items() if n == 0]
     if empty:
-        raise PrepareError(f'{args.dataset}: no samples for {", ".join(empty)} in {args.raw_dir} '
+        raise PrepareError(f'{args.dataset}: no samples for {", ".join(empty)} in {source} '
                            f'({len(samples)} samples found in all)')
 
     if os.path.exists(args.out_dir) and not os.path.isdir(args.out_dir):
@@ -294,7 +336,7 @@ def prepare(args):
         for (benchmark, part), n in counts.items():
             os.makedirs(os.path.join(staging, benchmark), exist_ok=True)
             path = os.path.join(staging, benchmark, f'{part}_data_joint.npy')
-            shape = (n, 3, MAX_FRAMES, layout.num_joints, persons)
+            shape = (n, len(info.channels), MAX_FRAMES, layout.num_joints, persons)
             np.lib.format.open_memmap(path, mode='w+', dtype=np.float32, shape=shape).flush()
             outputs[(benchmark, part)] = path
 
@@ -324,7 +366,7 @@ def prepare(args):
             raise PrepareError(f'{len(set(bad))} bad file(s); rerun with --skip-bad to leave them out. '
                                f'First: {sorted(bad)[0]}')
 
-        summary = {'dataset': args.dataset, 'raw_dir': os.path.abspath(args.raw_dir), 'samples': {},
+        summary = {'dataset': args.dataset, 'raw_dir': os.path.abspath(source), 'samples': {},
                    'skipped': {k: sorted(set(v)) for k, v in skipped.items()}}
         for (benchmark, part), n in counts.items():
             folder = os.path.join(staging, benchmark)
@@ -344,6 +386,9 @@ def prepare(args):
 
         for benchmark in benchmarks:
             _replace_dir(os.path.join(staging, benchmark), os.path.join(args.out_dir, benchmark))
+        sizes = {b: {p: summary['samples'][f'{b}/{p}'] for p in PARTS if f'{b}/{p}' in summary['samples']}
+                 for b in benchmarks}
+        write_dataset_json(os.path.join(args.out_dir, 'dataset.json'), dataclasses.replace(info, sizes=sizes))
         write_text_atomic(os.path.join(args.out_dir, 'prepare_summary.json'), json.dumps(summary, indent=1))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -404,9 +449,17 @@ def print_summary(summary, file=None):
 def get_args_parser():
     parser = argparse.ArgumentParser('Prepare raw skeleton datasets', description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--dataset', required=True, choices=sorted(BUILTIN_DATASETS))
-    parser.add_argument('--raw-dir', required=True, help='folder with the raw files')
-    parser.add_argument('--out-dir', required=True, help='writes OUT/<benchmark>/...')
+    parser.add_argument('--dataset', required=True, choices=DATASET_NAMES)
+    parser.add_argument('--raw-dir', default=None, help='folder with the raw files (the built-in datasets)')
+    parser.add_argument('--out-dir', required=True, help='writes OUT/<benchmark>/... and OUT/dataset.json')
+    own = parser.add_argument_group('own data (--dataset custom; docs/data.md, "Your own data")')
+    own.add_argument('--annotations', default=None,
+                     help='a pyskl/mmaction2 annotation pickle, or a folder of .npy clips (T, V, C) or (M, T, V, C) '
+                          'with optional labels.csv (name,label[,split]) and classes.txt')
+    own.add_argument('--layout', default=None, help=f'a built-in layout ({", ".join(LAYOUTS)}) or a JSON file')
+    own.add_argument('--channels', default=None, choices=CHANNELS,
+                     help='what the last axis holds (default: xyz for 3 numbers; xy for 2, xys with a confidence)')
+    own.add_argument('--name', default=None, help="the dataset's name (default: the annotation file's)")
     parser.add_argument('--ignore-list', default=None,
                         help='NTU: file listing samples to leave out (official list or bare names)')
     parser.add_argument('--workers', type=int, default=os.cpu_count(),
@@ -419,6 +472,9 @@ def get_args_parser():
 
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
+    if args.dataset != 'custom' and args.raw_dir is None:
+        print(f'--dataset {args.dataset} needs --raw-dir', file=sys.stderr)
+        return 2
     if args.ignore_list and args.dataset not in NTU_SPLITS:
         print(f'--ignore-list applies to NTU-format datasets, not {args.dataset}', file=sys.stderr)
         return 2

@@ -11,7 +11,9 @@ spurious low-motion bodies make the files look like what the Kinect produced. Th
 through the same preparation as the real data (``feeder.prepare --dataset synthetic``).
 """
 import argparse
+import json
 import os
+import pickle
 
 import numpy as np
 
@@ -294,15 +296,14 @@ def generate_sample(action, subject_offsets, camera, rng, distance):
     return bodies, present
 
 
-def generate(out_dir, classes=len(ACTIONS), subjects=10, cameras=3, replications=2, setups=2, seed=0):
-    """Write the dataset; returns the list of file names."""
+def samples(classes=len(ACTIONS), subjects=10, cameras=3, replications=2, setups=2, seed=0):
+    """Every performance: (NTU-style name, camera-space bodies (B, T, 25, 3), who is tracked
+    (B, T), the sample's generator)."""
     if not 1 <= classes <= len(ACTIONS):
         raise ValueError(f'--classes must be between 1 and {len(ACTIONS)}, got {classes}')
     if not 1 <= cameras <= 3:
         raise ValueError(f'--cameras must be between 1 and 3, got {cameras}')
     rng = np.random.default_rng(seed)
-    os.makedirs(out_dir, exist_ok=True)
-    names = []
     for subject in range(1, subjects + 1):
         # A subject's body is fixed: two bodies for interactions, the subject and a partner.
         offsets = [subject_body(rng), subject_body(rng)]
@@ -314,12 +315,78 @@ def generate(out_dir, classes=len(ACTIONS), subjects=10, cameras=3, replications
                     sample_rng = np.random.default_rng([seed, subject, replication, action, camera])
                     bodies, present = generate_sample(action, offsets, camera, sample_rng, distance)
                     name = f'S{setup:03d}C{camera:03d}P{subject:03d}R{replication:03d}A{action + 1:03d}'
-                    path = os.path.join(out_dir, name + '.skeleton')
-                    with open(path + '.tmp', 'w') as f:
-                        f.write(format_file(bodies, sample_rng, present))
-                    os.replace(path + '.tmp', path)
-                    names.append(name)
+                    yield name, bodies, present, sample_rng
+
+
+def generate(out_dir, classes=len(ACTIONS), subjects=10, cameras=3, replications=2, setups=2, seed=0):
+    """Write the dataset as NTU ``.skeleton`` files; returns the list of file names."""
+    names = []
+    for name, bodies, present, sample_rng in samples(classes, subjects, cameras, replications, setups, seed):
+        os.makedirs(out_dir, exist_ok=True)
+        path = os.path.join(out_dir, name + '.skeleton')
+        with open(path + '.tmp', 'w') as f:
+            f.write(format_file(bodies, sample_rng, present))
+        os.replace(path + '.tmp', path)
+        names.append(name)
     return names
+
+
+# COCO-17 from the NTU joints: eyes and ears between the head and the shoulders
+COCO_FROM_NTU = [({3: 1.0}), {3: .85, 4: .15}, {3: .85, 8: .15}, {3: .7, 4: .3}, {3: .7, 8: .3}, {4: 1.0},
+                 {8: 1.0}, {5: 1.0}, {9: 1.0}, {6: 1.0}, {10: 1.0}, {12: 1.0}, {16: 1.0}, {13: 1.0}, {17: 1.0},
+                 {14: 1.0}, {18: 1.0}]
+# A motion-capture rig of 17 NTU joints under their own names (written as its layout JSON)
+RIG = {'name': 'synthetic_rig',
+       'joints': ['pelvis', 'spine', 'chest', 'neck', 'head', 'l_shoulder', 'l_elbow', 'l_wrist', 'r_shoulder',
+                  'r_elbow', 'r_wrist', 'l_hip', 'l_knee', 'l_ankle', 'r_hip', 'r_knee', 'r_ankle'],
+       'parents': {'spine': 'pelvis', 'chest': 'spine', 'neck': 'chest', 'head': 'neck', 'l_shoulder': 'chest',
+                   'l_elbow': 'l_shoulder', 'l_wrist': 'l_elbow', 'r_shoulder': 'chest', 'r_elbow': 'r_shoulder',
+                   'r_wrist': 'r_elbow', 'l_hip': 'pelvis', 'l_knee': 'l_hip', 'l_ankle': 'l_knee',
+                   'r_hip': 'pelvis', 'r_knee': 'r_hip', 'r_ankle': 'r_knee'},
+       'center': 'spine', 'up': ['pelvis', 'chest'], 'across': ['l_shoulder', 'r_shoulder']}
+RIG_FROM_NTU = (0, 1, 20, 2, 3, 4, 5, 6, 8, 9, 10, 12, 13, 14, 16, 17, 18)
+
+
+def detect_2d(bodies, present, rng):
+    """What a 2D pose estimator would report for camera-space bodies: COCO-17 pixel coordinates
+    (1920 x 1080 image) with jitter, a confidence, missed joints (0, 0, confidence 0) and nothing
+    where the body is not tracked. Returns keypoint (B, T, 17, 2) and score (B, T, 17)."""
+    joints = np.stack([sum(w * bodies[..., j, :] for j, w in mix.items()) for mix in COCO_FROM_NTU], axis=-2)
+    z = np.maximum(joints[..., 2], 0.5)
+    pixels = np.stack([960 + 1060 * joints[..., 0] / z, 540 - 1060 * joints[..., 1] / z], axis=-1)
+    pixels += rng.normal(0, 2.0, size=pixels.shape)
+    score = rng.uniform(0.55, 1.0, size=pixels.shape[:-1])
+    missed = (rng.random(score.shape) < 0.04) | ~present[..., None]
+    pixels[missed], score[missed] = 0, 0
+    return pixels.astype(np.float32), score.astype(np.float32)
+
+
+def write_pyskl(path, mode, classes=len(ACTIONS), subjects=10, cameras=3, replications=2, setups=2, seed=0):
+    """The same performances as a pyskl annotation pickle: ``mode`` 2d (COCO-17 detections in
+    pixels) or 3d (the :data:`RIG` layout in millimetres, its JSON written beside as
+    ``<stem>_layout.json``), split like NTU-60 (xsub, xview). Returns the number of clips."""
+    from feeder.raw.prepare import NTU_SPLITS
+    from feeder.raw.readers import parse_ntu_name
+    annotations, split = [], {}
+    for name, bodies, present, rng in samples(classes, subjects, cameras, replications, setups, seed):
+        record = {'frame_dir': name, 'label': parse_ntu_name(name)['action'] - 1, 'total_frames': bodies.shape[1]}
+        if mode == '2d':
+            record['keypoint'], record['keypoint_score'] = detect_2d(bodies, present, rng)
+            record['img_shape'] = (1080, 1920)
+        else:
+            record['keypoint'] = (bodies[:, :, list(RIG_FROM_NTU)] * 1000 * present[..., None, None]).astype(np.float32)
+        annotations.append(record)
+        for benchmark, rule in NTU_SPLITS['synthetic'].items():
+            part = 'train' if rule(parse_ntu_name(name)) else 'val'
+            split.setdefault(f'{benchmark}_{part}', []).append(name)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path + '.tmp', 'wb') as f:
+        pickle.dump({'split': split, 'annotations': annotations}, f, protocol=4)
+    os.replace(path + '.tmp', path)
+    if mode == '3d':
+        with open(os.path.splitext(path)[0] + '_layout.json', 'w') as f:
+            json.dump(RIG, f, indent=1)
+    return len(annotations)
 
 
 def main(argv=None):
@@ -332,12 +399,19 @@ def main(argv=None):
     parser.add_argument('--replications', type=int, default=2)
     parser.add_argument('--setups', type=int, default=2)
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--format', default='ntu', choices=['ntu', 'pyskl-2d', 'pyskl-3d'],
+                        help='ntu: .skeleton files; pyskl-2d: OUT/synthetic_2d.pkl, COCO-17 detections in pixels; '
+                             'pyskl-3d: OUT/synthetic_3d.pkl with its layout OUT/synthetic_3d_layout.json')
     args = parser.parse_args(argv)
+    sizes = (args.classes, args.subjects, args.cameras, args.replications, args.setups, args.seed)
     try:
-        names = generate(args.out_dir, args.classes, args.subjects, args.cameras, args.replications,
-                         args.setups, args.seed)
+        if args.format == 'ntu':
+            print(f'wrote {len(generate(args.out_dir, *sizes))} .skeleton files to {args.out_dir}')
+        else:
+            mode = args.format[-2:]
+            path = os.path.join(args.out_dir, f'synthetic_{mode}.pkl')
+            print(f'wrote {write_pyskl(path, mode, *sizes)} clips to {path}')
     except ValueError as e:
         parser.error(str(e))
-    print(f'wrote {len(names)} .skeleton files to {args.out_dir}')
     return 0
 

@@ -28,11 +28,11 @@ class Evaluation:
     def root(self):
         return os.path.join(self.args.data_root, self.args.protocol)
 
-    def folder(self, part):
-        """One part of the benchmark, checked against the dataset (joints, persons, channels,
-        labels)."""
+    def folder(self, part, labelled=True):
+        """One part of the benchmark, checked against the dataset (joints, persons, channels and,
+        with ``labelled``, the labels: evaluating unlabelled clips is an error)."""
         folder = SkeletonFolder(self.root, part)
-        folder.check(self.dataset, labelled=True)
+        folder.check(self.dataset, labelled=labelled)
         return folder
 
     def load_encoders(self, streams=None):
@@ -41,8 +41,8 @@ class Evaluation:
         return load_encoders(self.args.checkpoint, streams or self.streams, self.dataset, self.args.frames,
                              vars(self.args), self.pretrained, self.args.protocol)
 
-    def clips(self, part, frames, train=False):
-        return DownstreamDataset(self.folder(part), frames=frames, train=train)
+    def clips(self, part, frames, train=False, labelled=True):
+        return DownstreamDataset(self.folder(part, labelled), frames=frames, train=train)
 
     def supervised_loaders(self, frames, train_indices=None):
         """Random 0.5-1.0 crops for training, the 95% centre crop for testing (docs/protocols.md)."""

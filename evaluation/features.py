@@ -23,3 +23,16 @@ def extract_features(encoders, dataset, layout, device, batch_size=256, workers=
             feats[stream].append(encoder.features(to_modality(x, stream, layout, coordinates)))
         labels.append(y)
     return {s: torch.cat(f) for s, f in feats.items()}, torch.cat(labels).to(device)
+
+
+class StreamFeatures(torch.nn.Module):
+    """One stream's frozen features as a module: clips (N, C, T, V, M), prepared as kNN sees them
+    (the centre 95% resized to the encoder's frames), to (N, D) features before ``fc``."""
+
+    def __init__(self, encoder, stream, layout, coordinates=None):
+        super().__init__()
+        self.encoder, self.stream, self.layout, self.coordinates = encoder.eval(), stream, layout, coordinates
+
+    @torch.no_grad()
+    def forward(self, clips):
+        return self.encoder.features(to_modality(clips, self.stream, self.layout, self.coordinates))

@@ -9,7 +9,9 @@ import re
 
 import torch
 
+from evaluation.features import StreamFeatures
 from feeder.info import BUILTIN_DATASETS, DatasetInfo, dataset_info
+from feeder.modalities import MODALITIES
 from models import EncoderConfig, build_encoder
 from models.checkpoint import RELEASED_SUFFIX, released_encoder_state, strip_module
 from options.presets import PRETRAIN, pretrain_recipe, train_clips
@@ -48,6 +50,21 @@ def describe(checkpoint):
 
 
 MODEL_ARGS = tuple(f.name for f in dataclasses.fields(EncoderConfig))
+
+
+def feature_extractors(checkpoint, dataset, streams=MODALITIES, data_root=None):
+    """The features of a checkpoint from Python: {stream: module mapping clips (N, C, T, V, M) to
+    (N, D) features before ``fc``} and the clip length they were pretrained with.
+
+    ``checkpoint``: ours, the authors' released file, or ``'random'``; ``dataset``: a built-in
+    name, ``'custom'`` (read from ``data_root/dataset.json``) or a
+    :class:`feeder.info.DatasetInfo`. Clips are prepared as ``knn_eval.py`` prepares them:
+    ``feeder.augment.center_crop_resize(clips, lengths, frames)``.
+    """
+    info = dataset if isinstance(dataset, DatasetInfo) else dataset_info(dataset, data_root)
+    encoders, record, _ = load_encoders(checkpoint, list(streams), info)
+    return ({s: StreamFeatures(e, s, info.layout, info.coordinates) for s, e in encoders.items()},
+            record['frames'])
 
 
 def _trained_on(path, kind, checkpoint, ckpt_args, info):

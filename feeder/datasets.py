@@ -52,6 +52,9 @@ class SkeletonFolder:
             raise ValueError(f'{self.data_path} holds {joints} joints x {persons} persons x {channels} channels, but '
                              f'{dataset.name} is {layout.name} ({layout.num_joints} joints) x {dataset.persons} '
                              f'persons x {len(dataset.channels)} channels ({dataset.channels})')
+        if labelled and (self.labels < 0).any():
+            raise ValueError(f'{self.root}/{self.part}_label.pkl: {int((self.labels < 0).sum())} of {len(self)} clips are '
+                             'unlabelled (label -1); evaluation needs labels (pretraining does not)')
         if labelled and len(self.labels):
             bad = np.flatnonzero((self.labels < 0) | (self.labels >= dataset.num_classes))
             if len(bad):

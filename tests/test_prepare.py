@@ -5,7 +5,9 @@ import pickle
 import numpy as np
 import pytest
 
+from feeder.layouts import NTU25
 from feeder.raw import prepare as prep
+from feeder.raw.normalize import mark_missing, normalize_pose_data, select_bodies
 from feeder.raw.synthetic import generate
 from tests.conftest import random_body, write_skeleton
 from tests.reference import prepare_file, read_skeleton_filter
@@ -158,7 +160,7 @@ def test_rerun_replaces_output(tmp_path, ntu_raw):
     (out / 'xsub' / 'stale.npy').write_bytes(b'old')
     assert _run('--dataset', 'ntu60', '--raw-dir', ntu_raw, '--out-dir', out) == 0
     assert not (out / 'xsub' / 'stale.npy').exists()
-    assert sorted(os.listdir(out)) == ['prepare_summary.json', 'xsub', 'xview']
+    assert sorted(os.listdir(out)) == ['dataset.json', 'prepare_summary.json', 'xsub', 'xview']
 
 
 def test_missing_raw_dir(tmp_path, capsys):
@@ -276,7 +278,7 @@ def test_interrupted_run_leaves_previous_output_and_no_staging(tmp_path, ntu_raw
     with pytest.raises(KeyboardInterrupt):
         _run('--dataset', 'ntu60', '--raw-dir', ntu_raw, '--out-dir', out, '--workers', 0)
     assert {p: p.read_bytes() for p in out.rglob('*') if p.is_file()} == before
-    assert sorted(os.listdir(out)) == ['prepare_summary.json', 'xsub', 'xview']
+    assert sorted(os.listdir(out)) == ['dataset.json', 'prepare_summary.json', 'xsub', 'xview']
 
 
 def test_duplicate_and_foreign_names(tmp_path, ntu_raw, rng, capsys):
@@ -368,3 +370,22 @@ def test_leftovers_of_killed_runs_are_cleaned_and_failures_leave_nothing(tmp_pat
     assert not (tmp_path / 'new').exists()
     (tmp_path / 'file').write_text('')
     assert _run('--dataset', 'ntu60', '--raw-dir', ntu_raw, '--out-dir', tmp_path / 'file') == 1
+
+
+def test_ntu_in_2d_reads_the_colour_coordinates(tmp_path, ntu_raw):
+    out = tmp_path / 'out'
+    assert _run('--dataset', 'ntu60', '--raw-dir', ntu_raw, '--out-dir', out, '--coords', '2d') == 0
+    info = json.loads((out / 'dataset.json').read_text())
+    assert info['dataset'] == 'ntu60' and info['channels'] == 'xy'
+    data, frames, names, _ = _load(out, 'xsub', 'train')
+    assert data.shape[1:] == (2, 300, 25, 2)
+    path = next(ntu_raw.rglob(f'{names[0]}.skeleton'))
+    record = read_skeleton_filter(str(path))
+    colour = np.zeros((4, record['numFrame'], 25, 2))
+    for t, frame in enumerate(record['frameInfo']):
+        for b, body in enumerate(frame['bodyInfo'][:4]):
+            colour[b, t] = [(j['colorX'], j['colorY']) for j in body['jointInfo']]
+    points, _, present = mark_missing(select_bodies(colour, keep=2))
+    expected = normalize_pose_data(points, present, NTU25)
+    np.testing.assert_allclose(data[0, :, :frames[0]].transpose(3, 1, 2, 0)[:len(expected)], expected, atol=1e-4)
+    assert _run('--dataset', 'ucla', '--raw-dir', ntu_raw, '--out-dir', out, '--coords', '2d') == 2

@@ -25,8 +25,8 @@ from feeder.info import (CHANNELS, DATASET_NAMES, MAX_FRAMES, PARTS, DatasetInfo
                          write_dataset_json)
 from feeder.layouts import LAYOUTS, get_layout
 from feeder.raw.custom import custom_clip, read_custom
-from feeder.raw.normalize import fit_frames, normalize_sample, select_bodies
-from feeder.raw.readers import (NTU_NAME, DataFormatError, parse_ntu_name, read_ntu_skeleton,
+from feeder.raw.normalize import fit_frames, mark_missing, normalize_pose_data, normalize_sample, select_bodies
+from feeder.raw.readers import (NTU_COLOR, NTU_NAME, DataFormatError, parse_ntu_name, read_ntu_skeleton,
                                 read_pku_labels, read_pku_split, read_pku_video, read_ucla_json)
 from utils.io import pid_alive, write_atomic, write_text_atomic
 
@@ -228,6 +228,10 @@ def load_clips(task, persons, layout):
         bodies = read_ntu_skeleton(task.path)
         clip = select_bodies(bodies, keep=persons).astype(np.float32)
         return [(clip, clip.shape[1])]
+    if task.kind == 'ntu2d':  # the colour-image coordinates, normalised as 2D pose data
+        points, _, present = mark_missing(select_bodies(read_ntu_skeleton(task.path, columns=NTU_COLOR), persons))
+        clip = normalize_pose_data(points, present, layout)
+        return [(clip, clip.shape[1])]
     if task.kind == 'pku':
         video = read_pku_video(task.path)
         return [(video[:, start:end], min(end, video.shape[1]) - start)
@@ -274,7 +278,8 @@ def process_task(job):
             length = min(length, MAX_FRAMES)
         full = np.zeros((persons, MAX_FRAMES) + clip.shape[2:], dtype=np.float32)
         full[:len(clip), :clip.shape[1]] = clip[:persons]
-        if task.kind == 'custom':  # normalised already; frames past its end repeat it
+        if task.kind in ('custom', 'ntu2d'):  # normalised already; frames past its end repeat it
+            length = min(length, MAX_FRAMES)
             full[:, length:] = full[:, np.arange(length, MAX_FRAMES) % length]
         else:
             normalize_sample(full, layout)
@@ -307,6 +312,10 @@ def prepare(args):
     else:
         info = dataset_info(args.dataset)
         tasks, skipped = list_tasks(args)
+        if getattr(args, 'coords', '3d') == '2d':
+            info = dataclasses.replace(info, channels='xy')
+            for task in tasks:
+                task.kind = 'ntu2d'
         source = args.raw_dir
         expected = [(b, p) for b in info.benchmarks for p in PARTS]
     layout, persons, benchmarks = info.layout, info.persons, info.benchmarks
@@ -460,6 +469,9 @@ def get_args_parser():
     own.add_argument('--channels', default=None, choices=CHANNELS,
                      help='what the last axis holds (default: xyz for 3 numbers; xy for 2, xys with a confidence)')
     own.add_argument('--name', default=None, help="the dataset's name (default: the annotation file's)")
+    parser.add_argument('--coords', default='3d', choices=['3d', '2d'],
+                        help='NTU RGB+D: 3d, the camera-space x, y, z; or 2d, the colour-image coordinates (colorX, '
+                             'colorY) normalised as 2D pose data')
     parser.add_argument('--ignore-list', default=None,
                         help='NTU: file listing samples to leave out (official list or bare names)')
     parser.add_argument('--workers', type=int, default=os.cpu_count(),
@@ -472,6 +484,9 @@ def get_args_parser():
 
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
+    if args.coords == '2d' and args.dataset not in ('ntu60', 'ntu120'):
+        print(f'--coords 2d reads the colour coordinates of NTU RGB+D files, not {args.dataset}', file=sys.stderr)
+        return 2
     if args.dataset != 'custom' and args.raw_dir is None:
         print(f'--dataset {args.dataset} needs --raw-dir', file=sys.stderr)
         return 2

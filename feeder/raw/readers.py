@@ -34,8 +34,14 @@ def _int_field(line, path, lineno, what):
         raise DataFormatError(path, lineno, f'expected {what} (an integer), found {line.strip()[:60]!r}') from None
 
 
-def read_ntu_skeleton(path, max_bodies=4, num_joints=25):
-    """Parse an NTU ``.skeleton`` file into (max_bodies, T, num_joints, 3) float64.
+# The joint fields read: x, y, z in metres (camera space), or colorX, colorY in pixels of the
+# 1920 x 1080 colour image (every file carries both).
+NTU_XYZ, NTU_COLOR = (0, 1, 2), (5, 6)
+
+
+def read_ntu_skeleton(path, max_bodies=4, num_joints=25, columns=NTU_XYZ):
+    """Parse an NTU ``.skeleton`` file into (max_bodies, T, num_joints, len(columns)) float64;
+    ``columns``: the joint fields to read (``NTU_XYZ`` or ``NTU_COLOR``).
 
     Bodies fill slots in the order they appear within each frame (not by body ID); bodies past
     ``max_bodies`` are dropped, as in the published tool. Only x, y, z are read: the line walk
@@ -67,12 +73,12 @@ def read_ntu_skeleton(path, max_bodies=4, num_joints=25):
                     slots.append((t, b))
                     slot_lines.append(start)
                     for line in lines[start:i]:
-                        parts = line.split(None, 3)
-                        if len(parts) < 4:
+                        parts = line.split(None, columns[-1] + 1)
+                        if len(parts) < columns[-1] + 2:
                             if not parts and start == len(lines) - 1:
                                 raise IndexError
                             raise DataFormatError(path, start + 1, f'expected 12 joint fields, found {len(parts)}')
-                        fields += parts[:3]
+                        fields += [parts[c] for c in columns]
                         start += 1
     except IndexError:
         raise DataFormatError(path, len(lines), f'file ends early: expected {num_frames} frames') from None
@@ -86,19 +92,19 @@ def read_ntu_skeleton(path, max_bodies=4, num_joints=25):
             try:
                 float(value)
             except ValueError:
-                slot, joint = divmod(k // 3, num_joints)
+                slot, joint = divmod(k // len(columns), num_joints)
                 raise DataFormatError(path, slot_lines[slot] + joint + 1,
                                       f'joint coordinate {value.decode(errors="replace")!r} is not a number') from None
         raise
     bad = np.flatnonzero(~np.isfinite(xyz))
     if len(bad):
-        slot, joint = divmod(bad[0] // 3, num_joints)
+        slot, joint = divmod(bad[0] // len(columns), num_joints)
         raise DataFormatError(path, slot_lines[slot] + joint + 1,
                               f'joint coordinate {fields[bad[0]].decode(errors="replace")!r} is not finite')
-    out = np.zeros((max_bodies, num_frames, num_joints, 3))
+    out = np.zeros((max_bodies, num_frames, num_joints, len(columns)))
     if slots:
         t, b = np.array(slots).T
-        out[b, t] = xyz.reshape(len(slots), num_joints, 3)
+        out[b, t] = xyz.reshape(len(slots), num_joints, len(columns))
     return out
 
 

@@ -73,7 +73,8 @@ def test_pyskl_annotations_round_trip(tmp_path, protocol, bare):
         split['xsub_train' if i < 4 else 'xsub_val'].append(f'clip{i}')
     path = _write_pyskl(tmp_path / 'poses.pkl', annotations, None if bare else split, protocol)
     out = tmp_path / 'out'
-    assert _prepare('--dataset', 'custom', '--annotations', path, '--layout', 'coco17', '--out-dir', out) == 0
+    assert _prepare('--dataset', 'custom', '--annotations', path, '--layout', 'coco17', '--out-dir', out,
+                    '--channels', 'xys') == 0
     info = json.loads((out / 'dataset.json').read_text())
     assert info['name'] == 'poses' and info['channels'] == 'xys' and info['persons'] == 2
     assert info['num_classes'] == 3 and get_layout('coco17').to_json() == info['layout']
@@ -225,5 +226,30 @@ def test_features_out_and_skeletons_checked(tmp_path, tiny_checkpoint, data_root
     # an NTU-layout checkpoint cannot encode COCO-17 clips
     args.checkpoint = str(tiny_checkpoint)
     with pytest.raises(ValueError, match=r'pretrained on synthetic \(layout ntu25 .*cannot encode unlabelled '
-                                         r'\(layout coco17 of 17 joints x 1 persons x xys\)'):
+                                         r'\(layout coco17 of 17 joints x 1 persons x xy\)'):
         extract_features.main(args)
+
+
+def test_synthetic_2d_detections_end_to_end(tmp_path):
+    """As a user's own data would come: COCO-17 detections in a pyskl file, prepared as custom
+    data, pretrained with the small-data preset, then kNN against a random encoder. Twelve epochs
+    already lift motion 1-NN far above the random encoder's (measured 41.0 against 25.0 with this
+    seed); the joint stream needs longer (README, "Results")."""
+    import knn_eval
+    import pretrain
+    from feeder.raw.synthetic import write_pyskl
+    write_pyskl(str(tmp_path / 'poses.pkl'), '2d', subjects=6)
+    data = tmp_path / 'data'
+    assert _prepare('--dataset', 'custom', '--annotations', tmp_path / 'poses.pkl', '--layout', 'coco17',
+                    '--out-dir', data) == 0
+    common = ['--dataset', 'custom', '--protocol', 'xsub', '--data-root', str(data), '--workers', '0', '--device', 'cpu']
+    pretrain.main(pretrain.get_pretrain_parser().parse_args(
+        common + ['--output-dir', str(tmp_path / 'run'), '--epochs', '12', '--schedule', '10', '--quiet',
+                  '--knn-every', '0']))
+    accuracy = {}
+    for name, checkpoint in (('pretrained', str(tmp_path / 'run' / 'checkpoint.pth')), ('random', 'random')):
+        args = knn_eval.get_knn_parser().parse_args(
+            common + ['--checkpoint', checkpoint, '--stream', 'all', '--output-dir', str(tmp_path / name)])
+        accuracy[name] = {s: v['top1@k=1'] for s, v in knn_eval.main(args)['accuracy'].items()}
+    assert accuracy['pretrained']['motion'] > accuracy['random']['motion'] + 8
+    assert accuracy['pretrained']['fused'] > accuracy['random']['fused']

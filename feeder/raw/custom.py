@@ -26,10 +26,12 @@ def split_part(name, source):
 
 
 def channels_of(data_channels, has_score, asked, source):
-    """What the last axis holds: ``asked`` (--channels) if given, else xyz for 3 numbers, xy for 2,
-    xys for 2 with a separate confidence."""
+    """What the last axis holds: ``asked`` (--channels) if given, else xyz for 3 numbers and xy for
+    2. A confidence (``keypoint_score``, or a third number with ``--channels xys``) always marks
+    missing joints; only ``xys`` also feeds it to the encoders, where contrastive pretraining can
+    use its per-clip noise as a fingerprint instead of learning the motion (docs/data.md)."""
     if asked is None:
-        return 'xyz' if data_channels == 3 else ('xys' if has_score else 'xy')
+        return 'xyz' if data_channels == 3 else 'xy'
     needed = {'xyz': 3, 'xy': 2, 'xys': 2 if has_score else 3}[asked]
     if data_channels != needed and not (asked == 'xy' and data_channels == 3):
         raise CustomDataError(f'{source}: --channels {asked} needs {needed} numbers per joint, the data has '
@@ -168,9 +170,9 @@ def custom_clip(keypoint, score, channels, persons, layout):
     with confidence 0, the ``persons`` most active bodies kept, then :func:`normalize_pose_data`;
     with ``channels`` xys the confidence is the last channel. Returns ((M, T, V, C) float32, T)."""
     coordinates = 3 if channels == 'xyz' else 2
-    points, confidence, present = mark_missing(keypoint[..., :coordinates],
-                                               score if score is not None else
-                                               (keypoint[..., 2] if channels == 'xys' else None))
+    if score is None and channels == 'xys':
+        score = keypoint[..., 2]
+    points, confidence, present = mark_missing(keypoint[..., :coordinates], score)
     order = np.argsort(-motion_energy(points), kind='stable')[:persons]
     points, confidence, present = points[order], confidence[order], present[order]
     clip = normalize_pose_data(points, present, layout)

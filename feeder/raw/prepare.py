@@ -467,7 +467,8 @@ def get_args_parser():
                           'with optional labels.csv (name,label[,split]) and classes.txt')
     own.add_argument('--layout', default=None, help=f'a built-in layout ({", ".join(LAYOUTS)}) or a JSON file')
     own.add_argument('--channels', default=None, choices=CHANNELS,
-                     help='what the last axis holds (default: xyz for 3 numbers; xy for 2, xys with a confidence)')
+                     help='what the last axis holds (default: xyz for 3 numbers, xy for 2); xys: x, y and a '
+                          'confidence fed to the encoders too (a keypoint_score always marks missing joints)')
     own.add_argument('--name', default=None, help="the dataset's name (default: the annotation file's)")
     parser.add_argument('--coords', default='3d', choices=['3d', '2d'],
                         help='NTU RGB+D: 3d, the camera-space x, y, z; or 2d, the colour-image coordinates (colorX, '

@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, field
 
 from feeder.layouts import Layout, get_layout
-from utils.io import write_text_atomic
+from utils.io import read_json, write_text_atomic
 
 # Frames stored per clip in the community layout, and its two parts.
 MAX_FRAMES = 300
@@ -91,12 +91,7 @@ DATASET_NAMES = tuple(sorted(BUILTIN_DATASETS)) + ('custom',)
 
 
 def read_dataset_json(path):
-    try:
-        with open(path) as f:
-            record = json.load(f)
-    except ValueError as e:
-        raise ValueError(f'{path}: not JSON ({e})') from None
-    return DatasetInfo.from_json(record, source=path)
+    return DatasetInfo.from_json(read_json(path), source=path)
 
 
 def dataset_info(name, root=None):

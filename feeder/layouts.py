@@ -11,8 +11,9 @@ The bones (each joint minus its parent, the root paired with itself) and the ST-
 from the parents; ``center``, ``up`` and ``across`` name one joint or a list of joints meaning
 their mean. A new skeleton is one entry in ``LAYOUTS`` or one JSON file.
 """
-import json
 from dataclasses import dataclass
+
+from utils.io import read_json
 
 
 @dataclass(frozen=True)
@@ -120,14 +121,7 @@ class Layout:
 
 def read_layout(path):
     """A layout from a JSON file, with errors that name the file and the key."""
-    try:
-        with open(path) as f:
-            record = json.load(f)
-    except OSError as e:
-        raise ValueError(f'--layout {path}: cannot be read ({e.strerror})') from None
-    except ValueError as e:
-        raise ValueError(f'--layout {path}: not JSON ({e})') from None
-    return Layout.from_json(record, source=f'--layout {path}')
+    return Layout.from_json(read_json(path, '--layout'), source=f'--layout {path}')
 
 
 def _layout(name, joints, parents, center, up, across, graph_center=None):

@@ -17,6 +17,19 @@ def write_text_atomic(path, text):
     write_atomic(path, lambda f: f.write(text.encode()))
 
 
+def read_json(path, label=''):
+    """A JSON file's content; a file that cannot be read or parsed is a ValueError naming it
+    (after ``label``, e.g. the argument that gave it)."""
+    where = f'{label} {path}'.strip()
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except OSError as e:
+        raise ValueError(f'{where}: cannot be read ({e.strerror})') from None
+    except ValueError as e:
+        raise ValueError(f'{where}: not JSON ({e})') from None
+
+
 def append_jsonl(path, record):
     with open(path, 'a') as f:
         f.write(json.dumps(record) + '\n')

@@ -196,3 +196,21 @@ def test_other_encoders_pretrain_and_evaluate(data_root, tmp_path, encoder_args)
         ['--checkpoint', str(checkpoint), '--data-root', str(data_root), '--output-dir', str(tmp_path / 'knn'),
          '--stream', 'bone', *COMMON])
     assert 0 <= knn_eval.main(args)['accuracy']['bone']['top1@k=1'] <= 100
+
+
+def test_features_from_python_equal_the_knn_features(tiny_checkpoint, data_root):
+    from evaluation.features import extract_features
+    from evaluation.pretrained import feature_extractors
+    from feeder.augment import center_crop_resize
+    from feeder.datasets import DownstreamDataset, SkeletonFolder, collate_clips
+    modules, frames = feature_extractors(str(tiny_checkpoint), 'synthetic', streams=('joint', 'bone'))
+    folder = SkeletonFolder(str(data_root / 'xsub'), 'val')
+    encoders, _, _ = load_encoders(str(tiny_checkpoint), ['joint', 'bone'], 'synthetic')
+    expected, _ = extract_features(encoders, DownstreamDataset(folder, frames=frames), NTU25, torch.device('cpu'),
+                                   workers=0)
+    # clips of different lengths, zero-padded into one batch and prepared as kNN prepares them
+    clips, lengths = collate_clips([(folder.clip(i), folder.clip(i).shape[1]) for i in range(3)])
+    batch = center_crop_resize(clips, lengths, frames)
+    for stream, module in modules.items():
+        torch.testing.assert_close(module(batch), expected[stream][:3])
+    assert frames == 8

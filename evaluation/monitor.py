@@ -1,6 +1,8 @@
 """The kNN monitor of pretraining: 1-NN and 20-NN top-1 of the benchmark's evaluation split, per
 stream and fused, every few epochs, computed exactly as ``knn_eval.py`` computes them. It is for
 watching a run learn; settings are chosen on a validation benchmark, not on this."""
+import os
+
 import torch
 import torch.distributed as dist
 
@@ -18,10 +20,14 @@ def knn_every_default(epochs):
 class KNNMonitor:
     def __init__(self, root, dataset, frames, every, epochs, workers, device):
         self.dataset, self.every, self.epochs, self.workers, self.device = dataset, every, epochs, workers, device
+        self.note, self.parts = None, {}
+        if not every:
+            return
+        if not os.path.isfile(os.path.join(root, 'val_data_joint.npy')):
+            self.note = 'kNN monitor skipped: the benchmark has no val part'
+            return
         self.parts = {part: DownstreamDataset(SkeletonFolder(root, part), frames=frames) for part in ('train', 'val')}
-        labels = [p.folder.labels for p in self.parts.values()]
-        self.note = None
-        if any((lab < 0).any() for lab in labels):
+        if any((p.folder.labels < 0).any() for p in self.parts.values()):
             self.note = 'kNN monitor skipped: the data has unlabelled clips'
         self.ks = sorted({1, min(20, len(self.parts['train']))})
 

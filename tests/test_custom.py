@@ -253,3 +253,19 @@ def test_synthetic_2d_detections_end_to_end(tmp_path):
         accuracy[name] = {s: v['top1@k=1'] for s, v in knn_eval.main(args)['accuracy'].items()}
     assert accuracy['pretrained']['motion'] > accuracy['random']['motion'] + 8
     assert accuracy['pretrained']['fused'] > accuracy['random']['fused']
+
+
+def test_unlabelled_data_pretrains_and_the_monitor_says_why_it_is_off(tmp_path, capsys):
+    import pretrain
+    rng = np.random.default_rng(5)
+    annotations = [{'frame_dir': f'c{i}', 'keypoint': _coco_clip(rng, 10)[0]} for i in range(8)]
+    path = _write_pyskl(tmp_path / 'raw.pkl', annotations)
+    assert _prepare('--dataset', 'custom', '--annotations', path, '--layout', 'coco17', '--out-dir', tmp_path / 'd') == 0
+    pretrain.main(pretrain.get_pretrain_parser().parse_args(
+        ['--dataset', 'custom', '--protocol', 'all', '--data-root', str(tmp_path / 'd'), '--output-dir',
+         str(tmp_path / 'run'), '--epochs', '1', '--batch-size', '4', '--queue-size', '8', '--topk', '4',
+         '--hidden-size', '8', '--num-layers', '1', '--frames', '8', '--min-crop', '4', '--workers', '0', '--device', 'cpu',
+         '--quiet']))
+    assert 'kNN monitor skipped: the benchmark has no val part' in capsys.readouterr().out
+    checkpoint = torch.load(tmp_path / 'run' / 'checkpoint.pth', weights_only=True)
+    assert checkpoint['dataset']['layout']['name'] == 'coco17' and checkpoint['dataset']['channels'] == 'xy'

@@ -1,11 +1,7 @@
 """A t-SNE picture of features coloured by class."""
-import os
+from sklearn.manifold import TSNE
 
-import matplotlib
-
-matplotlib.use('Agg')
-import matplotlib.pyplot as plt  # noqa: E402
-from sklearn.manifold import TSNE  # noqa: E402
+from utils.plots import plt, save_figure  # pyplot without a display
 
 
 def save_tsne(features, labels, path, title='', seed=0):
@@ -20,7 +16,4 @@ def save_tsne(features, labels, path, title='', seed=0):
         ax.set_title(f'{title} {name}'.strip())
         ax.set_xticks([]), ax.set_yticks([])
     fig.tight_layout()
-    tmp = f'{path}.tmp.png'
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path, dpi=120)

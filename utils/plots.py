@@ -13,7 +13,8 @@ from matplotlib.animation import FuncAnimation, PillowWriter  # noqa: E402
 VIEW_3D = dict(elev=10, azim=-75)
 
 
-def _save(fig, path, **kwargs):
+def save_figure(fig, path, **kwargs):
+    """``fig`` written to ``path`` atomically (a temporary file, then a rename), then closed."""
     tmp = f'{path}.tmp{os.getpid()}{os.path.splitext(path)[1]}'
     fig.savefig(tmp, **kwargs)
     plt.close(fig)
@@ -87,7 +88,7 @@ def save_clip_pictures(layout, panels, gif_path, png_path, columns=8, fps=15):
             label = f'{title}\nframe {t}' if col == 0 else f'frame {t}'
             s.draw(s.axes(fig, (len(panels), columns, row * columns + col + 1), label), clip, t)
     fig.tight_layout()
-    _save(fig, png_path, dpi=90)
+    save_figure(fig, png_path, dpi=90)
 
 
 CURVE_PANELS = (('losses', ('loss', 'infonce_', 'cmd')), ('contrastive top-1 (%)', ('acc_',)),
@@ -126,4 +127,4 @@ def save_curves(log_path, png_path):
             ax.legend(fontsize=7)
     fig.suptitle(os.path.abspath(log_path), fontsize=8)
     fig.tight_layout()
-    _save(fig, png_path, dpi=110)
+    save_figure(fig, png_path, dpi=110)

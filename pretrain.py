@@ -24,7 +24,7 @@ from feeder.modalities import MODALITIES
 from models import build_cmd
 from options.args import (format_default, get_args_parser, get_augment_parser, get_optim_parser, non_negative_int, positive_int,
                           resolve_common, show_defaults)
-from options.presets import ENCODER_RECIPES, pretrain_recipe, train_clips
+from options.presets import ENCODER_RECIPES, dataset_recipe, pretrain_recipe
 from utils import run_folder
 from utils.checkpoint_io import BackgroundSaver, read_checkpoint
 from utils.dist import barrier, init_distributed, is_main_process
@@ -70,8 +70,7 @@ def get_pretrain_parser():
 
 
 def resolve_args(args, dataset):
-    recipe = pretrain_recipe(dataset.kind, args.encoder or 'gru', train_clips(dataset, args.protocol))
-    resolve_common(args, dataset, recipe)
+    resolve_common(args, dataset, dataset_recipe(dataset, args.encoder or 'gru', args.protocol))
     if args.min_crop is None:
         args.min_crop = args.frames
     if args.knn_every is None:

@@ -17,7 +17,7 @@ import torch
 from feeder.datasets import PairAugment, SkeletonFolder
 from feeder.info import PARTS, dataset_info
 from options.args import get_args_parser, get_augment_parser, resolve_common
-from options.presets import pretrain_recipe, train_clips
+from options.presets import dataset_recipe
 from utils.plots import save_clip_pictures, save_curves
 from utils.run import run_cli
 
@@ -41,8 +41,8 @@ def get_visualize_parser():
 
 def draw_clip(args):
     dataset = dataset_info(args.dataset, args.data_root)
-    resolve_common(args, dataset, pretrain_recipe(dataset.kind, args.encoder or 'gru',
-                                                  train_clips(dataset, args.protocol)), output_required=False)
+    recipe = dataset_recipe(dataset, args.encoder or 'gru', args.protocol)
+    resolve_common(args, dataset, recipe, output_required=False)
     folder = SkeletonFolder(os.path.join(args.data_root, args.protocol), args.part)
     folder.check(dataset)
     if args.name is not None:

@@ -14,7 +14,7 @@ from feeder.info import BUILTIN_DATASETS, DatasetInfo, dataset_info
 from feeder.modalities import MODALITIES
 from models import EncoderConfig, build_encoder
 from models.checkpoint import RELEASED_SUFFIX, released_encoder_state, strip_module
-from options.presets import PRETRAIN, pretrain_recipe, train_clips
+from options.presets import PRETRAIN, dataset_recipe
 from utils.checkpoint_io import read_checkpoint
 
 
@@ -98,8 +98,7 @@ def encoder_settings(pretrained, dataset, random_args=None, benchmark=None):
     kind, _, ckpt_args = pretrained
     if kind == 'random':
         ckpt_args = {k: v for k, v in (random_args or {}).items() if k in MODEL_ARGS and v is not None}
-    recipe = pretrain_recipe(dataset.kind, ckpt_args.get('encoder') or 'gru', train_clips(dataset, benchmark))
-    settings = dict(recipe, gru_mode='published')
+    settings = dict(dataset_recipe(dataset, ckpt_args.get('encoder') or 'gru', benchmark), gru_mode='published')
     settings.update({k: v for k, v in ckpt_args.items() if v is not None})
     return settings
 

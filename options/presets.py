@@ -42,9 +42,10 @@ def pretrain_recipe(dataset, encoder, train_clips=None):
     return recipe
 
 
-def train_clips(dataset, benchmark):
-    """The training clips of ``benchmark`` where the dataset's description records them."""
-    return dataset.sizes.get(benchmark, {}).get('train')
+def dataset_recipe(dataset, encoder, benchmark):
+    """:func:`pretrain_recipe` of a :class:`feeder.info.DatasetInfo` and one of its benchmarks,
+    whose training clips its description records where it was prepared here."""
+    return pretrain_recipe(dataset.kind, encoder, dataset.sizes.get(benchmark, {}).get('train'))
 
 
 # Evaluation protocols: frozen-feature linear classification and fine-tuning.

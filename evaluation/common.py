@@ -73,7 +73,7 @@ def setup_evaluation(args, recipe, output_required=True):
     # a checkpoint decides the architecture; the arguments are set to what is used, so they print it
     settings = encoder_settings(pretrained, dataset, vars(args), args.protocol)
     ignored = [f'--{k.replace("_", "-")} {getattr(args, k)}' for k in MODEL_ARGS
-               if getattr(args, k) is not None and getattr(args, k) != settings[k] and k != 'gru_mode']
+               if getattr(args, k) is not None and getattr(args, k) != settings[k]]
     if ignored:
         print(f'the checkpoint fixes the encoder; ignored: {", ".join(ignored)}')
     for key in MODEL_ARGS:

@@ -26,6 +26,11 @@ def file_hash(path, chars=16):
     return digest.hexdigest()[:chars]
 
 
+MODEL_ARGS = tuple(f.name for f in dataclasses.fields(EncoderConfig))
+# The GRU of the published code and the released files.
+PUBLISHED_GRU = dict(gru_mode='published', gru_pool='last')
+
+
 def _released_gru_args(state):
     """Encoder settings of a released GRU checkpoint, read off its tensor shapes."""
     sub = released_encoder_state(state, 'q', 'joint')
@@ -33,7 +38,7 @@ def _released_gru_args(state):
     hidden = sub['encoder.gru.weight_hh_l0'].shape[1]
     mlp = 'fc.2.weight' in sub
     dim = sub['fc.2.weight' if mlp else 'fc.weight'].shape[0]
-    return dict(encoder='gru', hidden_size=hidden, num_layers=layers, mlp=mlp, dim=dim, gru_mode='published')
+    return dict(encoder='gru', hidden_size=hidden, num_layers=layers, mlp=mlp, dim=dim, **PUBLISHED_GRU)
 
 
 def describe(checkpoint):
@@ -47,9 +52,6 @@ def describe(checkpoint):
     keys = sorted(checkpoint)[:20] if isinstance(checkpoint, dict) else type(checkpoint).__name__
     raise ValueError(f'not a CMD checkpoint: expected ours ({{"model", "args", ...}}) or the released layout '
                      f'({{"state_dict": {{"encoder_q.encoder.gru...", ...}}}}); found {keys}')
-
-
-MODEL_ARGS = tuple(f.name for f in dataclasses.fields(EncoderConfig))
 
 
 def feature_extractors(checkpoint, dataset, streams=MODALITIES, data_root=None):
@@ -98,7 +100,9 @@ def encoder_settings(pretrained, dataset, random_args=None, benchmark=None):
     kind, _, ckpt_args = pretrained
     if kind == 'random':
         ckpt_args = {k: v for k, v in (random_args or {}).items() if k in MODEL_ARGS and v is not None}
-    settings = dict(dataset_recipe(dataset, ckpt_args.get('encoder') or 'gru', benchmark), gru_mode='published')
+    settings = dataset_recipe(dataset, ckpt_args.get('encoder') or 'gru', benchmark)
+    if kind != 'random':
+        settings.update(PUBLISHED_GRU)  # what checkpoints that do not record these settings computed
     settings.update({k: v for k, v in ckpt_args.items() if v is not None})
     return settings
 

@@ -73,8 +73,9 @@ def grouped_features(encoders, inputs, kernels='auto', recurrent_fp16=False):
     The same function as the fused cuDNN call, in a form a CUDA graph replays with few gaps
     (``recurrent_fp16``: the layers' products take float16 operands, :mod:`fast.recurrence`)."""
     first = encoders[0]
-    if any(e.mode != 'published' or e.gru.weight_hh_l0.shape != first.gru.weight_hh_l0.shape for e in encoders):
-        raise ValueError('grouped_features needs published-mode GRU encoders of one shape')
+    if any(e.mode != 'published' or e.pool != first.pool or e.gru.weight_hh_l0.shape != first.gru.weight_hh_l0.shape
+           for e in encoders):
+        raise ValueError('grouped_features needs published-mode GRU encoders of one shape and pooling')
     hidden, count = first.hidden_size, len(encoders)
     n, c, t, v, m = inputs[0].shape
     rows = []
@@ -98,5 +99,5 @@ def grouped_features(encoders, inputs, kernels='auto', recurrent_fp16=False):
         out = gru_recurrence(gi, w_hh, b_hh, kernels, recurrent_fp16, b_ih=b_ih)  # (2 * encoders, T, N, H)
         if layer + 1 < first.num_layers:
             x = out.view(count, 2, t, n, hidden).permute(0, 2, 3, 1, 4)  # (encoders, T, N, chain, H)
-    last = out[:, -1].view(count, 2, n, hidden).transpose(1, 2).reshape(count, n, 2 * hidden)
-    return list(last.unbind(0))
+    pooled = out.mean(1) if first.pool == 'mean' else out[:, -1]
+    return list(pooled.view(count, 2, n, hidden).transpose(1, 2).reshape(count, n, 2 * hidden).unbind(0))

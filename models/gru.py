@@ -50,13 +50,19 @@ class GRUEncoder(nn.Module):
     one call; a gradient mask keeps the off-diagonal blocks exactly zero. ``mode='bidirectional'``
     is a true bidirectional GRU whose feature joins the forward direction's last state with the
     backward direction's state at frame 0.
+
+    ``pool='mean'`` takes the mean of all frames' outputs as the feature instead (a change to the
+    published method, docs/method.md): every frame then shapes the feature, not mostly the last.
     """
 
-    def __init__(self, in_features, hidden_size=1024, num_layers=3, dim=128, mlp=True, mode='published'):
+    def __init__(self, in_features, hidden_size=1024, num_layers=3, dim=128, mlp=True, mode='published',
+                 pool='last'):
         super().__init__()
         if mode not in ('published', 'bidirectional'):
             raise ValueError(f"gru mode must be 'published' or 'bidirectional', got {mode!r}")
-        self.mode, self.hidden_size, self.num_layers = mode, hidden_size, num_layers
+        if pool not in ('last', 'mean'):
+            raise ValueError(f"gru pool must be 'last' or 'mean', got {pool!r}")
+        self.mode, self.pool, self.hidden_size, self.num_layers = mode, pool, hidden_size, num_layers
         self.feature_dim = 2 * hidden_size
         self.input_norm = nn.BatchNorm1d(in_features)
         # initialised in the released per-chain layout, as the published code does
@@ -144,6 +150,8 @@ class GRUEncoder(nn.Module):
         x = x.permute(0, 2, 3, 1, 4).reshape(n, t, v * c * m)
         x = self.input_norm(x.transpose(1, 2)).transpose(1, 2)
         out, _ = self.gru(x)
+        if self.pool == 'mean':
+            return out.mean(1)
         if self.mode == 'published':
             return out[:, -1]
         h = self.hidden_size

@@ -55,9 +55,12 @@ def get_args_parser(add_help=False):
     model.add_argument('--encoder', default=None, choices=['gru', 'stgcn'])
     model.add_argument('--hidden-size', type=positive_int, default=None, help='GRU hidden units per chain')
     model.add_argument('--num-layers', type=positive_int, default=None, help='GRU layers')
-    model.add_argument('--gru-mode', default='published', choices=['published', 'bidirectional'],
+    model.add_argument('--gru-mode', default=None, choices=['published', 'bidirectional'],
                        help='published: two forward-in-time chains per layer (the released function); '
                             'bidirectional: a true bidirectional GRU')
+    model.add_argument('--gru-pool', default=None, choices=['last', 'mean'],
+                       help="the GRU's clip feature: the last frame's output (published) or the mean "
+                            "over all frames' outputs")
     model.add_argument('--mlp', default=None, action=argparse.BooleanOptionalAction, help='MLP projection head')
     model.add_argument('--dim', type=positive_int, default=None, help='projection size')
 

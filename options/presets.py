@@ -6,7 +6,8 @@ PRETRAIN = dict(
     encoder='gru', epochs=451, schedule=[351], lr=0.01, momentum=0.9, weight_decay=1e-4,
     batch_size=64, frames=64, min_crop=None, queue_size=16384, topk=8192, contrast_t=0.07,
     teacher_t=0.05, student_t=0.1, momentum_key=0.999, cmd_weight=1.0, mlp=True,
-    hidden_size=1024, num_layers=3, dim=128, save_every=10, seed=42, shear=1.0, corruption=0.5, rotation=0.0)
+    hidden_size=1024, num_layers=3, gru_mode='published', gru_pool='last', dim=128, save_every=10, seed=42,
+    shear=1.0, corruption=0.5, rotation=0.0)
 
 # Per-encoder changes to that recipe: ST-GCN as CrosSCLR/AimCLR train it.
 ENCODER_RECIPES = {

@@ -40,12 +40,18 @@ def test_grouped_features_equal_the_frame_by_frame_oracle(count, layers):
         torch.testing.assert_close(feature, published_gru_features(gru, encoder.input_norm, x), rtol=1e-10, atol=1e-10)
 
 
-def test_grouped_gradients_equal_the_fused_encoder():
+@pytest.mark.parametrize('pool', ['last', 'mean'])
+def test_grouped_gradients_equal_the_fused_encoder(pool):
     fused, grouped = encoders(3), encoders(3)
+    for encoder in fused + grouped:
+        encoder.pool = pool
     inputs = [torch.randn(4, 3, 7, 25, 2, dtype=torch.float64) for _ in fused]
     weights = [torch.randn(4, 24, dtype=torch.float64) for _ in fused]
     sum((e.features(x) * w).sum() for e, x, w in zip(fused, inputs, weights)).backward()
-    sum((f * w).sum() for f, w in zip(grouped_features(grouped, inputs, 'torch'), weights)).backward()
+    got = grouped_features(grouped, inputs, 'torch')
+    for encoder, x, feature in zip(fused, inputs, got):
+        torch.testing.assert_close(feature, encoder.features(x), rtol=1e-10, atol=1e-12)
+    sum((f * w).sum() for f, w in zip(got, weights)).backward()
     for a, b in zip(fused, grouped):
         for (name, p), q in zip(a.named_parameters(), b.parameters()):
             if not name.startswith('fc'):

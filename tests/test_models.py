@@ -74,6 +74,20 @@ def test_bidirectional_mode_joins_last_forward_and_first_backward_state():
     torch.testing.assert_close(encoder.features(x), torch.cat([h[-2], h[-1]], dim=1))
 
 
+def test_mean_pool_is_the_mean_of_every_prefix_clips_last_output():
+    # A forward-in-time chain's output at frame t is the last output of the clip cut after t
+    # (in eval mode, where BatchNorm does not look across frames).
+    torch.manual_seed(0)
+    mean = GRUEncoder(150, 8, 2, dim=16, pool='mean').eval()
+    last = GRUEncoder(150, 8, 2, dim=16).eval()
+    last.load_state_dict(mean.state_dict())
+    x = torch.randn(3, 3, 7, 25, 2)
+    prefixes = torch.stack([last.features(x[:, :, :t + 1]) for t in range(7)])
+    torch.testing.assert_close(mean.features(x), prefixes.mean(0))
+    with pytest.raises(ValueError, match="'last' or 'mean'"):
+        GRUEncoder(150, 8, 2, pool='max')
+
+
 @pytest.mark.parametrize('layout, persons', [(NTU25, 2), (KINECT_V1_20, 1)])
 def test_stgcn_shapes_and_person_order(layout, persons):
     torch.manual_seed(0)

@@ -153,6 +153,7 @@ def _ddp_worker(rank, init_file, out_dir):
     dist.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank, world_size=2)
     torch.manual_seed(rank)  # different initial draws: DDP must bring the ranks together
     args = argparse.Namespace(encoder='gru', hidden_size=8, num_layers=2, dim=16, mlp=True, gru_mode='published',
+                              gru_pool='last',
                               modalities=['joint', 'motion', 'bone'], queue_size=16, momentum_key=0.99,
                               contrast_t=0.07, topk=8, teacher_t=0.05, student_t=0.1, cmd_weight=1.0,
                               distributed=True, local_rank=0)

@@ -1,14 +1,18 @@
-"""The quick demo end to end: synthetic data -> CMD and MoCo pretraining -> kNN and linear."""
+"""The shell entry points end to end: the quick demo (synthetic data -> CMD and MoCo pretraining
+-> kNN and linear) and the NW-UCLA script."""
 import json
 import os
 import subprocess
 import sys
 
+from tests.conftest import random_body
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 
 def test_quick_demo_learns(tmp_path):
     env = dict(os.environ, WORK=str(tmp_path), PYTHON=sys.executable)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    done = subprocess.run(['bash', 'scripts/demo.sh', '--quick'], cwd=root, env=env, capture_output=True, text=True)
+    done = subprocess.run(['bash', 'scripts/demo.sh', '--quick'], cwd=ROOT, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     assert '| cmd |' in done.stdout and '| moco |' in done.stdout and '| random |' in done.stdout
 
@@ -18,3 +22,35 @@ def test_quick_demo_learns(tmp_path):
     # protocol (1-NN on random GRU features is strong and needs longer pretraining to beat).
     assert linear('cmd')['fused']['top1'] > linear('random')['fused']['top1'] + 8
     assert linear('moco')['joint']['top1'] > linear('random')['joint']['top1'] + 4
+
+
+def test_the_ucla_script_pretrains_evaluates_and_continues(tmp_path, rng):
+    raw = tmp_path / 'raw' / 'all_sqe'
+    raw.mkdir(parents=True)
+    actions = [1, 2, 3, 4, 5, 6, 8, 9, 11, 12]  # NW-UCLA's ten action numbers
+    for i in range(100):  # 66 training clips: one linear-protocol batch (64) at least
+        name = f'a{actions[i % 10]:02d}_s{1 + i % 10:02d}_e{i // 10:02d}_v0{1 + i % 3}'
+        record = {'file_name': name, 'skeletons': random_body(rng, 20 + i % 30, joints=20).tolist(), 'label': 0}
+        (raw / f'{name}.json').write_text(json.dumps(record))
+    data = tmp_path / 'data'
+    subprocess.run([sys.executable, '-m', 'feeder.prepare', '--dataset', 'ucla', '--raw-dir', str(raw.parent),
+                    '--out-dir', str(data / 'NW-UCLA-AGCN')], cwd=ROOT, check=True, capture_output=True)
+    env = dict(os.environ, DATA_ROOT=str(data), OUTPUT_ROOT=str(tmp_path / 'out'), PYTHON=sys.executable)
+    small = ['--epochs', '2', '--schedule', '1', '--hidden-size', '8', '--frames', '8', '--min-crop', '4',
+             '--batch-size', '4', '--queue-size', '8', '--topk', '4', '--workers', '0', '--device', 'cpu',
+             '--knn-every', '0', '--quiet']
+
+    def script():
+        done = subprocess.run(['bash', 'scripts/pretrain_ucla_xview.sh', *small], cwd=ROOT, env=env,
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-3000:]
+        run = tmp_path / 'out' / 'ucla_xview'
+        return [json.loads((run / part / 'results.json').read_text()) for part in ('knn', 'linear')]
+
+    knn, linear = script()
+    for result in (knn, linear):
+        assert set(result['accuracy']) == {'joint', 'motion', 'bone', 'fused'}
+        assert result['benchmark'] == 'xview' and result['pretrain_epoch'] == 2
+    assert linear['settings']['epochs'] == 80  # the linear protocol's own defaults
+    again, _ = script()  # a second call continues the finished run instead of refusing its folder
+    assert again['checkpoint_sha256'] == knn['checkpoint_sha256'] and again['accuracy'] == knn['accuracy']

@@ -24,7 +24,7 @@ from feeder.modalities import MODALITIES
 from models import build_cmd
 from options.args import (format_default, get_args_parser, get_augment_parser, get_optim_parser, non_negative_int, positive_int,
                           resolve_common, show_defaults)
-from options.presets import ENCODER_RECIPES, dataset_recipe, pretrain_recipe
+from options.presets import ENCODER_RECIPES, UNRECORDED_DEFAULTS, dataset_recipe, pretrain_recipe
 from utils import run_folder
 from utils.checkpoint_io import BackgroundSaver, read_checkpoint
 from utils.dist import barrier, init_distributed, is_main_process
@@ -69,8 +69,15 @@ def get_pretrain_parser():
     return parser
 
 
-def resolve_args(args, dataset):
-    resolve_common(args, dataset, dataset_recipe(dataset, args.encoder or 'gru', args.protocol))
+def resolve_args(args, dataset, recorded=None):
+    """Fill what the command line leaves open: from the recipe, or for a resumed run from the
+    settings its checkpoint records (``recorded``), so that it continues as it started even where
+    a preset has changed since."""
+    recipe = dataset_recipe(dataset, args.encoder or (recorded or {}).get('encoder') or 'gru', args.protocol)
+    if recorded is not None:
+        recipe.update(UNRECORDED_DEFAULTS)
+        recipe.update({k: recorded[k] for k in recipe if recorded.get(k) is not None})
+    resolve_common(args, dataset, recipe)
     if args.min_crop is None:
         args.min_crop = args.frames
     if args.knn_every is None:
@@ -114,10 +121,23 @@ def wrap_distributed(model, args, device):
                **{sync: device.type != 'cuda'})
 
 
+def checkpoint_to_resume(args):
+    """The checkpoint of ``--resume``, or of ``--auto-resume`` in the output folder (setting
+    ``args.resume``); ``None`` for a new run."""
+    if args.resume:
+        return read_checkpoint(args.resume, '--resume')
+    if args.auto_resume and args.output_dir:
+        args.resume, checkpoint = run_folder.find_resume(args.output_dir)
+        return checkpoint
+    return None
+
+
 def main(args):
     init_distributed(args)
     dataset = dataset_info(args.dataset, args.data_root)
-    resolve_args(args, dataset)
+    checkpoint = checkpoint_to_resume(args)
+    recorded = checkpoint.get('args') if isinstance(checkpoint, dict) else None
+    resolve_args(args, dataset, recorded if isinstance(recorded, dict) else None)
     speed = SpeedSettings.from_args(args)
     folder = SkeletonFolder(os.path.join(args.data_root, args.protocol), 'train')
     check_settings(args, folder, dataset)
@@ -152,10 +172,6 @@ def main(args):
     zeros = f' (plus {fixed:,} entries held at zero in the block-diagonal GRU matrices)' if fixed else ''
     print(f'trainable parameters: {trainable - fixed:,}{zeros}')
 
-    if args.resume:
-        checkpoint = read_checkpoint(args.resume, '--resume')
-    elif args.auto_resume:
-        args.resume, checkpoint = run_folder.find_resume(args.output_dir)
     start_epoch = 0
     if args.resume:
         try:

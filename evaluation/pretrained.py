@@ -14,7 +14,7 @@ from feeder.info import BUILTIN_DATASETS, DatasetInfo, dataset_info
 from feeder.modalities import MODALITIES
 from models import EncoderConfig, build_encoder
 from models.checkpoint import RELEASED_SUFFIX, released_encoder_state, strip_module
-from options.presets import PRETRAIN, dataset_recipe
+from options.presets import PRETRAIN, UNRECORDED_DEFAULTS, dataset_recipe
 from utils.checkpoint_io import read_checkpoint
 
 
@@ -28,7 +28,7 @@ def file_hash(path, chars=16):
 
 MODEL_ARGS = tuple(f.name for f in dataclasses.fields(EncoderConfig))
 # The GRU of the published code and the released files.
-PUBLISHED_GRU = dict(gru_mode='published', gru_pool='last')
+PUBLISHED_GRU = {k: v for k, v in UNRECORDED_DEFAULTS.items() if k in MODEL_ARGS}
 
 
 def _released_gru_args(state):

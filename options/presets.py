@@ -16,16 +16,20 @@ ENCODER_RECIPES = {
 }
 
 # Per-dataset changes, applied last. PKU-MMD II trains longer. The small datasets use settings
-# chosen by measurement on a ~1,000-clip Kinect dataset (docs/protocols.md, "Small datasets"):
+# chosen by measurement on NW-UCLA's validation benchmark (docs/protocols.md, "Small datasets"):
 # the published sizes do not learn there.
 SMALL = dict(hidden_size=128, frames=32, min_crop=16, lr=0.05, queue_size=256, topk=128, epochs=150,
-             schedule=[120], save_every=25)
+             schedule=[120], save_every=25, gru_mode='bidirectional', momentum_key=0.99, corruption=0.0)
 DATASET_RECIPES = {
     'pku2': dict(epochs=1001, schedule=[801]),
     'ucla': dict(SMALL),
     'synthetic': dict(SMALL, batch_size=32, epochs=60, schedule=[50], save_every=20),
 }
 
+
+# What a checkpoint that does not record one of these settings was trained with: the code then
+# had no such setting and did what the published method does.
+UNRECORDED_DEFAULTS = dict(gru_mode='published', gru_pool='last', shear=1.0, corruption=0.5, rotation=0.0)
 
 # A custom dataset trains with the small-data preset below this many training clips, else with
 # the published recipe.

@@ -28,9 +28,13 @@ def run(data_root, out, *extra):
 
 
 def test_resume_continues_exactly(data_root, tmp_path):
-    straight = run(data_root, tmp_path / 'a', '--epochs', '2')
-    run(data_root, tmp_path / 'b', '--epochs', '1')
+    started = ['--shear', '0.5', '--corruption', '0.3', '--momentum-key', '0.9']  # not the preset's
+    straight = run(data_root, tmp_path / 'a', '--epochs', '2', *started)
+    run(data_root, tmp_path / 'b', '--epochs', '1', *started)
+    # the settings the command line leaves open come from the checkpoint, not the preset
     resumed = run(data_root, tmp_path / 'b', '--epochs', '2', '--auto-resume')
+    recorded = json.loads((tmp_path / 'b' / 'args.json').read_text())
+    assert (recorded['shear'], recorded['corruption'], recorded['momentum_key']) == (0.5, 0.3, 0.9)
     for (name, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items()):
         assert torch.equal(a, b), name
     opt_a = torch.load(tmp_path / 'a' / 'checkpoint.pth', weights_only=True)['optimizer']
@@ -43,7 +47,10 @@ def test_checkpoints_written_before_the_fast_package_resume_exactly(data_root, t
     # written by commit b656b35 (before the code moved into fast/, evaluation/ and feeder/raw/)
     # after one epoch of these same tiny settings: resuming it equals running straight through
     old = os.path.join(ROOT, 'tests', 'data', 'tiny_checkpoint_b656b35.pth')
-    straight = run(data_root, tmp_path / 'a', '--epochs', '2')
+    # the synthetic preset of that time: resuming takes these from the checkpoint, or where it
+    # does not record them (the augmentation's settings did not exist yet), from what the code did
+    straight = run(data_root, tmp_path / 'a', '--epochs', '2', '--momentum-key', '0.999', '--corruption', '0.5',
+                   '--shear', '1.0')
     os.makedirs(tmp_path / 'b')
     shutil.copy(old, tmp_path / 'b' / 'checkpoint.pth')
     resumed = run(data_root, tmp_path / 'b', '--epochs', '2', '--auto-resume')
@@ -211,8 +218,8 @@ def test_bfloat16_pretraining_on_the_cpu_stays_close_to_float32(data_root, tmp_p
 
 def speed_args(*extra, device='cuda', world_size=1):
     """Resolved pretraining arguments as a run on ``device`` would see them (no GPU needed)."""
-    args = pretrain.get_pretrain_parser().parse_args(['--data-root', 'unused', '--output-dir', 'unused',
-                                                      '--device', device, *extra])
+    args = pretrain.get_pretrain_parser().parse_args(['--dataset', 'ntu60', '--data-root', 'unused',
+                                                      '--output-dir', 'unused', '--device', device, *extra])
     args.world_size = world_size
     pretrain.resolve_args(args, dataset_info(args.dataset))
     return args, SpeedSettings.from_args(args)

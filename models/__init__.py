@@ -28,8 +28,7 @@ def build_encoder(config, layout, persons, channels=3):
     ``channels`` coordinates per joint."""
     if config.encoder == 'gru':
         return GRUEncoder(channels * layout.num_joints * persons, config.hidden_size, config.num_layers,
-                          config.dim, mlp=config.mlp, mode=config.gru_mode,
-                          pool=config.gru_pool)
+                          config.dim, mlp=config.mlp, mode=config.gru_mode, pool=config.gru_pool)
     if config.encoder == 'stgcn':
         return STGCNEncoder(layout, in_channels=channels, dim=config.dim, mlp=config.mlp)
     raise ValueError(f'unknown encoder {config.encoder!r}')

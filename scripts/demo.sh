@@ -2,7 +2,7 @@
 # The whole pipeline on the built-in synthetic data, on CPU: generate the data, prepare it,
 # pretrain CMD and a single-modality MoCo baseline with the same budget, then kNN and linear
 # evaluation of both and of a random encoder, ending with a results table.
-#   bash scripts/demo.sh               # NTU-format .skeleton files; about 10 minutes on a 2-core CPU
+#   bash scripts/demo.sh               # NTU-format .skeleton files; about 11 minutes on a 2-core CPU
 #   bash scripts/demo.sh --quick       # about 2 minutes: fewer epochs, for CI and a first look
 #   bash scripts/demo.sh --custom-2d   # as your own data would come: a pyskl annotation file of COCO-17
 #                                      # detections in pixels, prepared with --dataset custom

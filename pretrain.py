@@ -24,7 +24,7 @@ from feeder.modalities import MODALITIES
 from models import build_cmd
 from options.args import (format_default, get_args_parser, get_augment_parser, get_optim_parser, non_negative_int, positive_int,
                           resolve_common, show_defaults)
-from options.presets import ENCODER_RECIPES, UNRECORDED_DEFAULTS, dataset_recipe, pretrain_recipe
+from options.presets import ENCODER_RECIPES, dataset_recipe, pretrain_recipe, recorded_recipe
 from utils import run_folder
 from utils.checkpoint_io import BackgroundSaver, read_checkpoint
 from utils.dist import barrier, init_distributed, is_main_process
@@ -74,10 +74,7 @@ def resolve_args(args, dataset, recorded=None):
     settings its checkpoint records (``recorded``), so that it continues as it started even where
     a preset has changed since."""
     recipe = dataset_recipe(dataset, args.encoder or (recorded or {}).get('encoder') or 'gru', args.protocol)
-    if recorded is not None:
-        recipe.update(UNRECORDED_DEFAULTS)
-        recipe.update({k: recorded[k] for k in recipe if recorded.get(k) is not None})
-    resolve_common(args, dataset, recipe)
+    resolve_common(args, dataset, recipe if recorded is None else recorded_recipe(recipe, recorded))
     if args.min_crop is None:
         args.min_crop = args.frames
     if args.knn_every is None:

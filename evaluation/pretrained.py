@@ -14,7 +14,7 @@ from feeder.info import BUILTIN_DATASETS, DatasetInfo, dataset_info
 from feeder.modalities import MODALITIES
 from models import EncoderConfig, build_encoder
 from models.checkpoint import RELEASED_SUFFIX, released_encoder_state, strip_module
-from options.presets import PRETRAIN, UNRECORDED_DEFAULTS, dataset_recipe
+from options.presets import PRETRAIN, UNRECORDED_DEFAULTS, dataset_recipe, recorded_recipe
 from utils.checkpoint_io import read_checkpoint
 
 
@@ -94,17 +94,14 @@ def open_pretrained(path):
 
 def encoder_settings(pretrained, dataset, random_args=None, benchmark=None):
     """The pretraining settings the encoders are built with: the recipe of ``dataset`` (a
-    :class:`feeder.info.DatasetInfo`) for ``benchmark``, overridden by the checkpoint's own
-    arguments, or for a random encoder by the non-``None`` architecture entries of
-    ``random_args``."""
+    :class:`feeder.info.DatasetInfo`) for ``benchmark``, overridden by what the checkpoint records
+    (:func:`options.presets.recorded_recipe`), or for a random encoder by the non-``None``
+    architecture entries of ``random_args``."""
     kind, _, ckpt_args = pretrained
-    if kind == 'random':
-        ckpt_args = {k: v for k, v in (random_args or {}).items() if k in MODEL_ARGS and v is not None}
-    settings = dataset_recipe(dataset, ckpt_args.get('encoder') or 'gru', benchmark)
     if kind != 'random':
-        settings.update(PUBLISHED_GRU)  # what checkpoints that do not record these settings computed
-    settings.update({k: v for k, v in ckpt_args.items() if v is not None})
-    return settings
+        return recorded_recipe(dataset_recipe(dataset, ckpt_args.get('encoder') or 'gru', benchmark), ckpt_args)
+    chosen = {k: v for k, v in (random_args or {}).items() if k in MODEL_ARGS and v is not None}
+    return dict(dataset_recipe(dataset, chosen.get('encoder') or 'gru', benchmark), **chosen)
 
 
 def load_encoders(path, streams, dataset, frames=None, random_args=None, pretrained=None, benchmark=None):

@@ -47,6 +47,14 @@ def pretrain_recipe(dataset, encoder, train_clips=None):
     return recipe
 
 
+def recorded_recipe(recipe, recorded):
+    """``recipe`` for a checkpoint's run: the settings it records (``recorded``, its args) where
+    not ``None``, else ``UNRECORDED_DEFAULTS``, else the recipe's own."""
+    out = dict(recipe, **{k: v for k, v in UNRECORDED_DEFAULTS.items() if k in recipe})
+    out.update({k: recorded[k] for k in recipe if recorded.get(k) is not None})
+    return out
+
+
 def dataset_recipe(dataset, encoder, benchmark):
     """:func:`pretrain_recipe` of a :class:`feeder.info.DatasetInfo` and one of its benchmarks,
     whose training clips its description records where it was prepared here."""

@@ -31,6 +31,10 @@ class DatasetInfo:
     class_names: tuple = ()
     sizes: dict = field(default_factory=dict, compare=False)  # {benchmark: {part: clips}} where known
     source: str = ''
+    # how pose data was prepared: {"align": ..., "fill_missing": ...} (docs/data.md, "Your own data")
+    preparation: dict = field(default_factory=dict, compare=False)
+    # {benchmark: {part: {"min", "median", "mean", "max"}}}: the stored clip lengths, where known
+    lengths: dict = field(default_factory=dict, compare=False)
 
     @property
     def skeleton(self):
@@ -46,7 +50,7 @@ class DatasetInfo:
         return {'name': self.name, 'dataset': self.kind or self.name, 'layout': self.layout.to_json(),
                 'persons': self.persons, 'channels': self.channels, 'num_classes': self.num_classes,
                 'class_names': list(self.class_names), 'benchmarks': {b: self.sizes.get(b, {}) for b in self.benchmarks},
-                'source': self.source}
+                'source': self.source, 'preparation': self.preparation, 'lengths': self.lengths}
 
     @classmethod
     def from_json(cls, record, source):
@@ -69,11 +73,13 @@ class DatasetInfo:
         return cls(record['name'], layout, record['persons'], tuple(benchmarks), int(record.get('num_classes') or 0),
                    record['channels'], kind=record.get('dataset', 'custom'),
                    class_names=tuple(record.get('class_names') or ()), sizes=benchmarks,
-                   source=record.get('source', ''))
+                   source=record.get('source', ''), preparation=dict(record.get('preparation') or {}),
+                   lengths=dict(record.get('lengths') or {}))
 
 
 def _builtin(name, dir_name, benchmarks, num_classes, layout='ntu25', persons=2):
-    return DatasetInfo(name, get_layout(layout), persons, benchmarks, num_classes, dir_name=dir_name, kind=name)
+    return DatasetInfo(name, get_layout(layout), persons, benchmarks, num_classes, dir_name=dir_name, kind=name,
+                       preparation={'align': 'published', 'fill_missing': 'zero'})
 
 
 BUILTIN_DATASETS = {info.name: info for info in (

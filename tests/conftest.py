@@ -1,4 +1,3 @@
-import argparse
 import contextlib
 import os
 import sys
@@ -75,8 +74,8 @@ def data_root(tmp_path_factory):
     from feeder.raw.synthetic import generate
     root = tmp_path_factory.mktemp('synthetic')
     generate(str(root / 'raw'), classes=4, subjects=3, cameras=2, replications=1, seed=0)
-    prep.prepare(argparse.Namespace(dataset='synthetic', raw_dir=str(root / 'raw'), out_dir=str(root / 'data'),
-                                    ignore_list=None, workers=0, skip_bad=False, quiet=True))
+    prep.prepare(prep.get_args_parser().parse_args(['--dataset', 'synthetic', '--raw-dir', str(root / 'raw'),
+                                                    '--out-dir', str(root / 'data'), '--workers', '0', '--quiet']))
     return root / 'data'
 
 

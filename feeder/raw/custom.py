@@ -4,11 +4,15 @@ and mmaction2, or a folder of ``.npy`` clips, for any skeleton layout, 2D or 3D 
 import csv
 import os
 import re
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
 from feeder.info import PARTS
-from feeder.raw.normalize import mark_missing, motion_energy, normalize_pose_data
+from feeder.layouts import Layout
+from feeder.raw.normalize import (body_axes, fill_missing, frame_rotation, mark_missing, motion_energy,
+                                  normalize_pose_data)
 from utils import safe_pickle
 
 
@@ -56,8 +60,28 @@ def _clip(keypoint, score, name, source):
     return keypoint, score
 
 
+class CustomClip(NamedTuple):
+    name: str
+    keypoint: np.ndarray   # (M, T, V, C)
+    score: np.ndarray      # (M, T, V) or None
+    label: int             # -1 where unlabelled
+    parts: dict            # {benchmark: part}
+
+
+class CustomData(NamedTuple):
+    """What :func:`read_custom` found: the clips, their joints and channels, the benchmarks with
+    their parts, the classes, and what was left out (reason -> names)."""
+    clips: list
+    joints: int
+    channels: str
+    benchmarks: dict
+    num_classes: int
+    class_names: tuple
+    left_out: dict
+
+
 def read_pyskl(path):
-    """[(name, keypoint, score or None, label or -1, {benchmark: part})], class names, left out."""
+    """The clips of a pyskl/mmaction2 annotation pickle, class names (none) and what was left out."""
     try:
         record = safe_pickle.load(path, safe_pickle.NUMPY_ARRAYS, what='annotation file')
     except ValueError as e:
@@ -87,8 +111,38 @@ def read_pyskl(path):
         else:
             left_out.setdefault('in no split', []).append(name)
             continue
-        clips.append((name, keypoint, score, label, clip_parts))
+        clips.append(CustomClip(name, keypoint, score, label, clip_parts))
     return clips, (), left_out
+
+
+def read_labels_csv(path):
+    """``labels.csv`` beside clips: rows ``name,label[,split]`` (a header line ``name,...`` and
+    ``#`` comments allowed; a name may end in its file's extension) -> {name: (label, {benchmark:
+    part})}; a clip without a split trains in benchmark ``all``."""
+    rows = {}
+    with open(path, newline='') as f:
+        for lineno, row in enumerate(csv.reader(f), 1):
+            if not row or row[0].startswith('#') or (lineno == 1 and row[0] == 'name'):
+                continue
+            if len(row) not in (2, 3):
+                raise CustomDataError(f'{path}, line {lineno}: expected name,label[,split]')
+            try:
+                label = int(row[1])
+            except ValueError:
+                raise CustomDataError(f'{path}, line {lineno}: label {row[1]!r} is not an integer') from None
+            benchmark, part = split_part(row[2], f'{path}, line {lineno}') if len(row) == 3 else ('all', 'train')
+            name = os.path.splitext(row[0])[0] if row[0].endswith(('.npy', '.json')) else row[0]
+            entry = rows.setdefault(name, (label, {}))
+            if entry[0] != label:
+                raise CustomDataError(f'{path}, line {lineno}: {name} has labels {entry[0]} and {label}')
+            entry[1][benchmark] = part
+    return rows
+
+
+def read_classes_txt(path):
+    """``classes.txt``: one class name per line, in label order."""
+    with open(path) as f:
+        return tuple(line.strip() for line in f if line.strip())
 
 
 def read_npy_folder(folder):
@@ -96,30 +150,9 @@ def read_npy_folder(folder):
     files = sorted(f for f in os.listdir(folder) if f.endswith('.npy'))
     if not files:
         raise CustomDataError(f'{folder}: no .npy clips')
-    rows = {}
-    labels_path = os.path.join(folder, 'labels.csv')
-    if os.path.isfile(labels_path):
-        with open(labels_path, newline='') as f:
-            for lineno, row in enumerate(csv.reader(f), 1):
-                if not row or row[0].startswith('#') or (lineno == 1 and row[0] == 'name'):
-                    continue
-                if len(row) not in (2, 3):
-                    raise CustomDataError(f'{labels_path}, line {lineno}: expected name,label[,split]')
-                try:
-                    label = int(row[1])
-                except ValueError:
-                    raise CustomDataError(f'{labels_path}, line {lineno}: label {row[1]!r} is not an integer') from None
-                benchmark, part = split_part(row[2], f'{labels_path}, line {lineno}') if len(row) == 3 else ('all', 'train')
-                name = row[0][:-4] if row[0].endswith('.npy') else row[0]
-                entry = rows.setdefault(name, [label, {}])
-                if entry[0] != label:
-                    raise CustomDataError(f'{labels_path}, line {lineno}: {name} has labels {entry[0]} and {label}')
-                entry[1][benchmark] = part
-    class_names = ()
-    classes_path = os.path.join(folder, 'classes.txt')
-    if os.path.isfile(classes_path):
-        with open(classes_path) as f:
-            class_names = tuple(line.strip() for line in f if line.strip())
+    labels_path, classes_path = os.path.join(folder, 'labels.csv'), os.path.join(folder, 'classes.txt')
+    rows = read_labels_csv(labels_path) if os.path.isfile(labels_path) else {}
+    class_names = read_classes_txt(classes_path) if os.path.isfile(classes_path) else ()
     clips, left_out = [], {}
     for file in files:
         name = file[:-4]
@@ -132,12 +165,13 @@ def read_npy_folder(folder):
             left_out.setdefault('not in labels.csv', []).append(name)
             continue
         label, clip_parts = rows.get(name, (-1, {'all': 'train'}))
-        clips.append((name, keypoint, None, label, clip_parts))
+        clips.append(CustomClip(name, keypoint, None, label, clip_parts))
     return clips, class_names, left_out
 
 
 def read_custom(path, asked_channels=None):
-    """Clips, channels, benchmarks, number of classes, class names and what was left out."""
+    """The clips of ``--annotations`` (a pyskl pickle or a folder of ``.npy`` clips) as
+    :class:`CustomData`."""
     if os.path.isdir(path):
         clips, class_names, left_out = read_npy_folder(path)
     elif os.path.isfile(path):
@@ -146,36 +180,76 @@ def read_custom(path, asked_channels=None):
         raise CustomDataError(f'--annotations {path}: no such file or folder')
     if not clips:
         raise CustomDataError(f'--annotations {path}: no clips')
-    shapes = {(k.shape[2], k.shape[3], s is not None) for _, k, s, _, _ in clips}
+    shapes = {(c.keypoint.shape[2], c.keypoint.shape[3], c.score is not None) for c in clips}
     if len(shapes) > 1:
         raise CustomDataError(f'--annotations {path}: clips differ in joints, channels or confidence: '
                               f'{sorted(shapes)[:3]}')
     joints, data_channels, has_score = shapes.pop()
     channels = channels_of(data_channels, has_score, asked_channels, f'--annotations {path}')
     benchmarks = {}
-    for _, _, _, _, clip_parts in clips:
-        for benchmark, part in clip_parts.items():
+    for clip in clips:
+        for benchmark, part in clip.parts.items():
             benchmarks.setdefault(benchmark, set()).add(part)
     for benchmark, parts in benchmarks.items():
         if 'train' not in parts:
             raise CustomDataError(f'--annotations {path}: benchmark {benchmark} has no training clips')
-    labels = [label for *_, label, _ in clips]
+    labels = [clip.label for clip in clips]
     num_classes = max(max(labels) + 1, len(class_names)) if max(labels) >= 0 else 0
     ordered = {b: tuple(p for p in PARTS if p in parts) for b, parts in sorted(benchmarks.items())}
-    return clips, joints, channels, ordered, num_classes, class_names, left_out
+    return CustomData(clips, joints, channels, ordered, num_classes, class_names, left_out)
 
 
-def custom_clip(keypoint, score, channels, persons, layout):
-    """One clip of own data, normalised (docs/data.md, "Your own data"): missing joints zeroed
-    with confidence 0, the ``persons`` most active bodies kept, then :func:`normalize_pose_data`;
-    with ``channels`` xys the confidence is the last channel. Returns ((M, T, V, C) float32, T)."""
-    coordinates = 3 if channels == 'xyz' else 2
-    if score is None and channels == 'xys':
+@dataclass(frozen=True)
+class PosePreparation:
+    """How clips of pose data are prepared (docs/data.md, "Your own data"): the channels kept,
+    persons, layout, ``fill`` ('linear' or 'zero') and ``align`` ('clip', 'dataset' or 'none';
+    ``rotation``, 3 x 3, is the dataset's turn for 'dataset')."""
+    channels: str
+    persons: int
+    layout: Layout
+    fill: str = 'linear'
+    align: str = 'clip'
+    rotation: tuple = None
+
+    @property
+    def coordinates(self):
+        return 3 if self.channels == 'xyz' else 2
+
+
+def chosen_points(keypoint, score, prep):
+    """The ``prep.persons`` most active bodies of a clip (in their order), missed joints marked and (with fill
+    'linear') filled along time: points (M, T, V, c) float64, confidence (0 where missed, filled
+    or not, so ``confidence > 0`` marks the detections) and the mask of joints to use."""
+    if score is None and prep.channels == 'xys':
         score = keypoint[..., 2]
-    points, confidence, present = mark_missing(keypoint[..., :coordinates], score)
-    order = np.argsort(-motion_energy(points), kind='stable')[:persons]
+    points, confidence, present = mark_missing(keypoint[..., :prep.coordinates], score)
+    # the most active bodies where there are more, but in the source's order: tracked data (motion
+    # capture, Kinect body IDs) orders its persons by role, and untracked data has no order to lose
+    order = np.sort(np.argsort(-motion_energy(points), kind='stable')[:prep.persons])
     points, confidence, present = points[order], confidence[order], present[order]
-    clip = normalize_pose_data(points, present, layout)
-    if channels == 'xys':
+    if prep.fill == 'linear':
+        points, present = fill_missing(points, present)
+    return points, confidence, present
+
+
+def clip_axes(keypoint, score, prep):
+    """A 3D clip's own up and across directions, as :func:`custom_clip` would see them."""
+    points, _, present = chosen_points(keypoint, score, prep)
+    return body_axes(points, present, prep.layout)
+
+
+def custom_clip(keypoint, score, prep):
+    """One clip of pose data, normalised (docs/data.md, "Your own data"): :func:`chosen_points`,
+    then in 3D the turn of ``prep.align`` (its own frame for 'clip', ``prep.rotation`` for
+    'dataset'), then :func:`normalize_pose_data`; with channels xys the confidence is the last
+    channel. Returns ((M, T, V, C) float32, T)."""
+    points, confidence, present = chosen_points(keypoint, score, prep)
+    rotation = None
+    if prep.coordinates == 3 and prep.align == 'clip':
+        rotation = frame_rotation(*body_axes(points, present, prep.layout))
+    elif prep.coordinates == 3 and prep.align == 'dataset':
+        rotation = prep.rotation
+    clip = normalize_pose_data(points, present, prep.layout, rotation, detected=confidence > 0)
+    if prep.channels == 'xys':
         clip = np.concatenate([clip, confidence[..., None].astype(np.float32)], axis=-1)
     return clip, clip.shape[1]

@@ -1,7 +1,8 @@
-"""Body selection and the standard per-sample normalisation (docs/data.md, NTU steps 3-5).
+"""Body selection and normalisation: the standard per-sample steps of the built-in datasets
+(docs/data.md, NTU steps 3-5) and those of own pose data (docs/data.md, "Your own data").
 
-Everything works on one sample at a time in (person, frame, joint, xyz) order, vectorised over
-frames and joints, so a worker process can stream samples straight into the output arrays.
+Everything works on one sample at a time in (person, frame, joint, coordinate) order, vectorised
+over frames and joints, so a worker process can stream samples straight into the output arrays.
 """
 import math
 
@@ -129,38 +130,118 @@ def mark_missing(points, confidence=None):
     return np.where(present[..., None], points, 0), confidence, present
 
 
-def normalize_pose_data(points, present, layout):
-    """Normalisation of one estimator's or capture system's clip (M, T, V, c), c 2 or 3, with
-    ``present`` (M, T, V) marking detected joints; returns float32 with missing joints at 0.
+def fill_missing(points, present):
+    """Each missed joint filled along time from the frames where it was detected: linearly between
+    two detections, the nearest detection held before the first and after the last. Only frames
+    in which the person was seen at all are filled; a joint never detected stays zero. Returns the
+    points and the mask of joints present after filling."""
+    points, filled = points.copy(), present.copy()
+    seen = present.any(-1)  # (M, T): the person is in the frame
+    frames = np.arange(points.shape[1])
+    gaps = seen[:, :, None] & ~present
+    for m, v in zip(*np.nonzero(gaps.any(1) & present.any(1))):
+        detected, gap = present[m, :, v], gaps[m, :, v]
+        for c in range(points.shape[-1]):
+            points[m, gap, v, c] = np.interp(frames[gap], frames[detected], points[m, detected, v, c])
+        filled[m, gap, v] = True
+    return points, filled
 
-    2D (image coordinates): y flipped to point up, then per frame centred on ``layout.center``,
-    then one scale per clip. 3D: centred likewise, turned so that person 0's first complete
-    ``up`` vector points along +z and its ``across`` vector along +x (the NTU steps), then
-    scaled. The scale divides by the mean length of the layout's bones over the clip, so pixels
-    of any image size, metres and millimetres land in one range.
+
+def person_centre(person, mask, center):
+    """The centre of one person (T, V, c) per frame, and where it is known: the mean of the
+    ``center`` joints where all of them are present; in other frames with joints present, the
+    mean over those joints j of ``x_j + d_j``, where ``d_j`` is the clip's mean offset from joint j
+    to the centre over the frames that hold both (joints never seen with the centre are not used;
+    where none is left, the plain mean of the joints present)."""
+    center = list(center)
+    have = mask[:, center].all(1)
+    centre = np.zeros((len(person), person.shape[-1]))
+    centre[have] = person[have][:, center].mean(1)
+    rest = ~have & mask.any(1)
+    if not rest.any():
+        return centre, have
+    both = (have[:, None] & mask)[..., None]  # (T, V, 1)
+    pairs = both.sum(0)
+    offset = ((centre[:, None] - person) * both).sum(0) / np.maximum(pairs, 1)  # (V, c)
+    known = mask[rest] & (pairs[:, 0] > 0)[None]
+    plain = ~known.any(1)
+    known[plain] = mask[rest][plain]
+    estimate = ((person[rest] + offset * ~plain[:, None, None]) * known[..., None]).sum(1)
+    centre[rest] = estimate / known.sum(1, keepdims=True)
+    return centre, have | rest
+
+
+def _mean_vector(person, mask, pair):
+    """The mean over the frames holding all its joints of ``joint_mean(top) - joint_mean(bottom)``."""
+    bottom, top = pair
+    frames = mask[:, [*bottom, *top]].all(1)
+    if not frames.any():
+        return None
+    return (joint_mean(person[frames], top) - joint_mean(person[frames], bottom)).mean(0)
+
+
+def body_axes(points, present, layout):
+    """A 3D clip's own up and across directions (docs/data.md, "Your own data"): ``layout.up``
+    and ``layout.across`` averaged over the frames where their joints are present, of person 0
+    (else of the next person who has them). ``(None, None)`` where no one does; across may be
+    ``None`` alone."""
+    for person, mask in zip(points, present):
+        up = _mean_vector(person, mask, layout.up)
+        if up is not None and np.linalg.norm(up) > 0:
+            return up, _mean_vector(person, mask, layout.across)
+    return None, None
+
+
+def frame_rotation(up, across=None):
+    """The proper rotation (rows: the new x, y, z axes) that takes ``up`` onto +z and ``across``,
+    made orthogonal to it, onto +x, without tilting up. Where across is missing or along up, the
+    source x axis (else y) made orthogonal to up takes its place. Identity without ``up``."""
+    if up is None or not np.linalg.norm(up) > 0:
+        return np.eye(3)
+    z = np.asarray(up, dtype=np.float64) / np.linalg.norm(up)
+    candidates = [] if across is None else [np.asarray(across, dtype=np.float64)]
+    for a in candidates + [np.eye(3)[0], np.eye(3)[1]]:
+        x = a - np.dot(a, z) * z
+        if np.linalg.norm(x) > 1e-6 * max(np.linalg.norm(a), 1e-12):
+            break
+    x /= np.linalg.norm(x)
+    return np.stack([x, np.cross(z, x), z])
+
+
+def unit(vectors):
+    vectors = np.asarray(vectors, dtype=np.float64)
+    return vectors / np.linalg.norm(vectors, axis=-1, keepdims=True)
+
+
+def normalize_pose_data(points, present, layout, rotation=None, detected=None):
+    """Normalisation of one estimator's or capture system's clip (M, T, V, c), c 2 or 3, with
+    ``present`` (M, T, V) marking the joints to use (detected or filled) and ``detected`` those
+    detected (default: ``present``); returns float32 with the others at 0 (docs/data.md, "Your own
+    data").
+
+    2D (image coordinates): y flipped to point up. Then per frame centred on person 0's centre
+    (:func:`person_centre` of its detected joints: a filled centre over a long gap would drift;
+    where person 0 is absent, the next person's; in frames with no one, the clip's mean centre);
+    3D: turned by ``rotation`` (3 x 3, rows the new axes) where given. Last, one scale per clip:
+    the mean length of the layout's bones over the clip (both ends present), so pixels of any
+    image size, metres and millimetres land in one range.
     """
+    detected = present if detected is None else detected
     points = np.where(present[..., None], points, 0).astype(np.float64)
     if points.shape[-1] == 2:
         points[..., 1] *= -1
     centre = np.zeros((points.shape[1], points.shape[-1]))
     found = np.zeros(points.shape[1], dtype=bool)
-    for person, mask in zip(points, present):  # person 0's centre, else the next person's
-        weight = mask[:, list(layout.center)]
-        count = weight.sum(1)
-        new = (count > 0) & ~found
-        centre[new] = (person[:, list(layout.center)] * weight[..., None]).sum(1)[new] / count[new, None]
+    for person, mask in zip(points, detected):
+        own, known = person_centre(person, mask, layout.center)
+        new = known & ~found
+        centre[new] = own[new]
         found |= new
     if found.any():
         centre[~found] = centre[found].mean(0)
     points = (points - centre[None, :, None]) * present[..., None]
-    if points.shape[-1] == 3:
-        needed = list({*layout.up[0], *layout.up[1], *layout.across[0], *layout.across[1]})
-        complete = np.flatnonzero(present[0][:, needed].all(1))
-        if len(complete):
-            t = complete[0]
-            for (bottom, top), target in ((layout.up, (0, 0, 1)), (layout.across, (1, 0, 0))):
-                rot = align_rotation(joint_mean(points[0, t], top) - joint_mean(points[0, t], bottom), target)
-                points = points @ rot.T
+    if rotation is not None and points.shape[-1] == 3:
+        points = points @ np.asarray(rotation).T
     child, parent = np.array(layout.edges).T
     both = present[:, :, child] & present[:, :, parent]
     if both.any():
@@ -168,3 +249,22 @@ def normalize_pose_data(points, present, layout):
         if lengths.mean() > 0:
             points /= lengths.mean()
     return points.astype(np.float32)
+
+
+# ``--align auto`` turns the whole dataset as one where 90% of its clips' up directions lie within
+# this angle of their mean direction (a fixed camera or capture volume), else each clip on its own.
+AUTO_ALIGN_DEGREES = 30.0
+
+
+def up_spread(ups):
+    """The angle (degrees) around the clips' mean up direction within which 90% of them lie."""
+    ups = unit(ups)
+    mean = unit(ups.mean(0))
+    return float(np.percentile(np.degrees(np.arccos(np.clip(ups @ mean, -1, 1))), 90))
+
+
+def dataset_rotation(ups, acrosses):
+    """One rotation for a whole dataset: the mean of its clips' unit up directions onto +z and
+    the mean of their unit across directions, made orthogonal to it, onto +x."""
+    acrosses = [a for a in acrosses if a is not None and np.linalg.norm(a) > 0]
+    return frame_rotation(unit(ups).mean(0), unit(acrosses).mean(0) if acrosses else None)

@@ -1,11 +1,17 @@
-"""Prepare raw NTU RGB+D 60/120, PKU-MMD I/II, NW-UCLA or synthetic skeletons in the community layout.
+"""Prepare raw NTU RGB+D 60/120, PKU-MMD I/II, NW-UCLA, synthetic or own skeletons in the community layout.
 
     python -m feeder.prepare --dataset ntu60 --raw-dir RAW --out-dir OUT [--ignore-list FILE] [--workers N]
+    python -m feeder.prepare --dataset custom --annotations FILE --layout NAME|L.json --out-dir OUT
 
 writes ``OUT/<benchmark>/{train,val}_data_joint.npy``, ``{train,val}_num_frame.npy`` and
-``{train,val}_label.pkl`` for every benchmark of the dataset. Worker processes parse and normalise
-files and write straight into memory-mapped outputs, so memory stays flat however large the
-dataset. Everything is written under a staging folder and moved into place only when complete.
+``{train,val}_label.pkl`` for every benchmark of the dataset, and ``OUT/dataset.json``. Worker
+processes parse and normalise files and write straight into memory-mapped outputs, so memory
+stays flat however large the dataset. Everything is written under a staging folder and moved
+into place only when complete.
+
+A kind of raw file is a row of ``SOURCES`` (its reader, the frames a clip needs, whether longer
+clips are resampled, whether the reader normalises); a dataset is a row of ``LISTINGS`` (the
+function that lists its files as tasks).
 """
 import argparse
 import dataclasses
@@ -17,6 +23,7 @@ import shutil
 import sys
 from dataclasses import dataclass, field
 from multiprocessing import get_context
+from typing import Callable, NamedTuple
 
 import numpy as np
 from tqdm import tqdm
@@ -24,8 +31,9 @@ from tqdm import tqdm
 from feeder.info import (CHANNELS, DATASET_NAMES, MAX_FRAMES, PARTS, DatasetInfo, dataset_info,
                          write_dataset_json)
 from feeder.layouts import LAYOUTS, get_layout
-from feeder.raw.custom import custom_clip, read_custom
-from feeder.raw.normalize import fit_frames, mark_missing, normalize_pose_data, normalize_sample, select_bodies
+from feeder.raw.custom import PosePreparation, clip_axes, custom_clip, read_custom
+from feeder.raw.normalize import (AUTO_ALIGN_DEGREES, dataset_rotation, fit_frames, normalize_sample,
+                                  select_bodies, up_spread)
 from feeder.raw.readers import (NTU_COLOR, NTU_NAME, DataFormatError, parse_ntu_name, read_ntu_skeleton,
                                 read_pku_labels, read_pku_split, read_pku_video, read_ucla_json)
 from utils.io import pid_alive, write_atomic, write_text_atomic
@@ -47,7 +55,6 @@ NTU_RANGE = {'ntu60': (17, 60), 'ntu120': (32, 120), 'synthetic': (999, 999)}  #
 
 UCLA_ACTIONS = {a: i for i, a in enumerate((1, 2, 3, 4, 5, 6, 8, 9, 11, 12))}
 UCLA_NAME = re.compile(r'a(\d+)_s(\d+)_e(\d+)_v(\d+)')
-UCLA_MIN_FRAMES = 2
 # xview_dev: a benchmark for choosing settings, carved out of the training views by subject
 UCLA_DEV_VAL_SUBJECTS = frozenset([8, 9, 10])
 
@@ -55,6 +62,9 @@ PKU_SPLIT_FILES = {
     'pku1': {'xsub': ('cross_subject.txt', 'cross-subject.txt'), 'xview': ('cross_view.txt', 'cross-view.txt')},
     'pku2': {'xsub': ('cross_subject_v2.txt', 'cross-subject_v2.txt'), 'xview': ('cross_view_v2.txt', 'cross-view_v2.txt')},
 }
+
+ALIGN_CHOICES = ('auto', 'dataset', 'clip', 'none')
+FILL_CHOICES = ('linear', 'zero')
 
 
 @dataclass
@@ -68,19 +78,90 @@ class Sample:
 
 @dataclass
 class Task:
-    """One raw file to read; it yields one sample (NTU, NW-UCLA) or several (a PKU video). A
-    custom clip carries its arrays in ``data`` (keypoints, confidence or None, channels)."""
-    kind: str
+    """One raw file to read, of the kind ``source`` (a key of ``SOURCES``); it yields one sample
+    (NTU, NW-UCLA, a custom clip) or several (a PKU video). A custom clip read in the main process
+    travels in ``clip`` (a :class:`feeder.raw.custom.CustomClip`)."""
+    source: str
     path: str
     samples: list
-    data: tuple = None
+    clip: object = None
+
+
+class Clip(NamedTuple):
+    data: np.ndarray  # (M, T, V, C) float32
+    length: int       # the true length
+
+
+class Outcome(NamedTuple):
+    """What became of one sample: written with its stored ``length``, or left out (``reason``)."""
+    length: int = None
+    reason: str = None
+    detail: str = None
 
 
 class PrepareError(RuntimeError):
     pass
 
 
-# --------------------------------------------------------------------------- listing raw files
+# --------------------------------------------------------------------------- readers (worker side)
+
+def read_ntu(task, prep):
+    clip = select_bodies(read_ntu_skeleton(task.path), keep=prep.persons).astype(np.float32)
+    return [Clip(clip, clip.shape[1])]
+
+
+def read_ntu_2d(task, prep):
+    """The colour-image coordinates of an NTU file, prepared as 2D pose data."""
+    return [Clip(*custom_clip(read_ntu_skeleton(task.path, columns=NTU_COLOR), None, prep))]
+
+
+def read_pku(task, prep):
+    video = read_pku_video(task.path)
+    return [Clip(video[:, start:end], min(end, video.shape[1]) - start) for start, end in (s.frames for s in task.samples)]
+
+
+def read_ucla(task, prep):
+    _, clip = read_ucla_json(task.path)
+    return [Clip(clip, clip.shape[1])]
+
+
+def read_custom_clip(task, prep):
+    return [Clip(*custom_clip(task.clip.keypoint, task.clip.score, prep))]
+
+
+@dataclass(frozen=True)
+class Source:
+    """A kind of raw file: ``read(task, prep)`` gives one :class:`Clip` per sample of the task
+    (``prep``: a :class:`feeder.raw.custom.PosePreparation`); clips shorter than ``min_frames``
+    are left out; longer than ``MAX_FRAMES``, they are resampled (else cut); ``normalised``: the
+    reader normalises (pose data), else the NTU steps run here."""
+    read: Callable
+    min_frames: int = 1
+    resample: bool = False
+    normalised: bool = False
+
+
+SOURCES = {
+    'ntu': Source(read_ntu),
+    'ntu2d': Source(read_ntu_2d, normalised=True),
+    'pku': Source(read_pku),
+    'ucla': Source(read_ucla, min_frames=2, resample=True),
+    'custom': Source(read_custom_clip, resample=True, normalised=True),
+}
+
+
+# --------------------------------------------------------------------------- listing raw files (main side)
+
+@dataclass
+class Listing:
+    """What a dataset's lister found: its description, the tasks, what was skipped (reason ->
+    names), where it was read from and the (benchmark, part) pairs that must have clips."""
+    info: DatasetInfo
+    tasks: list
+    skipped: dict
+    source: str
+    expected: list
+
 
 def read_ignore_list(path):
     """Sample names from the official list (with its English header) or from a bare list."""
@@ -91,12 +172,18 @@ def read_ignore_list(path):
     return {'S%sC%sP%sR%sA%s' % groups for groups in names}
 
 
-def list_ntu(dataset, raw_dir, ignore_list=None):
-    """Tasks for NTU-format ``.skeleton`` files anywhere below ``raw_dir``, sorted by name."""
-    ignored = read_ignore_list(ignore_list) if ignore_list else set()
-    max_setup, max_action = NTU_RANGE[dataset]
+def _builtin_listing(args, tasks, skipped, info=None):
+    info = info or dataset_info(args.dataset)
+    return Listing(info, tasks, skipped, args.raw_dir, [(b, p) for b in info.benchmarks for p in PARTS])
+
+
+def list_ntu(args):
+    """Tasks for NTU-format ``.skeleton`` files anywhere below ``--raw-dir``, sorted by name."""
+    ignored = read_ignore_list(args.ignore_list) if args.ignore_list else set()
+    max_setup, max_action = NTU_RANGE[args.dataset]
+    source = 'ntu2d' if args.coords == '2d' else 'ntu'
     tasks, skipped, seen = [], {}, {}
-    for root, _, files in os.walk(raw_dir):
+    for root, _, files in os.walk(args.raw_dir):
         for file in files:
             if not file.endswith('.skeleton'):
                 continue
@@ -114,12 +201,15 @@ def list_ntu(dataset, raw_dir, ignore_list=None):
                 skipped.setdefault('on the ignore list', []).append(name)
                 continue
             if meta['setup'] > max_setup or meta['action'] > max_action:
-                skipped.setdefault(f'not part of {dataset}', []).append(name)
+                skipped.setdefault(f'not part of {args.dataset}', []).append(name)
                 continue
-            parts = {b: 'train' if rule(meta) else 'val' for b, rule in NTU_SPLITS[dataset].items()}
-            tasks.append(Task('ntu', path, [Sample(name, meta['action'] - 1, parts)]))
+            parts = {b: 'train' if rule(meta) else 'val' for b, rule in NTU_SPLITS[args.dataset].items()}
+            tasks.append(Task(source, path, [Sample(name, meta['action'] - 1, parts)]))
     tasks.sort(key=lambda t: t.samples[0].name)
-    return tasks, skipped
+    info = dataset_info(args.dataset)
+    if source == 'ntu2d':
+        info = dataclasses.replace(info, channels='xy', preparation=_pose_record(args.fill_missing, 'none'))
+    return _builtin_listing(args, tasks, skipped, info)
 
 
 def _find_split_file(raw_dir, names):
@@ -130,15 +220,16 @@ def _find_split_file(raw_dir, names):
     raise PrepareError(f'--raw-dir {raw_dir}: split file {names[0]} not found (looked in RAW and RAW/split)')
 
 
-def list_pku(dataset, raw_dir):
+def list_pku(args):
     """One task per PKU-MMD video, one sample per labelled action instance."""
+    raw_dir = args.raw_dir
     skeleton_dir, label_dir = os.path.join(raw_dir, 'skeleton'), os.path.join(raw_dir, 'label')
     for folder in (skeleton_dir, label_dir):
         if not os.path.isdir(folder):
             raise PrepareError(f'--raw-dir {raw_dir}: expected a folder {os.path.basename(folder)}/ '
                                '(PKU-MMD layout: skeleton/<video>.txt, label/<video>.txt)')
     splits = {}
-    for benchmark, names in PKU_SPLIT_FILES[dataset].items():
+    for benchmark, names in PKU_SPLIT_FILES[args.dataset].items():
         path = _find_split_file(raw_dir, names)
         train, val = read_pku_split(path)
         splits[benchmark] = (set(train), set(val) if val is not None else None)
@@ -163,13 +254,13 @@ def list_pku(dataset, raw_dir):
         samples = [Sample(f'{file}_{row}', cls - 1, parts, (start, end))
                    for row, (cls, start, end) in enumerate(read_pku_labels(os.path.join(label_dir, file)))]
         tasks.append(Task('pku', skeleton, samples))
-    return tasks, skipped
+    return _builtin_listing(args, tasks, skipped)
 
 
-def list_ucla(raw_dir):
-    folder = os.path.join(raw_dir, 'all_sqe')
+def list_ucla(args):
+    folder = os.path.join(args.raw_dir, 'all_sqe')
     if not os.path.isdir(folder):
-        raise PrepareError(f'--raw-dir {raw_dir}: expected a folder all_sqe/ holding the NW-UCLA json files')
+        raise PrepareError(f'--raw-dir {args.raw_dir}: expected a folder all_sqe/ holding the NW-UCLA json files')
     tasks, skipped = [], {}
     for file in sorted(os.listdir(folder)):
         if not file.endswith('.json'):
@@ -184,7 +275,11 @@ def list_ucla(raw_dir):
         if view in (1, 2):  # the validation benchmark never sees the test view
             parts['xview_dev'] = 'val' if subject in UCLA_DEV_VAL_SUBJECTS else 'train'
         tasks.append(Task('ucla', os.path.join(folder, file), [Sample(name, UCLA_ACTIONS[action], parts)]))
-    return tasks, skipped
+    return _builtin_listing(args, tasks, skipped)
+
+
+def _pose_record(fill, align, **extra):
+    return {'align': align, 'fill_missing': fill, **extra}
 
 
 def list_custom(args):
@@ -193,54 +288,38 @@ def list_custom(args):
         raise PrepareError('--dataset custom needs --annotations FILE and --layout NAME|LAYOUT.json')
     try:
         layout = get_layout(args.layout)
-        clips, joints, channels, benchmarks, num_classes, class_names, skipped = read_custom(args.annotations,
-                                                                                             args.channels)
+        data = read_custom(args.annotations, args.channels)
     except ValueError as e:
         raise PrepareError(str(e)) from None
-    if joints != layout.num_joints:
+    if data.joints != layout.num_joints:
         raise PrepareError(f'--layout {args.layout} has {layout.num_joints} joints, but the clips of '
-                           f'{args.annotations} have {joints}')
-    persons = min(2, max(keypoint.shape[0] for _, keypoint, *_ in clips))
+                           f'{args.annotations} have {data.joints}')
+    persons = min(2, max(clip.keypoint.shape[0] for clip in data.clips))
     name = args.name or os.path.splitext(os.path.basename(os.path.normpath(args.annotations)))[0]
-    info = DatasetInfo(name, layout, persons, tuple(benchmarks), num_classes, channels, kind='custom',
-                       class_names=class_names, source=os.path.abspath(args.annotations))
-    tasks = [Task('custom', clip_name, [Sample(clip_name, label, parts)], (keypoint, score, channels))
-             for clip_name, keypoint, score, label, parts in clips]
-    return info, tasks, skipped
+    info = DatasetInfo(name, layout, persons, tuple(data.benchmarks), data.num_classes, data.channels, kind='custom',
+                       class_names=data.class_names, source=os.path.abspath(args.annotations),
+                       preparation=_pose_record(args.fill_missing, args.align if data.channels == 'xyz' else 'none'))
+    tasks = [Task('custom', clip.name, [Sample(clip.name, clip.label, clip.parts)], clip) for clip in data.clips]
+    return Listing(info, tasks, data.left_out, args.annotations, [(b, 'train') for b in info.benchmarks])
 
 
-def list_tasks(args):
-    if not os.path.isdir(args.raw_dir):
+LISTINGS = {'ntu60': list_ntu, 'ntu120': list_ntu, 'synthetic': list_ntu, 'pku1': list_pku, 'pku2': list_pku,
+            'ucla': list_ucla, 'custom': list_custom}
+
+
+def list_dataset(args):
+    if args.dataset not in LISTINGS:
+        raise PrepareError(f'--dataset {args.dataset}: no lister for it; known: {", ".join(LISTINGS)}')
+    if args.dataset != 'custom' and not os.path.isdir(args.raw_dir):
         raise PrepareError(f'--raw-dir {args.raw_dir}: not a folder')
-    if args.dataset in NTU_SPLITS:
-        return list_ntu(args.dataset, args.raw_dir, args.ignore_list)
-    if args.dataset in PKU_SPLIT_FILES:
-        return list_pku(args.dataset, args.raw_dir)
-    return list_ucla(args.raw_dir)
+    listing = LISTINGS[args.dataset](args)
+    if not any(t.samples for t in listing.tasks):
+        raise PrepareError(f'{"--annotations" if args.dataset == "custom" else "--raw-dir"} {listing.source}: '
+                           f'no {args.dataset} samples found')
+    return listing
 
 
 # --------------------------------------------------------------------------- worker side
-
-def load_clips(task, persons, layout):
-    """Read one task's raw file -> list of (clip (M, T, V, C) float32, true length) per sample
-    (custom clips come normalised already)."""
-    if task.kind == 'ntu':
-        bodies = read_ntu_skeleton(task.path)
-        clip = select_bodies(bodies, keep=persons).astype(np.float32)
-        return [(clip, clip.shape[1])]
-    if task.kind == 'ntu2d':  # the colour-image coordinates, normalised as 2D pose data
-        points, _, present = mark_missing(select_bodies(read_ntu_skeleton(task.path, columns=NTU_COLOR), persons))
-        clip = normalize_pose_data(points, present, layout)
-        return [(clip, clip.shape[1])]
-    if task.kind == 'pku':
-        video = read_pku_video(task.path)
-        return [(video[:, start:end], min(end, video.shape[1]) - start)
-                for start, end in (s.frames for s in task.samples)]
-    if task.kind == 'custom':
-        return [custom_clip(*task.data, persons, layout)]
-    _, clip = read_ucla_json(task.path)
-    return [(clip, clip.shape[1])]
-
 
 _OUTPUTS = {}
 
@@ -253,44 +332,192 @@ def _output(path):
 
 
 def process_task(job):
-    """Parse, normalise and write one task.
-
-    Returns one ``(length, None)`` per sample written, or ``(None, (reason, detail))`` for a
-    sample left out, so the main process can count and compact.
-    """
-    task, outputs, layout, persons = job
+    """Parse, normalise and write one task; one :class:`Outcome` per sample."""
+    task, outputs, prep = job
+    source = SOURCES[task.source]
     try:
-        clips = load_clips(task, persons, layout)
+        clips = source.read(task, prep)
     except (DataFormatError, OSError) as e:
-        return [(None, ('bad file', str(e)))] * len(task.samples)
-    results = []
-    for sample, (clip, length) in zip(task.samples, clips):
-        needed = UCLA_MIN_FRAMES if task.kind == 'ucla' else 1
-        if length < needed:
-            results.append((None, ('too short', f'{sample.name} (length {length}, needs {needed})')))
-            continue
-        if not clip[:, :length].any():
-            results.append((None, ('no body', sample.name)))
-            continue
-        resample = task.kind in ('ucla', 'custom')
-        clip = fit_frames(clip, MAX_FRAMES, resample=resample)
-        if resample:
-            length = min(length, MAX_FRAMES)
-        full = np.zeros((persons, MAX_FRAMES) + clip.shape[2:], dtype=np.float32)
-        full[:len(clip), :clip.shape[1]] = clip[:persons]
-        if task.kind in ('custom', 'ntu2d'):  # normalised already; frames past its end repeat it
-            length = min(length, MAX_FRAMES)
-            full[:, length:] = full[:, np.arange(length, MAX_FRAMES) % length]
-        else:
-            normalize_sample(full, layout)
-        data = full.transpose(3, 1, 2, 0)
-        for key, row in sample.rows.items():
-            _output(outputs[key])[row] = data
-        results.append((length, None))
-    return results
+        return [Outcome(reason='bad file', detail=str(e))] * len(task.samples)
+    return [_write_sample(sample, clip, source, outputs, prep) for sample, clip in zip(task.samples, clips)]
+
+
+def _write_sample(sample, clip, source, outputs, prep):
+    data, length = clip
+    if length < source.min_frames:
+        return Outcome(reason='too short', detail=f'{sample.name} (length {length}, needs {source.min_frames})')
+    if not data[:, :length].any():
+        return Outcome(reason='no body', detail=sample.name)
+    data = fit_frames(data, MAX_FRAMES, resample=source.resample)
+    if source.resample:
+        length = min(length, MAX_FRAMES)
+    full = np.zeros((prep.persons, MAX_FRAMES) + data.shape[2:], dtype=np.float32)
+    full[:len(data), :data.shape[1]] = data[:prep.persons]
+    if source.normalised:  # frames past its end repeat it
+        length = min(length, MAX_FRAMES)
+        full[:, length:] = full[:, np.arange(length, MAX_FRAMES) % length]
+    else:
+        normalize_sample(full, prep.layout)
+    out = full.transpose(3, 1, 2, 0)
+    for key, row in sample.rows.items():
+        _output(outputs[key])[row] = out
+    return Outcome(length=length)
+
+
+def survey_task(job):
+    """A custom 3D clip's own (up, across) directions, for the dataset's turn; ``None`` where it
+    has none."""
+    task, prep = job
+    up, across = clip_axes(task.clip.keypoint, task.clip.score, prep)
+    return None if up is None else (up, across)
 
 
 # --------------------------------------------------------------------------- main side
+
+def assign_rows(listing):
+    """Give every sample its row in each output it belongs to; returns {(benchmark, part): rows}."""
+    counts = {key: 0 for key in listing.expected}
+    for task in listing.tasks:
+        for sample in task.samples:
+            for key in sample.parts.items():
+                sample.rows[key] = counts.get(key, 0)
+                counts[key] = counts.get(key, 0) + 1
+    empty = [f'{b}/{p}' for (b, p), n in counts.items() if n == 0]
+    if empty:
+        total = sum(len(t.samples) for t in listing.tasks)
+        raise PrepareError(f'{listing.info.name}: no samples for {", ".join(empty)} in {listing.source} '
+                           f'({total} samples found in all)')
+    return counts
+
+
+def allocate(staging, info, counts):
+    """The memory-mapped output arrays, zero-filled: {(benchmark, part): path}."""
+    outputs = {}
+    for (benchmark, part), n in counts.items():
+        os.makedirs(os.path.join(staging, benchmark), exist_ok=True)
+        path = os.path.join(staging, benchmark, f'{part}_data_joint.npy')
+        shape = (n, len(info.channels), MAX_FRAMES, info.layout.num_joints, info.persons)
+        np.lib.format.open_memmap(path, mode='w+', dtype=np.float32, shape=shape).flush()
+        outputs[(benchmark, part)] = path
+    return outputs
+
+
+def resolve_alignment(listing, prep, workers):
+    """``prep`` with the dataset's alignment settled: for ``auto`` and ``dataset`` on 3D pose
+    data, the clips' own up directions are surveyed first (docs/data.md, "Your own data")."""
+    if listing.info.preparation.get('align') not in ('auto', 'dataset'):
+        return prep, listing.info
+    with _pool(workers) as pool_map:
+        axes = [a for a in pool_map(survey_task, [(t, prep) for t in listing.tasks]) if a is not None]
+    if not axes:
+        return dataclasses.replace(prep, align='none'), _with_preparation(listing.info, align='none')
+    ups, acrosses = zip(*axes)
+    spread = up_spread(ups)
+    align = listing.info.preparation['align']
+    if align == 'auto':
+        align = 'dataset' if spread <= AUTO_ALIGN_DEGREES else 'clip'
+        print(f'--align auto: 90% of the clips\' up directions lie within {spread:.1f} degrees of their mean '
+              f'(threshold {AUTO_ALIGN_DEGREES:g}): --align {align}')
+    rotation = dataset_rotation(ups, acrosses) if align == 'dataset' else None
+    info = _with_preparation(listing.info, align=align, requested=listing.info.preparation['align'],
+                             up_spread_degrees=round(spread, 2),
+                             rotation=None if rotation is None else np.round(rotation, 6).tolist())
+    return dataclasses.replace(prep, align=align, rotation=rotation), info
+
+
+def _with_preparation(info, **changes):
+    return dataclasses.replace(info, preparation={**info.preparation, **changes})
+
+
+def run_tasks(listing, outputs, counts, prep, args):
+    """Every task through the workers; returns the stored lengths and the rows left out per output,
+    and the left-out files."""
+    lengths = {key: np.zeros(n, dtype=np.int64) for key, n in counts.items()}
+    dropped = {key: [] for key in counts}
+    bad = []
+    total = sum(len(t.samples) for t in listing.tasks)
+    progress = tqdm(total=total, unit='sample', desc=f'prepare {args.dataset}', disable=args.quiet, file=sys.stdout)
+    with _pool(args.workers) as pool_map:
+        for task, outcomes in zip(listing.tasks, pool_map(process_task, [(t, outputs, prep) for t in listing.tasks])):
+            for sample, outcome in zip(task.samples, outcomes):
+                if outcome.reason is not None:
+                    if outcome.reason == 'bad file':
+                        bad.append(outcome.detail)
+                    listing.skipped.setdefault(outcome.reason, []).append(outcome.detail)
+                for key, row in sample.rows.items():
+                    if outcome.reason is None:
+                        lengths[key][row] = outcome.length
+                    else:
+                        dropped[key].append(row)
+            progress.update(len(outcomes))
+    progress.close()
+    _OUTPUTS.clear()
+    if bad and not args.skip_bad:
+        raise PrepareError(f'{len(set(bad))} bad file(s); rerun with --skip-bad to leave them out. '
+                           f'First: {sorted(bad)[0]}')
+    return lengths, dropped
+
+
+def length_statistics(lengths):
+    """What recipes read of a part's clip lengths (stored frames)."""
+    return {'min': int(lengths.min()), 'median': float(np.median(lengths)), 'mean': round(float(lengths.mean()), 2),
+            'max': int(lengths.max())}
+
+
+def finish(listing, staging, outputs, counts, lengths, dropped, info, args):
+    """Compact away the rows left out, write the lengths, labels, ``dataset.json`` and the
+    summary, and move the benchmarks into place."""
+    samples = [s for t in listing.tasks for s in t.samples]
+    summary = {'dataset': args.dataset, 'raw_dir': os.path.abspath(listing.source), 'samples': {},
+               'skipped': {k: sorted(set(v)) for k, v in listing.skipped.items()}}
+    stats = {}
+    for (benchmark, part), n in counts.items():
+        keep = np.setdiff1d(np.arange(n), dropped[(benchmark, part)])
+        if len(keep) == 0:
+            raise PrepareError(f'{args.dataset}: every sample of {benchmark}/{part} was skipped')
+        if len(keep) < n:
+            _compact(outputs[(benchmark, part)], keep)
+        members = [s for s in samples if (benchmark, part) in s.rows]
+        names = [members[i].name for i in keep]
+        labels = [int(members[i].label) for i in keep]
+        kept_lengths = lengths[(benchmark, part)][keep]
+        folder = os.path.join(staging, benchmark)
+        write_atomic(os.path.join(folder, f'{part}_num_frame.npy'), lambda f: np.save(f, kept_lengths))
+        write_atomic(os.path.join(folder, f'{part}_label.pkl'), lambda f: pickle.dump((names, labels), f))
+        summary['samples'][f'{benchmark}/{part}'] = len(keep)
+        stats.setdefault(benchmark, {})[part] = length_statistics(kept_lengths)
+
+    for benchmark in info.benchmarks:
+        _replace_dir(os.path.join(staging, benchmark), os.path.join(args.out_dir, benchmark))
+    sizes = {b: {p: summary['samples'][f'{b}/{p}'] for p in PARTS if f'{b}/{p}' in summary['samples']}
+             for b in info.benchmarks}
+    write_dataset_json(os.path.join(args.out_dir, 'dataset.json'), dataclasses.replace(info, sizes=sizes, lengths=stats))
+    write_text_atomic(os.path.join(args.out_dir, 'prepare_summary.json'), json.dumps(summary, indent=1))
+    return summary
+
+
+def prepare(args):
+    listing = list_dataset(args)
+    info = listing.info
+    counts = assign_rows(listing)
+    prep = PosePreparation(info.channels, info.persons, info.layout, fill=info.preparation.get('fill_missing', 'zero'),
+                           align=info.preparation.get('align', 'none'))
+    if os.path.exists(args.out_dir) and not os.path.isdir(args.out_dir):
+        raise PrepareError(f'--out-dir {args.out_dir} is a file, not a folder')
+    created = not os.path.exists(args.out_dir)
+    os.makedirs(args.out_dir, exist_ok=True)
+    remove_stale_staging(args.out_dir)
+    staging = os.path.join(args.out_dir, f'.prepare-{os.getpid()}')
+    try:
+        prep, info = resolve_alignment(listing, prep, args.workers)
+        outputs = allocate(staging, info, counts)
+        lengths, dropped = run_tasks(listing, outputs, counts, prep, args)
+        return finish(listing, staging, outputs, counts, lengths, dropped, info, args)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        if created and not os.listdir(args.out_dir):  # a failed first run leaves no empty folder
+            os.rmdir(args.out_dir)
+
 
 def _compact(path, keep):
     """Rewrite ``path`` with only the rows in ``keep`` (used when files were skipped)."""
@@ -302,108 +529,6 @@ def _compact(path, keep):
     dst.flush()
     del src, dst
     os.replace(tmp, path)
-
-
-def prepare(args):
-    if args.dataset == 'custom':
-        info, tasks, skipped = list_custom(args)
-        source = args.annotations
-        expected = [(b, 'train') for b in info.benchmarks]  # a benchmark may have no val part
-    else:
-        info = dataset_info(args.dataset)
-        tasks, skipped = list_tasks(args)
-        if getattr(args, 'coords', '3d') == '2d':
-            info = dataclasses.replace(info, channels='xy')
-            for task in tasks:
-                task.kind = 'ntu2d'
-        source = args.raw_dir
-        expected = [(b, p) for b in info.benchmarks for p in PARTS]
-    layout, persons, benchmarks = info.layout, info.persons, info.benchmarks
-    samples = [s for t in tasks for s in t.samples]
-    if not samples:
-        raise PrepareError(f'--raw-dir {args.raw_dir}: no {args.dataset} samples found')
-
-    counts = {key: 0 for key in expected}
-    counts.update({(b, p): 0 for s in samples for b, p in s.parts.items()})
-    for sample in samples:
-        for benchmark, part in sample.parts.items():
-            sample.rows[(benchmark, part)] = counts[(benchmark, part)]
-            counts[(benchmark, part)] += 1
-    empty = [f'{b}/{p}' for (b, p), n in counts.items() if n == 0]
-    if empty:
-        raise PrepareError(f'{args.dataset}: no samples for {", ".join(empty)} in {source} '
-                           f'({len(samples)} samples found in all)')
-
-    if os.path.exists(args.out_dir) and not os.path.isdir(args.out_dir):
-        raise PrepareError(f'--out-dir {args.out_dir} is a file, not a folder')
-    created = not os.path.exists(args.out_dir)
-    os.makedirs(args.out_dir, exist_ok=True)
-    remove_stale_staging(args.out_dir)
-    staging = os.path.join(args.out_dir, f'.prepare-{os.getpid()}')
-    try:
-        outputs = {}
-        for (benchmark, part), n in counts.items():
-            os.makedirs(os.path.join(staging, benchmark), exist_ok=True)
-            path = os.path.join(staging, benchmark, f'{part}_data_joint.npy')
-            shape = (n, len(info.channels), MAX_FRAMES, layout.num_joints, persons)
-            np.lib.format.open_memmap(path, mode='w+', dtype=np.float32, shape=shape).flush()
-            outputs[(benchmark, part)] = path
-
-        lengths = {key: np.zeros(n, dtype=np.int64) for key, n in counts.items()}
-        dropped = {key: [] for key in counts}
-        bad = []
-        jobs = [(task, outputs, layout, persons) for task in tasks]
-        progress = tqdm(total=len(samples), unit='sample', desc=f'prepare {args.dataset}',
-                        disable=args.quiet, file=sys.stdout)
-        with _pool(args.workers) as pool_map:
-            for task, results in zip(tasks, pool_map(process_task, jobs)):
-                for sample, (length, failure) in zip(task.samples, results):
-                    if failure is not None:
-                        reason, detail = failure
-                        if reason == 'bad file':
-                            bad.append(detail)
-                        skipped.setdefault(reason, []).append(detail)
-                    for key, row in sample.rows.items():
-                        if failure is None:
-                            lengths[key][row] = length
-                        else:
-                            dropped[key].append(row)
-                progress.update(len(results))
-        progress.close()
-        _OUTPUTS.clear()
-        if bad and not args.skip_bad:
-            raise PrepareError(f'{len(set(bad))} bad file(s); rerun with --skip-bad to leave them out. '
-                               f'First: {sorted(bad)[0]}')
-
-        summary = {'dataset': args.dataset, 'raw_dir': os.path.abspath(source), 'samples': {},
-                   'skipped': {k: sorted(set(v)) for k, v in skipped.items()}}
-        for (benchmark, part), n in counts.items():
-            folder = os.path.join(staging, benchmark)
-            keep = np.setdiff1d(np.arange(n), dropped[(benchmark, part)])
-            if len(keep) == 0:
-                raise PrepareError(f'{args.dataset}: every sample of {benchmark}/{part} was skipped')
-            if len(keep) < n:
-                _compact(outputs[(benchmark, part)], keep)
-            names = [s.name for s in samples if s.rows.get((benchmark, part)) is not None]
-            labels = [s.label for s in samples if s.rows.get((benchmark, part)) is not None]
-            keep_list = keep.tolist()
-            write_atomic(os.path.join(folder, f'{part}_num_frame.npy'),
-                         lambda f: np.save(f, lengths[(benchmark, part)][keep]))
-            write_atomic(os.path.join(folder, f'{part}_label.pkl'),
-                         lambda f: pickle.dump(([names[i] for i in keep_list], [int(labels[i]) for i in keep_list]), f))
-            summary['samples'][f'{benchmark}/{part}'] = len(keep)
-
-        for benchmark in benchmarks:
-            _replace_dir(os.path.join(staging, benchmark), os.path.join(args.out_dir, benchmark))
-        sizes = {b: {p: summary['samples'][f'{b}/{p}'] for p in PARTS if f'{b}/{p}' in summary['samples']}
-                 for b in benchmarks}
-        write_dataset_json(os.path.join(args.out_dir, 'dataset.json'), dataclasses.replace(info, sizes=sizes))
-        write_text_atomic(os.path.join(args.out_dir, 'prepare_summary.json'), json.dumps(summary, indent=1))
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        if created and not os.listdir(args.out_dir):  # a failed first run leaves no empty folder
-            os.rmdir(args.out_dir)
-    return summary
 
 
 def remove_stale_staging(out_dir):
@@ -470,6 +595,14 @@ def get_args_parser():
                      help='what the last axis holds (default: xyz for 3 numbers, xy for 2); xys: x, y and a '
                           'confidence fed to the encoders too (a keypoint_score always marks missing joints)')
     own.add_argument('--name', default=None, help="the dataset's name (default: the annotation file's)")
+    own.add_argument('--align', default='auto', choices=ALIGN_CHOICES,
+                     help='3D: dataset, one turn for all clips (a fixed camera); clip, each clip turned into its own '
+                          'frame, up on +z and across on +x (many viewpoints); none, the data\'s own axes; auto (the '
+                          f'default): dataset where 90%% of the clips\' up directions lie within {AUTO_ALIGN_DEGREES:g} '
+                          'degrees of their mean, else clip. 2D has no turn')
+    own.add_argument('--fill-missing', default='linear', choices=FILL_CHOICES,
+                     help='a missed joint: linear, filled along time from its detections (the default); zero, left '
+                          'at zero. Either way its confidence stays 0')
     parser.add_argument('--coords', default='3d', choices=['3d', '2d'],
                         help='NTU RGB+D: 3d, the camera-space x, y, z; or 2d, the colour-image coordinates (colorX, '
                              'colorY) normalised as 2D pose data')
@@ -504,4 +637,3 @@ def main(argv=None):
         return 1
     print_summary(summary)
     return 0
-

@@ -43,7 +43,7 @@ def main(args):
     parts = args.parts or [p for p in PARTS if os.path.isfile(os.path.join(run.root, f'{p}_data_joint.npy'))]
     encoders, info, _ = run.load_encoders()
     path = info['checkpoint']
-    arrays = {'checkpoint': np.array(path or 'random'), 'checkpoint_sha256': np.array(file_hash(path, 64) if path else '')}
+    arrays = {'checkpoint': np.array(path or info['kind']), 'checkpoint_sha256': np.array(file_hash(path, 64) if path else '')}
     for part in parts:
         clips = run.clips(part, info['frames'], labelled=False)
         feats, labels = extract_features(encoders, clips, run.dataset.layout, run.device, args.batch_size, args.workers,

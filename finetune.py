@@ -49,6 +49,9 @@ def balanced_subset(labels, fraction, seed):
 
 
 def main(args):
+    if args.checkpoint == 'raw':
+        raise SystemExit('error: --checkpoint raw has no encoder to fine-tune; measure the prepared coordinates with '
+                         'linear_eval.py or knn_eval.py --checkpoint raw')
     run = setup_evaluation(args, FINETUNE)
     labels = run.folder('train').labels
     runs = []

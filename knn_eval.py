@@ -6,7 +6,7 @@ Features are the encoders' outputs before ``fc`` on the centre-cropped train and
 L2-normalised; each test clip takes the majority label of its k most cosine-similar training
 clips. ``--stream all`` also reports the fusion of the three streams (concatenated normalised
 features). Without ``--checkpoint`` (or with ``random``) a randomly initialised encoder is
-measured: the baseline every table needs.
+measured, and with ``raw`` the prepared coordinates themselves: the baselines every table needs.
 """
 import argparse
 import os
@@ -33,10 +33,11 @@ def get_knn_parser():
 def result_path(args):
     if args.output_dir:
         return os.path.join(args.output_dir, 'results.json')
-    if args.checkpoint not in (None, 'random'):
+    if args.checkpoint not in (None, 'random', 'raw'):
         stem = os.path.splitext(args.checkpoint)[0]
         return f'{stem}_knn_{args.dataset}_{args.protocol}_{args.stream}.json'
-    raise SystemExit('error: --output-dir is required with a random encoder (results.json goes there)')
+    raise SystemExit(f'error: --output-dir is required with --checkpoint {args.checkpoint or "random"} '
+                     '(results.json goes there)')
 
 
 def print_table(title, rows, columns):

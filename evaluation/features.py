@@ -36,3 +36,17 @@ class StreamFeatures(torch.nn.Module):
     @torch.no_grad()
     def forward(self, clips):
         return self.encoder.features(to_modality(clips, self.stream, self.layout, self.coordinates))
+
+
+class RawFeatures(torch.nn.Module):
+    """``--checkpoint raw``: no encoder, the prepared clip itself as the feature. A clip (N, C, T,
+    V, M), as any encoder would receive it (the test-time crop resized to the recipe's frames,
+    its stream's modality), flattened to (N, C * T * V * M): what the preparation alone gives, for
+    telling whether pretraining learned more (docs/protocols.md)."""
+
+    def __init__(self, channels, frames, joints, persons):
+        super().__init__()
+        self.feature_dim = channels * frames * joints * persons
+
+    def features(self, x):
+        return x.flatten(1)

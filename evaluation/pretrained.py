@@ -1,4 +1,5 @@
-"""Pretrained encoders for evaluation: our checkpoints, the authors' released files, or random.
+"""Pretrained encoders for evaluation: our checkpoints, the authors' released files, random
+encoders, or ``raw`` (no encoder: the prepared coordinates themselves).
 
 Every file is read with ``torch.load(..., weights_only=True)``, so a downloaded checkpoint cannot
 run code; one that needs more than tensors and plain containers is refused.
@@ -9,7 +10,7 @@ import re
 
 import torch
 
-from evaluation.features import StreamFeatures
+from evaluation.features import RawFeatures, StreamFeatures
 from feeder.info import BUILTIN_DATASETS, DatasetInfo, dataset_info
 from feeder.modalities import MODALITIES
 from models import EncoderConfig, build_encoder
@@ -27,6 +28,7 @@ def file_hash(path, chars=16):
 
 
 MODEL_ARGS = tuple(f.name for f in dataclasses.fields(EncoderConfig))
+NO_CHECKPOINT = ('random', 'raw')
 # The GRU of the published code and the released files.
 PUBLISHED_GRU = {k: v for k, v in UNRECORDED_DEFAULTS.items() if k in MODEL_ARGS}
 
@@ -58,7 +60,7 @@ def feature_extractors(checkpoint, dataset, streams=MODALITIES, data_root=None):
     """The features of a checkpoint from Python: {stream: module mapping clips (N, C, T, V, M) to
     (N, D) features before ``fc``} and the clip length they were pretrained with.
 
-    ``checkpoint``: ours, the authors' released file, or ``'random'``; ``dataset``: a built-in
+    ``checkpoint``: ours, the authors' released file, ``'random'`` or ``'raw'``; ``dataset``: a built-in
     name, ``'custom'`` (read from ``data_root/dataset.json``) or a
     :class:`feeder.info.DatasetInfo`. Clips are prepared as ``knn_eval.py`` prepares them:
     ``feeder.augment.center_crop_resize(clips, lengths, frames)``.
@@ -84,9 +86,10 @@ def _skeleton(info):
 
 def open_pretrained(path):
     """``(kind, checkpoint, pretraining args)`` of ``path``: ``'ours'``, ``'released'`` (args read
-    off the tensor shapes), or ``'random'`` for ``None``/``'random'`` (no checkpoint, no args)."""
-    if path in (None, 'random'):
-        return 'random', None, {}
+    off the tensor shapes), ``'random'`` for ``None``/``'random'`` or ``'raw'`` (both: no
+    checkpoint, no args)."""
+    if path in (None, 'random', 'raw'):
+        return path or 'random', None, {}
     checkpoint = read_checkpoint(path)
     kind, args = describe(checkpoint)
     return kind, checkpoint, args
@@ -98,7 +101,7 @@ def encoder_settings(pretrained, dataset, random_args=None, benchmark=None):
     (:func:`options.presets.recorded_recipe`), or for a random encoder by the non-``None``
     architecture entries of ``random_args``."""
     kind, _, ckpt_args = pretrained
-    if kind != 'random':
+    if kind not in NO_CHECKPOINT:
         return recorded_recipe(dataset_recipe(dataset, ckpt_args.get('encoder') or 'gru', benchmark), ckpt_args)
     chosen = {k: v for k, v in (random_args or {}).items() if k in MODEL_ARGS and v is not None}
     return dict(dataset_recipe(dataset, chosen.get('encoder') or 'gru', benchmark), **chosen)
@@ -109,7 +112,8 @@ def load_encoders(path, streams, dataset, frames=None, random_args=None, pretrai
 
     ``path`` may be ``None``/``'random'`` for a randomly initialised encoder with the dataset's
     default settings, changed by the non-``None`` entries of ``random_args`` (a checkpoint fixes
-    its own architecture). ``pretrained``: what :func:`open_pretrained` returned for ``path``, if
+    its own architecture), or ``'raw'`` for :class:`evaluation.features.RawFeatures` at the
+    recipe's frames. ``pretrained``: what :func:`open_pretrained` returned for ``path``, if
     it was read already. ``dataset``: a :class:`feeder.info.DatasetInfo` or a built-in dataset's
     name. Checks that the checkpoint's skeleton (layout, persons, channels) matches the dataset's.
     """
@@ -122,10 +126,14 @@ def load_encoders(path, streams, dataset, frames=None, random_args=None, pretrai
         raise ValueError(f'--checkpoint {path} was pretrained on {trained_on.name} ({_skeleton(trained_on)}) and '
                          f'cannot encode {info.name} ({_skeleton(info)})')
     config = EncoderConfig.from_dict(settings)
+    frames = frames or settings['frames']
     encoders, report = {}, {}
     for stream in streams:
         torch.manual_seed(PRETRAIN['seed'])
-        encoder = build_encoder(config, info.layout, info.persons, len(info.channels))
+        if kind == 'raw':
+            encoder = RawFeatures(len(info.channels), frames, info.layout.num_joints, info.persons)
+        else:
+            encoder = build_encoder(config, info.layout, info.persons, len(info.channels))
         if kind == 'ours':
             if stream not in ckpt_args.get('modalities', []):
                 raise ValueError(f'--checkpoint {path} has no {stream} encoder (pretrained modalities: '
@@ -144,9 +152,9 @@ def load_encoders(path, streams, dataset, frames=None, random_args=None, pretrai
         if missing or unexpected:
             raise ValueError(f'--checkpoint {path}, {stream} encoder: missing {missing}, unexpected {unexpected}')
         encoders[stream] = encoder.eval()
-        report[stream] = {'loaded': sorted(state) if kind != 'random' else [], 'missing': missing}
-    info = {'kind': kind, 'checkpoint': None if kind == 'random' else str(path),
-            'sha256': None if kind == 'random' else file_hash(path), 'pretrain_args': ckpt_args,
-            'frames': frames or settings['frames'],
+        report[stream] = {'loaded': [] if kind in NO_CHECKPOINT else sorted(state), 'missing': missing}
+    info = {'kind': kind, 'checkpoint': None if kind in NO_CHECKPOINT else str(path),
+            'sha256': None if kind in NO_CHECKPOINT else file_hash(path), 'pretrain_args': ckpt_args,
+            'frames': frames,
             'epoch': checkpoint.get('epoch') if isinstance(checkpoint, dict) else None}
     return encoders, info, report

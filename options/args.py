@@ -99,7 +99,9 @@ def get_augment_parser(add_help=False):
 def get_eval_parser(fusion=True, add_help=False):
     """What every evaluation reads: the checkpoint and the streams (``fusion``: ``all`` allowed)."""
     parser = argparse.ArgumentParser('CMD evaluation', add_help=add_help)
-    parser.add_argument('--checkpoint', default=None, help="ours, the authors' released file, or 'random'")
+    parser.add_argument('--checkpoint', default=None,
+                        help="ours, the authors' released file, 'random' (an untrained encoder) or 'raw' (no encoder: "
+                             "the prepared coordinates themselves, flattened)")
     parser.add_argument('--stream', default='joint', choices=list(MODALITIES) + (['all'] if fusion else []),
                         help="the modality evaluated{}".format(", or 'all': the three and their fusion" if fusion else ''))
     return parser

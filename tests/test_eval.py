@@ -214,3 +214,54 @@ def test_features_from_python_equal_the_knn_features(tiny_checkpoint, data_root)
     for stream, module in modules.items():
         torch.testing.assert_close(module(batch), expected[stream][:3])
     assert frames == 8
+
+
+def _raw_features_by_hand(folder, frames, layout):
+    """The prepared clips as kNN sees them, written out per clip: the centre 95% (s = int(0.05 n / 2)
+    frames off each end) resized with the published bilinear interpolation, then each stream's
+    transform, flattened."""
+    import torch.nn.functional as F
+    parents = [p for _, p in layout.bone_pairs]
+    out = {'joint': [], 'motion': [], 'bone': []}
+    for i in range(len(folder)):
+        clip = folder.clip(i).double()  # (C, n, V, M)
+        n = clip.shape[1]
+        s = int(0.05 * n / 2)
+        window = clip[:, s:n - s]
+        c, t, v, m = window.shape
+        x = F.interpolate(window.permute(0, 2, 3, 1).reshape(1, c * v * m, t, 1), size=(frames, 1), mode='bilinear',
+                          align_corners=False).reshape(c, v, m, frames).permute(0, 3, 1, 2)
+        motion = torch.zeros_like(x)
+        motion[:, :-1] = x[:, 1:] - x[:, :-1]
+        out['joint'].append(x.flatten())
+        out['motion'].append(motion.flatten())
+        out['bone'].append((x - x[:, :, parents]).flatten())
+    return {k: torch.stack(v).numpy() for k, v in out.items()}
+
+
+def test_raw_baseline_equals_the_prepared_coordinates_by_hand(data_root, tmp_path):
+    from feeder.datasets import SkeletonFolder
+    args = knn_eval.get_knn_parser().parse_args(
+        ['--checkpoint', 'raw', '--data-root', str(data_root), '--stream', 'all', '--output-dir', str(tmp_path),
+         *COMMON])
+    results = knn_eval.main(args)
+    assert results['encoder_kind'] == 'raw' and results['checkpoint'] is None and results['settings']['frames'] == 8
+    feats, labels = {}, {}
+    for part in ('train', 'val'):
+        folder = SkeletonFolder(str(data_root / 'xsub'), part)
+        feats[part], labels[part] = _raw_features_by_hand(folder, 8, NTU25), folder.labels
+        unit = {k: v / np.linalg.norm(v, axis=1, keepdims=True) for k, v in feats[part].items()}
+        feats[part]['fused'] = np.concatenate([unit[s] for s in ('joint', 'motion', 'bone')], axis=1)
+    for stream, features in feats['train'].items():
+        knn = KNeighborsClassifier(n_neighbors=1, metric='cosine').fit(features, labels['train'])
+        expected = (knn.predict(feats['val'][stream]) == labels['val']).mean() * 100
+        assert results['accuracy'][stream]['top1@k=1'] == pytest.approx(expected, abs=1e-4), stream
+
+    linear = linear_eval.get_linear_parser().parse_args(
+        ['--checkpoint', 'raw', '--data-root', str(data_root), '--stream', 'joint', '--epochs', '1',
+         '--output-dir', str(tmp_path / 'linear'), '--quiet', *COMMON])
+    assert linear_eval.main(linear)['encoder_kind'] == 'raw'
+    tuned = finetune.get_finetune_parser().parse_args(
+        ['--checkpoint', 'raw', '--data-root', str(data_root), '--output-dir', str(tmp_path / 'ft'), *COMMON])
+    with pytest.raises(SystemExit, match='--checkpoint raw has no encoder to fine-tune'):
+        finetune.main(tuned)

@@ -24,7 +24,7 @@ from feeder.modalities import MODALITIES
 from models import build_cmd
 from options.args import (format_default, get_args_parser, get_augment_parser, get_optim_parser, non_negative_int, positive_int,
                           resolve_common, show_defaults)
-from options.presets import ENCODER_RECIPES, dataset_recipe, pretrain_recipe, recorded_recipe
+from options.presets import ENCODER_RECIPES, dataset_rules, pretrain_recipe, recorded_recipe
 from utils import run_folder
 from utils.checkpoint_io import BackgroundSaver, read_checkpoint
 from utils.dist import barrier, init_distributed, is_main_process
@@ -65,22 +65,25 @@ def get_pretrain_parser():
     def encoder_note(key):
         changed = {e: r[key] for e, r in ENCODER_RECIPES.items() if key in r}
         return '; '.join(f'--encoder {e}: {format_default(v)}' for e, v in changed.items()) or None
-    show_defaults(parser, lambda dataset: pretrain_recipe(dataset, 'gru'), encoder_note)
+    show_defaults(parser, lambda dataset: pretrain_recipe(dataset, 'gru')[0], encoder_note)
     return parser
 
 
 def resolve_args(args, dataset, recorded=None):
     """Fill what the command line leaves open: from the recipe, or for a resumed run from the
     settings its checkpoint records (``recorded``), so that it continues as it started even where
-    a preset has changed since."""
-    recipe = dataset_recipe(dataset, args.encoder or (recorded or {}).get('encoder') or 'gru', args.protocol)
+    a preset has changed since. Returns a line per setting the small-data rules gave, with why."""
+    encoder = args.encoder or (recorded or {}).get('encoder') or 'gru'
+    recipe, why = dataset_rules(dataset, encoder, args.protocol, getattr(args, 'world_size', 1),
+                                batch_size=args.batch_size, epochs=args.epochs)
+    ruled = [key for key in why if getattr(args, key, None) is None] if recorded is None else []
     resolve_common(args, dataset, recipe if recorded is None else recorded_recipe(recipe, recorded))
     if args.min_crop is None:
         args.min_crop = args.frames
     if args.knn_every is None:
         args.knn_every = knn_every_default(args.epochs)
     args.modalities = list(dict.fromkeys(args.modalities))
-    return args
+    return [f'  {key} {format_default(getattr(args, key))}: {why[key]}' for key in ruled]
 
 
 def check_settings(args, folder, dataset):
@@ -134,7 +137,7 @@ def main(args):
     dataset = dataset_info(args.dataset, args.data_root)
     checkpoint = checkpoint_to_resume(args)
     recorded = checkpoint.get('args') if isinstance(checkpoint, dict) else None
-    resolve_args(args, dataset, recorded if isinstance(recorded, dict) else None)
+    rules = resolve_args(args, dataset, recorded if isinstance(recorded, dict) else None)
     speed = SpeedSettings.from_args(args)
     folder = SkeletonFolder(os.path.join(args.data_root, args.protocol), 'train')
     check_settings(args, folder, dataset)
@@ -144,6 +147,8 @@ def main(args):
             print(f'--overwrite: moved the earlier run in {args.output_dir} to {aside}')
     barrier()
     announce(args)
+    if rules:
+        print(f'small-data rules (docs/protocols.md) for the {folder.part} part of {args.protocol}:', *rules, sep='\n')
 
     device = torch.device(args.device, args.local_rank if args.device == 'cuda' else None)
     speed.set_matmul_precision()

@@ -1,5 +1,6 @@
 """The one table of recipes: every default of pretraining and evaluation, per encoder and dataset
 (docs/protocols.md). What the datasets themselves are lives in ``feeder/info.py``."""
+import math
 
 # Published CMD pretraining recipe with the GRU encoder.
 PRETRAIN = dict(
@@ -15,36 +16,79 @@ ENCODER_RECIPES = {
     'stgcn': dict(frames=50, lr=0.1, batch_size=128, epochs=300, schedule=[250], queue_size=32768),
 }
 
-# Per-dataset changes, applied last. PKU-MMD II trains longer. The small datasets use settings
-# chosen by measurement on NW-UCLA's validation benchmark (docs/protocols.md, "Small datasets"):
-# the published sizes do not learn there.
+# The small-data preset (docs/protocols.md, "Small datasets"): settings chosen by measurement on
+# validation benchmarks (NW-UCLA xview_dev, SBU fold 1 split by subject pairs); the published
+# sizes do not learn there. Its batch, queue, top-k, epochs, key momentum and frames follow from
+# the training set by ``small_data_rules`` where its size is known (a dataset prepared here); the
+# values below stand where it is not.
 SMALL = dict(hidden_size=128, frames=32, min_crop=16, lr=0.05, queue_size=256, topk=128, epochs=150,
              schedule=[120], save_every=25, gru_mode='bidirectional', momentum_key=0.99, corruption=0.0)
+# Per-dataset changes. PKU-MMD II trains longer; the synthetic demo keeps a fixed, short budget.
 DATASET_RECIPES = {
     'pku2': dict(epochs=1001, schedule=[801]),
-    'ucla': dict(SMALL),
     'synthetic': dict(SMALL, batch_size=32, epochs=60, schedule=[50], save_every=20),
 }
-
+# Datasets trained with the small-data preset and its rules; a custom dataset is, below
+# SMALL_DATA_CLIPS training clips, and is trained with the published recipe above.
+SMALL_DATASETS = ('ucla', 'custom')
+SMALL_DATA_CLIPS = 5000
 
 # What a checkpoint that does not record one of these settings was trained with: the code then
 # had no such setting and did what the published method does.
 UNRECORDED_DEFAULTS = dict(gru_mode='published', gru_pool='last', shear=1.0, corruption=0.5, rotation=0.0)
 
-# A custom dataset trains with the small-data preset below this many training clips, else with
-# the published recipe.
-SMALL_DATA_CLIPS = 5000
+# The rules' constants (docs/protocols.md, "Small datasets").
+RULES = dict(max_batch=64, clips_per_batch=8, queue_share=1 / 3, topk_share=0.5, steps=2250, drop_at=0.8,
+             key_memory_share=1 / 22.5, min_frames=16, max_frames=32)
 
 
-def pretrain_recipe(dataset, encoder, train_clips=None):
-    """Defaults for ``pretrain.py``: published recipe < encoder recipe < dataset recipe (for a
-    custom dataset: the small-data preset below ``SMALL_DATA_CLIPS`` training clips)."""
+def small_data_rules(clips, median_length=None, world_size=1, batch_size=None, epochs=None):
+    """The small-data settings of a training set of ``clips`` clips whose median stored length is
+    ``median_length``, and for each a line saying why. ``world_size``: training processes;
+    ``batch_size`` and ``epochs``, where given, are taken as they are and the rest follows them."""
+    r = RULES
+    batch = batch_size or max(1, min(r['max_batch'], 2 ** math.floor(math.log2(max(clips / r['clips_per_batch'], 1)))))
+    glob = batch * world_size
+    queue = glob * max(1, math.floor(r['queue_share'] * clips / glob))
+    topk = max(1, round(r['topk_share'] * queue))
+    steps_per_epoch = max(1, clips // glob)
+    epochs = epochs or math.ceil(r['steps'] / steps_per_epoch)
+    steps = epochs * steps_per_epoch
+    momentum = min(0.999, max(0.9, 1 - 1 / (r['key_memory_share'] * steps)))
+    values = dict(batch_size=batch, queue_size=queue, topk=topk, epochs=epochs,
+                  schedule=[max(1, round(r['drop_at'] * epochs))], momentum_key=round(momentum, 4))
+    why = {'batch_size': f'the largest power of two up to {r["max_batch"]} that makes {r["clips_per_batch"]} batches '
+                         f'of the {clips} clips',
+           'queue_size': f'at most {r["queue_share"]:.2g} of the clips, a multiple of the global batch {glob}',
+           'topk': f'{r["topk_share"]:g} of the queue',
+           'epochs': f'about {r["steps"]} steps of {steps_per_epoch} per epoch',
+           'schedule': f'the lr drop at {r["drop_at"]:g} of the epochs',
+           'momentum_key': f'a key memory of {r["key_memory_share"]:.3g} of the {steps} steps'}
+    if median_length:
+        frames = int(min(r['max_frames'], max(r['min_frames'], 4 * round(median_length / 4))))
+        values.update(frames=frames, min_crop=frames // 2)
+        why['frames'] = f'the median clip length {median_length:g}, rounded to 4, within {r["min_frames"]}-{r["max_frames"]}'
+        why['min_crop'] = 'half the frames'
+    return values, why
+
+
+def pretrain_recipe(dataset, encoder, train_clips=None, median_length=None, world_size=1, **given):
+    """Defaults for ``pretrain.py``: published recipe < encoder recipe < small-data preset (for
+    ``SMALL_DATASETS``; a custom dataset below ``SMALL_DATA_CLIPS`` training clips) < dataset
+    recipe, with the small-data rules for a training set of known size (``given``: the batch size
+    and epochs a command line fixes); returns the recipe and the rules' reasons ({} where none
+    applied)."""
     recipe = dict(PRETRAIN)
     recipe.update(ENCODER_RECIPES[encoder])
-    if dataset == 'custom':
-        recipe.update(SMALL if train_clips is None or train_clips < SMALL_DATA_CLIPS else {})
+    small = dataset in SMALL_DATASETS and (dataset != 'custom' or train_clips is None or train_clips < SMALL_DATA_CLIPS)
+    if small:
+        recipe.update(SMALL)
     recipe.update(DATASET_RECIPES.get(dataset, {}))
-    return recipe
+    why = {}
+    if small and train_clips:
+        values, why = small_data_rules(train_clips, median_length, world_size, **given)
+        recipe.update(values)
+    return recipe, why
 
 
 def recorded_recipe(recipe, recorded):
@@ -55,10 +99,18 @@ def recorded_recipe(recipe, recorded):
     return out
 
 
-def dataset_recipe(dataset, encoder, benchmark):
-    """:func:`pretrain_recipe` of a :class:`feeder.info.DatasetInfo` and one of its benchmarks,
-    whose training clips its description records where it was prepared here."""
-    return pretrain_recipe(dataset.kind, encoder, dataset.sizes.get(benchmark, {}).get('train'))
+def dataset_recipe(dataset, encoder, benchmark, world_size=1):
+    """:func:`pretrain_recipe` (the recipe alone) of a :class:`feeder.info.DatasetInfo` and one of
+    its benchmarks, whose training clips and lengths its description records where it was
+    prepared here."""
+    return dataset_rules(dataset, encoder, benchmark, world_size)[0]
+
+
+def dataset_rules(dataset, encoder, benchmark, world_size=1, **given):
+    """:func:`pretrain_recipe` of a dataset's benchmark: the recipe and the rules' reasons."""
+    lengths = dataset.lengths.get(benchmark, {}).get('train') or {}
+    return pretrain_recipe(dataset.kind, encoder, dataset.sizes.get(benchmark, {}).get('train'),
+                           lengths.get('median'), world_size, **given)
 
 
 # Evaluation protocols: frozen-feature linear classification and fine-tuning.

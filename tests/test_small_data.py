@@ -1,0 +1,75 @@
+"""The small-data settings as rules of the training set (options/presets.py; docs/protocols.md,
+"Small datasets"), what pretraining prints of them, and the same frames for every baseline."""
+import dataclasses
+import math
+
+import pytest
+
+import pretrain
+from evaluation.pretrained import encoder_settings, open_pretrained
+from feeder.info import dataset_info
+from options.presets import RULES, SMALL, SMALL_DATA_CLIPS, dataset_recipe, pretrain_recipe, small_data_rules
+
+
+@pytest.mark.parametrize('clips', [40, 175, 227, 284, 723, 1020, 4999])
+@pytest.mark.parametrize('world_size', [1, 2])
+def test_the_rules_follow_the_training_set(clips, world_size):
+    median = clips / 20
+    values, why = small_data_rules(clips, median, world_size)
+    batch, glob = values['batch_size'], values['batch_size'] * world_size
+    assert batch == 2 ** round(math.log2(batch)) and batch <= RULES['max_batch']
+    assert clips / batch >= RULES['clips_per_batch'] and (batch == RULES['max_batch'] or clips / (2 * batch) < 8)
+    queue = values['queue_size']
+    assert queue % glob == 0 and (queue <= clips * RULES['queue_share'] or queue == glob)
+    assert queue + glob > clips * RULES['queue_share'] or queue == glob  # the largest such multiple
+    assert values['topk'] == round(queue * RULES['topk_share'])
+    steps = clips // glob
+    assert RULES['steps'] <= values['epochs'] * steps < RULES['steps'] + steps
+    assert values['schedule'] == [round(0.8 * values['epochs'])]
+    assert values['momentum_key'] == pytest.approx(1 - 22.5 / (values['epochs'] * steps), abs=1e-4)
+    frames = values['frames']
+    assert frames % 4 == 0 and 16 <= frames <= 32 and values['min_crop'] == frames // 2
+    assert frames == min(32, max(16, 4 * round(median / 4)))
+    assert set(why) == set(values)
+
+
+def _prepared(tmp_path, clips, median):
+    info = dataset_info('ucla')
+    return dataclasses.replace(info, sizes={'xview': {'train': clips, 'val': 10}},
+                               lengths={'xview': {'train': {'min': 5, 'median': median, 'mean': median, 'max': 90}}})
+
+
+def test_a_dataset_of_known_size_takes_the_rules_else_the_preset(tmp_path):
+    prepared = _prepared(tmp_path, 227, 23)
+    values, _ = small_data_rules(227, 23)
+    recipe = dataset_recipe(prepared, 'gru', 'xview')
+    assert {k: recipe[k] for k in values} == values and recipe['hidden_size'] == SMALL['hidden_size']
+    unknown = dataset_recipe(dataset_info('ucla'), 'gru', 'xview')  # prepared by older code: no sizes
+    assert {k: unknown[k] for k in values} == {k: SMALL.get(k, 64) for k in values}  # 64: the published batch
+    custom = dataclasses.replace(prepared, kind='custom')
+    assert dataset_recipe(custom, 'gru', 'xview') == recipe
+    large = dataclasses.replace(custom, sizes={'xview': {'train': SMALL_DATA_CLIPS}})
+    assert dataset_recipe(large, 'gru', 'xview') == pretrain_recipe('ntu60', 'gru')[0]  # the published recipe
+
+
+def test_pretraining_prints_the_rules_and_the_command_line_wins(tmp_path, capsys):
+    prepared = _prepared(tmp_path, 227, 23)
+    args = pretrain.get_pretrain_parser().parse_args(['--dataset', 'ucla', '--protocol', 'xview', '--data-root', 'x',
+                                                      '--output-dir', 'y', '--batch-size', '32'])
+    lines = pretrain.resolve_args(args, prepared)
+    values, _ = small_data_rules(227, 23, batch_size=32)  # the rest follows the batch given
+    assert args.frames == values['frames'] == 24 and args.min_crop == 12 and args.batch_size == 32
+    assert args.queue_size == values['queue_size'] and args.epochs == values['epochs']
+    text = '\n'.join(lines)
+    assert 'frames 24: the median clip length 23' in text and 'queue_size 64:' in text and 'epochs 322:' in text
+    assert 'batch_size' not in text  # given on the command line, not a rule's
+    resumed = pretrain.get_pretrain_parser().parse_args(['--dataset', 'ucla', '--protocol', 'xview', '--data-root',
+                                                         'x', '--output-dir', 'y'])
+    assert pretrain.resolve_args(resumed, prepared, recorded={'frames': 32, 'queue_size': 256}) == []
+    assert resumed.frames == 32 and resumed.queue_size == 256
+
+
+def test_random_and_raw_baselines_see_the_trained_recipes_frames(tmp_path):
+    prepared = _prepared(tmp_path, 227, 23)
+    for kind in ('random', 'raw'):
+        assert encoder_settings(open_pretrained(kind), prepared, {}, 'xview')['frames'] == 24

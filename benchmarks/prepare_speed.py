@@ -18,6 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
+from feeder.info import dataset_info  # noqa: E402
 from feeder.raw import prepare as prep  # noqa: E402
 from feeder.layouts import NTU25  # noqa: E402
 from feeder.raw.normalize import normalize_sample, select_bodies  # noqa: E402
@@ -74,10 +75,11 @@ def main():
 
         dataset = 'synthetic' if not args.raw_dir else 'ntu60'
         start = time.perf_counter()
-        summary = prep.prepare(argparse.Namespace(dataset=dataset, raw_dir=raw, out_dir=os.path.join(tmp, 'out'),
-                                                  ignore_list=None, workers=args.workers, skip_bad=True, quiet=True))
+        summary = prep.prepare(prep.get_args_parser().parse_args(
+            ['--dataset', dataset, '--raw-dir', raw, '--out-dir', os.path.join(tmp, 'out'), '--workers',
+             str(args.workers), '--skip-bad', '--quiet']))
         wall = time.perf_counter() - start
-        first = prep.get_dataset(dataset)['protocols'][0]
+        first = dataset_info(dataset).benchmarks[0]
         samples = sum(n for key, n in summary['samples'].items() if key.startswith(first))
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024

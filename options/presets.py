@@ -38,8 +38,8 @@ SMALL_DATA_CLIPS = 5000
 UNRECORDED_DEFAULTS = dict(gru_mode='published', gru_pool='last', shear=1.0, corruption=0.5, rotation=0.0)
 
 # The rules' constants (docs/protocols.md, "Small datasets").
-RULES = dict(max_batch=64, clips_per_batch=8, queue_share=1 / 3, topk_share=0.5, steps=2250, drop_at=0.8,
-             key_memory_share=1 / 22.5, min_frames=16, max_frames=32)
+RULES = dict(max_batch=64, clips_per_batch=8, lr_per_64=0.05, queue_share=1 / 3, topk_share=0.5, steps=2250,
+             drop_at=0.8, key_memory_share=1 / 22.5, min_frames=16, max_frames=32)
 
 
 def small_data_rules(clips, median_length=None, world_size=1, batch_size=None, epochs=None):
@@ -55,10 +55,11 @@ def small_data_rules(clips, median_length=None, world_size=1, batch_size=None, e
     epochs = epochs or math.ceil(r['steps'] / steps_per_epoch)
     steps = epochs * steps_per_epoch
     momentum = min(0.999, max(0.9, 1 - 1 / (r['key_memory_share'] * steps)))
-    values = dict(batch_size=batch, queue_size=queue, topk=topk, epochs=epochs,
+    values = dict(batch_size=batch, lr=round(r['lr_per_64'] * batch / 64, 6), queue_size=queue, topk=topk, epochs=epochs,
                   schedule=[max(1, round(r['drop_at'] * epochs))], momentum_key=round(momentum, 4))
     why = {'batch_size': f'the largest power of two up to {r["max_batch"]} that makes {r["clips_per_batch"]} batches '
                          f'of the {clips} clips',
+           'lr': f'{r["lr_per_64"]:g} per 64 clips of batch (the linear scaling rule)',
            'queue_size': f'at most {r["queue_share"]:.2g} of the clips, a multiple of the global batch {glob}',
            'topk': f'{r["topk_share"]:g} of the queue',
            'epochs': f'about {r["steps"]} steps of {steps_per_epoch} per epoch',

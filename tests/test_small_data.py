@@ -19,6 +19,7 @@ def test_the_rules_follow_the_training_set(clips, world_size):
     batch, glob = values['batch_size'], values['batch_size'] * world_size
     assert batch == 2 ** round(math.log2(batch)) and batch <= RULES['max_batch']
     assert clips / batch >= RULES['clips_per_batch'] and (batch == RULES['max_batch'] or clips / (2 * batch) < 8)
+    assert values['lr'] == pytest.approx(0.05 * batch / 64)
     queue = values['queue_size']
     assert queue % glob == 0 and (queue <= clips * RULES['queue_share'] or queue == glob)
     assert queue + glob > clips * RULES['queue_share'] or queue == glob  # the largest such multiple

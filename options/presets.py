@@ -54,7 +54,7 @@ def small_data_rules(clips, median_length=None, world_size=1, batch_size=None, e
     steps_per_epoch = max(1, clips // glob)
     epochs = epochs or math.ceil(r['steps'] / steps_per_epoch)
     steps = epochs * steps_per_epoch
-    momentum = min(0.999, max(0.9, 1 - 1 / (r['key_memory_share'] * steps)))
+    momentum = min(0.999, max(0.99, 1 - 1 / (r['key_memory_share'] * steps)))
     values = dict(batch_size=batch, lr=round(r['lr_per_64'] * batch / 64, 6), queue_size=queue, topk=topk, epochs=epochs,
                   schedule=[max(1, round(r['drop_at'] * epochs))], momentum_key=round(momentum, 4))
     why = {'batch_size': f'the largest power of two up to {r["max_batch"]} that makes {r["clips_per_batch"]} batches '
@@ -64,7 +64,7 @@ def small_data_rules(clips, median_length=None, world_size=1, batch_size=None, e
            'topk': f'{r["topk_share"]:g} of the queue',
            'epochs': f'about {r["steps"]} steps of {steps_per_epoch} per epoch',
            'schedule': f'the lr drop at {r["drop_at"]:g} of the epochs',
-           'momentum_key': f'a key memory of {r["key_memory_share"]:.3g} of the {steps} steps'}
+           'momentum_key': f'a key memory of {r["key_memory_share"]:.3g} of the {steps} steps, within 0.99-0.999'}
     if median_length:
         frames = int(min(r['max_frames'], max(r['min_frames'], 4 * round(median_length / 4))))
         values.update(frames=frames, min_crop=frames // 2)

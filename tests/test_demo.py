@@ -54,3 +54,43 @@ def test_the_ucla_script_pretrains_evaluates_and_continues(tmp_path, rng):
     assert linear['settings']['epochs'] == 80  # the linear protocol's own defaults
     again, _ = script()  # a second call continues the finished run instead of refusing its folder
     assert again['checkpoint_sha256'] == knn['checkpoint_sha256'] and again['accuracy'] == knn['accuracy']
+
+
+def test_the_small_data_table_script(tmp_path, rng):
+    import numpy as np
+    raw = tmp_path / 'clips'
+    raw.mkdir()
+    rows = ['name,label,split']
+    for i in range(90):  # 70 training clips: one linear-protocol batch (64) at least
+        np.save(raw / f'c{i:02d}.npy', random_body(rng, 12 + i % 9, joints=15))
+        rows.append(f'c{i:02d},{i % 3},b_{"train" if i < 70 else "val"}')
+    (raw / 'labels.csv').write_text('\n'.join(rows) + '\n')
+    data = tmp_path / 'mine'
+    subprocess.run([sys.executable, '-m', 'feeder.prepare', '--dataset', 'custom', '--annotations', str(raw),
+                    '--layout', str(_chain_layout(tmp_path, 15)),
+                    '--out-dir', str(data), '--quiet', '--workers', '0'], cwd=ROOT, check=True, capture_output=True)
+    small = ('--epochs 2 --hidden-size 8 --frames 8 --min-crop 4 --batch-size 8 --queue-size 16 --topk 8 '
+             '--workers 0 --device cpu --knn-every 0')
+    env = dict(os.environ, OUTPUT_ROOT=str(tmp_path / 'out'), PYTHON=sys.executable, PRETRAIN_ARGS=small)
+    done = subprocess.run(['bash', 'scripts/small_data_table.sh', f'{data}:b'], cwd=ROOT, env=env,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    row = [line for line in done.stdout.splitlines() if line.startswith('| mine_b b |')]
+    assert len(row) == 1 and len(row[0].strip('|').split('|')) == 15
+    run = tmp_path / 'out' / 'mine_b'
+    kinds = {json.loads((run / f'knn_{k}' / 'results.json').read_text())['encoder_kind'] for k in
+             ('pretrained', 'random', 'raw')}
+    assert kinds == {'ours', 'random', 'raw'}
+    raw_fused = json.loads((run / 'knn_raw' / 'results.json').read_text())['accuracy']['fused']['top1@k=1']
+    assert f'{raw_fused:.1f}' == row[0].strip('|').split('|')[4].strip()
+    bad = subprocess.run(['bash', 'scripts/small_data_table.sh', str(data)], cwd=ROOT, env=env, capture_output=True,
+                         text=True)
+    assert bad.returncode == 2 and 'expected DATA_ROOT:BENCHMARK' in bad.stderr
+
+
+def _chain_layout(tmp_path, joints):
+    names = [f'j{v}' for v in range(joints)]
+    path = tmp_path / 'chain.json'
+    path.write_text(json.dumps({'name': 'chain', 'joints': names, 'parents': {names[v]: names[v - 1] for v in
+                                range(1, joints)}, 'center': 'j0', 'up': ['j0', 'j3'], 'across': ['j4', 'j5']}))
+    return path

@@ -203,13 +203,13 @@ def read_custom(path, asked_channels=None):
 class PosePreparation:
     """How clips of pose data are prepared (docs/data.md, "Your own data"): the channels kept,
     persons, layout, ``fill`` ('linear' or 'zero') and ``align`` ('clip', 'dataset' or 'none';
-    ``rotation``, 3 x 3, is the dataset's turn for 'dataset')."""
+    ``rotation``, a 3 x 3 array, is the dataset's turn for 'dataset')."""
     channels: str
     persons: int
     layout: Layout
     fill: str = 'linear'
     align: str = 'clip'
-    rotation: tuple = None
+    rotation: np.ndarray = None
 
     @property
     def coordinates(self):
@@ -217,9 +217,10 @@ class PosePreparation:
 
 
 def chosen_points(keypoint, score, prep):
-    """The ``prep.persons`` most active bodies of a clip (in their order), missed joints marked and (with fill
-    'linear') filled along time: points (M, T, V, c) float64, confidence (0 where missed, filled
-    or not, so ``confidence > 0`` marks the detections) and the mask of joints to use."""
+    """The ``prep.persons`` most active bodies of a clip (in their order), missed joints marked
+    and (with fill 'linear') filled along time: points (M, T, V, c) float64, confidence (0 where
+    missed, filled or not, so ``confidence > 0`` marks the detections) and the mask of joints to
+    use."""
     if score is None and prep.channels == 'xys':
         score = keypoint[..., 2]
     points, confidence, present = mark_missing(keypoint[..., :prep.coordinates], score)

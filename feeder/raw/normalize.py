@@ -209,6 +209,7 @@ def frame_rotation(up, across=None):
 
 
 def unit(vectors):
+    """Vectors (..., 3) scaled to length 1."""
     vectors = np.asarray(vectors, dtype=np.float64)
     return vectors / np.linalg.norm(vectors, axis=-1, keepdims=True)
 

@@ -25,7 +25,7 @@ def train_step(model, optimizer, scaler, view_q, view_k, amp=False, amp_dtype=to
 
 def to_views(first, second, device, augment=None):
     """One batch on ``device``: the two views, or with ``augment`` (a
-    :class:`feeder.datasets.PairAugment`) the views made from its raw clips and their lengths."""
+    :class:`feeder.augment.PairAugment`) the views made from its raw clips and their lengths."""
     first = first.to(device, non_blocking=True)
     second = second.to(device, non_blocking=True)
     return (first, second) if augment is None else augment(first, second)

@@ -18,7 +18,8 @@ from torch.utils.tensorboard import SummaryWriter
 from engine import DivergenceGuard, train_one_epoch
 from evaluation.monitor import KNNMonitor, knn_every_default
 from fast.settings import SpeedSettings, add_speed_arguments
-from feeder.datasets import PairAugment, PretrainDataset, SkeletonFolder, collate_clips
+from feeder.augment import PairAugment
+from feeder.datasets import PretrainDataset, SkeletonFolder, collate_clips
 from feeder.info import dataset_info
 from feeder.modalities import MODALITIES
 from models import build_cmd
@@ -157,8 +158,7 @@ def main(args):
     model = wrap_distributed(model, args, device)
     model_without_ddp = model.module if args.distributed else model
     seed_everything(args.seed + args.rank)  # different augmentations on every rank
-    augment = PairAugment(folder.num_joints, args.frames, args.min_crop, shear=args.shear,
-                          corruption=args.corruption, rotation=args.rotation, coordinates=dataset.coordinates)
+    augment = PairAugment.from_args(args, folder.num_joints, dataset.coordinates)
     on_device = speed.augment_on == 'device'
     clips = PretrainDataset(folder, augment=None if on_device else augment)
     sampler = DistributedSampler(clips, seed=args.seed) if args.distributed else None

@@ -14,7 +14,8 @@ import os
 
 import torch
 
-from feeder.datasets import PairAugment, SkeletonFolder
+from feeder.augment import PairAugment
+from feeder.datasets import SkeletonFolder
 from feeder.info import PARTS, dataset_info
 from options.args import get_args_parser, get_augment_parser, resolve_common
 from options.presets import dataset_recipe
@@ -55,8 +56,7 @@ def draw_clip(args):
             raise ValueError(f'--index {index}: {folder.root} {args.part} has clips 0..{len(folder) - 1}')
     clip = folder.clip(index)
     torch.manual_seed(args.seed)
-    augment = PairAugment(folder.num_joints, args.frames, args.min_crop or args.frames, shear=args.shear,
-                          corruption=args.corruption, rotation=args.rotation, coordinates=dataset.coordinates)
+    augment = PairAugment.from_args(args, folder.num_joints, dataset.coordinates)
     view_q, view_k = augment(clip[None], torch.tensor([clip.shape[1]]))
     name = folder.names[index]
     prefix = args.out or name

@@ -39,7 +39,8 @@ from evaluation.knn import knn_predict  # noqa: E402
 from evaluation.monitor import KNNMonitor  # noqa: E402
 from fast.model import FastCMD  # noqa: E402
 from fast.step import GraphedStep  # noqa: E402
-from feeder.datasets import PairAugment, PretrainDataset, SkeletonFolder, collate_clips  # noqa: E402
+from feeder.augment import PairAugment  # noqa: E402
+from feeder.datasets import PretrainDataset, SkeletonFolder, collate_clips  # noqa: E402
 from feeder.info import dataset_info  # noqa: E402
 from feeder.layouts import NTU25  # noqa: E402
 from models.gru import GRUEncoder  # noqa: E402

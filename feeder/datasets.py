@@ -5,7 +5,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from feeder.augment import center_crop_resize, corrupt_count, random_crop_resize, random_rotation, random_spatial
+from feeder.augment import center_crop_resize, random_crop_resize
 from feeder.info import MAX_FRAMES, PARTS
 from utils import safe_pickle
 
@@ -70,7 +70,7 @@ class SkeletonFolder:
         return self.shape[3]
 
     def clip(self, index):
-        """(3, n, V, M) float32 tensor of the clip's true frames (n <= 300)."""
+        """(C, n, V, M) float32 tensor of the clip's true frames (n <= 300)."""
         if self._data is None:
             self._data = np.load(self.data_path, mmap_mode='r')
         return torch.from_numpy(np.array(self._data[index, :, :self.num_frames[index]]))
@@ -97,37 +97,10 @@ def read_labels(path):
     return list(names), labels.astype(np.int64)
 
 
-class PairAugment:
-    """Two independently augmented views of a batch of clips (docs/method.md, "Augmentations"):
-    random crop-resize, then (with ``rotation`` degrees) a random turn, then joint corruption or
-    shear (``shear``: the shear's amplitude, ``corruption``: the probability of corruption instead).
-    The defaults are the published augmentations. ``coordinates``: how many leading channels are
-    coordinates (default all; a confidence after them is carried along). Works on any device, so it serves data-loader
-    workers (a batch of one clip) and whole batches on the GPU alike."""
-
-    def __init__(self, num_joints, frames=64, min_crop=None, scale=(0.1, 1.0), shear=1.0, corruption=0.5,
-                 rotation=0.0, coordinates=None):
-        self.frames, self.scale = frames, scale
-        self.min_crop = frames if min_crop is None else min_crop
-        self.corrupt_joints = corrupt_count(num_joints)
-        self.shear, self.corruption, self.rotation = shear, corruption, rotation
-        self.coordinates = coordinates
-
-    def view(self, clips, num_frames):
-        x = random_crop_resize(clips, num_frames, self.frames, self.scale, self.min_crop)
-        if self.rotation:
-            x = random_rotation(x, self.rotation)
-        return random_spatial(x, self.corrupt_joints, shear=self.shear, corruption=self.corruption,
-                              coordinates=self.coordinates)
-
-    def __call__(self, clips, num_frames):
-        return self.view(clips, num_frames), self.view(clips, num_frames)
-
-
 class PretrainDataset(Dataset):
-    """Pretraining clips: two views each made by ``augment`` (a :class:`PairAugment`), or without
-    it the raw clip and its length, so that the augmentation can run on the whole batch on the
-    training device (batch them with :func:`collate_clips`)."""
+    """Pretraining clips: two views each made by ``augment`` (a :class:`feeder.augment.PairAugment`),
+    or without it the raw clip and its length, so that the augmentation can run on the whole batch
+    on the training device (batch them with :func:`collate_clips`)."""
 
     def __init__(self, folder, augment=None):
         self.folder, self.augment = folder, augment
@@ -144,7 +117,7 @@ class PretrainDataset(Dataset):
 
 
 def collate_clips(batch):
-    """Raw clips of different lengths -> (N, 3, max n, V, M) zero-padded, and the lengths."""
+    """Raw clips of different lengths -> (N, C, max n, V, M) zero-padded, and the lengths."""
     clips, lengths = zip(*batch)
     out = clips[0].new_zeros((len(clips), clips[0].shape[0], max(lengths)) + tuple(clips[0].shape[2:]))
     for i, clip in enumerate(clips):

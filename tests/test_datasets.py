@@ -6,7 +6,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from fast.step import prefetch_views
-from feeder.datasets import DownstreamDataset, PairAugment, PretrainDataset, SkeletonFolder
+from feeder.augment import PairAugment
+from feeder.datasets import DownstreamDataset, PretrainDataset, SkeletonFolder
 
 
 def _folder(root, n=6, joints=25, persons=2, frames=(30, 120, 300, 400, 70, 64)):
@@ -62,7 +63,7 @@ def test_downstream_test_crop_is_deterministic(tmp_path):
 
 
 def test_raw_clips_collate_and_augment_as_a_batch(tmp_path):
-    from feeder.datasets import PairAugment, collate_clips
+    from feeder.datasets import collate_clips
     data = _folder(tmp_path)
     dataset = PretrainDataset(SkeletonFolder(str(tmp_path), 'train'))
     clips, lengths = collate_clips([dataset[i] for i in (0, 1, 4)])

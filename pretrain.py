@@ -133,6 +133,28 @@ def checkpoint_to_resume(args):
     return None
 
 
+def save_state(model, optimizer, scaler, epoch, args, dataset):
+    """Everything a run continues from (docs/checkpoints.md): the model, optimizer and scaler
+    states, the epochs done, the arguments, rank 0's RNG state and the dataset's description."""
+    return {'model': model.state_dict(), 'optimizer': optimizer.state_dict(), 'scaler': scaler.state_dict(),
+            'epoch': epoch, 'args': plain(vars(args)), 'rng': get_rng_state(), 'dataset': dataset.to_json()}
+
+
+def load_state(checkpoint, model, optimizer, scaler, args):
+    """The inverse of :func:`save_state` for ``--resume``; returns the epoch to continue from."""
+    try:
+        model.load_state_dict(checkpoint['model'])
+        optimizer.load_state_dict(checkpoint['optimizer'])
+    except (RuntimeError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f'--resume {args.resume} does not fit this model (was it trained with other '
+                         f'settings? its args: {checkpoint.get("args")}): {str(e)[:500]}') from None
+    scaler.load_state_dict(checkpoint['scaler'])
+    set_rng_state(checkpoint['rng'])
+    if args.rank:  # only rank 0's RNG state is saved; keep the ranks' streams apart
+        seed_everything(args.seed + args.rank + 1000 * checkpoint['epoch'])
+    return checkpoint['epoch']
+
+
 def main(args):
     init_distributed(args)
     dataset = dataset_info(args.dataset, args.data_root)
@@ -176,17 +198,7 @@ def main(args):
 
     start_epoch = 0
     if args.resume:
-        try:
-            model_without_ddp.load_state_dict(checkpoint['model'])
-            optimizer.load_state_dict(checkpoint['optimizer'])
-        except (RuntimeError, ValueError, KeyError, TypeError) as e:
-            raise ValueError(f'--resume {args.resume} does not fit this model (was it trained with other '
-                             f'settings? its args: {checkpoint.get("args")}): {str(e)[:500]}') from None
-        scaler.load_state_dict(checkpoint['scaler'])
-        start_epoch = checkpoint['epoch']
-        set_rng_state(checkpoint['rng'])
-        if args.rank:  # only rank 0's RNG state is saved; keep the ranks' streams apart
-            seed_everything(args.seed + args.rank + 1000 * start_epoch)
+        start_epoch = load_state(checkpoint, model_without_ddp, optimizer, scaler, args)
         print(f'resumed from {args.resume} at epoch {start_epoch}')
 
     step = speed.step(model, optimizer, scaler)
@@ -218,9 +230,7 @@ def main(args):
             if monitor.due(epoch):
                 stats.update(monitor(dict(model_without_ddp.encoder_q.items())))
             if is_main_process():
-                checkpoint = {'model': model_without_ddp.state_dict(), 'optimizer': optimizer.state_dict(),
-                              'scaler': scaler.state_dict(), 'epoch': epoch + 1, 'args': plain(vars(args)),
-                              'rng': get_rng_state(), 'dataset': dataset.to_json()}
+                checkpoint = save_state(model_without_ddp, optimizer, scaler, epoch + 1, args, dataset)
                 paths = [os.path.join(args.output_dir, run_folder.LATEST)]
                 if epoch % args.save_every == 0 or epoch + 1 == args.epochs:
                     paths.append(os.path.join(args.output_dir, f'checkpoint_{epoch:04d}.pth'))

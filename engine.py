@@ -8,7 +8,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from utils.dist import is_main_process
+from utils.dist import is_main_process, world_size
 
 
 def train_step(model, optimizer, scaler, view_q, view_k, amp=False, amp_dtype=torch.bfloat16, autocast_cache=True):
@@ -72,9 +72,9 @@ def train_one_epoch(model, batches, steps_per_epoch, step_fn, epoch, args):
         _check_finite(first_bad, epoch, args)
     keys = sorted(sums)
     means = torch.stack([sums[k] for k in keys]) / max(steps, 1)
-    if dist.is_available() and dist.is_initialized():
+    if world_size() > 1:
         dist.all_reduce(means)
-        means /= dist.get_world_size()
+        means /= world_size()
     out = dict(zip(keys, means.tolist()))
     out['samples_per_s'] = samples / (time.perf_counter() - start)
     return out

@@ -4,12 +4,12 @@ watching a run learn; settings are chosen on a validation benchmark, not on this
 import os
 
 import torch
-import torch.distributed as dist
 
 from evaluation.features import extract_features
 from evaluation.knn import knn_accuracy, with_fusion
 from feeder.datasets import DownstreamDataset, SkeletonFolder
 from options.presets import KNN
+from utils.dist import concat_all_gather, rank, world_size
 
 
 def knn_every_default(epochs):
@@ -49,20 +49,18 @@ class KNNMonitor:
 
 
 def _all_ranks(encoders, clips, dataset, device, workers):
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+    world, n = world_size(), len(clips)
+    if world == 1:
         return extract_features(encoders, clips, dataset.layout, device, KNN['batch_size'], workers,
                                 dataset.coordinates)
-    rank, world, n = dist.get_rank(), dist.get_world_size(), len(clips)
     per = -(-n // world)
     # rank r encodes clips r, r + world, ...; the last index pads the short shards
-    indices = [min(i, n - 1) for i in range(rank, per * world, world)]
+    indices = [min(i, n - 1) for i in range(rank(), per * world, world)]
     feats, labels = extract_features(encoders, torch.utils.data.Subset(clips, indices), dataset.layout, device,
                                      KNN['batch_size'], workers, dataset.coordinates)
     out = {}
     for name, value in {**feats, '_labels': labels}.items():
-        gathered = [torch.empty_like(value) for _ in range(world)]
-        dist.all_gather(gathered, value.contiguous())
-        # (world, per, ...) -> (per, world, ...): row k * world + r is clip k * world + r
-        out[name] = torch.stack(gathered, 1).flatten(0, 1)[:n]
+        # gathered side by side, (per, world, ...): row k * world + r is clip k * world + r
+        out[name] = concat_all_gather(value.unsqueeze(1), dim=1).flatten(0, 1)[:n]
     labels = out.pop('_labels')
     return out, labels

@@ -33,19 +33,32 @@ def setup_for_distributed(is_main):
     builtins.print = print
 
 
+def initialized():
+    """Whether this process is in a process group."""
+    return dist.is_available() and dist.is_initialized()
+
+
+def world_size():
+    return dist.get_world_size() if initialized() else 1
+
+
+def rank():
+    return dist.get_rank() if initialized() else 0
+
+
 def barrier():
-    if dist.is_available() and dist.is_initialized():
+    if initialized():
         dist.barrier()
 
 
 def is_main_process():
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+    return rank() == 0
 
 
 @torch.no_grad()
 def concat_all_gather(tensor, dim=0):
     """Concatenate ``tensor`` from every rank along ``dim`` (identity without a process group)."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+    if world_size() == 1:
         return tensor
     gathered = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
     dist.all_gather(gathered, tensor.contiguous())

@@ -7,9 +7,18 @@ import os
 def write_atomic(path, write):
     """Call ``write(binary_file)`` on a temporary file, then rename it to ``path``: a crash or
     Ctrl-C never leaves a torn file where the last good one was."""
-    tmp = f'{path}.tmp{os.getpid()}'
-    with open(tmp, 'wb') as f:
-        write(f)
+    def to_file(tmp):
+        with open(tmp, 'wb') as f:
+            write(f)
+    write_path_atomic(path, to_file, keep_extension=False)
+
+
+def write_path_atomic(path, write, keep_extension=True):
+    """The same for writers that take a file name: ``write(temporary_path)``, then the rename. The
+    temporary file is ``<path>.tmp<PID>``, with ``path``'s extension after it where
+    ``keep_extension`` (for writers that pick the format from the name)."""
+    tmp = f'{path}.tmp{os.getpid()}' + (os.path.splitext(path)[1] if keep_extension else '')
+    write(tmp)
     os.replace(tmp, path)
 
 

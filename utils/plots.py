@@ -9,16 +9,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.animation import FuncAnimation, PillowWriter  # noqa: E402
 
+from utils.io import write_path_atomic  # noqa: E402
+
 # a normalised 3D clip has z up and x along the shoulders (docs/data.md); seen from the front
 VIEW_3D = dict(elev=10, azim=-75)
 
 
 def save_figure(fig, path, **kwargs):
     """``fig`` written to ``path`` atomically (a temporary file, then a rename), then closed."""
-    tmp = f'{path}.tmp{os.getpid()}{os.path.splitext(path)[1]}'
-    fig.savefig(tmp, **kwargs)
+    write_path_atomic(path, lambda tmp: fig.savefig(tmp, **kwargs))
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 class _Skeletons:
@@ -77,10 +77,8 @@ def save_clip_pictures(layout, panels, gif_path, png_path, columns=8, fps=15):
             s.draw(ax, clip, min(i * clip.shape[1] // length, clip.shape[1] - 1))
         return []
     animation = FuncAnimation(fig, update, frames=length, blit=False)
-    tmp = f'{gif_path}.tmp{os.getpid()}.gif'
-    animation.save(tmp, writer=PillowWriter(fps=fps), dpi=72)
+    write_path_atomic(gif_path, lambda tmp: animation.save(tmp, writer=PillowWriter(fps=fps), dpi=72))
     plt.close(fig)
-    os.replace(tmp, gif_path)
 
     fig = plt.figure(figsize=(1.9 * columns, 2.0 * len(panels)))
     for row, ((title, clip), s) in enumerate(zip(panels.items(), skeletons)):

@@ -14,9 +14,10 @@ RUN_FILES = (LATEST, 'log.txt', 'args.json')
 
 
 def remove_stale_temporaries(folder):
-    """Delete ``*.tmp<PID>`` files (interrupted atomic writes) whose process is gone."""
+    """Delete ``*.tmp<PID>`` files (interrupted atomic writes; figures keep an extension after it)
+    whose process is gone."""
     for path in glob.glob(os.path.join(glob.escape(folder), '*.tmp*')):
-        match = re.search(r'\.tmp(\d+)$', path)
+        match = re.search(r'\.tmp(\d+)(\.\w+)?$', path)
         if match and int(match.group(1)) != os.getpid() and not pid_alive(int(match.group(1))):
             os.remove(path)
 

@@ -5,6 +5,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from feeder.modalities import to_modality
+from models.losses import topk_accuracy
 from utils.schedule import adjust_learning_rate
 
 
@@ -59,12 +60,8 @@ def evaluate_classifiers(classifiers, loader, device):
     scores = {s: torch.cat(v) for s, v in scores.items()}
     if len(scores) > 1:
         scores['fused'] = sum(scores.values())
-    out = {}
-    for name, score in scores.items():
-        top5 = score.topk(min(5, score.shape[1]), dim=1).indices
-        out[name] = {'top1': (top5[:, 0] == labels).float().mean().item() * 100,
-                     'top5': (top5 == labels[:, None]).any(dim=1).float().mean().item() * 100}
-    return out
+    return {name: {'top1': topk_accuracy(score, labels).item(),
+                   'top5': topk_accuracy(score, labels, min(5, score.shape[1])).item()} for name, score in scores.items()}
 
 
 def fit_classifiers(classifiers, train_loader, test_loader, args, device, frozen):

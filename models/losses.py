@@ -43,8 +43,10 @@ def cmd_loss(student_sims, teacher_sims, topk, teacher_t, student_t):
     return total
 
 
-def topk_accuracy(logits, k=1):
-    """Share of rows whose target (index 0) is within the top ``k`` logits, in percent."""
+def topk_accuracy(scores, targets=None, k=1):
+    """Share of rows whose target is within the top ``k`` scores, in percent (a tensor). The
+    targets default to index 0: the positive of contrastive logits."""
     with torch.no_grad():
-        top = logits.topk(k, dim=1).indices
-        return (top == 0).any(dim=1).float().mean() * 100
+        top = scores.topk(k, dim=1).indices
+        target = 0 if targets is None else targets.to(top.device)[:, None]
+        return (top == target).any(dim=1).float().mean() * 100

@@ -265,3 +265,12 @@ def test_raw_baseline_equals_the_prepared_coordinates_by_hand(data_root, tmp_pat
         ['--checkpoint', 'raw', '--data-root', str(data_root), '--output-dir', str(tmp_path / 'ft'), *COMMON])
     with pytest.raises(SystemExit, match='--checkpoint raw has no encoder to fine-tune'):
         finetune.main(tuned)
+
+
+def test_topk_accuracy_counts_targets_among_the_top_scores():
+    from models.losses import topk_accuracy
+    scores = torch.tensor([[0.1, 0.7, 0.2], [0.5, 0.3, 0.2], [0.2, 0.3, 0.5], [0.6, 0.1, 0.3]])
+    labels = torch.tensor([1, 2, 1, 0])
+    # by hand: top-1 hits rows 0 and 3; top-2 also row 2 (0.3 is second), not row 1 (0.2 is last)
+    assert topk_accuracy(scores, labels).item() == 50 and topk_accuracy(scores, labels, 2).item() == 75
+    assert topk_accuracy(scores).item() == 50  # index 0, the contrastive positive: rows 1 and 3

@@ -16,7 +16,7 @@ from fast.recurrence import gru_recurrence
 from fast.step import GraphedStep
 from feeder.augment import center_crop_resize, random_crop_resize, random_spatial, resize_window
 from feeder.layouts import NTU25
-from models.checkpoint import load_released_cmd, released_cmd_state
+from tests.golden import load_released_cmd, released_cmd_state
 from models.gru import GRUEncoder
 from tests.conftest import run_pretrain, tf32_switches
 from tests.golden import GOLDEN, build

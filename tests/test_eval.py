@@ -14,7 +14,7 @@ import linear_eval
 from evaluation.classifier import Classifier, fit_classifiers
 from feeder.layouts import NTU25
 from finetune import balanced_subset
-from models.checkpoint import released_cmd_state
+from tests.golden import released_cmd_state
 from models.cmd import CMD
 from models.gru import GRUEncoder
 from evaluation.pretrained import load_encoders

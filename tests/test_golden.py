@@ -4,9 +4,8 @@ import pytest
 import torch
 
 from fast.model import FastCMD
-from models.checkpoint import load_released_cmd, released_cmd_state
 from models.losses import infonce
-from tests.golden import GOLDEN, build
+from tests.golden import GOLDEN, build, load_released_cmd, released_cmd_state
 
 
 @pytest.fixture(scope='module')

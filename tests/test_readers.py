@@ -47,7 +47,7 @@ def _lines(path):
     (lambda L: L[:3] + ['24'] + L[4:], 4, 'expected 25 joints'),
     (lambda L: L[:1] + ['x'] + L[2:], 2, 'body count'),
     (lambda L: L[:2] + ['1 2 3'] + L[3:], 3, 'expected 10 body fields'),
-    (lambda L: L[:6] + ['0.1 0.2'] + L[7:], 7, 'expected 12 joint fields'),
+    (lambda L: L[:6] + ['0.1 0.2'] + L[7:], 7, 'expected 12 joint fields, found 2'),
     (lambda L: L + ['1', 'garbage'], None, 'unexpected content'),
 ])
 def test_malformed_files_name_file_and_line(tmp_path, rng, damage, line, message):

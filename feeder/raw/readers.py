@@ -1,4 +1,4 @@
-"""Readers for the raw dataset files; each returns float arrays in (person, frame, joint, xyz)."""
+"""Readers for the raw dataset files; each returns float arrays in (person, frame, joint, coordinate)."""
 import json
 import os
 import re
@@ -44,9 +44,9 @@ def read_ntu_skeleton(path, max_bodies=4, num_joints=25, columns=NTU_XYZ):
     ``columns``: the joint fields to read (``NTU_XYZ`` or ``NTU_COLOR``).
 
     Bodies fill slots in the order they appear within each frame (not by body ID); bodies past
-    ``max_bodies`` are dropped, as in the published tool. Only x, y, z are read: the line walk
-    takes the first three fields of each joint line and converts them in one call, which is what
-    keeps parsing fast (``benchmarks/RESULTS.md``).
+    ``max_bodies`` are dropped, as in the published tool. Only the fields in ``columns`` are
+    read: the line walk splits each joint line no further than the last of them and converts
+    them all in one call, which is what keeps parsing fast (``benchmarks/RESULTS.md``).
     """
     with open(path, 'rb') as f:
         lines = f.read().split(b'\n')
@@ -77,7 +77,7 @@ def read_ntu_skeleton(path, max_bodies=4, num_joints=25, columns=NTU_XYZ):
                         if len(parts) < columns[-1] + 2:
                             if not parts and start == len(lines) - 1:
                                 raise IndexError
-                            raise DataFormatError(path, start + 1, f'expected 12 joint fields, found {len(parts)}')
+                            raise DataFormatError(path, start + 1, f'expected 12 joint fields, found {len(line.split())}')
                         fields += [parts[c] for c in columns]
                         start += 1
     except IndexError:

@@ -25,7 +25,7 @@ from feeder.modalities import MODALITIES
 from models import build_cmd
 from options.args import (format_default, get_args_parser, get_augment_parser, get_optim_parser, non_negative_int, positive_int,
                           resolve_common, show_defaults)
-from options.presets import ENCODER_RECIPES, dataset_rules, pretrain_recipe, recorded_recipe
+from options.presets import ENCODER_RECIPES, PRETRAIN, dataset_rules, pretrain_recipe, recorded_recipe
 from utils import run_folder
 from utils.checkpoint_io import BackgroundSaver, read_checkpoint
 from utils.dist import barrier, init_distributed, is_main_process
@@ -66,7 +66,7 @@ def get_pretrain_parser():
     def encoder_note(key):
         changed = {e: r[key] for e, r in ENCODER_RECIPES.items() if key in r}
         return '; '.join(f'--encoder {e}: {format_default(v)}' for e, v in changed.items()) or None
-    show_defaults(parser, lambda dataset: pretrain_recipe(dataset, 'gru')[0], encoder_note)
+    show_defaults(parser, lambda dataset: pretrain_recipe(dataset, PRETRAIN['encoder'])[0], encoder_note)
     return parser
 
 
@@ -74,7 +74,7 @@ def resolve_args(args, dataset, recorded=None):
     """Fill what the command line leaves open: from the recipe, or for a resumed run from the
     settings its checkpoint records (``recorded``), so that it continues as it started even where
     a preset has changed since. Returns a line per setting the small-data rules gave, with why."""
-    encoder = args.encoder or (recorded or {}).get('encoder') or 'gru'
+    encoder = args.encoder or (recorded or {}).get('encoder') or PRETRAIN['encoder']
     recipe, why = dataset_rules(dataset, encoder, args.protocol, getattr(args, 'world_size', 1),
                                 batch_size=args.batch_size, epochs=args.epochs)
     ruled = [key for key in why if getattr(args, key, None) is None] if recorded is None else []

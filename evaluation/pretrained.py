@@ -4,7 +4,6 @@ encoders, or ``raw`` (no encoder: the prepared coordinates themselves).
 Every file is read with ``torch.load(..., weights_only=True)``, so a downloaded checkpoint cannot
 run code; one that needs more than tensors and plain containers is refused.
 """
-import dataclasses
 import hashlib
 import re
 
@@ -13,7 +12,7 @@ import torch
 from evaluation.features import RawFeatures, StreamFeatures
 from feeder.info import BUILTIN_DATASETS, DatasetInfo, dataset_info
 from feeder.modalities import MODALITIES
-from models import EncoderConfig, build_encoder
+from models import ENCODER_SETTINGS, EncoderConfig, build_encoder
 from models.checkpoint import RELEASED_SUFFIX, released_encoder_state, strip_module
 from options.presets import PRETRAIN, UNRECORDED_DEFAULTS, dataset_recipe, recorded_recipe
 from utils.checkpoint_io import read_checkpoint
@@ -27,7 +26,7 @@ def file_hash(path, chars=16):
     return digest.hexdigest()[:chars]
 
 
-MODEL_ARGS = tuple(f.name for f in dataclasses.fields(EncoderConfig))
+MODEL_ARGS = ENCODER_SETTINGS
 NO_CHECKPOINT = ('random', 'raw')
 # The GRU of the published code and the released files.
 PUBLISHED_GRU = {k: v for k, v in UNRECORDED_DEFAULTS.items() if k in MODEL_ARGS}
@@ -102,9 +101,9 @@ def encoder_settings(pretrained, dataset, random_args=None, benchmark=None):
     architecture entries of ``random_args``."""
     kind, _, ckpt_args = pretrained
     if kind not in NO_CHECKPOINT:
-        return recorded_recipe(dataset_recipe(dataset, ckpt_args.get('encoder') or 'gru', benchmark), ckpt_args)
+        return recorded_recipe(dataset_recipe(dataset, ckpt_args.get('encoder') or PRETRAIN['encoder'], benchmark), ckpt_args)
     chosen = {k: v for k, v in (random_args or {}).items() if k in MODEL_ARGS and v is not None}
-    return dict(dataset_recipe(dataset, chosen.get('encoder') or 'gru', benchmark), **chosen)
+    return dict(dataset_recipe(dataset, chosen.get('encoder') or PRETRAIN['encoder'], benchmark), **chosen)
 
 
 def load_encoders(path, streams, dataset, frames=None, random_args=None, pretrained=None, benchmark=None):

@@ -1,6 +1,7 @@
 """CMD: per-modality MoCo learners that distil neighbourhood structure into each other
 (docs/method.md, "The objective")."""
 import copy
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
@@ -9,6 +10,26 @@ from torch import nn
 from feeder.modalities import MODALITIES, to_modality
 from models.losses import cmd_loss, infonce, topk_accuracy
 from utils.dist import concat_all_gather
+
+
+@dataclass(frozen=True)
+class CMDConfig:
+    """The settings of the CMD objective (docs/method.md, "The objective"), by the names of the
+    pretraining arguments."""
+    modalities: tuple
+    dim: int
+    queue_size: int
+    momentum_key: float
+    contrast_t: float
+    topk: int
+    teacher_t: float
+    student_t: float
+    cmd_weight: float
+
+    @classmethod
+    def from_dict(cls, values):
+        """The config from any mapping holding its fields, e.g. ``vars(args)``."""
+        return cls(**{f.name: values[f.name] for f in fields(cls)})
 
 
 class CMD(nn.Module):

@@ -2,6 +2,8 @@
 import torch
 from torch import nn
 
+from models.encoder import Encoder
+
 
 def projection_head(in_dim, dim, mlp):
     """``fc``: Linear(in, dim), or with ``mlp`` Linear(in, in) -> ReLU -> Linear(in, dim).
@@ -39,7 +41,7 @@ def block_diagonal(forward, reverse):
     return fuse_chains(torch.cat([forward, zeros], 1), torch.cat([zeros, reverse], 1))
 
 
-class GRUEncoder(nn.Module):
+class GRUEncoder(Encoder):
     """BatchNorm over the flattened (joint, xyz, person) features, a 3-layer recurrent stack,
     the last frame's output as the feature and a projection head ``fc``.
 
@@ -54,6 +56,13 @@ class GRUEncoder(nn.Module):
     ``pool='mean'`` takes the mean of all frames' outputs as the feature instead (a change to the
     published method, docs/method.md): every frame then shapes the feature, not mostly the last.
     """
+
+    SETTINGS = ('hidden_size', 'num_layers', 'gru_mode', 'gru_pool')
+
+    @classmethod
+    def build(cls, settings, layout, persons, channels, dim, mlp):
+        return cls(channels * layout.num_joints * persons, settings['hidden_size'], settings['num_layers'], dim,
+                   mlp=mlp, mode=settings['gru_mode'], pool=settings['gru_pool'])
 
     def __init__(self, in_features, hidden_size=1024, num_layers=3, dim=128, mlp=True, mode='published',
                  pool='last'):
@@ -156,6 +165,3 @@ class GRUEncoder(nn.Module):
             return out[:, -1]
         h = self.hidden_size
         return torch.cat([out[:, -1, :h], out[:, 0, h:]], dim=1)
-
-    def forward(self, x):
-        return self.fc(self.features(x))

@@ -4,6 +4,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from models.encoder import Encoder
 from models.gru import projection_head
 
 
@@ -78,10 +79,14 @@ class STGCNBlock(nn.Module):
         return self.relu(self.tcn(self.gcn(x, adjacency)) + res)
 
 
-class STGCNEncoder(nn.Module):
+class STGCNEncoder(Encoder):
     """Input BatchNorm over (V * C) with persons folded into the batch, ten ST-GCN blocks
     (16, 16, 16, 16, 32/2, 32, 32, 64/2, 64, 256 channels at ``base_channels=16``), learnable
     edge importance, global average pooling over (T, V), mean over persons, then ``fc``."""
+
+    @classmethod
+    def build(cls, settings, layout, persons, channels, dim, mlp):
+        return cls(layout, in_channels=channels, dim=dim, mlp=mlp)
 
     def __init__(self, layout, in_channels=3, base_channels=16, out_channels=256, dim=128, mlp=True,
                  dropout=0.5, temporal_kernel=9):
@@ -108,6 +113,3 @@ class STGCNEncoder(nn.Module):
         for block, importance in zip(self.blocks, self.edge_importance):
             x = block(x, self.A * importance)
         return x.mean(dim=(2, 3)).view(n, m, -1).mean(dim=1)
-
-    def forward(self, x):
-        return self.fc(self.features(x))

@@ -6,6 +6,7 @@ import torch
 
 from feeder.info import BUILTIN_DATASETS, DATASET_NAMES
 from feeder.modalities import MODALITIES
+from models import ENCODERS
 
 
 def positive_int(text):
@@ -52,7 +53,7 @@ def get_args_parser(add_help=False):
                       help='data-loader processes (default: the cores available, at most 4)')
 
     model = parser.add_argument_group('model')
-    model.add_argument('--encoder', default=None, choices=['gru', 'stgcn'])
+    model.add_argument('--encoder', default=None, choices=list(ENCODERS), help='the encoder (models.ENCODERS)')
     model.add_argument('--hidden-size', type=positive_int, default=None, help='GRU hidden units per chain')
     model.add_argument('--num-layers', type=positive_int, default=None, help='GRU layers')
     model.add_argument('--gru-mode', default=None, choices=['published', 'bidirectional'],

@@ -208,3 +208,60 @@ def test_single_modality_is_moco_and_weight_zero_turns_cmd_off():
 def test_topk_above_queue_is_an_error():
     with pytest.raises(ValueError, match='top-k'):
         CMD(lambda: GRUEncoder(150, 8, 1, dim=16), NTU25, dim=16, queue_size=8, topk=9)
+
+
+def test_every_recipe_key_has_a_flag_and_every_encoder_setting_a_default():
+    import pretrain
+    from models import ENCODER_SETTINGS, ENCODERS, EncoderConfig, build_encoder
+    from models.encoder import Encoder
+    from options.presets import DATASET_RECIPES, ENCODER_RECIPES, PRETRAIN, SMALL, pretrain_recipe
+    parser = pretrain.get_pretrain_parser()
+    flags = {a.dest: a for a in parser._actions}
+    for recipe in (PRETRAIN, SMALL, *ENCODER_RECIPES.values(), *DATASET_RECIPES.values()):
+        assert set(recipe) <= set(flags), set(recipe) - set(flags)
+    assert set(ENCODERS) == set(ENCODER_RECIPES) == set(flags['encoder'].choices)
+    assert all(PRETRAIN.get(key) is not None for key in ENCODER_SETTINGS)  # every setting has a default
+    for name, cls in ENCODERS.items():
+        assert issubclass(cls, Encoder)
+        encoder = build_encoder(EncoderConfig.from_dict(dict(pretrain_recipe('ntu60', name)[0], hidden_size=8)),
+                                NTU25, 2).eval()
+        x = torch.randn(2, 3, 12, 25, 2)
+        assert encoder.features(x).shape == (2, encoder.feature_dim) and encoder(x).shape == (2, 128)
+    with pytest.raises(ValueError, match='encoder gru: no value for num_layers'):
+        EncoderConfig.from_dict(dict(PRETRAIN, num_layers=None))
+    with pytest.raises(ValueError, match="unknown encoder 'lstm'; known: gru, stgcn"):
+        EncoderConfig.from_dict(dict(PRETRAIN, encoder='lstm'))
+
+
+def test_a_new_encoder_is_one_class_and_its_registration(data_root, tmp_path, monkeypatch):
+    import knn_eval
+    import models
+    from models.encoder import Encoder
+    from models.gru import projection_head
+    from options import presets
+    from tests.conftest import run_pretrain
+
+    class Toy(Encoder):
+        """The mean pose over time and persons, through one linear layer."""
+        @classmethod
+        def build(cls, settings, layout, persons, channels, dim, mlp):
+            return cls(channels * layout.num_joints, dim, mlp)
+
+        def __init__(self, inputs, dim, mlp):
+            super().__init__()
+            self.feature_dim = 32
+            self.body = torch.nn.Linear(inputs, self.feature_dim)
+            self.fc = projection_head(self.feature_dim, dim, mlp)
+
+        def features(self, x):
+            return self.body(x.mean(dim=(2, 4)).flatten(1))
+
+    monkeypatch.setitem(models.ENCODERS, 'toy', Toy)
+    monkeypatch.setitem(presets.ENCODER_RECIPES, 'toy', {})
+    model = run_pretrain(data_root, tmp_path / 'toy', '--epochs', '1', '--encoder', 'toy')
+    assert isinstance(model.encoder_q['joint'], Toy)
+    args = knn_eval.get_knn_parser().parse_args(
+        ['--checkpoint', str(tmp_path / 'toy' / 'checkpoint.pth'), '--dataset', 'synthetic', '--data-root',
+         str(data_root), '--stream', 'all', '--output-dir', str(tmp_path / 'knn'), '--workers', '0', '--device', 'cpu'])
+    results = knn_eval.main(args)  # evaluation rebuilds the toy encoder from the checkpoint's args
+    assert results['encoder_kind'] == 'ours' and set(results['accuracy']) == {'joint', 'motion', 'bone', 'fused'}

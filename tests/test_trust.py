@@ -86,7 +86,7 @@ def test_a_diverging_run_stops_before_saving_the_exploded_epoch(data_root, tmp_p
                                                  rf'last checkpoint written before: {out / "checkpoint.pth"}'):
         run_pretrain(data_root, out, '--epochs', '3', '--auto-resume', '--lr', '1e6', '--knn-every', '0')
     assert (out / 'checkpoint.pth').read_bytes() == saved and len(_log(out)) == 1
-    assert DIVERGENCE_FACTOR == 100  # the factor README and docs/checkpoints.md state
+    assert DIVERGENCE_FACTOR == 100  # the factor docs/pretraining.md and docs/checkpoints.md state
 
 
 @pytest.mark.parametrize('flag', ['--batch-size', '--queue-size', '--topk'])

@@ -91,9 +91,14 @@ def normalize_sample(sample, layout):
     present = sample.any(axis=-1, keepdims=True)
     sample -= joint_mean(sample[0], layout.center)[None, :, None, :]
     sample *= present
+    # the two turns of the published tool, the second found on the clip as the first leaves it,
+    # applied as one product (the tool applies them one after the other: the same up to rounding)
+    first = sample[0, 0].astype(np.float64)
+    turn = np.eye(3)
     for (bottom, top), target in ((layout.up, (0, 0, 1)), (layout.across, (1, 0, 0))):
-        rot = align_rotation(joint_mean(sample[0, 0], top) - joint_mean(sample[0, 0], bottom), target)
-        sample[...] = sample.astype(np.float64) @ rot.T
+        frame = first @ turn.T
+        turn = align_rotation(joint_mean(frame, top) - joint_mean(frame, bottom), target) @ turn
+    sample[...] = sample.astype(np.float64) @ turn.T
     return sample
 
 

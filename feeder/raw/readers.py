@@ -35,8 +35,20 @@ def _int_field(line, path, lineno, what):
 
 
 # The joint fields read: x, y, z in metres (camera space), or colorX, colorY in pixels of the
-# 1920 x 1080 colour image (every file carries both).
+# 1920 x 1080 colour image (every file carries both), of the 12 on each joint line.
 NTU_XYZ, NTU_COLOR = (0, 1, 2), (5, 6)
+NTU_JOINT_FIELDS = 12
+
+
+def _check_joint_lines(path, lines, start, end):
+    """Raise for the first of a body's joint lines (``start`` to ``end``, 0-based) that does not
+    hold the 12 joint fields; a missing last line means the file ends early."""
+    for k in range(start, end):
+        count = len(lines[k].split())
+        if count != NTU_JOINT_FIELDS:
+            if not count and k == len(lines) - 1:
+                raise IndexError
+            raise DataFormatError(path, k + 1, f'expected {NTU_JOINT_FIELDS} joint fields, found {count}')
 
 
 def read_ntu_skeleton(path, max_bodies=4, num_joints=25, columns=NTU_XYZ):
@@ -44,16 +56,17 @@ def read_ntu_skeleton(path, max_bodies=4, num_joints=25, columns=NTU_XYZ):
     ``columns``: the joint fields to read (``NTU_XYZ`` or ``NTU_COLOR``).
 
     Bodies fill slots in the order they appear within each frame (not by body ID); bodies past
-    ``max_bodies`` are dropped, as in the published tool. Only the fields in ``columns`` are
-    read: the line walk splits each joint line no further than the last of them and converts
-    them all in one call, which is what keeps parsing fast (``benchmarks/RESULTS.md``).
+    ``max_bodies`` are dropped, as in the published tool. A body's 25 joint lines are split in one
+    call and only the fields in ``columns`` converted, each column in one call, which is what
+    keeps parsing fast (``benchmarks/RESULTS.md``).
     """
     with open(path, 'rb') as f:
         lines = f.read().split(b'\n')
     if not lines[0].strip():
         raise DataFormatError(path, 1, 'empty file, expected the frame count')
     num_frames = _int_field(lines[0], path, 1, 'the frame count')
-    slots, slot_lines, fields = [], [], []  # slot_lines: 0-based line of each slot's first joint
+    # slot_lines: 0-based line of each slot's first joint; fields: one list per column read
+    slots, slot_lines, fields = [], [], [[] for _ in columns]
     i = 1
     try:
         for t in range(num_frames):
@@ -72,35 +85,34 @@ def read_ntu_skeleton(path, max_bodies=4, num_joints=25, columns=NTU_XYZ):
                 if b < max_bodies:
                     slots.append((t, b))
                     slot_lines.append(start)
-                    for line in lines[start:i]:
-                        parts = line.split(None, columns[-1] + 1)
-                        if len(parts) < columns[-1] + 2:
-                            if not parts and start == len(lines) - 1:
-                                raise IndexError
-                            raise DataFormatError(path, start + 1, f'expected 12 joint fields, found {len(line.split())}')
-                        fields += [parts[c] for c in columns]
-                        start += 1
+                    # one split for the body's joint lines; a count off 12 each is then found by line
+                    tokens = b' '.join(lines[start:i]).split()
+                    if len(tokens) != NTU_JOINT_FIELDS * joints:
+                        _check_joint_lines(path, lines, start, i)
+                    for c, column in zip(columns, fields):
+                        column += tokens[c::NTU_JOINT_FIELDS]
     except IndexError:
         raise DataFormatError(path, len(lines), f'file ends early: expected {num_frames} frames') from None
     if any(line.strip() for line in lines[i:]):
         extra = next(k for k in range(i, len(lines)) if lines[k].strip())
         raise DataFormatError(path, extra + 1, f'unexpected content after the last of {num_frames} frames')
     try:
-        xyz = np.array(fields, dtype=np.float64)
+        xyz = np.stack([np.array(column, dtype=np.float64) for column in fields], axis=-1)
     except ValueError:
-        for k, value in enumerate(fields):
-            try:
-                float(value)
-            except ValueError:
-                slot, joint = divmod(k // len(columns), num_joints)
-                raise DataFormatError(path, slot_lines[slot] + joint + 1,
-                                      f'joint coordinate {value.decode(errors="replace")!r} is not a number') from None
+        for column in fields:
+            for k, value in enumerate(column):
+                try:
+                    float(value)
+                except ValueError:
+                    slot, joint = divmod(k, num_joints)
+                    raise DataFormatError(path, slot_lines[slot] + joint + 1,
+                                          f'joint coordinate {value.decode(errors="replace")!r} is not a number') from None
         raise
-    bad = np.flatnonzero(~np.isfinite(xyz))
+    bad = np.argwhere(~np.isfinite(xyz))
     if len(bad):
-        slot, joint = divmod(bad[0] // len(columns), num_joints)
+        (k, c), (slot, joint) = bad[0], divmod(bad[0][0], num_joints)
         raise DataFormatError(path, slot_lines[slot] + joint + 1,
-                              f'joint coordinate {fields[bad[0]].decode(errors="replace")!r} is not finite')
+                              f'joint coordinate {fields[c][k].decode(errors="replace")!r} is not finite')
     out = np.zeros((max_bodies, num_frames, num_joints, len(columns)))
     if slots:
         t, b = np.array(slots).T

@@ -1,15 +1,18 @@
 """Per-file preparation cost: ours against the published per-file pipeline, in one run.
 
-    python benchmarks/prepare_speed.py [--raw-dir RAW] [--files 40] [--workers 2]
+    python benchmarks/prepare_speed.py [--raw-dir RAW] [--files 40] [--workers 2] [--repeats 3]
 
 Without ``--raw-dir`` it generates synthetic NTU-format files first. Prints ms per file for
-parsing and normalising (one core, both implementations on the same files), then the wall time
-of the whole ``feeder.prepare`` run with worker processes.
+parsing and normalising (one core, both implementations on the same files), then the marginal
+cost of a file at scale: whole ``feeder.prepare`` runs on the first half of the files and on all
+of them, alternated ``--repeats`` times, the fastest of each kept (this kind of shared machine
+varies by 20% from one run to the next), their difference divided by the files it adds.
 """
 import argparse
 import os
 import platform
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -52,6 +55,7 @@ def main():
     parser.add_argument('--raw-dir', help='NTU .skeleton files (default: generate synthetic ones)')
     parser.add_argument('--files', type=int, default=40, help='files timed per implementation')
     parser.add_argument('--workers', type=int, default=os.cpu_count())
+    parser.add_argument('--repeats', type=int, default=3, help='whole runs at each size')
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -74,19 +78,30 @@ def main():
         print(f'speed-up: {rows[0][3] / rows[1][3]:.1f}x per file')
 
         dataset = 'synthetic' if not args.raw_dir else 'ntu60'
-        start = time.perf_counter()
-        summary = prep.prepare(prep.get_args_parser().parse_args(
-            ['--dataset', dataset, '--raw-dir', raw, '--out-dir', os.path.join(tmp, 'out'), '--workers',
-             str(args.workers), '--skip-bad', '--quiet']))
-        wall = time.perf_counter() - start
+        half = os.path.join(tmp, 'half')
+        os.makedirs(half)
+        for p in paths[:len(paths) // 2]:
+            os.symlink(p, os.path.join(half, os.path.basename(p)))
+        walls = {half: [], raw: []}
+        for _ in range(args.repeats):
+            for source in walls:
+                out = os.path.join(tmp, 'out')
+                start = time.perf_counter()
+                summary = prep.prepare(prep.get_args_parser().parse_args(
+                    ['--dataset', dataset, '--raw-dir', source, '--out-dir', out, '--workers',
+                     str(args.workers), '--skip-bad', '--quiet']))
+                walls[source].append(time.perf_counter() - start)
+                shutil.rmtree(out)
         first = dataset_info(dataset).benchmarks[0]
         samples = sum(n for key, n in summary['samples'].items() if key.startswith(first))
+        added = len(paths) - len(paths) // 2
+        marginal = (min(walls[raw]) - min(walls[half])) / added * 1e3
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        print(f'\nwhole run, {args.workers} workers: {samples} samples in {wall:.2f} s '
-              f'({wall / samples * 1e3:.2f} ms/sample wall, all benchmarks written); '
+        print(f'\nwhole runs, {args.workers} workers, fastest of {args.repeats}: {len(paths) // 2} files '
+              f'{min(walls[half]):.2f} s, {len(paths)} files {min(walls[raw]):.2f} s ({samples} samples, '
+              f'all benchmarks written): {marginal:.2f} ms a file at the margin; '
               f'peak RSS main {peak:.0f} MB, largest worker {child:.0f} MB')
-
 
 if __name__ == '__main__':
     main()

@@ -88,7 +88,7 @@ def normalize_sample(sample, layout):
         pad_cyclic(person)
     if not sample.any():
         return sample
-    present = sample.any(axis=-1, keepdims=True)
+    present = ((sample[..., 0] != 0) | (sample[..., 1] != 0) | (sample[..., 2] != 0))[..., None]  # much faster than any(-1)
     sample -= joint_mean(sample[0], layout.center)[None, :, None, :]
     sample *= present
     # the two turns of the published tool, the second found on the clip as the first leaves it,
@@ -98,7 +98,8 @@ def normalize_sample(sample, layout):
     for (bottom, top), target in ((layout.up, (0, 0, 1)), (layout.across, (1, 0, 0))):
         frame = first @ turn.T
         turn = align_rotation(joint_mean(frame, top) - joint_mean(frame, bottom), target) @ turn
-    sample[...] = sample.astype(np.float64) @ turn.T
+    # as one 2D product, which BLAS takes, rather than matmul's stack of (V, 3) products
+    sample[...] = np.dot(sample.reshape(-1, 3).astype(np.float64), turn.T).reshape(sample.shape)
     return sample
 
 

@@ -5,8 +5,8 @@
 
 writes ``OUT/<benchmark>/{train,val}_data_joint.npy``, ``{train,val}_num_frame.npy`` and
 ``{train,val}_label.pkl`` for every benchmark of the dataset, and ``OUT/dataset.json``. Worker
-processes parse and normalise files and write straight into memory-mapped outputs, so memory
-stays flat however large the dataset. Everything is written under a staging folder and moved
+processes parse and normalise files and write each sample straight into its rows of the
+outputs, so memory stays flat however large the dataset. Everything is written under a staging folder and moved
 into place only when complete.
 
 A kind of raw file is a row of ``SOURCES`` (its reader, the frames a clip needs, whether longer
@@ -324,10 +324,31 @@ def list_dataset(args):
 _OUTPUTS = {}
 
 
+class _Output:
+    """A prepared array's file, written a row at a time with ``pwrite``: a fresh page costs a
+    copy rather than a fault on a memory map (``benchmarks/RESULTS.md``)."""
+
+    def __init__(self, path):
+        array = np.load(path, mmap_mode='r')
+        self.row_shape, self.offset = array.shape[1:], array.offset
+        self.row_bytes = array[0].nbytes if len(array) else 0
+        del array
+        self.fd = os.open(path, os.O_WRONLY)
+
+    def write(self, row, values):
+        values = np.ascontiguousarray(values, dtype=np.float32)
+        if values.shape != self.row_shape:
+            raise ValueError(f'a row of shape {values.shape} for an output of rows {self.row_shape}')
+        os.pwrite(self.fd, values, self.offset + row * self.row_bytes)
+
+    def close(self):
+        os.close(self.fd)
+
+
 def _output(path):
-    """Per-process cache of the memory-mapped outputs."""
+    """Per-process cache of the open outputs."""
     if path not in _OUTPUTS:
-        _OUTPUTS[path] = np.load(path, mmap_mode='r+')
+        _OUTPUTS[path] = _Output(path)
     return _OUTPUTS[path]
 
 
@@ -360,7 +381,7 @@ def _write_sample(sample, clip, source, outputs, prep):
         normalize_sample(full, prep.layout)
     out = full.transpose(3, 1, 2, 0)
     for key, row in sample.rows.items():
-        _output(outputs[key])[row] = out
+        _output(outputs[key]).write(row, out)
     return Outcome(length=length)
 
 
@@ -391,7 +412,7 @@ def assign_rows(listing):
 
 
 def allocate(staging, info, counts):
-    """The memory-mapped output arrays, zero-filled: {(benchmark, part): path}."""
+    """The output arrays, zero-filled: {(benchmark, part): path}."""
     outputs = {}
     for (benchmark, part), n in counts.items():
         os.makedirs(os.path.join(staging, benchmark), exist_ok=True)
@@ -451,6 +472,8 @@ def run_tasks(listing, outputs, counts, prep, args):
                         dropped[key].append(row)
             progress.update(len(outcomes))
     progress.close()
+    for output in _OUTPUTS.values():
+        output.close()
     _OUTPUTS.clear()
     if bad and not args.skip_bad:
         raise PrepareError(f'{len(set(bad))} bad file(s); rerun with --skip-bad to leave them out. '

@@ -149,7 +149,7 @@ def fill_defaults(args, recipe):
     return args
 
 
-def check_protocol(args, dataset):
+def check_benchmark(args, dataset):
     if args.protocol not in dataset.benchmarks:
         raise SystemExit(f'error: --protocol {args.protocol} is not a benchmark of {dataset.name}; '
                          f'choose from {", ".join(dataset.benchmarks)}')
@@ -159,7 +159,7 @@ def resolve_common(args, dataset, recipe, output_required=True):
     """The start of every entry script: check the benchmark of ``dataset`` (a
     :class:`feeder.info.DatasetInfo`), fill defaults from ``recipe``, pick the device (CUDA when
     available)."""
-    check_protocol(args, dataset)
+    check_benchmark(args, dataset)
     if output_required and args.output_dir is None:
         raise SystemExit('error: --output-dir is required')
     if args.output_dir is not None and os.path.exists(args.output_dir) and not os.path.isdir(args.output_dir):

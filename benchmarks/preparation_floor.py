@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 
 from feeder.datasets import SkeletonFolder  # noqa: E402
 from feeder.layouts import get_layout  # noqa: E402
-from feeder.raw.custom import read_custom  # noqa: E402
+from feeder.raw.custom import PosePreparation, list_clips, load_clip  # noqa: E402
 
 FRAMES = 50
 
@@ -41,15 +41,17 @@ def nn1_accuracy(train, train_labels, test, test_labels):
 
 def source_features(annotations, layout, benchmark, persons):
     """{part: (features, labels)} of the source clips of ``benchmark``."""
-    data = read_custom(annotations)
+    data = list_clips(annotations, layout)
     coordinates = 3 if data.channels == 'xyz' else 2
+    prep = PosePreparation(data.channels, persons, layout)
     out = {'train': ([], []), 'val': ([], [])}
     for clip in data.clips:
         part = clip.parts.get(benchmark)
         if part is None:
             continue
-        points = np.zeros((persons,) + clip.keypoint.shape[1:3] + (coordinates,))
-        kept = np.nan_to_num(clip.keypoint[:persons, ..., :coordinates].astype(np.float64))
+        keypoint = load_clip(clip, data.format, prep)[0]
+        points = np.zeros((persons,) + keypoint.shape[1:3] + (coordinates,))
+        kept = np.nan_to_num(keypoint[:persons, ..., :coordinates].astype(np.float64))
         points[:len(kept)] = kept
         centred = points - points[:1, :, list(layout.center)].mean(2, keepdims=True)
         out[part][0].append(resampled(centred))

@@ -196,7 +196,7 @@ def test_a_crafted_annotation_file_runs_nothing(tmp_path, capsys):
 @pytest.mark.parametrize('argv, message', [
     (['--layout', 'openpose25'], 'openpose25 has 25 joints, but the clips of .* have 17'),
     (['--layout', 'coco17', '--channels', 'xyz'], '--channels xyz needs 3 numbers per joint, the data has 2'),
-    ([], '--dataset custom needs --annotations FILE and --layout'),
+    ([], '--dataset custom needs --annotations PATH and --layout'),
 ])
 def test_custom_input_errors_are_one_clear_line(tmp_path, capsys, argv, message):
     keypoint, score = _coco_clip(np.random.default_rng(0), 5)

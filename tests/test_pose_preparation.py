@@ -287,7 +287,7 @@ def test_auto_turns_each_clip_when_their_up_directions_disagree(tmp_path):
 def test_align_none_keeps_the_data_axes_and_2d_has_no_turn(tmp_path):
     clips = [(k @ _rotation((1, 0, 0), 90).T, label, subject) for k, label, subject in _clips(8)]
     out, record = _prepare(tmp_path, _write(tmp_path, clips), '--align', 'none', '--fill-missing', 'zero')
-    assert record['preparation'] == {'align': 'none', 'fill_missing': 'zero'}
+    assert record['preparation'] == {'align': 'none', 'fill_missing': 'zero', 'format': 'pyskl'}
     data = np.load(out / 's' / 'train_data_joint.npy')
     up = (data[:, :, 0, CHEST, 0] - data[:, :, 0, PELVIS, 0])
     assert (up[:, 1] < -0.5 * np.linalg.norm(up, axis=1)).all()  # turned by the source's 90 degrees: z up became -y

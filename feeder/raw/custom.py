@@ -1,9 +1,10 @@
 """Own pose data in (``python -m feeder.prepare --dataset custom``): the annotation pickle of pyskl
-and mmaction2, or a folder of ``.npy`` clips, for any skeleton layout, 2D or 3D (docs/data.md,
-"Your own data")."""
+and mmaction2, a folder of ``.npy`` clips, OpenPose's per-frame JSON output or Kinetics-skeleton
+JSON files, for any skeleton layout, 2D or 3D (docs/data.md, "Your own data")."""
 import csv
 import os
 import re
+from collections import Counter
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -13,6 +14,7 @@ from feeder.info import PARTS
 from feeder.layouts import Layout
 from feeder.raw.normalize import (body_axes, fill_missing, frame_rotation, mark_missing, motion_energy,
                                   normalize_pose_data)
+from feeder.raw.pose_json import OPENPOSE_FILE, load_json, read_kinetics_file, read_openpose_video
 from utils import safe_pickle
 
 
@@ -61,27 +63,36 @@ def _clip(keypoint, score, name, source):
 
 
 class CustomClip(NamedTuple):
+    """One clip of own data: in memory (a pyskl pickle's ``keypoint`` and ``score``) or a file
+    read by a worker (``path``, with ``keypoint`` None)."""
     name: str
     keypoint: np.ndarray   # (M, T, V, C)
     score: np.ndarray      # (M, T, V) or None
-    label: int             # -1 where unlabelled
+    label: int             # -1 where unlabelled (or, for Kinetics-skeleton files, read from the file)
     parts: dict            # {benchmark: part}
+    path: str = None
 
 
 class CustomData(NamedTuple):
-    """What :func:`read_custom` found: the clips, their joints and channels, the benchmarks with
-    their parts, the classes, and what was left out (reason -> names)."""
+    """What :func:`list_clips` found: the format, the clips, their joints, channels and persons,
+    the benchmarks with their parts, the classes, and what was left out (reason -> names)."""
+    format: str
     clips: list
     joints: int
     channels: str
+    persons: int
     benchmarks: dict
     num_classes: int
     class_names: tuple
     left_out: dict
 
 
-def read_pyskl(path):
-    """The clips of a pyskl/mmaction2 annotation pickle, class names (none) and what was left out."""
+FORMATS = ('pyskl', 'npy', 'openpose', 'kinetics-json')
+
+
+def read_pyskl(path, skip_bad=False):
+    """The clips of a pyskl/mmaction2 annotation pickle, class names (none) and what was left out
+    (with ``skip_bad``, malformed annotations too, as "bad file")."""
     try:
         record = safe_pickle.load(path, safe_pickle.NUMPY_ARRAYS, what='annotation file')
     except ValueError as e:
@@ -99,10 +110,16 @@ def read_pyskl(path):
             parts.setdefault(str(name), {})[benchmark] = part
     clips, left_out = [], {}
     for i, ann in enumerate(annotations):
-        if not isinstance(ann, dict) or 'keypoint' not in ann or 'frame_dir' not in ann:
-            raise CustomDataError(f'{path}: annotation {i}: expected a dict with "frame_dir" and "keypoint"')
-        name = str(ann['frame_dir'])
-        keypoint, score = _clip(ann['keypoint'], ann.get('keypoint_score'), name, path)
+        try:
+            if not isinstance(ann, dict) or 'keypoint' not in ann or 'frame_dir' not in ann:
+                raise CustomDataError(f'{path}: annotation {i}: expected a dict with "frame_dir" and "keypoint"')
+            name = str(ann['frame_dir'])
+            keypoint, score = _clip(ann['keypoint'], ann.get('keypoint_score'), name, path)
+        except CustomDataError as e:
+            if not skip_bad:
+                raise
+            left_out.setdefault('bad file', []).append(str(e))
+            continue
         label = int(ann['label']) if ann.get('label') is not None else -1
         if splits is None:
             clip_parts = {'all': 'train'}
@@ -145,45 +162,150 @@ def read_classes_txt(path):
         return tuple(line.strip() for line in f if line.strip())
 
 
-def read_npy_folder(folder):
-    """The same from a folder of ``.npy`` clips with optional ``labels.csv`` and ``classes.txt``."""
-    files = sorted(f for f in os.listdir(folder) if f.endswith('.npy'))
-    if not files:
-        raise CustomDataError(f'{folder}: no .npy clips')
+def _with_labels_csv(folder, clips, left_out):
+    """The folder's ``labels.csv`` applied: only the clips it names, with its labels and splits
+    (a split it does not give keeps the clip's own); and its ``classes.txt``."""
     labels_path, classes_path = os.path.join(folder, 'labels.csv'), os.path.join(folder, 'classes.txt')
-    rows = read_labels_csv(labels_path) if os.path.isfile(labels_path) else {}
     class_names = read_classes_txt(classes_path) if os.path.isfile(classes_path) else ()
-    clips, left_out = [], {}
-    for file in files:
-        name = file[:-4]
-        try:
-            keypoint = np.load(os.path.join(folder, file), allow_pickle=False)
-        except ValueError as e:
-            raise CustomDataError(f'{os.path.join(folder, file)}: not a plain numeric .npy array ({e})') from None
-        keypoint, _ = _clip(keypoint, None, name, os.path.join(folder, file))
-        if rows and name not in rows:
-            left_out.setdefault('not in labels.csv', []).append(name)
+    if not os.path.isfile(labels_path):
+        return clips, class_names
+    rows, kept = read_labels_csv(labels_path), []
+    for clip in clips:
+        if clip.name not in rows:
+            left_out.setdefault('not in labels.csv', []).append(clip.name)
             continue
-        label, clip_parts = rows.get(name, (-1, {'all': 'train'}))
-        clips.append(CustomClip(name, keypoint, None, label, clip_parts))
+        label, parts = rows[clip.name]
+        if clip.label >= 0 and clip.label != label:
+            raise CustomDataError(f'{labels_path}: {clip.name} has label {label}, its label file {clip.label}')
+        kept.append(clip._replace(label=label, parts=parts if parts != {'all': 'train'} else clip.parts))
+    return kept, class_names
+
+
+def list_npy_folder(folder, skip_bad=False):
+    """The ``.npy`` clips of a folder, as files; their shapes come from the headers alone."""
+    clips, shapes, left_out = [], {}, {}
+    for file in sorted(f for f in os.listdir(folder) if f.endswith('.npy')):
+        path = os.path.join(folder, file)
+        try:
+            shape = np.load(path, mmap_mode='r', allow_pickle=False).shape
+        except (ValueError, OSError) as e:
+            if not skip_bad:
+                raise CustomDataError(f'{path}: not a plain numeric .npy array ({e})') from None
+            left_out.setdefault('bad file', []).append(f'{path}: not a plain numeric .npy array ({e})')
+            continue
+        shapes[path] = shape if len(shape) == 4 else (1,) + shape
+        clips.append(CustomClip(file[:-4], None, None, -1, {'all': 'train'}, path))
+    return clips, shapes, left_out
+
+
+def list_openpose_folder(folder):
+    """One clip per video folder that holds OpenPose per-frame files."""
+    clips = []
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        if os.path.isdir(path) and any(OPENPOSE_FILE.fullmatch(f) for f in os.listdir(path)):
+            clips.append(CustomClip(name, None, None, -1, {'all': 'train'}, path))
+    return clips
+
+
+def list_kinetics_folder(folder):
+    """Kinetics-skeleton files: directly in ``folder`` (benchmark ``all``, training), or in split
+    folders (``kinetics_train`` -> benchmark ``kinetics``, part train) with their optional
+    ``<split folder>_label.json``; returns the clips, class names and what was left out."""
+    clips, names, left_out = [], {}, {}
+    groups = [(folder, {'all': 'train'}, None)]
+    for entry in sorted(os.listdir(folder)):
+        path = os.path.join(folder, entry)
+        if os.path.isdir(path):
+            benchmark, part = split_part(entry, path)
+            labels = os.path.join(folder, f'{entry}_label.json')
+            groups.append((path, {benchmark: part}, labels if os.path.isfile(labels) else None))
+    for path, parts, labels_path in groups:
+        labels = load_json(labels_path) if labels_path else {}
+        if not isinstance(labels, dict):
+            raise CustomDataError(f'{labels_path}: expected {{video: {{"has_skeleton", "label", "label_index"}}}}')
+        for file in sorted(f for f in os.listdir(path) if f.endswith('.json') and not f.endswith('_label.json')):
+            name = file[:-5]
+            record = labels.get(name, {})
+            if record.get('has_skeleton') is False:
+                left_out.setdefault('no body', []).append(name)
+                continue
+            label = record.get('label_index', -1)
+            if not isinstance(label, int):
+                raise CustomDataError(f'{labels_path}: {name}: label_index {label!r} is not an integer')
+            if label >= 0 and isinstance(record.get('label'), str):
+                names[label] = record['label']
+            clips.append(CustomClip(name, None, None, label, parts, os.path.join(path, file)))
+    class_names = tuple(names.get(i, str(i)) for i in range(max(names) + 1)) if names else ()
     return clips, class_names, left_out
 
 
-def read_custom(path, asked_channels=None):
-    """The clips of ``--annotations`` (a pyskl pickle or a folder of ``.npy`` clips) as
-    :class:`CustomData`."""
-    if os.path.isdir(path):
-        clips, class_names, left_out = read_npy_folder(path)
-    elif os.path.isfile(path):
-        clips, class_names, left_out = read_pyskl(path)
-    else:
+def detect_format(path):
+    """The format of ``--annotations``, from what it holds."""
+    if os.path.isfile(path):
+        return 'pyskl'
+    if not os.path.isdir(path):
         raise CustomDataError(f'--annotations {path}: no such file or folder')
+    entries = sorted(os.listdir(path))
+    if any(e.endswith('.npy') for e in entries):
+        return 'npy'
+    for entry in entries:
+        sub = os.path.join(path, entry)
+        if os.path.isdir(sub):
+            files = os.listdir(sub)
+            if any(OPENPOSE_FILE.fullmatch(f) for f in files):
+                return 'openpose'
+            if any(f.endswith('.json') for f in files):
+                return 'kinetics-json'
+    if any(e.endswith('.json') for e in entries):
+        return 'kinetics-json'
+    raise CustomDataError(f'--annotations {path}: holds no .npy clips, OpenPose video folders or Kinetics-skeleton '
+                          'files (expected one of those, or a pyskl pickle file)')
+
+
+def _keep_common_shape(clips, shape_of, path, left_out):
+    """With ``--skip-bad``: the clips of the most common (joints, numbers per joint, confidence),
+    the others listed as bad files."""
+    shapes = Counter(shape_of(clip) for clip in clips)
+    common = shapes.most_common(1)[0][0] if shapes else None
+    for clip in clips:
+        if shape_of(clip) != common:
+            left_out.setdefault('bad file', []).append(
+                f'{clip.path or path}: clip {clip.name}: {shape_of(clip)[0]} joints of {shape_of(clip)[1]} numbers, '
+                f'most clips {common[0]} of {common[1]}')
+    return [clip for clip in clips if shape_of(clip) == common]
+
+
+def list_clips(path, layout, fmt=None, asked_channels=None, skip_bad=False):
+    """The clips of ``--annotations`` in format ``fmt`` (:data:`FORMATS`; found from the content
+    where ``None``) as :class:`CustomData`; the folder formats as files, which workers read."""
+    fmt = fmt or detect_format(path)
+    if (fmt == 'pyskl') != os.path.isfile(path):
+        raise CustomDataError(f'--annotations {path}: --format {fmt} needs {"a file" if fmt == "pyskl" else "a folder"}')
+    class_names, left_out, shape_of = (), {}, lambda clip: (layout.num_joints, 2, True)
+    if fmt == 'pyskl':
+        clips, class_names, left_out = read_pyskl(path, skip_bad)
+        shape_of = lambda clip: (clip.keypoint.shape[2], clip.keypoint.shape[3], clip.score is not None)  # noqa: E731
+        persons = max((clip.keypoint.shape[0] for clip in clips), default=1)
+    elif fmt == 'npy':
+        clips, headers, left_out = list_npy_folder(path, skip_bad)
+        shape_of = lambda clip: (headers[clip.path][2], headers[clip.path][3], False)  # noqa: E731
+        persons = max((shape[0] for shape in headers.values()), default=1)
+    elif fmt == 'openpose':
+        clips, persons = list_openpose_folder(path), 2
+    else:
+        (clips, class_names, left_out), persons = list_kinetics_folder(path), 2
+    if fmt != 'pyskl':
+        clips, listed_names = _with_labels_csv(path, clips, left_out)
+        class_names = listed_names or class_names
+    if skip_bad:
+        clips = _keep_common_shape(clips, shape_of, path, left_out)
     if not clips:
-        raise CustomDataError(f'--annotations {path}: no clips')
-    shapes = {(c.keypoint.shape[2], c.keypoint.shape[3], c.score is not None) for c in clips}
+        raise CustomDataError(f'--annotations {path}: no clips ({fmt})')
+    shapes = {shape_of(clip) for clip in clips}
     if len(shapes) > 1:
         raise CustomDataError(f'--annotations {path}: clips differ in joints, channels or confidence: '
-                              f'{sorted(shapes)[:3]}')
+                              f'{sorted(shapes)[:3]} (--skip-bad keeps the most common)')
     joints, data_channels, has_score = shapes.pop()
     channels = channels_of(data_channels, has_score, asked_channels, f'--annotations {path}')
     benchmarks = {}
@@ -194,9 +316,29 @@ def read_custom(path, asked_channels=None):
         if 'train' not in parts:
             raise CustomDataError(f'--annotations {path}: benchmark {benchmark} has no training clips')
     labels = [clip.label for clip in clips]
-    num_classes = max(max(labels) + 1, len(class_names)) if max(labels) >= 0 else 0
+    num_classes = max(max(labels) + 1, len(class_names)) if max(labels) >= 0 or class_names else 0
     ordered = {b: tuple(p for p in PARTS if p in parts) for b, parts in sorted(benchmarks.items())}
-    return CustomData(clips, joints, channels, ordered, num_classes, class_names, left_out)
+    return CustomData(fmt, clips, joints, channels, min(2, persons), ordered, num_classes, class_names, left_out)
+
+
+def load_clip(clip, fmt, prep):
+    """A clip's keypoints, confidence (or ``None``) and its file's own label (or ``None``), read
+    from its file where it has one (in a worker); raises for a file that does not fit."""
+    if fmt == 'pyskl':
+        return clip.keypoint, clip.score, None
+    joints = prep.layout.num_joints
+    if fmt == 'openpose':
+        return (*read_openpose_video(clip.path, joints, prep.image_size), None)
+    if fmt == 'kinetics-json':
+        return read_kinetics_file(clip.path, joints, prep.image_size)
+    try:
+        keypoint = np.load(clip.path, allow_pickle=False)
+    except ValueError as e:
+        raise CustomDataError(f'{clip.path}: not a plain numeric .npy array ({e})') from None
+    keypoint, _ = _clip(keypoint, None, clip.name, clip.path)
+    if keypoint.shape[2] != joints:
+        raise CustomDataError(f'{clip.path}: {keypoint.shape[2]} joints, the layout has {joints}')
+    return keypoint, None, None
 
 
 @dataclass(frozen=True)
@@ -210,6 +352,7 @@ class PosePreparation:
     fill: str = 'linear'
     align: str = 'clip'
     rotation: np.ndarray = None
+    image_size: tuple = None  # (W, H): undoes JSON coordinates divided by the image's size
 
     @property
     def coordinates(self):

@@ -31,7 +31,7 @@ from tqdm import tqdm
 from feeder.info import (CHANNELS, DATASET_NAMES, MAX_FRAMES, PARTS, DatasetInfo, dataset_info,
                          write_dataset_json)
 from feeder.layouts import LAYOUTS, get_layout
-from feeder.raw.custom import PosePreparation, clip_axes, custom_clip, read_custom
+from feeder.raw.custom import FORMATS, CustomDataError, PosePreparation, clip_axes, custom_clip, list_clips, load_clip
 from feeder.raw.normalize import (AUTO_ALIGN_DEGREES, dataset_rotation, fit_frames, normalize_sample,
                                   select_bodies, up_spread)
 from feeder.raw.readers import (NTU_COLOR, NTU_NAME, DataFormatError, parse_ntu_name, read_ntu_skeleton,
@@ -90,6 +90,7 @@ class Task:
 class Clip(NamedTuple):
     data: np.ndarray  # (M, T, V, C) float32
     length: int       # the true length
+    label: int = None  # a label the file itself gave, where the listing had none
 
 
 class Outcome(NamedTuple):
@@ -97,6 +98,7 @@ class Outcome(NamedTuple):
     length: int = None
     reason: str = None
     detail: str = None
+    label: int = None
 
 
 class PrepareError(RuntimeError):
@@ -125,8 +127,14 @@ def read_ucla(task, prep):
     return [Clip(clip, clip.shape[1])]
 
 
-def read_custom_clip(task, prep):
-    return [Clip(*custom_clip(task.clip.keypoint, task.clip.score, prep))]
+def read_pose(task, prep):
+    """A clip of own pose data (``task.clip``, a :class:`feeder.raw.custom.CustomClip`), read
+    from its file where it has one; a file's own label must agree with the listing's."""
+    keypoint, score, own = load_clip(task.clip, task.source, prep)
+    listed = task.samples[0].label
+    if own is not None and listed >= 0 and own != listed:
+        raise DataFormatError(task.path, None, f'label_index {own}, but the label file says {listed}')
+    return [Clip(*custom_clip(keypoint, score, prep), own if listed < 0 else None)]
 
 
 @dataclass(frozen=True)
@@ -146,7 +154,7 @@ SOURCES = {
     'ntu2d': Source(read_ntu_2d, normalised=True),
     'pku': Source(read_pku),
     'ucla': Source(read_ucla, min_frames=2, resample=True),
-    'custom': Source(read_custom_clip, resample=True, normalised=True),
+    **{fmt: Source(read_pose, resample=True, normalised=True) for fmt in FORMATS},
 }
 
 
@@ -285,21 +293,25 @@ def _pose_record(fill, align, **extra):
 def list_custom(args):
     """Tasks of own pose data, and its description (layout, persons, channels, benchmarks, classes)."""
     if not args.annotations or not args.layout:
-        raise PrepareError('--dataset custom needs --annotations FILE and --layout NAME|LAYOUT.json')
+        raise PrepareError('--dataset custom needs --annotations PATH and --layout NAME|LAYOUT.json')
     try:
         layout = get_layout(args.layout)
-        data = read_custom(args.annotations, args.channels)
+        data = list_clips(args.annotations, layout, args.format, args.channels, args.skip_bad)
     except ValueError as e:
         raise PrepareError(str(e)) from None
     if data.joints != layout.num_joints:
         raise PrepareError(f'--layout {args.layout} has {layout.num_joints} joints, but the clips of '
                            f'{args.annotations} have {data.joints}')
-    persons = min(2, max(clip.keypoint.shape[0] for clip in data.clips))
     name = args.name or os.path.splitext(os.path.basename(os.path.normpath(args.annotations)))[0]
-    info = DatasetInfo(name, layout, persons, tuple(data.benchmarks), data.num_classes, data.channels, kind='custom',
-                       class_names=data.class_names, source=os.path.abspath(args.annotations),
-                       preparation=_pose_record(args.fill_missing, args.align if data.channels == 'xyz' else 'none'))
-    tasks = [Task('custom', clip.name, [Sample(clip.name, clip.label, clip.parts)], clip) for clip in data.clips]
+    extra = {'format': data.format}
+    if args.image_size:
+        extra['image_size'] = list(args.image_size)
+    info = DatasetInfo(name, layout, data.persons, tuple(data.benchmarks), data.num_classes, data.channels,
+                       kind='custom', class_names=data.class_names, source=os.path.abspath(args.annotations),
+                       preparation=_pose_record(args.fill_missing, args.align if data.channels == 'xyz' else 'none',
+                                                **extra))
+    tasks = [Task(data.format, clip.path or clip.name, [Sample(clip.name, clip.label, clip.parts)], clip)
+             for clip in data.clips]
     return Listing(info, tasks, data.left_out, args.annotations, [(b, 'train') for b in info.benchmarks])
 
 
@@ -358,13 +370,13 @@ def process_task(job):
     source = SOURCES[task.source]
     try:
         clips = source.read(task, prep)
-    except (DataFormatError, OSError) as e:
+    except (DataFormatError, CustomDataError, OSError) as e:
         return [Outcome(reason='bad file', detail=str(e))] * len(task.samples)
     return [_write_sample(sample, clip, source, outputs, prep) for sample, clip in zip(task.samples, clips)]
 
 
 def _write_sample(sample, clip, source, outputs, prep):
-    data, length = clip
+    data, length = clip.data, clip.length
     if length < source.min_frames:
         return Outcome(reason='too short', detail=f'{sample.name} (length {length}, needs {source.min_frames})')
     if not data[:, :length].any():
@@ -382,14 +394,18 @@ def _write_sample(sample, clip, source, outputs, prep):
     out = full.transpose(3, 1, 2, 0)
     for key, row in sample.rows.items():
         _output(outputs[key]).write(row, out)
-    return Outcome(length=length)
+    return Outcome(length=length, label=clip.label)
 
 
 def survey_task(job):
     """A custom 3D clip's own (up, across) directions, for the dataset's turn; ``None`` where it
     has none."""
     task, prep = job
-    up, across = clip_axes(task.clip.keypoint, task.clip.score, prep)
+    try:
+        keypoint, score, _ = load_clip(task.clip, task.source, prep)
+    except (DataFormatError, CustomDataError, OSError):  # reported when the clip is prepared
+        return None
+    up, across = clip_axes(keypoint, score, prep)
     return None if up is None else (up, across)
 
 
@@ -461,6 +477,8 @@ def run_tasks(listing, outputs, counts, prep, args):
     with _pool(args.workers) as pool_map:
         for task, outcomes in zip(listing.tasks, pool_map(process_task, [(t, outputs, prep) for t in listing.tasks])):
             for sample, outcome in zip(task.samples, outcomes):
+                if outcome.label is not None:
+                    sample.label = outcome.label
                 if outcome.reason is not None:
                     if outcome.reason == 'bad file':
                         bad.append(outcome.detail)
@@ -491,6 +509,8 @@ def finish(listing, staging, outputs, counts, lengths, dropped, info, args):
     """Compact away the rows left out, write the lengths, labels, ``dataset.json`` and the
     summary, and move the benchmarks into place."""
     samples = [s for t in listing.tasks for s in t.samples]
+    if info.kind == 'custom':  # labels the files themselves gave (Kinetics-skeleton) count too
+        info = dataclasses.replace(info, num_classes=max(info.num_classes, max(s.label for s in samples) + 1))
     summary = {'dataset': args.dataset, 'raw_dir': os.path.abspath(listing.source), 'samples': {},
                'skipped': {k: sorted(set(v)) for k, v in listing.skipped.items()}}
     stats = {}
@@ -524,7 +544,7 @@ def prepare(args):
     info = listing.info
     counts = assign_rows(listing)
     prep = PosePreparation(info.channels, info.persons, info.layout, fill=info.preparation.get('fill_missing', 'zero'),
-                           align=info.preparation.get('align', 'none'))
+                           align=info.preparation.get('align', 'none'), image_size=getattr(args, 'image_size', None))
     if os.path.exists(args.out_dir) and not os.path.isdir(args.out_dir):
         raise PrepareError(f'--out-dir {args.out_dir} is a file, not a folder')
     created = not os.path.exists(args.out_dir)
@@ -611,8 +631,15 @@ def get_args_parser():
     parser.add_argument('--out-dir', required=True, help='writes OUT/<benchmark>/... and OUT/dataset.json')
     own = parser.add_argument_group('own data (--dataset custom; docs/data.md, "Your own data")')
     own.add_argument('--annotations', default=None,
-                     help='a pyskl/mmaction2 annotation pickle, or a folder of .npy clips (T, V, C) or (M, T, V, C) '
-                          'with optional labels.csv (name,label[,split]) and classes.txt')
+                     help='a pyskl/mmaction2 annotation pickle; or a folder of .npy clips (T, V, C) or (M, T, V, C), '
+                          'of OpenPose video folders (per-frame *_<frame>_keypoints.json), or of Kinetics-skeleton '
+                          'files (directly or in split folders such as kinetics_train/); folders may hold '
+                          'labels.csv (name,label[,split]) and classes.txt')
+    own.add_argument('--format', default=None, choices=FORMATS,
+                     help='what --annotations holds (default: found from its content)')
+    own.add_argument('--image-size', type=float, nargs=2, default=None, metavar=('W', 'H'),
+                     help='JSON coordinates normalised by the image size: multiplied back by W and H '
+                          '(Kinetics-skeleton as st-gcn made it: 340 256); default: taken as they are')
     own.add_argument('--layout', default=None, help=f'a built-in layout ({", ".join(LAYOUTS)}) or a JSON file')
     own.add_argument('--channels', default=None, choices=CHANNELS,
                      help='what the last axis holds (default: xyz for 3 numbers, xy for 2); xys: x, y and a '
@@ -646,6 +673,9 @@ def main(argv=None):
         return 2
     if args.dataset != 'custom' and args.raw_dir is None:
         print(f'--dataset {args.dataset} needs --raw-dir', file=sys.stderr)
+        return 2
+    if args.dataset != 'custom' and (args.format or args.image_size):
+        print(f'--format and --image-size apply to --dataset custom, not {args.dataset}', file=sys.stderr)
         return 2
     if args.ignore_list and args.dataset not in NTU_SPLITS:
         print(f'--ignore-list applies to NTU-format datasets, not {args.dataset}', file=sys.stderr)

@@ -1,0 +1,77 @@
+"""Linking untracked detections into person tracks (docs/data.md, "Pose estimator output").
+
+OpenPose and Kinetics-skeleton files list a frame's people in no particular order. Tracks are
+built frame by frame: each track predicts where its body is now (its last pose moved on by its
+last velocity, a translation), every (track, detection) pair is scored by the mean distance of
+the joints both hold, and pairs are matched greedily from the closest while that distance stays
+under ``max_distance`` times the track's body size (the diagonal of its joints' box). A track
+not matched for more than ``max_gap`` frames ends; a detection left over starts a new track.
+Tracks come out in the order they began (within a frame, in the order listed).
+"""
+import numpy as np
+
+MAX_GAP = 10
+MAX_DISTANCE = 0.5
+
+
+class _Track:
+    def __init__(self, t, xy, score):
+        self.detections = [(t, xy, score)]
+        self.last, self.seen, self.last_t = xy.copy(), score > 0, t
+        self.velocity = np.zeros(xy.shape[-1])
+
+    def distance(self, t, xy, score):
+        both = (score > 0) & self.seen
+        if not both.any():
+            return np.inf
+        predicted = self.last[both] + self.velocity * (t - self.last_t)
+        return float(np.linalg.norm(xy[both] - predicted, axis=-1).mean())
+
+    def size(self):
+        joints = self.last[self.seen]
+        return float(np.linalg.norm(joints.max(0) - joints.min(0))) if len(joints) > 1 else 0.0
+
+    def add(self, t, xy, score):
+        seen = score > 0
+        both = seen & self.seen
+        if both.any():
+            self.velocity = (xy[both] - self.last[both]).mean(0) / (t - self.last_t)
+        # joints missed now keep their last place, so that later frames still match the whole body
+        self.last[seen] = xy[seen]
+        self.seen |= seen
+        self.last_t = t
+        self.detections.append((t, xy, score))
+
+
+def link_tracks(frames, max_gap=MAX_GAP, max_distance=MAX_DISTANCE):
+    """``frames``: for each frame, a list of detections (xy (V, C), confidence (V,), 0 where the
+    joint was missed). Returns the tracks, each a list of (frame, xy, confidence)."""
+    begun, tracks = [], []  # every track in the order it began; those still open
+    for t, detections in enumerate(frames):
+        tracks = [track for track in tracks if t - track.last_t <= max_gap]
+        pairs = sorted((track.distance(t, xy, score), i, j)
+                       for i, track in enumerate(tracks) for j, (xy, score) in enumerate(detections))
+        matched_tracks, matched = set(), set()
+        for cost, i, j in pairs:
+            if i in matched_tracks or j in matched or cost > max_distance * max(tracks[i].size(), 1e-6):
+                continue
+            tracks[i].add(t, *detections[j])
+            matched_tracks.add(i)
+            matched.add(j)
+        new = [_Track(t, xy, score) for j, (xy, score) in enumerate(detections)
+               if j not in matched and (score > 0).any()]
+        tracks += new
+        begun += new
+    return [track.detections for track in begun]
+
+
+def tracks_to_array(tracks, num_frames, num_joints, channels=2):
+    """Tracks from :func:`link_tracks` as keypoints (M, T, V, channels) and confidence (M, T, V)
+    float32, zero where a track holds nothing (one empty person where there is no track)."""
+    keypoint = np.zeros((max(len(tracks), 1), num_frames, num_joints, channels), dtype=np.float32)
+    score = np.zeros(keypoint.shape[:3], dtype=np.float32)
+    for m, track in enumerate(tracks):
+        for t, xy, confidence in track:
+            keypoint[m, t] = np.where(confidence[:, None] > 0, xy, 0)
+            score[m, t] = confidence
+    return keypoint, score

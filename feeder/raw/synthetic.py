@@ -361,10 +361,9 @@ def detect_2d(bodies, present, rng):
     return pixels.astype(np.float32), score.astype(np.float32)
 
 
-def write_pyskl(path, mode, classes=len(ACTIONS), subjects=10, cameras=3, replications=2, setups=2, seed=0):
-    """The same performances as a pyskl annotation pickle: ``mode`` 2d (COCO-17 detections in
-    pixels) or 3d (the :data:`RIG` layout in millimetres, its JSON written beside as
-    ``<stem>_layout.json``), split like NTU-60 (xsub, xview). Returns the number of clips."""
+def pose_annotations(mode, classes=len(ACTIONS), subjects=10, cameras=3, replications=2, setups=2, seed=0):
+    """The performances as pyskl annotations (``mode`` 2d: COCO-17 detections in pixels; 3d: the
+    :data:`RIG` layout in millimetres) and their split like NTU-60 (xsub, xview)."""
     from feeder.raw.prepare import NTU_SPLITS
     from feeder.raw.readers import parse_ntu_name
     annotations, split = [], {}
@@ -379,6 +378,13 @@ def write_pyskl(path, mode, classes=len(ACTIONS), subjects=10, cameras=3, replic
         for benchmark, rule in NTU_SPLITS['synthetic'].items():
             part = 'train' if rule(parse_ntu_name(name)) else 'val'
             split.setdefault(f'{benchmark}_{part}', []).append(name)
+    return annotations, split
+
+
+def write_pyskl(path, mode, **sizes):
+    """The performances as a pyskl annotation pickle (:func:`pose_annotations`; in 3d the
+    layout's JSON written beside as ``<stem>_layout.json``). Returns the number of clips."""
+    annotations, split = pose_annotations(mode, **sizes)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path + '.tmp', 'wb') as f:
         pickle.dump({'split': split, 'annotations': annotations}, f, protocol=4)
@@ -387,6 +393,83 @@ def write_pyskl(path, mode, classes=len(ACTIONS), subjects=10, cameras=3, replic
         with open(os.path.splitext(path)[0] + '_layout.json', 'w') as f:
             json.dump(RIG, f, indent=1)
     return len(annotations)
+
+
+def _write_json(path, record):
+    with open(path + '.tmp', 'w') as f:
+        json.dump(record, f)
+    os.replace(path + '.tmp', path)
+
+
+def _people(record, rng):
+    """Per frame, the detected people as (x, y, confidence) arrays (V, 3), in the source's order
+    where someone is first seen in that frame, else shuffled (the estimators do not track)."""
+    keypoint, score = record['keypoint'], record['keypoint_score']
+    seen = (score > 0).any(-1)                        # (M, T)
+    first = np.where(seen.any(1), seen.argmax(1), -1)
+    for t in range(keypoint.shape[1]):
+        people = [np.concatenate([keypoint[m, t], score[m, t, :, None]], 1) for m in range(len(keypoint)) if seen[m, t]]
+        if t not in first:
+            rng.shuffle(people)
+        yield people
+
+
+def write_openpose(out_dir, seed=0, **sizes):
+    """The 2D performances as OpenPose output: ``OUT/<clip>/<clip>_<frame:012d>_keypoints.json``
+    per frame, untracked people (``person_id`` -1), no file where nobody was detected (a gap in
+    the frame numbers; the first and last frames are always written), 0 0 0 for a missed joint;
+    ``labels.csv`` (both benchmarks) and ``classes.txt`` beside. Returns the number of clips."""
+    annotations, split = pose_annotations('2d', seed=seed, **sizes)
+    rng = np.random.default_rng([seed, 1])
+    for record in annotations:
+        folder = os.path.join(out_dir, record['frame_dir'])
+        os.makedirs(folder, exist_ok=True)
+        last = record['keypoint'].shape[1] - 1
+        for t, people in enumerate(_people(record, rng)):
+            if people or t in (0, last):
+                _write_json(os.path.join(folder, f'{record["frame_dir"]}_{t:012d}_keypoints.json'), {
+                    'version': 1.3, 'people': [{'person_id': [-1], 'pose_keypoints_2d': p.ravel().tolist(),
+                                                'face_keypoints_2d': [], 'hand_left_keypoints_2d': [],
+                                                'hand_right_keypoints_2d': []} for p in people]})
+    _write_labels(out_dir, annotations, split)
+    return len(annotations)
+
+
+def write_kinetics(out_dir, seed=0, **sizes):
+    """The 2D performances as Kinetics-skeleton files (the st-gcn format), x divided by the
+    image's 1920 and y by its 1080: ``OUT/xsub_train/<clip>.json`` and ``OUT/xsub_val/``, each
+    with its label file ``OUT/xsub_<part>_label.json``; a frame where nobody was detected has an
+    empty ``skeleton`` or no entry at all. Returns the number of clips."""
+    annotations, split = pose_annotations('2d', seed=seed, **sizes)
+    rng = np.random.default_rng([seed, 1])
+    size = np.array([1920.0, 1080.0, 1.0])
+    labels = {}
+    for part in ('train', 'val'):
+        os.makedirs(os.path.join(out_dir, f'xsub_{part}'), exist_ok=True)
+    for record in annotations:
+        part = 'train' if record['frame_dir'] in split['xsub_train'] else 'val'
+        name, label = record['frame_dir'], int(record['label'])
+        data, last = [], record['keypoint'].shape[1] - 1
+        for t, people in enumerate(_people(record, rng)):
+            if people or t in (0, last) or rng.random() < 0.5:
+                data.append({'frame_index': t + 1, 'skeleton': [
+                    {'pose': (p / size)[:, :2].ravel().tolist(), 'score': p[:, 2].tolist()} for p in people]})
+        _write_json(os.path.join(out_dir, f'xsub_{part}', name + '.json'),
+                    {'data': data, 'label': ACTIONS[label][0], 'label_index': label})
+        labels.setdefault(part, {})[name] = {'has_skeleton': True, 'label': ACTIONS[label][0], 'label_index': label}
+    for part, record in labels.items():
+        _write_json(os.path.join(out_dir, f'xsub_{part}_label.json'), record)
+    return len(annotations)
+
+
+def _write_labels(out_dir, annotations, split):
+    part_of = {(name, s) for s, names in split.items() for name in names}
+    lines = ['name,label,split'] + [f'{r["frame_dir"]},{r["label"]},{s}' for r in annotations
+                                    for s in sorted(split) if (r['frame_dir'], s) in part_of]
+    with open(os.path.join(out_dir, 'labels.csv'), 'w') as f:
+        f.write('\n'.join(lines) + '\n')
+    with open(os.path.join(out_dir, 'classes.txt'), 'w') as f:
+        f.write('\n'.join(action[0] for action in ACTIONS[:max(r['label'] for r in annotations) + 1]) + '\n')
 
 
 def main(argv=None):
@@ -399,18 +482,25 @@ def main(argv=None):
     parser.add_argument('--replications', type=int, default=2)
     parser.add_argument('--setups', type=int, default=2)
     parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--format', default='ntu', choices=['ntu', 'pyskl-2d', 'pyskl-3d'],
+    parser.add_argument('--format', default='ntu', choices=['ntu', 'pyskl-2d', 'pyskl-3d', 'openpose', 'kinetics-json'],
                         help='ntu: .skeleton files; pyskl-2d: OUT/synthetic_2d.pkl, COCO-17 detections in pixels; '
-                             'pyskl-3d: OUT/synthetic_3d.pkl with its layout OUT/synthetic_3d_layout.json')
+                             'pyskl-3d: OUT/synthetic_3d.pkl with its layout OUT/synthetic_3d_layout.json; '
+                             'openpose: the 2D detections as OpenPose per-frame JSON folders with labels.csv; '
+                             'kinetics-json: as Kinetics-skeleton files (prepare them with --image-size 1920 1080)')
     args = parser.parse_args(argv)
-    sizes = (args.classes, args.subjects, args.cameras, args.replications, args.setups, args.seed)
+    sizes = dict(classes=args.classes, subjects=args.subjects, cameras=args.cameras, replications=args.replications,
+                 setups=args.setups, seed=args.seed)
     try:
         if args.format == 'ntu':
-            print(f'wrote {len(generate(args.out_dir, *sizes))} .skeleton files to {args.out_dir}')
+            print(f'wrote {len(generate(args.out_dir, **sizes))} .skeleton files to {args.out_dir}')
+        elif args.format == 'openpose':
+            print(f'wrote {write_openpose(args.out_dir, **sizes)} OpenPose video folders to {args.out_dir}')
+        elif args.format == 'kinetics-json':
+            print(f'wrote {write_kinetics(args.out_dir, **sizes)} Kinetics-skeleton files to {args.out_dir}')
         else:
             mode = args.format[-2:]
             path = os.path.join(args.out_dir, f'synthetic_{mode}.pkl')
-            print(f'wrote {write_pyskl(path, mode, *sizes)} clips to {path}')
+            print(f'wrote {write_pyskl(path, mode, **sizes)} clips to {path}')
     except ValueError as e:
         parser.error(str(e))
     return 0

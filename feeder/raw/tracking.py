@@ -48,7 +48,7 @@ def link_tracks(frames, max_gap=MAX_GAP, max_distance=MAX_DISTANCE):
     joint was missed). Returns the tracks, each a list of (frame, xy, confidence)."""
     begun, tracks = [], []  # every track in the order it began; those still open
     for t, detections in enumerate(frames):
-        tracks = [track for track in tracks if t - track.last_t <= max_gap]
+        tracks = [track for track in tracks if t - track.last_t - 1 <= max_gap]
         pairs = sorted((track.distance(t, xy, score), i, j)
                        for i, track in enumerate(tracks) for j, (xy, score) in enumerate(detections))
         matched_tracks, matched = set(), set()

@@ -7,7 +7,8 @@ A class-balanced random subset of the training labels (every class keeps at leas
 used to fine-tune the whole network in train mode with a new linear head. ``--repeats`` runs
 several seeds (subset and training) and reports mean and standard deviation of the last epoch's
 top-1. Transfer is the same command with a checkpoint pretrained on another dataset of the same
-skeleton layout.
+skeleton layout. Writes ``OUT/results.json`` and the first repeat's model, ``OUT/heads.pth``
+(``predict.py``, ``export.py``).
 """
 import argparse
 import os
@@ -17,6 +18,7 @@ import numpy as np
 
 from evaluation.classifier import Classifier, fit_classifiers, summarise
 from evaluation.common import setup_evaluation
+from evaluation.heads import heads_record, save_heads
 from evaluation.results import save_results
 from options.args import get_args_parser, get_eval_parser, get_supervised_parser, positive_int, show_defaults
 from options.presets import FINETUNE
@@ -67,6 +69,9 @@ def main(args):
         history = fit_classifiers({args.stream: classifier}, train_loader, test_loader, args, run.device,
                                   frozen=False)
         last, best = summarise(history)
+        if repeat == 0:  # the first repeat's model is the one kept
+            save_heads(os.path.join(args.output_dir, 'heads.pth'),
+                       heads_record('finetune', {args.stream: classifier}, args, run.dataset, info))
         runs.append({'seed': seed, 'labelled': len(subset), 'accuracy': last[args.stream],
                      'best_test_epoch_for_reference': best[args.stream], 'history': history})
     top1 = [r['accuracy']['top1'] for r in runs]

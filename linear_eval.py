@@ -6,7 +6,8 @@ The encoder is loaded from the checkpoint, frozen and kept in eval mode (BatchNo
 untouched); only a new linear head is trained, with the published recipe as defaults. The result
 is the last epoch's top-1/top-5; the best test epoch is printed only labelled as such, for
 comparison with published numbers that report it. ``--stream all`` trains the three streams'
-heads together and adds their fusion (sum of softmax scores).
+heads together and adds their fusion (sum of softmax scores). Writes ``OUT/results.json`` and the
+classifier, ``OUT/heads.pth``, which ``predict.py`` and ``export.py`` read.
 """
 import argparse
 import os
@@ -15,6 +16,7 @@ import torch
 
 from evaluation.classifier import Classifier, fit_classifiers, summarise
 from evaluation.common import setup_evaluation
+from evaluation.heads import heads_record, save_heads
 from evaluation.results import save_results
 from options.args import get_args_parser, get_eval_parser, get_supervised_parser, show_defaults
 from options.presets import LINEAR
@@ -66,6 +68,7 @@ def main(args):
     for name, acc in last.items():
         print(f'  {name:>8}: top-1 {acc["top1"]:.2f}  top-5 {acc["top5"]:.2f}   [best test epoch, for comparison '
               f'with published numbers only: {best[name]["top1"]:.2f} at epoch {best[name]["epoch"]}]')
+    save_heads(os.path.join(args.output_dir, 'heads.pth'), heads_record('linear', classifiers, args, run.dataset, info))
     results = save_results(os.path.join(args.output_dir, 'results.json'), 'linear', args, info, run.streams,
                            ('epochs', 'lr', 'schedule', 'cos', 'momentum', 'weight_decay', 'batch_size',
                             'eval_every', 'seed'),

@@ -46,14 +46,7 @@ def draw_clip(args):
     resolve_common(args, dataset, recipe, output_required=False)
     folder = SkeletonFolder(os.path.join(args.data_root, args.protocol), args.part)
     folder.check(dataset)
-    if args.name is not None:
-        if args.name not in folder.names:
-            raise ValueError(f'--name {args.name}: no such clip in {folder.root} {args.part}')
-        index = folder.names.index(args.name)
-    else:
-        index = args.index
-        if not 0 <= index < len(folder):
-            raise ValueError(f'--index {index}: {folder.root} {args.part} has clips 0..{len(folder) - 1}')
+    index = folder.find(args.name, args.index)
     clip = folder.clip(index)
     torch.manual_seed(args.seed)
     augment = PairAugment.from_args(args, folder.num_joints, dataset.coordinates)

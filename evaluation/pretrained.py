@@ -10,6 +10,7 @@ import re
 import torch
 
 from evaluation.features import RawFeatures, StreamFeatures
+from evaluation.heads import is_heads, stream_encoder
 from feeder.info import BUILTIN_DATASETS, DatasetInfo, dataset_info
 from feeder.modalities import MODALITIES
 from models import ENCODER_SETTINGS, EncoderConfig, build_encoder
@@ -43,9 +44,13 @@ def _released_gru_args(state):
 
 
 def describe(checkpoint):
-    """What kind of file this is: ('ours', args), ('released', args) or an error listing its keys."""
+    """What kind of file this is: ('ours', args), ('released', args), ('heads', the encoder's
+    settings) for a ``heads.pth`` (its encoders: fine-tuned ones, or those it was trained on), or
+    an error listing its keys."""
     if isinstance(checkpoint, dict) and 'model' in checkpoint and 'args' in checkpoint:
         return 'ours', checkpoint['args']
+    if is_heads(checkpoint):
+        return 'heads', dict(checkpoint['encoder'], frames=checkpoint['frames'], modalities=checkpoint['streams'])
     if isinstance(checkpoint, dict) and isinstance(checkpoint.get('state_dict'), dict):
         state = strip_module(checkpoint['state_dict'])
         if any(k.startswith('encoder_q.') for k in state):
@@ -74,7 +79,7 @@ def _trained_on(path, kind, checkpoint, ckpt_args, info):
     """The description of the data a checkpoint was pretrained on: recorded in our checkpoints,
     looked up by name in older ones, assumed to be ``info``'s for released files and random
     encoders."""
-    if kind == 'ours' and isinstance(checkpoint.get('dataset'), dict):
+    if kind in ('ours', 'heads') and isinstance(checkpoint.get('dataset'), dict):
         return DatasetInfo.from_json(checkpoint['dataset'], source=f'--checkpoint {path}: "dataset"')
     return BUILTIN_DATASETS.get(ckpt_args.get('dataset'), info)
 
@@ -131,6 +136,10 @@ def load_encoders(path, streams, dataset, frames=None, random_args=None, pretrai
         torch.manual_seed(PRETRAIN['seed'])
         if kind == 'raw':
             encoder = RawFeatures(len(info.channels), frames, info.layout.num_joints, info.persons)
+        elif kind == 'heads':
+            if stream not in checkpoint['streams']:
+                raise ValueError(f'--checkpoint {path} has no {stream} stream (its streams: {checkpoint["streams"]})')
+            encoder, state = stream_encoder(checkpoint, stream), checkpoint['heads'][stream]
         else:
             encoder = build_encoder(config, info.layout, info.persons, len(info.channels))
         if kind == 'ours':
@@ -145,7 +154,7 @@ def load_encoders(path, streams, dataset, frames=None, random_args=None, pretrai
             if not state:
                 raise ValueError(f'--checkpoint {path} has no encoder_q{RELEASED_SUFFIX[stream]}.* entries')
             missing, unexpected = encoder.load_released_state_dict(state)
-        else:
+        else:  # random, raw, or heads (loaded whole above)
             missing, unexpected = [], []
         missing = [k for k in missing if not k.startswith('fc.')]
         if missing or unexpected:

@@ -13,27 +13,22 @@ def _rand(shape, x, generator):
     return torch.rand(shape, generator=generator, device=x.device)
 
 
-def resize_window(x, start, length, frames):
+def resize_window(x, start, length, frames: int):
     """Frames ``[start, start + length)`` of each sample, linearly resized to ``frames``.
 
     Identical to ``F.interpolate(window.view(1, C*V*M, length, 1), size=(frames, 1),
     mode='bilinear', align_corners=False)``, the published resize, but for a whole batch of
-    different windows at once.
+    different windows at once. Written so that TorchScript compiles it (``export.py``).
     """
-    n, c, _, v, m = x.shape
+    shape = [x.size(0), x.size(1), frames, x.size(3), x.size(4)]
     scale = length.to(torch.float64) / frames
     dst = torch.arange(frames, device=x.device, dtype=torch.float64)
     src = ((dst[None] + 0.5) * scale[:, None] - 0.5).clamp(min=0)
     lo = src.floor().long()
-    weight = (src - lo).to(x.dtype)
+    weight = (src - lo).to(x.dtype)[:, None, :, None, None]
     hi = torch.minimum(lo + 1, (length - 1)[:, None])
-    lo, hi = lo + start[:, None], hi + start[:, None]
-
-    def take(index):
-        return x.gather(2, index[:, None, :, None, None].expand(n, c, frames, v, m))
-
-    w = weight[:, None, :, None, None]
-    return take(lo) * (1 - w) + take(hi) * w
+    lo, hi = (lo + start[:, None])[:, None, :, None, None], (hi + start[:, None])[:, None, :, None, None]
+    return x.gather(2, lo.expand(shape)) * (1 - weight) + x.gather(2, hi.expand(shape)) * weight
 
 
 def crop_lengths(num_frames, scale, min_length):
@@ -56,7 +51,7 @@ def random_crop_resize(x, num_frames, frames, scale=(0.1, 1.0), min_length=None,
     return resize_window(x, start, length, frames)
 
 
-def center_crop_resize(x, num_frames, frames, keep=0.95):
+def center_crop_resize(x, num_frames, frames: int, keep: float = 0.95):
     """Test-time crop keeping the central ``keep`` of each clip: frames ``[s, n - s)`` with
     ``s = int((1 - keep) * n / 2)``, resized to ``frames``."""
     n = num_frames.to(x.device).long().clamp(1, x.shape[2])

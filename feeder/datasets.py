@@ -69,6 +69,16 @@ class SkeletonFolder:
     def num_joints(self):
         return self.shape[3]
 
+    def find(self, name=None, index=None):
+        """The row of the clip named ``name``, or row ``index`` checked; errors say what there is."""
+        if name is not None:
+            if name not in self.names:
+                raise ValueError(f'--name {name}: no such clip in {self.root} {self.part}')
+            return self.names.index(name)
+        if not 0 <= index < len(self):
+            raise ValueError(f'--index {index}: {self.root} {self.part} has clips 0..{len(self) - 1}')
+        return index
+
     def clip(self, index):
         """(C, n, V, M) float32 tensor of the clip's true frames (n <= 300)."""
         if self._data is None:

@@ -65,20 +65,22 @@ class _Skeletons:
 
 def save_clip_pictures(layout, panels, gif_path, png_path, columns=8, fps=15):
     """``panels``: {title: clip (C, T, V, M) numpy}. Writes an animation of all panels side by
-    side and a strip of ``columns`` evenly spaced frames, one row a panel."""
+    side (unless ``gif_path`` is ``None``) and a strip of ``columns`` evenly spaced frames, one
+    row a panel."""
     clips = list(panels.values())
     skeletons = [_Skeletons(layout, [clip]) for clip in clips]  # each panel at its own scale
-    fig = plt.figure(figsize=(3.2 * len(panels), 3.4))
-    axes = [s.axes(fig, (1, len(panels), i + 1), title) for i, (s, title) in enumerate(zip(skeletons, panels))]
-    length = max(c.shape[1] for c in clips)
+    if gif_path is not None:
+        fig = plt.figure(figsize=(3.2 * len(panels), 3.4))
+        axes = [s.axes(fig, (1, len(panels), i + 1), title) for i, (s, title) in enumerate(zip(skeletons, panels))]
+        length = max(c.shape[1] for c in clips)
 
-    def update(i):
-        for ax, clip, s in zip(axes, clips, skeletons):
-            s.draw(ax, clip, min(i * clip.shape[1] // length, clip.shape[1] - 1))
-        return []
-    animation = FuncAnimation(fig, update, frames=length, blit=False)
-    write_path_atomic(gif_path, lambda tmp: animation.save(tmp, writer=PillowWriter(fps=fps), dpi=72))
-    plt.close(fig)
+        def update(i):
+            for ax, clip, s in zip(axes, clips, skeletons):
+                s.draw(ax, clip, min(i * clip.shape[1] // length, clip.shape[1] - 1))
+            return []
+        animation = FuncAnimation(fig, update, frames=length, blit=False)
+        write_path_atomic(gif_path, lambda tmp: animation.save(tmp, writer=PillowWriter(fps=fps), dpi=72))
+        plt.close(fig)
 
     fig = plt.figure(figsize=(1.9 * columns, 2.0 * len(panels)))
     for row, ((title, clip), s) in enumerate(zip(panels.items(), skeletons)):

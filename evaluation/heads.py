@@ -1,0 +1,92 @@
+"""``heads.pth``: a trained classifier, self-contained (docs/checkpoints.md, "Classifiers").
+
+``linear_eval.py`` and ``finetune.py`` write it beside ``results.json``: the kind (``linear`` or
+``finetune``), every stream's encoder and head, the encoder's settings and clip length, the
+description of the dataset it classifies (its classes and skeleton) and what it was trained
+from. It holds tensors and plain containers only, so it loads with ``weights_only=True``, and its
+``kind`` tells it apart from a pretraining checkpoint.
+"""
+import os
+
+import torch
+
+from evaluation.classifier import Classifier
+from evaluation.features import RawFeatures
+from feeder.info import DatasetInfo
+from models import ENCODER_SETTINGS, EncoderConfig, build_encoder
+from utils.checkpoint_io import read_checkpoint
+from utils.io import write_atomic
+from utils.run import plain
+
+HEAD_KINDS = ('linear', 'finetune')
+
+
+def heads_record(kind, classifiers, args, dataset, loaded):
+    """What ``heads.pth`` holds; ``classifiers``: {stream: :class:`Classifier`}, ``loaded``: the
+    record :func:`evaluation.pretrained.load_encoders` returned."""
+    return {'kind': kind, 'streams': list(classifiers), 'frames': loaded['frames'],
+            'encoder': plain({k: getattr(args, k) for k in ENCODER_SETTINGS}),
+            'encoder_kind': loaded['kind'], 'dataset': dataset.to_json(),
+            'heads': {s: {k: v.detach().cpu().clone() for k, v in c.state_dict().items()}
+                      for s, c in classifiers.items()},
+            'trained_from': plain({k: loaded[k] for k in ('kind', 'checkpoint', 'sha256', 'epoch')}),
+            'args': plain(vars(args))}
+
+
+def save_heads(path, record):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    write_atomic(path, lambda f: torch.save(record, f))
+
+
+def is_heads(checkpoint):
+    return isinstance(checkpoint, dict) and checkpoint.get('kind') in HEAD_KINDS and 'heads' in checkpoint
+
+
+def read_heads(path):
+    """A ``heads.pth``, or one clear error where ``path`` is another kind of file."""
+    record = read_checkpoint(path)
+    if not is_heads(record):
+        what = 'a pretraining checkpoint' if isinstance(record, dict) and 'model' in record else 'not a classifier'
+        raise ValueError(f'--checkpoint {path}: {what}; expected the heads.pth that linear_eval.py or finetune.py '
+                         'writes')
+    return record
+
+
+def stream_encoder(record, stream):
+    """One stream's encoder of a ``heads.pth`` record, built and loaded, in eval mode."""
+    info = DatasetInfo.from_json(record['dataset'], source='heads.pth "dataset"')
+    if record['encoder_kind'] == 'raw':
+        encoder = RawFeatures(len(info.channels), record['frames'], info.layout.num_joints, info.persons)
+    else:
+        encoder = build_encoder(EncoderConfig.from_dict(record['encoder']), info.layout, info.persons,
+                                len(info.channels))
+    state = {k[len('encoder.'):]: v for k, v in record['heads'][stream].items() if k.startswith('encoder.')}
+    encoder.load_state_dict(state)
+    return encoder.eval()
+
+
+def load_classifiers(record):
+    """{stream: :class:`Classifier`} of a ``heads.pth`` record, in eval mode, and the dataset's
+    description."""
+    info = DatasetInfo.from_json(record['dataset'], source='heads.pth "dataset"')
+    classifiers = {}
+    for stream in record['streams']:
+        head = record['heads'][stream]
+        classifier = Classifier(stream_encoder(record, stream), head['head.weight'].shape[0], stream, info.layout,
+                                info.coordinates)
+        classifier.head.load_state_dict({'weight': head['head.weight'], 'bias': head['head.bias']})
+        classifiers[stream] = classifier.eval()
+    return classifiers, info
+
+
+class Probabilities(torch.nn.Module):
+    """Class probabilities of clips (N, C, T, V, M), prepared as the test set is: each stream's
+    softmax, and for several streams their mean (whose argmax is ``linear_eval.py``'s fusion)."""
+
+    def __init__(self, classifiers):
+        super().__init__()
+        self.classifiers = torch.nn.ModuleDict(classifiers)
+
+    @torch.no_grad()
+    def forward(self, clips):
+        return torch.stack([c(clips).softmax(dim=1) for c in self.classifiers.values()]).mean(0)

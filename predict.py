@@ -1,0 +1,82 @@
+"""Class predictions of a trained classifier (the ``heads.pth`` of ``linear_eval.py`` or
+``finetune.py``) for prepared clips, labelled or not.
+
+    python predict.py --checkpoint OUT/heads.pth --dataset D --data-root DIR --protocol P [--parts val] \\
+        --out predictions.csv
+
+writes the header ``part,name,label,pred1,prob1,...,pred5,prob5`` and a row per clip: the five
+likeliest classes (fewer where there are fewer classes) by name where the dataset records its
+class names, else by number, and ``label`` empty where the clip has none. With several streams
+the probabilities are the mean of the streams' softmax, whose argmax is ``linear_eval.py``'s
+fusion. Clips are prepared as the test set is (the centre 95% resized to the encoder's frames).
+"""
+import argparse
+import csv
+import io
+import os
+
+import torch
+from torch.utils.data import DataLoader
+
+from evaluation.common import setup_evaluation
+from evaluation.heads import Probabilities, load_classifiers, read_heads
+from feeder.info import PARTS
+from options.args import get_args_parser
+from options.presets import KNN
+from utils.io import write_text_atomic
+from utils.run import run_cli
+
+TOP = 5
+
+
+def get_predict_parser():
+    parser = argparse.ArgumentParser('CMD predictions', parents=[get_args_parser()], description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--checkpoint', required=True, help='OUT/heads.pth of linear_eval.py or finetune.py')
+    parser.add_argument('--parts', nargs='+', default=None, choices=PARTS,
+                        help="the benchmark's parts to predict (default: every part it has)")
+    parser.add_argument('--out', required=True, help='the .csv file to write')
+    return parser
+
+
+@torch.no_grad()
+def predict(model, clips, device, batch_size, workers):
+    """(N, classes) probabilities of a :class:`feeder.datasets.DownstreamDataset`."""
+    loader = DataLoader(clips, batch_size=batch_size, shuffle=False, num_workers=workers)
+    model.eval().to(device)
+    return torch.cat([model(x.to(device)).cpu() for x, _ in loader])
+
+
+def main(args):
+    if os.path.isdir(args.out):
+        raise SystemExit(f'error: --out {args.out} is a folder; expected a .csv file to write')
+    record = read_heads(args.checkpoint)
+    args.stream = 'all' if len(record['streams']) > 1 else record['streams'][0]
+    run = setup_evaluation(args, KNN, output_required=False)
+    classifiers, trained_on = load_classifiers(record)
+    if trained_on.skeleton != run.dataset.skeleton:
+        raise SystemExit(f'error: --checkpoint {args.checkpoint} classifies clips of {trained_on.name}, whose '
+                         f'skeleton differs from that of {run.dataset.name}')
+    model = Probabilities(classifiers)
+    names = trained_on.class_names
+    show = (lambda c: names[c]) if names else str
+    parts = args.parts or [p for p in PARTS if os.path.isfile(os.path.join(run.root, f'{p}_data_joint.npy'))]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator='\n')
+    writer.writerow(['part', 'name', 'label'] + [f'{c}{i}' for i in range(1, TOP + 1) for c in ('pred', 'prob')])
+    for part in parts:
+        clips = run.clips(part, record['frames'], labelled=False)
+        probs = predict(model, clips, run.device, args.batch_size, args.workers)
+        top = probs.topk(min(TOP, probs.shape[1]), dim=1)
+        for name, label, p, c in zip(clips.folder.names, clips.folder.labels, top.values.tolist(), top.indices.tolist()):
+            cells = [x for pair in zip(map(show, c), (f'{v:.6f}' for v in p)) for x in pair]
+            writer.writerow([part, name, show(int(label)) if label >= 0 else ''] + cells
+                            + [''] * (2 * TOP - len(cells)))
+        print(f'{part}: {len(clips)} clips')
+    write_text_atomic(args.out, out.getvalue())
+    print(f'wrote {args.out}')
+    return out.getvalue()
+
+
+if __name__ == '__main__':
+    run_cli(main, get_predict_parser())

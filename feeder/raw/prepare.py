@@ -302,6 +302,8 @@ def list_custom(args):
     if data.joints != layout.num_joints:
         raise PrepareError(f'--layout {args.layout} has {layout.num_joints} joints, but the clips of '
                            f'{args.annotations} have {data.joints}')
+    if args.image_size and data.format not in ('openpose', 'kinetics-json'):
+        raise PrepareError(f'--image-size applies to the JSON formats; {args.annotations} is {data.format}')
     name = args.name or os.path.splitext(os.path.basename(os.path.normpath(args.annotations)))[0]
     extra = {'format': data.format}
     if args.image_size:

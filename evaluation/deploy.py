@@ -48,5 +48,6 @@ def export_torchscript(model, example, path):
         # the tracer's notes on values it keeps constant: the batch-free body holds none that vary,
         # and export.py checks the file at another batch size and length
         warnings.simplefilter('ignore')
+        model(example)  # fills the per-device caches first, so that the trace and its check agree
         body = torch.jit.trace(model.body, model.crop(example))
         torch.jit.script(Deployable(torch.jit.script(model.crop), body)).save(path)

@@ -30,4 +30,7 @@ def to_modality(x, modality, layout, coordinates=None):
     if modality == 'motion':
         # frame t holds x[t + 1] - x[t]; the last frame has no successor and stays zero
         return torch.cat([x[:, :, 1:] - x[:, :, :-1], torch.zeros_like(x[:, :, :1])], dim=2)
-    return x - x.index_select(3, _parent_index(layout, x.device))
+    # under torch.export (export.py) the cache would keep the tracer's stand-in tensor
+    parents = torch.tensor(bone_parents(layout), device=x.device) if torch.compiler.is_compiling() \
+        else _parent_index(layout, x.device)
+    return x - x.index_select(3, parents)

@@ -142,8 +142,10 @@ def _encoder(settings):
 ])
 def test_exported_encoders_equal_pytorch_at_other_batches_and_lengths(tmp_path, settings):
     import onnxruntime
-    model = Deployable(CentreCrop(8), StreamFeatures(_encoder(settings), 'motion', get_layout('ntu25'))).eval()
+    from feeder.modalities import _parent_index
+    model = Deployable(CentreCrop(8), StreamFeatures(_encoder(settings), 'bone', get_layout('ntu25'))).eval()
     example = torch.randn(2, 3, 16, 25, 2)
+    _parent_index.cache_clear()  # as in a fresh process: export must not leave its tracer's tensors behind
     export_onnx(model, example, str(tmp_path / 'm.onnx'), 'features')
     export_torchscript(model, example, str(tmp_path / 'm.pt'))
     session = onnxruntime.InferenceSession(str(tmp_path / 'm.onnx'), providers=['CPUExecutionProvider'])

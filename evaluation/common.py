@@ -52,7 +52,8 @@ class Evaluation:
         if train_indices is not None:
             train = torch.utils.data.Subset(train, train_indices)
         if len(train) < args.batch_size:
-            raise ValueError(f'{len(train)} training clips is fewer than one batch ({args.batch_size})')
+            raise ValueError(f'{len(train)} training clips is fewer than one batch ({args.batch_size}); pass a smaller '
+                             '--batch-size')
         pin = self.device.type == 'cuda'
         return (DataLoader(train, args.batch_size, shuffle=True, num_workers=args.workers, pin_memory=pin,
                            drop_last=True),

@@ -6,7 +6,7 @@ import os
 import re
 from collections import Counter
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import numpy as np
 
@@ -85,9 +85,6 @@ class CustomData(NamedTuple):
     num_classes: int
     class_names: tuple
     left_out: dict
-
-
-FORMATS = ('pyskl', 'npy', 'openpose', 'kinetics-json')
 
 
 def read_pyskl(path, skip_bad=False):
@@ -181,7 +178,28 @@ def _with_labels_csv(folder, clips, left_out):
     return kept, class_names
 
 
-def list_npy_folder(folder, skip_bad=False):
+class Listed(NamedTuple):
+    """What a format's lister found: the clips, the class names, what was left out, each clip's
+    (joints, numbers per joint, has a confidence), and the most persons a clip holds."""
+    clips: list
+    class_names: tuple
+    left_out: dict
+    shape_of: Callable
+    persons: int
+
+
+def list_pyskl(path, layout, skip_bad):
+    clips, class_names, left_out = read_pyskl(path, skip_bad)
+    return Listed(clips, class_names, left_out,
+                  lambda clip: (clip.keypoint.shape[2], clip.keypoint.shape[3], clip.score is not None),
+                  max((clip.keypoint.shape[0] for clip in clips), default=1))
+
+
+def load_pyskl(clip, prep):
+    return clip.keypoint, clip.score, None
+
+
+def list_npy_folder(folder, layout, skip_bad):
     """The ``.npy`` clips of a folder, as files; their shapes come from the headers alone."""
     clips, shapes, left_out = [], {}, {}
     for file in sorted(f for f in os.listdir(folder) if f.endswith('.npy')):
@@ -195,23 +213,48 @@ def list_npy_folder(folder, skip_bad=False):
             continue
         shapes[path] = shape if len(shape) == 4 else (1,) + shape
         clips.append(CustomClip(file[:-4], None, None, -1, {'all': 'train'}, path))
-    return clips, shapes, left_out
+    clips, class_names = _with_labels_csv(folder, clips, left_out)
+    return Listed(clips, class_names, left_out, lambda clip: (shapes[clip.path][2], shapes[clip.path][3], False),
+                  max((shape[0] for shape in shapes.values()), default=1))
 
 
-def list_openpose_folder(folder):
+def load_npy(clip, prep):
+    try:
+        keypoint = np.load(clip.path, allow_pickle=False)
+    except ValueError as e:
+        raise CustomDataError(f'{clip.path}: not a plain numeric .npy array ({e})') from None
+    keypoint, _ = _clip(keypoint, None, clip.name, clip.path)
+    if keypoint.shape[2] != prep.layout.num_joints:
+        raise CustomDataError(f'{clip.path}: {keypoint.shape[2]} joints, the layout has {prep.layout.num_joints}')
+    return keypoint, None, None
+
+
+def _untracked(clips, class_names, left_out, layout):
+    """Estimator output: every clip of the layout's joints, x and y with a confidence, and two
+    persons kept whatever the tracks."""
+    return Listed(clips, class_names, left_out, lambda clip: (layout.num_joints, 2, True), 2)
+
+
+def list_openpose_folder(folder, layout, skip_bad):
     """One clip per video folder that holds OpenPose per-frame files."""
     clips = []
     for name in sorted(os.listdir(folder)):
         path = os.path.join(folder, name)
         if os.path.isdir(path) and any(OPENPOSE_FILE.fullmatch(f) for f in os.listdir(path)):
             clips.append(CustomClip(name, None, None, -1, {'all': 'train'}, path))
-    return clips
+    left_out = {}
+    clips, class_names = _with_labels_csv(folder, clips, left_out)
+    return _untracked(clips, class_names, left_out, layout)
 
 
-def list_kinetics_folder(folder):
+def load_openpose(clip, prep):
+    return (*read_openpose_video(clip.path, prep.layout.num_joints, prep.image_size), None)
+
+
+def list_kinetics_folder(folder, layout, skip_bad):
     """Kinetics-skeleton files: directly in ``folder`` (benchmark ``all``, training), or in split
     folders (``kinetics_train`` -> benchmark ``kinetics``, part train) with their optional
-    ``<split folder>_label.json``; returns the clips, class names and what was left out."""
+    ``<split folder>_label.json``."""
     clips, names, left_out = [], {}, {}
     groups = [(folder, {'all': 'train'}, None)]
     for entry in sorted(os.listdir(folder)):
@@ -237,7 +280,29 @@ def list_kinetics_folder(folder):
                 names[label] = record['label']
             clips.append(CustomClip(name, None, None, label, parts, os.path.join(path, file)))
     class_names = tuple(names.get(i, str(i)) for i in range(max(names) + 1)) if names else ()
-    return clips, class_names, left_out
+    clips, listed_names = _with_labels_csv(folder, clips, left_out)
+    return _untracked(clips, listed_names or class_names, left_out, layout)
+
+
+def load_kinetics(clip, prep):
+    return read_kinetics_file(clip.path, prep.layout.num_joints, prep.image_size)
+
+
+class PoseFormat(NamedTuple):
+    """A format of own pose data: ``list(path, layout, skip_bad)`` finds its clips in the main
+    process (:class:`Listed`); ``load(clip, prep)`` reads one, in a worker where it is a file,
+    as (keypoints (M, T, V, C), confidence or ``None``, the file's own label or ``None``)."""
+    list: Callable
+    load: Callable
+
+
+POSE_FORMATS = {
+    'pyskl': PoseFormat(list_pyskl, load_pyskl),
+    'npy': PoseFormat(list_npy_folder, load_npy),
+    'openpose': PoseFormat(list_openpose_folder, load_openpose),
+    'kinetics-json': PoseFormat(list_kinetics_folder, load_kinetics),
+}
+FORMATS = tuple(POSE_FORMATS)
 
 
 def detect_format(path):
@@ -277,32 +342,19 @@ def _keep_common_shape(clips, shape_of, path, left_out):
 
 
 def list_clips(path, layout, fmt=None, asked_channels=None, skip_bad=False):
-    """The clips of ``--annotations`` in format ``fmt`` (:data:`FORMATS`; found from the content
-    where ``None``) as :class:`CustomData`; the folder formats as files, which workers read."""
+    """The clips of ``--annotations`` in format ``fmt`` (a key of :data:`POSE_FORMATS`; found from
+    the content where ``None``) as :class:`CustomData`; the folder formats as files, which
+    workers read."""
     fmt = fmt or detect_format(path)
     if (fmt == 'pyskl') != os.path.isfile(path):
         raise CustomDataError(f'--annotations {path}: --format {fmt} needs {"a file" if fmt == "pyskl" else "a folder"}')
-    class_names, left_out, shape_of = (), {}, lambda clip: (layout.num_joints, 2, True)
-    if fmt == 'pyskl':
-        clips, class_names, left_out = read_pyskl(path, skip_bad)
-        shape_of = lambda clip: (clip.keypoint.shape[2], clip.keypoint.shape[3], clip.score is not None)  # noqa: E731
-        persons = max((clip.keypoint.shape[0] for clip in clips), default=1)
-    elif fmt == 'npy':
-        clips, headers, left_out = list_npy_folder(path, skip_bad)
-        shape_of = lambda clip: (headers[clip.path][2], headers[clip.path][3], False)  # noqa: E731
-        persons = max((shape[0] for shape in headers.values()), default=1)
-    elif fmt == 'openpose':
-        clips, persons = list_openpose_folder(path), 2
-    else:
-        (clips, class_names, left_out), persons = list_kinetics_folder(path), 2
-    if fmt != 'pyskl':
-        clips, listed_names = _with_labels_csv(path, clips, left_out)
-        class_names = listed_names or class_names
+    listed = POSE_FORMATS[fmt].list(path, layout, skip_bad)
+    clips, left_out = listed.clips, listed.left_out
     if skip_bad:
-        clips = _keep_common_shape(clips, shape_of, path, left_out)
+        clips = _keep_common_shape(clips, listed.shape_of, path, left_out)
     if not clips:
         raise CustomDataError(f'--annotations {path}: no clips ({fmt})')
-    shapes = {shape_of(clip) for clip in clips}
+    shapes = {listed.shape_of(clip) for clip in clips}
     if len(shapes) > 1:
         raise CustomDataError(f'--annotations {path}: clips differ in joints, channels or confidence: '
                               f'{sorted(shapes)[:3]} (--skip-bad keeps the most common)')
@@ -315,30 +367,17 @@ def list_clips(path, layout, fmt=None, asked_channels=None, skip_bad=False):
     for benchmark, parts in benchmarks.items():
         if 'train' not in parts:
             raise CustomDataError(f'--annotations {path}: benchmark {benchmark} has no training clips')
-    labels = [clip.label for clip in clips]
+    labels, class_names = [clip.label for clip in clips], listed.class_names
     num_classes = max(max(labels) + 1, len(class_names)) if max(labels) >= 0 or class_names else 0
     ordered = {b: tuple(p for p in PARTS if p in parts) for b, parts in sorted(benchmarks.items())}
-    return CustomData(fmt, clips, joints, channels, min(2, persons), ordered, num_classes, class_names, left_out)
+    return CustomData(fmt, clips, joints, channels, min(2, listed.persons), ordered, num_classes, class_names,
+                      left_out)
 
 
 def load_clip(clip, fmt, prep):
     """A clip's keypoints, confidence (or ``None``) and its file's own label (or ``None``), read
     from its file where it has one (in a worker); raises for a file that does not fit."""
-    if fmt == 'pyskl':
-        return clip.keypoint, clip.score, None
-    joints = prep.layout.num_joints
-    if fmt == 'openpose':
-        return (*read_openpose_video(clip.path, joints, prep.image_size), None)
-    if fmt == 'kinetics-json':
-        return read_kinetics_file(clip.path, joints, prep.image_size)
-    try:
-        keypoint = np.load(clip.path, allow_pickle=False)
-    except ValueError as e:
-        raise CustomDataError(f'{clip.path}: not a plain numeric .npy array ({e})') from None
-    keypoint, _ = _clip(keypoint, None, clip.name, clip.path)
-    if keypoint.shape[2] != joints:
-        raise CustomDataError(f'{clip.path}: {keypoint.shape[2]} joints, the layout has {joints}')
-    return keypoint, None, None
+    return POSE_FORMATS[fmt].load(clip, prep)
 
 
 @dataclass(frozen=True)

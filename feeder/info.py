@@ -112,7 +112,7 @@ def dataset_info(name, root=None):
         return info
     if name == 'custom':
         raise FileNotFoundError(f'--data-root {root}: no dataset.json; prepare your data with '
-                                '"python -m feeder.prepare --dataset custom --annotations FILE --layout NAME ..."')
+                                '"python -m feeder.prepare --dataset custom --annotations PATH --layout NAME ..."')
     try:
         return BUILTIN_DATASETS[name]
     except KeyError:

@@ -1,7 +1,7 @@
 """Prepare raw NTU RGB+D 60/120, PKU-MMD I/II, NW-UCLA, synthetic or own skeletons in the community layout.
 
     python -m feeder.prepare --dataset ntu60 --raw-dir RAW --out-dir OUT [--ignore-list FILE] [--workers N]
-    python -m feeder.prepare --dataset custom --annotations FILE --layout NAME|L.json --out-dir OUT
+    python -m feeder.prepare --dataset custom --annotations PATH --layout NAME|L.json --out-dir OUT
 
 writes ``OUT/<benchmark>/{train,val}_data_joint.npy``, ``{train,val}_num_frame.npy`` and
 ``{train,val}_label.pkl`` for every benchmark of the dataset, and ``OUT/dataset.json``. Worker

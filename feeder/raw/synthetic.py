@@ -9,6 +9,8 @@ so the cross-view split is a real viewpoint change, and cross-subject is a chang
 Speed, amplitude, tracking noise, dropped frames, late-appearing bodies and occasional
 spurious low-motion bodies make the files look like what the Kinect produced. The files go
 through the same preparation as the real data (``feeder.prepare --dataset synthetic``).
+``--format`` writes the same performances as own pose data instead: pyskl pickles of 2D
+detections or of 3D motion capture, OpenPose per-frame JSON, or Kinetics-skeleton files.
 """
 import argparse
 import json
@@ -443,11 +445,11 @@ def write_kinetics(out_dir, seed=0, **sizes):
     annotations, split = pose_annotations('2d', seed=seed, **sizes)
     rng = np.random.default_rng([seed, 1])
     size = np.array([1920.0, 1080.0, 1.0])
-    labels = {}
+    training, labels = set(split['xsub_train']), {}
     for part in ('train', 'val'):
         os.makedirs(os.path.join(out_dir, f'xsub_{part}'), exist_ok=True)
     for record in annotations:
-        part = 'train' if record['frame_dir'] in split['xsub_train'] else 'val'
+        part = 'train' if record['frame_dir'] in training else 'val'
         name, label = record['frame_dir'], int(record['label'])
         data, last = [], record['keypoint'].shape[1] - 1
         for t, people in enumerate(_people(record, rng)):

@@ -32,8 +32,11 @@ def _numbers(values, count, path, what):
         raise DataFormatError(path, None, f'{what}: not all numbers') from None
 
 
-def _scaled(xy, image_size):
-    return xy * np.asarray(image_size, dtype=np.float64) if image_size else xy
+def _detection(xy, score, image_size):
+    """(xy, confidence) of one person, a joint with a coordinate that is not finite missed."""
+    finite = np.isfinite(xy).all(-1) & np.isfinite(score)
+    xy, score = np.where(finite[:, None], xy, 0), np.where(finite, score, 0)
+    return (xy * np.asarray(image_size, dtype=np.float64) if image_size else xy), score
 
 
 def openpose_frames(folder):
@@ -68,7 +71,7 @@ def read_openpose_video(folder, num_joints, image_size=None):
             values = person.get('pose_keypoints_2d') if isinstance(person, dict) else None
             points = _numbers(values, 3 * num_joints, path, f'person {k}, pose_keypoints_2d '
                               f'(x, y, confidence of {num_joints} joints)').reshape(num_joints, 3)
-            frames[number - first].append((_scaled(points[:, :2], image_size), points[:, 2]))
+            frames[number - first].append(_detection(points[:, :2], points[:, 2], image_size))
     return tracks_to_array(link_tracks(frames), len(frames), num_joints)
 
 
@@ -95,7 +98,7 @@ def read_kinetics_file(path, num_joints, image_size=None):
             xy = _numbers(person.get('pose'), 2 * num_joints, path, f'frame {index}, person {k}, pose '
                           f'(x, y of {num_joints} joints)').reshape(num_joints, 2)
             score = _numbers(person.get('score'), num_joints, path, f'frame {index}, person {k}, score')
-            frames[index - first].append((_scaled(xy, image_size), score))
+            frames[index - first].append(_detection(xy, score, image_size))
     label = record.get('label_index')
     if label is not None and (not isinstance(label, int) or isinstance(label, bool)):
         raise DataFormatError(path, None, f'label_index {label!r} is not an integer')

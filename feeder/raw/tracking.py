@@ -19,15 +19,9 @@ class _Track:
         self.detections = [(t, xy, score)]
         self.last, self.seen, self.last_t = xy.copy(), score > 0, t
         self.velocity = np.zeros(xy.shape[-1])
+        self.size = self._size()
 
-    def distance(self, t, xy, score):
-        both = (score > 0) & self.seen
-        if not both.any():
-            return np.inf
-        predicted = self.last[both] + self.velocity * (t - self.last_t)
-        return float(np.linalg.norm(xy[both] - predicted, axis=-1).mean())
-
-    def size(self):
+    def _size(self):
         joints = self.last[self.seen]
         return float(np.linalg.norm(joints.max(0) - joints.min(0))) if len(joints) > 1 else 0.0
 
@@ -40,7 +34,21 @@ class _Track:
         self.last[seen] = xy[seen]
         self.seen |= seen
         self.last_t = t
+        self.size = self._size()
         self.detections.append((t, xy, score))
+
+
+def _costs(tracks, detections, t):
+    """(tracks, detections): the mean distance, over the joints both hold, between each track's
+    predicted pose at frame ``t`` and each detection; infinite where they share no joint."""
+    predicted = np.stack([track.last + track.velocity * (t - track.last_t) for track in tracks])  # K, V, C
+    held = np.stack([track.seen for track in tracks])
+    xy = np.stack([d[0] for d in detections])
+    detected = np.stack([d[1] > 0 for d in detections])
+    both = held[:, None] & detected[None]                                    # K, D, V
+    distance = np.linalg.norm(xy[None] - predicted[:, None], axis=-1)
+    count = both.sum(-1)
+    return np.where(count > 0, np.where(both, distance, 0).sum(-1) / np.maximum(count, 1), np.inf)
 
 
 def link_tracks(frames, max_gap=MAX_GAP, max_distance=MAX_DISTANCE):
@@ -49,15 +57,18 @@ def link_tracks(frames, max_gap=MAX_GAP, max_distance=MAX_DISTANCE):
     begun, tracks = [], []  # every track in the order it began; those still open
     for t, detections in enumerate(frames):
         tracks = [track for track in tracks if t - track.last_t - 1 <= max_gap]
-        pairs = sorted((track.distance(t, xy, score), i, j)
-                       for i, track in enumerate(tracks) for j, (xy, score) in enumerate(detections))
-        matched_tracks, matched = set(), set()
-        for cost, i, j in pairs:
-            if i in matched_tracks or j in matched or cost > max_distance * max(tracks[i].size(), 1e-6):
-                continue
-            tracks[i].add(t, *detections[j])
-            matched_tracks.add(i)
-            matched.add(j)
+        matched = set()
+        if tracks and detections:
+            cost = _costs(tracks, detections, t)
+            limit = max_distance * np.maximum([track.size for track in tracks], 1e-6)
+            matched_tracks = set()
+            for flat in np.argsort(cost, axis=None, kind='stable'):  # closest first; ties by track, then detection
+                i, j = divmod(int(flat), len(detections))
+                if i in matched_tracks or j in matched or not cost[i, j] <= limit[i]:
+                    continue
+                tracks[i].add(t, *detections[j])
+                matched_tracks.add(i)
+                matched.add(j)
         new = [_Track(t, xy, score) for j, (xy, score) in enumerate(detections)
                if j not in matched and (score > 0).any()]
         tracks += new

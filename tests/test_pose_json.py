@@ -197,3 +197,21 @@ def test_format_is_checked_against_the_path(tmp_path, capsys):
     assert _prepare('--dataset', 'custom', '--annotations', tmp_path / 'empty', '--layout', 'coco17',
                     '--out-dir', tmp_path / 'out') == 1
     assert 'holds no .npy clips, OpenPose video folders or Kinetics-skeleton files' in capsys.readouterr().err
+
+
+def test_a_joint_that_is_not_finite_counts_as_missed(tmp_path):
+    rng = np.random.default_rng(3)
+    for video in ('a', 'b'):
+        (tmp_path / 'op' / video).mkdir(parents=True)
+        for t in range(5):
+            points = rng.uniform(10, 100, (25, 3))
+            if video == 'a' and t == 2:
+                points[4] = (np.nan, 50.0, 0.9)
+            _openpose_frame(tmp_path / 'op' / video / f'{video}_{t:012d}_keypoints.json', [points.ravel().tolist()])
+    assert _prepare('--dataset', 'custom', '--annotations', tmp_path / 'op', '--layout', 'openpose25',
+                    '--channels', 'xys', '--out-dir', tmp_path / 'out') == 0
+    clips = _prepared(tmp_path / 'out', 'all', 'train')
+    data = clips['a'][0]
+    assert np.isfinite(data).all()
+    assert data[2, 2, 4, 0] == 0 and data[2, 1, 4, 0] > 0  # its confidence 0 at that frame only
+    assert not data[..., 1].any()  # and the person stays one track

@@ -182,10 +182,12 @@ def test_bad_npy_clips_are_skipped_too(tmp_path, capsys):
     argv = ['--dataset', 'custom', '--annotations', tmp_path, '--layout', 'coco17', '--out-dir', tmp_path / 'out']
     assert _prepare(*argv) == 1
     assert 'broken.npy: not a plain numeric .npy array' in capsys.readouterr().err
+    np.save(tmp_path / 'flat.npy', rng.normal(size=(20, 17)).astype(np.float32))  # a shape no clip has
     assert _prepare(*argv, '--skip-bad') == 0
     summary = json.loads((tmp_path / 'out' / 'prepare_summary.json').read_text())
     assert summary['samples'] == {'all/train': 4}
-    assert len(summary['skipped']['bad file']) == 2
+    assert len(summary['skipped']['bad file']) == 3
+    assert any('flat.npy: clip flat: expected keypoints' in b for b in summary['skipped']['bad file'])
 
 
 def test_format_is_checked_against_the_path(tmp_path, capsys):

@@ -45,13 +45,20 @@ def channels_of(data_channels, has_score, asked, source):
     return asked
 
 
+def _keypoint_shape(shape, name, source):
+    """(M, T, V, C) of a clip's keypoints of ``shape`` ((T, V, C) has one person), or the error."""
+    shape = tuple(shape)
+    if len(shape) == 3:
+        shape = (1,) + shape
+    if len(shape) != 4 or shape[-1] not in (2, 3) or min(shape) < 1:
+        raise CustomDataError(f'{source}: clip {name}: expected keypoints (M, T, V, C) or (T, V, C) with C 2 or 3, '
+                              f'found {shape}')
+    return shape
+
+
 def _clip(keypoint, score, name, source):
     keypoint = np.asarray(keypoint)
-    if keypoint.ndim == 3:
-        keypoint = keypoint[None]
-    if keypoint.ndim != 4 or keypoint.shape[-1] not in (2, 3) or min(keypoint.shape) < 1:
-        raise CustomDataError(f'{source}: clip {name}: expected keypoints (M, T, V, C) or (T, V, C) with C 2 or 3, '
-                              f'found {keypoint.shape}')
+    keypoint = keypoint.reshape(_keypoint_shape(keypoint.shape, name, source))
     if score is not None:
         score = np.asarray(score)
         if score.ndim == 2:
@@ -205,13 +212,16 @@ def list_npy_folder(folder, layout, skip_bad):
     for file in sorted(f for f in os.listdir(folder) if f.endswith('.npy')):
         path = os.path.join(folder, file)
         try:
-            shape = np.load(path, mmap_mode='r', allow_pickle=False).shape
-        except (ValueError, OSError) as e:
-            if not skip_bad:
+            try:
+                shape = np.load(path, mmap_mode='r', allow_pickle=False).shape
+            except (ValueError, OSError) as e:
                 raise CustomDataError(f'{path}: not a plain numeric .npy array ({e})') from None
-            left_out.setdefault('bad file', []).append(f'{path}: not a plain numeric .npy array ({e})')
+            shapes[path] = _keypoint_shape(shape, file[:-4], path)
+        except CustomDataError as e:
+            if not skip_bad:
+                raise
+            left_out.setdefault('bad file', []).append(str(e))
             continue
-        shapes[path] = shape if len(shape) == 4 else (1,) + shape
         clips.append(CustomClip(file[:-4], None, None, -1, {'all': 'train'}, path))
     clips, class_names = _with_labels_csv(folder, clips, left_out)
     return Listed(clips, class_names, left_out, lambda clip: (shapes[clip.path][2], shapes[clip.path][3], False),

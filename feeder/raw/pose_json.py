@@ -24,7 +24,7 @@ def load_json(path):
 
 def _numbers(values, count, path, what):
     if not isinstance(values, list) or len(values) != count:
-        found = len(values) if isinstance(values, list) else type(values).__name__
+        found = len(values) if isinstance(values, list) else 'none' if values is None else type(values).__name__
         raise DataFormatError(path, None, f'{what}: expected {count} numbers, found {found}')
     try:
         return np.asarray(values, dtype=np.float64)

@@ -58,8 +58,6 @@ def main(args):
         raise SystemExit(f'error: --checkpoint {args.checkpoint} classifies clips of {trained_on.name}, whose '
                          f'skeleton differs from that of {run.dataset.name}')
     model = Probabilities(classifiers)
-    names = trained_on.class_names
-    show = (lambda c: names[c]) if names else str
     parts = args.parts or [p for p in PARTS if os.path.isfile(os.path.join(run.root, f'{p}_data_joint.npy'))]
     out = io.StringIO()
     writer = csv.writer(out, lineterminator='\n')
@@ -69,8 +67,8 @@ def main(args):
         probs = predict(model, clips, run.device, args.batch_size, args.workers)
         top = probs.topk(min(TOP, probs.shape[1]), dim=1)
         for name, label, p, c in zip(clips.folder.names, clips.folder.labels, top.values.tolist(), top.indices.tolist()):
-            cells = [x for pair in zip(map(show, c), (f'{v:.6f}' for v in p)) for x in pair]
-            writer.writerow([part, name, show(int(label)) if label >= 0 else ''] + cells
+            cells = [x for pair in zip(map(trained_on.class_name, c), (f'{v:.6f}' for v in p)) for x in pair]
+            writer.writerow([part, name, trained_on.class_name(label)] + cells
                             + [''] * (2 * TOP - len(cells)))
         print(f'{part}: {len(clips)} clips')
     write_text_atomic(args.out, out.getvalue())

@@ -71,17 +71,12 @@ def main(args):
     query = features(torch.utils.data.Subset(pool, [index]))[0]
     sims, rows = neighbours(query, features(gallery), args.k, index if part == 'train' else None)
 
-    names = run.dataset.class_names
     folder = gallery.folder
-
-    def label(i):
-        value = int(folder.labels[i])
-        return '' if value < 0 else names[value] if names else str(value)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator='\n')
     writer.writerow(['rank', 'name', 'label', 'similarity'])
     for rank, (sim, row) in enumerate(zip(sims.tolist(), rows.tolist()), 1):
-        writer.writerow([rank, folder.names[row], label(row), f'{sim:.6f}'])
+        writer.writerow([rank, folder.names[row], run.dataset.class_name(folder.labels[row]), f'{sim:.6f}'])
     print(f'query: {part} clip {index}, {pool.folder.names[index]}; the nearest training clips by {feature} '
           'features (cosine):')
     print(out.getvalue(), end='')

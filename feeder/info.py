@@ -46,6 +46,13 @@ class DatasetInfo:
         """How many leading channels are coordinates (the rest is a confidence)."""
         return 3 if self.channels == 'xyz' else 2
 
+    def class_name(self, label):
+        """A label as written out: its class name where recorded, else its number; empty for -1."""
+        label = int(label)
+        if label < 0:
+            return ''
+        return self.class_names[label] if label < len(self.class_names) else str(label)
+
     def to_json(self):
         return {'name': self.name, 'dataset': self.kind or self.name, 'layout': self.layout.to_json(),
                 'persons': self.persons, 'channels': self.channels, 'num_classes': self.num_classes,

@@ -212,11 +212,7 @@ def list_npy_folder(folder, layout, skip_bad):
     for file in sorted(f for f in os.listdir(folder) if f.endswith('.npy')):
         path = os.path.join(folder, file)
         try:
-            try:
-                shape = np.load(path, mmap_mode='r', allow_pickle=False).shape
-            except (ValueError, OSError) as e:
-                raise CustomDataError(f'{path}: not a plain numeric .npy array ({e})') from None
-            shapes[path] = _keypoint_shape(shape, file[:-4], path)
+            shapes[path] = _keypoint_shape(_read_npy(path, mmap_mode='r').shape, file[:-4], path)
         except CustomDataError as e:
             if not skip_bad:
                 raise
@@ -228,12 +224,16 @@ def list_npy_folder(folder, layout, skip_bad):
                   max((shape[0] for shape in shapes.values()), default=1))
 
 
-def load_npy(clip, prep):
+def _read_npy(path, mmap_mode=None):
+    """A plain numeric ``.npy`` array (memory-mapped: its header alone), or the error."""
     try:
-        keypoint = np.load(clip.path, allow_pickle=False)
-    except ValueError as e:
-        raise CustomDataError(f'{clip.path}: not a plain numeric .npy array ({e})') from None
-    keypoint, _ = _clip(keypoint, None, clip.name, clip.path)
+        return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
+    except (ValueError, OSError) as e:
+        raise CustomDataError(f'{path}: not a plain numeric .npy array ({e})') from None
+
+
+def load_npy(clip, prep):
+    keypoint, _ = _clip(_read_npy(clip.path), None, clip.name, clip.path)
     if keypoint.shape[2] != prep.layout.num_joints:
         raise CustomDataError(f'{clip.path}: {keypoint.shape[2]} joints, the layout has {prep.layout.num_joints}')
     return keypoint, None, None

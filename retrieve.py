@@ -7,14 +7,15 @@ The query is chosen as in ``visualize.py clip``, from ``--part`` (default: val w
 benchmark has one, else train). The gallery is the training part, the query itself left out.
 Similarity is the cosine of the features kNN uses (with ``--stream all``, the default, of the
 three streams' L2-normalised features side by side, as ``knn_eval.py`` fuses them), so the first
-neighbour's label is the 1-NN prediction. Prints and, with ``--out``, writes
-``rank,name,label,similarity``; ``--plot`` draws the query above its neighbours. For an
-unlabelled archive this is search by example.
+neighbour's label is the 1-NN prediction. Prints (the table last on standard output, the rest on
+standard error) and, with ``--out``, writes ``rank,name,label,similarity``; ``--plot`` draws the
+query above its neighbours. For an unlabelled archive this is search by example.
 """
 import argparse
 import csv
 import io
 import os
+import sys
 
 import torch
 import torch.nn.functional as F
@@ -77,19 +78,20 @@ def main(args):
     writer.writerow(['rank', 'name', 'label', 'similarity'])
     for rank, (sim, row) in enumerate(zip(sims.tolist(), rows.tolist()), 1):
         writer.writerow([rank, folder.names[row], run.dataset.class_name(folder.labels[row]), f'{sim:.6f}'])
+    # the table alone on standard output, after the run's header, so that it can be read as CSV
     print(f'query: {part} clip {index}, {pool.folder.names[index]}; the nearest training clips by {feature} '
-          'features (cosine):')
+          'features (cosine):', file=sys.stderr)
     print(out.getvalue(), end='')
     if args.out:
         write_text_atomic(args.out, out.getvalue())
-        print(f'wrote {args.out}')
+        print(f'wrote {args.out}', file=sys.stderr)
     if args.plot:
         coordinates = slice(0, run.dataset.coordinates)  # a confidence channel is not drawn
         panels = {f'query {pool.folder.names[index]}': pool.folder.clip(index)[coordinates].numpy()}
         for rank, (sim, row) in enumerate(zip(sims.tolist(), rows.tolist()), 1):
             panels[f'{rank}. {folder.names[row]} ({sim:.2f})'] = folder.clip(row)[coordinates].numpy()
         save_clip_pictures(run.dataset.layout, panels, None, args.plot)
-        print(f'wrote {args.plot}')
+        print(f'wrote {args.plot}', file=sys.stderr)
     return [(folder.names[r], s) for s, r in zip(sims.tolist(), rows.tolist())]
 
 

@@ -57,6 +57,7 @@ def main():
     parser.add_argument('--workers', type=int, default=os.cpu_count())
     parser.add_argument('--repeats', type=int, default=3, help='whole runs at each size')
     args = parser.parse_args()
+    prep.keep_freed_memory()   # the one-core timings run here: as in the workers
 
     with tempfile.TemporaryDirectory() as tmp:
         raw = args.raw_dir or os.path.join(tmp, 'raw')

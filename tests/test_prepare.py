@@ -1,6 +1,9 @@
 import json
 import os
 import pickle
+import platform
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -389,3 +392,27 @@ def test_ntu_in_2d_reads_the_colour_coordinates(tmp_path, ntu_raw):
     expected = normalize_pose_data(points, present, NTU25)
     np.testing.assert_allclose(data[0, :, :frames[0]].transpose(3, 1, 2, 0)[:len(expected)], expected, atol=1e-4)
     assert _run('--dataset', 'ucla', '--raw-dir', ntu_raw, '--out-dir', out, '--coords', '2d') == 2
+
+
+KEEP_CHECK = """
+import sys
+import numpy as np
+from feeder.raw.prepare import keep_freed_memory
+if sys.argv[1] == 'keep':
+    keep_freed_memory()
+def resident():
+    return int(open('/proc/self/statm').read().split()[1]) * 4096
+before = resident()
+block = np.ones(2 << 20)   # 16 MB
+del block
+print(resident() - before)
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != 'glibc', reason='a glibc setting')
+def test_workers_keep_the_memory_they_free():
+    def kept(mode):
+        out = subprocess.run([sys.executable, '-c', KEEP_CHECK, mode], capture_output=True, text=True, check=True,
+                             cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        return int(out.stdout) / 2 ** 20
+    assert kept('default') < 4 and kept('keep') > 12

@@ -3,7 +3,8 @@ import pytest
 
 from feeder.raw.normalize import normalize_sample, select_bodies
 from feeder.layouts import NTU25
-from feeder.raw.readers import DataFormatError, parse_ntu_name, read_ntu_skeleton
+from feeder.raw import readers
+from feeder.raw.readers import NTU_COLOR, NTU_XYZ, DataFormatError, parse_ntu_name, read_ntu_skeleton
 from tests.conftest import random_body, write_skeleton
 from tests.reference import get_nonzero_std, pre_normalization, read_xyz
 
@@ -131,3 +132,112 @@ def test_reader_and_published_reader_agree(tmp_path, rng):
     write_skeleton(path, frames, crlf=True)
     ours = select_bodies(read_ntu_skeleton(path), keep=2).transpose(3, 1, 2, 0)
     np.testing.assert_array_equal(ours, read_xyz(str(path)))
+
+
+# ----------------------------------------------------------------- the array reader against float()
+
+ODD_NUMBERS = ['1.', '.5', '-.5', '+3', '-0', '-0.0', '0.000', '1_0', '007', '1e3', '-4.248406E-05', '1E+2',
+               '99999999999999', '-0.9999999999999', '999999999999999', '1234567890123456', '12345678901234567',
+               '0.00000000000001', '123456.7890123', '-1234567.8901', '9007199254740993', '0.9007199254740993',
+               '-8.999999999999999', '1.000000000000001', '99999999999999.9', '9999999.99999997',
+               '1e400', '0x10', 'nan', 'inf', '-inf', '-', '.', '-.', '1.2.3', '--1', '-+1', 'e5', '1e', '5-', '1-2',
+               'abc', '１']
+
+
+def _numbers(rng):
+    """Numbers as files write them: several printf forms across magnitudes, and ODD_NUMBERS."""
+    forms = ['%.7g', '%.9g', '%.17g', '%.3f', '%.1f', '%d', '%.7E', '%e', '%r']
+    values = rng.uniform(-1, 1, 3000) * 10.0 ** rng.integers(-9, 9, 3000)
+    return [(f % v if f != '%d' else str(int(v))) for f, v in zip(rng.choice(forms, 3000), values)] + ODD_NUMBERS
+
+
+def _read(tokens):
+    data = ' '.join(tokens).encode()
+    ends = np.cumsum([len(t.encode()) + 1 for t in tokens]) - 1
+    return readers._decimals(data, ends - [len(t.encode()) for t in tokens], ends)
+
+
+def _float_or_none(token):
+    try:
+        value = float(token.encode())   # as bytes, the way files are read: b'\xef\xbc\x91' is no number
+    except ValueError:
+        return None
+    return value if np.isfinite(value) else None
+
+
+def test_decimals_are_read_exactly_as_float_reads_them(rng, monkeypatch):
+    tokens = _numbers(rng)
+    good = [t for t in tokens if _float_or_none(t) is not None]
+    expected = np.array([_float_or_none(t) for t in good])
+    got = _read(good)
+    # bit for bit, the sign of zero included
+    np.testing.assert_array_equal(got.view(np.int64), expected.view(np.int64))
+    for token in tokens:
+        if _float_or_none(token) is None:
+            assert _read(['1.5', token]) is None, token
+    # plain decimals are read by the array path: float() sees only the others
+    seen = []
+    monkeypatch.setattr(readers, 'float', lambda text: seen.append(text) or float(text), raising=False)
+    assert _read(['-0.8514767', '3.384463', '178', '-.5', '1.', '-4.248406E-05', '+3'])[-2] == -4.248406e-05
+    assert seen == [b'-4.248406E-05', b'+3']
+
+
+def _damage(data, rng):
+    """One or two random edits of a file's bytes, of the kinds that break or merely reformat a line."""
+    if rng.random() < 0.5:
+        data = _damage_once(data, rng)
+    return _damage_once(data, rng)
+
+
+def _damage_once(data, rng):
+    at = int(rng.integers(len(data)))
+    kind = rng.integers(4)
+    if kind == 0:
+        return data[:at] + data[at + 1:]
+    if kind == 1:
+        return data[:at] + bytes([rng.choice(list(b' \t\n\r.-+eE0123456789x'))]) + data[at:]
+    if kind == 2:
+        return data[:at] + bytes([rng.choice(list(b'0123456789 -.e'))]) + data[at + 1:]
+    lines = data.split(b'\n')
+    k = int(rng.integers(len(lines)))
+    return b'\n'.join(lines[:k] + [lines[k]] + lines[k:])
+
+
+def _outcome(read):
+    try:
+        return read()
+    except DataFormatError as e:
+        return str(e)
+
+
+def test_array_reader_accepts_and_reads_exactly_what_the_line_reader_does(tmp_path, rng):
+    a, b = random_body(rng, 4), random_body(rng, 4, offset=(1, 0, 3))
+    path = tmp_path / 'S001C001P001R001A001.skeleton'
+    write_skeleton(path, [[a[0]], [a[1], b[1]], [], [b[3], a[3]]])
+    clean = path.read_bytes()
+    taken = 0
+    for _ in range(600):
+        data = _damage(clean, rng)
+        path.write_bytes(data)
+        for columns in (NTU_XYZ, NTU_COLOR):
+            fast = readers._read_ntu_fast(data, 4, 25, columns)
+            lines = _outcome(lambda: readers._read_ntu_lines(path, data, 4, 25, columns))
+            if fast is not None:
+                taken += 1
+                assert isinstance(lines, np.ndarray), (data, lines)
+                np.testing.assert_array_equal(fast.view(np.int64), lines.view(np.int64))
+            got = _outcome(lambda: read_ntu_skeleton(path, columns=columns))
+            assert type(got) is type(lines) and (np.array_equal(got, lines) if isinstance(got, np.ndarray) else got == lines)
+    assert taken > 100   # edits that keep a file valid and plain (a digit for a digit) take the array path
+
+
+@pytest.mark.parametrize('frames', [[1] * 5, [2, 0, 5, 1, 3]])
+def test_plain_files_take_the_array_path(tmp_path, rng, frames):
+    bodies = [[random_body(rng, 1, offset=(k, 0, 3))[0] for k in range(n)] for n in frames]
+    path = tmp_path / 'S001C001P001R001A001.skeleton'
+    write_skeleton(path, bodies)
+    data = path.read_bytes()
+    for columns in (NTU_XYZ, NTU_COLOR):
+        fast = readers._read_ntu_fast(data, 4, 25, columns)
+        assert fast is not None
+        np.testing.assert_array_equal(fast, readers._read_ntu_lines(path, data, 4, 25, columns))

@@ -11,11 +11,11 @@ import numpy as np
 
 def motion_energy(bodies):
     """std(x) + std(y) + std(z) over each slot's non-empty frames; ``bodies`` is (M, T, V, c)."""
+    nonempty = (bodies.reshape(bodies.shape[:2] + (-1,)) != 0).any(-1)
     energy = np.zeros(len(bodies))
-    for m, body in enumerate(bodies):
-        valid = body[body.any(axis=(1, 2))]
-        if len(valid):
-            energy[m] = valid.reshape(-1, body.shape[-1]).std(axis=0).sum()
+    for m in np.flatnonzero(nonempty.any(1)).tolist():
+        # each coordinate as one contiguous row: numpy's std down a 3-wide column is 3x slower
+        energy[m] = np.ascontiguousarray(bodies[m][nonempty[m]].reshape(-1, bodies.shape[-1]).T).std(axis=1).sum()
     return energy
 
 
@@ -49,7 +49,10 @@ def align_rotation(v, target):
     if np.abs(v).sum() < 1e-6:
         return np.eye(3)
     cos = np.dot(v / np.linalg.norm(v), target / np.linalg.norm(target))
-    return rotation_matrix(np.cross(v, target), np.arccos(np.clip(cos, -1.0, 1.0)))
+    # np.cross's products, written out: for two 3-vectors its overhead is most of a turn's cost
+    axis = np.array([v[1] * target[2] - v[2] * target[1], v[2] * target[0] - v[0] * target[2],
+                     v[0] * target[1] - v[1] * target[0]])
+    return rotation_matrix(axis, np.arccos(np.clip(cos, -1.0, 1.0)))
 
 
 def pad_cyclic(person):

@@ -14,6 +14,7 @@ clips are resampled, whether the reader normalises); a dataset is a row of ``LIS
 function that lists its files as tasks).
 """
 import argparse
+import ctypes
 import dataclasses
 import json
 import os
@@ -393,7 +394,7 @@ def _write_sample(sample, clip, source, outputs, prep):
         full[:, length:] = full[:, np.arange(length, MAX_FRAMES) % length]
     else:
         normalize_sample(full, prep.layout)
-    out = full.transpose(3, 1, 2, 0)
+    out = np.ascontiguousarray(full.transpose(3, 1, 2, 0))   # once for all the outputs it goes to
     for key, row in sample.rows.items():
         _output(outputs[key]).write(row, out)
     return Outcome(length=length, label=clip.label)
@@ -596,6 +597,24 @@ def _replace_dir(src, dst):
         shutil.rmtree(old)
 
 
+def keep_freed_memory():
+    """Let this process keep the memory it frees (glibc only; elsewhere a no-op).
+
+    By default glibc hands every large block back to the system when it is freed, and the next
+    file's arrays of the same size then take fresh pages, each one faulted in and zeroed: over
+    half the cost of parsing a file by array operations here (``benchmarks/RESULTS.md``). A
+    worker allocates the same sizes file after file, so it keeps them instead.
+    """
+    try:
+        mallopt = ctypes.CDLL('libc.so.6').mallopt
+    except (OSError, AttributeError):
+        return
+    # M_MMAP_THRESHOLD: blocks up to 32 MB (glibc's maximum) come from the heap; M_TRIM_THRESHOLD:
+    # free memory at the heap's top is kept up to 256 MB
+    mallopt(-3, 32 << 20)
+    mallopt(-1, 256 << 20)
+
+
 class _pool:
     """``map`` over worker processes (ordered results, streamed), or in-process for 0 workers."""
 
@@ -606,7 +625,7 @@ class _pool:
     def __enter__(self):
         if self.workers <= 0:
             return map
-        self.pool = get_context('fork').Pool(self.workers)
+        self.pool = get_context('fork').Pool(self.workers, initializer=keep_freed_memory)
         return lambda fn, jobs: self.pool.imap(fn, jobs, chunksize=4)
 
     def __exit__(self, *exc):

@@ -56,12 +56,21 @@ def read_ntu_skeleton(path, max_bodies=4, num_joints=25, columns=NTU_XYZ):
     ``columns``: the joint fields to read (``NTU_XYZ`` or ``NTU_COLOR``).
 
     Bodies fill slots in the order they appear within each frame (not by body ID); bodies past
-    ``max_bodies`` are dropped, as in the published tool. A body's 25 joint lines are split in one
-    call and only the fields in ``columns`` converted, each column in one call, which is what
-    keeps parsing fast (``benchmarks/RESULTS.md``).
+    ``max_bodies`` are dropped, as in the published tool. A file laid out as the dataset's files
+    are (fields parted by single spaces, lines by ``\\n``) is read by array operations over its
+    bytes; any other file, or any doubt, goes to a line-by-line reader that accepts the same files,
+    gives the same numbers and names the line of the first fault.
     """
     with open(path, 'rb') as f:
-        lines = f.read().split(b'\n')
+        data = f.read()
+    out = _read_ntu_fast(data, max_bodies, num_joints, columns)
+    if out is None:
+        out = _read_ntu_lines(path, data, max_bodies, num_joints, columns)
+    return out
+
+
+def _read_ntu_lines(path, data, max_bodies, num_joints, columns):
+    lines = data.split(b'\n')
     if not lines[0].strip():
         raise DataFormatError(path, 1, 'empty file, expected the frame count')
     num_frames = _int_field(lines[0], path, 1, 'the frame count')
@@ -119,6 +128,114 @@ def read_ntu_skeleton(path, max_bodies=4, num_joints=25, columns=NTU_XYZ):
         out[b, t] = xyz.reshape(len(slots), num_joints, len(columns))
     return out
 
+
+_WIDTH = 16   # characters a number may take on the array path; longer ones go to float()
+_POWERS = 10.0 ** np.arange(_WIDTH - 1, -1, -1)   # a right-aligned character's place value
+# row k: a mask that clears a row's first k characters, as the two 8-byte words of the row
+_KEEP = np.where(np.tri(_WIDTH + 1, _WIDTH, -1, dtype=bool), 0, 255).astype(np.uint8).view(np.uint64)
+
+
+def _read_ntu_fast(data, max_bodies, num_joints, columns):
+    """``read_ntu_skeleton`` by array operations, or None where the file is not plainly laid out
+    or not valid (the line reader then decides, and names the fault)."""
+    buf = np.frombuffer(data, np.uint8)
+    newlines = np.flatnonzero(buf == 10)
+    starts = np.concatenate(([0], newlines + 1))
+    ends = np.append(newlines, len(buf))
+    space = buf == 32
+    spaces = np.flatnonzero(space)
+    # Only single spaces and newlines as white space: a line's fields are then its spaces plus one.
+    if np.count_nonzero(buf < 33) != len(newlines) + len(spaces) or (space[1:] & space[:-1]).any():
+        return None
+    line = starts.tolist()
+    slots, bodies, blocks = [], [], []
+    i = 1
+    try:   # int() ignores the newline that ends the slice
+        num_frames = int(data[line[0]:line[1]])
+        for t in range(num_frames):
+            num_bodies = int(data[line[i]:line[i + 1]])
+            i += 1
+            for b in range(num_bodies):
+                bodies.append(i)
+                if int(data[line[i + 1]:line[i + 2]]) != num_joints:
+                    return None
+                if b < max_bodies:
+                    slots.append((t, b))
+                    blocks.append(i + 2)
+                i += 2 + num_joints
+    except (ValueError, IndexError):
+        return None
+    if i > len(line) or starts[i:].tolist() != ends[i:].tolist():   # truncated, or more after
+        return None
+    joints = (np.array(blocks, dtype=np.int64)[:, None] + np.arange(num_joints)).ravel()
+    lo, hi = starts[joints], ends[joints]
+    bodies = np.array(bodies, dtype=np.int64)
+    field = np.searchsorted(spaces, lo)   # each joint line's first space
+    # a body's joint lines follow one another, so a line's spaces end where the next line's begin
+    blocks_end = np.searchsorted(spaces, hi[num_joints - 1::num_joints])[:, None]
+    joint_spaces = np.diff(np.hstack((field.reshape(-1, num_joints), blocks_end)), axis=1)
+    body_spaces = np.searchsorted(spaces, ends[bodies]) - np.searchsorted(spaces, starts[bodies])
+    edges = buf[np.concatenate((lo, hi - 1, starts[bodies], ends[bodies] - 1))]
+    if (joint_spaces != NTU_JOINT_FIELDS - 1).any() or (body_spaces != 9).any() or (edges == 32).any():
+        return None
+    # each column's characters: from the line's start or the space before, to the space after
+    spans = [(lo if c == 0 else spaces[field + c - 1] + 1, hi if c == NTU_JOINT_FIELDS - 1 else spaces[field + c])
+             for c in columns]
+    values = _decimals(data, np.concatenate([s for s, _ in spans]), np.concatenate([e for _, e in spans]))
+    if values is None:
+        return None
+    out = np.zeros((max_bodies, num_frames, num_joints, len(columns)))
+    if slots:
+        t, b = np.array(slots).T
+        out[b, t] = values.reshape(len(columns), len(slots), num_joints).transpose(1, 2, 0)
+    return out
+
+
+def _decimals(data, lo, hi):
+    """float64 of the numbers ``data[lo:hi]``, each as Python's ``float`` reads it, or None where
+    one is not a finite number.
+
+    Plain decimals (``-12.345``, up to 14 digits) are read by array operations on their characters,
+    right-aligned in rows of 16 bytes (two 8-byte words): the digits make an exact integer, which
+    one division by a power of ten rounds correctly, as ``float`` does (both operands are exact
+    doubles). The others (exponents, a ``+`` sign, longer numbers) go through ``float`` one by
+    one. Each step is elementwise over the words or bytes: numpy's row-wise reductions and
+    ``where`` over 16 columns would cost more than all the rest.
+    """
+    n, length = len(lo), hi - lo
+    padded = np.concatenate((np.zeros(_WIDTH, np.uint8), np.frombuffer(data, np.uint8), np.zeros(8, np.uint8)))
+    words = np.ndarray((len(padded) - 7,), np.uint64, padded, strides=(1,))   # the 8 bytes from each offset
+    row = np.empty((n, 2), np.uint64)
+    row[:, 0], row[:, 1] = words[hi], words[hi + 8]   # the 16 bytes before hi (padded shifts by 16)
+    fits = length <= _WIDTH
+    negative = fits & (padded[lo + _WIDTH] == 45)
+    # what lies left of the number and its sign become zero digits, then its point
+    digits = row.view(np.uint8) - np.uint8(48)
+    digits.view(np.uint64)[:] &= _KEEP.take(np.where(fits, _WIDTH - length, 0) + negative, axis=0)
+    dot = (digits == 254).view(np.uint8)   # '.' - '0', wrapped
+    dot_words = dot.view(np.uint64)
+    dots = np.bitwise_count(dot_words[:, 0]).astype(np.int64) + np.bitwise_count(dot_words[:, 1])
+    digits.view(np.uint64)[:] &= ~(dot_words * np.uint64(255))
+    other = (digits >= 10).view(np.uint64)
+    count = length - negative - dots
+    plain = fits & (dots <= 1) & (count >= 1) & (count <= 14) & ((other[:, 0] | other[:, 1]) == 0)
+    # the point's place: a word holding one 1 byte is 2 ** (8 * byte), read off its float exponent
+    low = dot_words[:, 0] != 0
+    word = np.where(low, dot_words[:, 0], dot_words[:, 1]).astype(np.float64)
+    place = ((word.view(np.int64) >> 52) - 1023) // 8 + np.where(low, 0, 8)
+    decimals = np.where(dots == 1, _WIDTH - 1 - place, 0).astype(np.int64)
+    scale = _POWERS[_WIDTH - 1 - decimals]
+    # with a point, the row reads left * 10 ** (decimals + 1) + right
+    joined = digits @ _POWERS
+    right = np.fmod(joined, scale)
+    values = np.where(dots == 1, (joined - right) / 10 + right, joined) / scale
+    values = np.where(negative, -values, values)
+    for k in np.flatnonzero(~plain).tolist():
+        try:
+            values[k] = float(data[lo[k]:hi[k]])
+        except ValueError:
+            return None
+    return values if np.isfinite(values).all() else None
 
 def read_pku_video(path):
     """A PKU-MMD skeleton file: one line per frame of 150 numbers -> (2, T, 25, 3) float32."""

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from feeder.raw.normalize import normalize_sample, select_bodies
+from feeder.raw.normalize import _centre_and_turn, normalize_sample, pad_cyclic, select_bodies
 from feeder.layouts import NTU25
 from feeder.raw import readers
 from feeder.raw.readers import NTU_COLOR, NTU_XYZ, DataFormatError, parse_ntu_name, read_ntu_skeleton
@@ -124,6 +124,25 @@ def test_zero_persons_and_frames_stay_zero(rng):
     assert not got[0, :, 7].any()
     # cyclic padding: frame 50 + i repeats frame i
     np.testing.assert_array_equal(got[0, 50:100], got[0, :50])
+
+
+@pytest.mark.parametrize('case', ['one person', 'two persons', 'gap inside', 'joint never tracked', 'all frames'])
+def test_a_shared_span_is_turned_once_and_repeated_as_padding_everything_would(rng, case):
+    length = 300 if case == 'all frames' else 77
+    sample = np.zeros((2, 300, 25, 3), dtype=np.float32)
+    sample[0, :length] = random_body(rng, length)
+    if case != 'one person':
+        sample[1, :length] = random_body(rng, length, offset=(0.8, 0, 3.2))
+    if case == 'gap inside':
+        sample[:, 30:33] = 0
+    if case == 'joint never tracked':
+        sample[:, :, 7] = 0
+    padded = sample.copy()
+    for person in padded:
+        pad_cyclic(person)
+    expected = _centre_and_turn(padded, NTU25)
+    got = normalize_sample(sample, NTU25)
+    np.testing.assert_array_equal(got.view(np.int32), expected.view(np.int32))
 
 
 def test_reader_and_published_reader_agree(tmp_path, rng):

@@ -87,13 +87,29 @@ def normalize_sample(sample, layout):
     stay zero), then rotations taking person 0's frame-0 ``layout.up`` vector onto +z and
     ``layout.across`` vector onto +x.
     """
+    nonempty = (sample.reshape(sample.shape[:2] + (-1,)) != 0).any(-1)
+    if not nonempty.any():
+        return sample
+    spans = {(int(n.argmax()), len(n) - int(n[::-1].argmax())) for n in nonempty if n.any()}   # [first, end)
+    if len(spans) == 1 and min(spans)[0] == 0:
+        # every person spans frames [0, length): padding repeats them all with that period and the
+        # steps after it go frame by frame, so the first period is turned and then repeated
+        (_, length), = spans
+        _centre_and_turn(sample[:, :length], layout)
+        if length < sample.shape[1]:
+            sample[:, length:] = sample[:, np.arange(length, sample.shape[1]) % length]
+        return sample
     for person in sample:
         pad_cyclic(person)
-    if not sample.any():
-        return sample
-    present = ((sample[..., 0] != 0) | (sample[..., 1] != 0) | (sample[..., 2] != 0))[..., None]  # much faster than any(-1)
-    sample -= joint_mean(sample[0], layout.center)[None, :, None, :]
-    sample *= present
+    return _centre_and_turn(sample, layout)
+
+
+def _centre_and_turn(sample, layout):
+    persons, frames, joints, _ = sample.shape
+    flat = sample.reshape(persons, frames, joints * 3)   # rows of whole frames: faster than (..., 3)
+    present = np.repeat((sample[..., 0] != 0) | (sample[..., 1] != 0) | (sample[..., 2] != 0), 3, axis=-1)
+    flat -= np.tile(joint_mean(sample[0], layout.center), joints)
+    flat *= present
     # the two turns of the published tool, the second found on the clip as the first leaves it,
     # applied as one product (the tool applies them one after the other: the same up to rounding)
     first = sample[0, 0].astype(np.float64)

@@ -47,6 +47,8 @@ def _lines(path):
     (lambda L: L[:3] + ['twenty-five'] + L[4:], 4, 'joint count'),
     (lambda L: L[:3] + ['24'] + L[4:], 4, 'expected 25 joints'),
     (lambda L: L[:1] + ['x'] + L[2:], 2, 'body count'),
+    (lambda L: L[:1] + ['-1'] + L[2:], 2, 'body count'),
+    (lambda L: ['-3'] + L[1:], 1, 'frame count'),
     (lambda L: L[:2] + ['1 2 3'] + L[3:], 3, 'expected 10 body fields'),
     (lambda L: L[:6] + ['0.1 0.2'] + L[7:], 7, 'expected 12 joint fields, found 2'),
     (lambda L: L + ['1', 'garbage'], None, 'unexpected content'),
@@ -230,9 +232,9 @@ def _outcome(read):
 
 
 def test_array_reader_accepts_and_reads_exactly_what_the_line_reader_does(tmp_path, rng):
-    a, b = random_body(rng, 4), random_body(rng, 4, offset=(1, 0, 3))
+    a, b = random_body(rng, 5), random_body(rng, 5, offset=(1, 0, 3))
     path = tmp_path / 'S001C001P001R001A001.skeleton'
-    write_skeleton(path, [[a[0]], [a[1], b[1]], [], [b[3], a[3]]])
+    write_skeleton(path, [[a[0]], [a[1], b[1]], [], [b[3], a[3]], [a[4], b[4], a[4], b[4], a[4]]])   # 5: one dropped
     clean = path.read_bytes()
     taken = 0
     for _ in range(600):

@@ -29,9 +29,12 @@ def parse_ntu_name(name):
 
 def _int_field(line, path, lineno, what):
     try:
-        return int(line)
+        value = int(line)
     except ValueError:
-        raise DataFormatError(path, lineno, f'expected {what} (an integer), found {line.strip()[:60]!r}') from None
+        value = -1
+    if value < 0:
+        raise DataFormatError(path, lineno, f'expected {what} (a whole number), found {line.strip()[:60]!r}')
+    return value
 
 
 # The joint fields read: x, y, z in metres (camera space), or colorX, colorY in pixels of the
@@ -148,35 +151,38 @@ def _read_ntu_fast(data, max_bodies, num_joints, columns):
     if np.count_nonzero(buf < 33) != len(newlines) + len(spaces) or (space[1:] & space[:-1]).any():
         return None
     line = starts.tolist()
-    slots, bodies, blocks = [], [], []
+    heads, counts = [], []   # each frame's body-count line, and that count
     i = 1
     try:   # int() ignores the newline that ends the slice
         num_frames = int(data[line[0]:line[1]])
-        for t in range(num_frames):
-            num_bodies = int(data[line[i]:line[i + 1]])
-            i += 1
-            for b in range(num_bodies):
-                bodies.append(i)
-                if int(data[line[i + 1]:line[i + 2]]) != num_joints:
-                    return None
-                if b < max_bodies:
-                    slots.append((t, b))
-                    blocks.append(i + 2)
-                i += 2 + num_joints
+        for _ in range(num_frames):
+            heads.append(i)
+            counts.append(int(data[line[i]:line[i + 1]]))
+            i += 1 + counts[-1] * (2 + num_joints)
     except (ValueError, IndexError):
         return None
-    if i > len(line) or starts[i:].tolist() != ends[i:].tolist():   # truncated, or more after
+    if i > len(line) or starts[i:].tolist() != ends[i:].tolist() or min(counts + [num_frames]) < 0:
+        return None   # truncated, more after the last frame, or a count the line reader should judge
+    counts = np.array(counts, dtype=np.int64)
+    frame = np.repeat(np.arange(num_frames), counts)
+    slot = np.arange(len(frame)) - np.repeat(np.cumsum(counts) - counts, counts)
+    bodies = np.array(heads, dtype=np.int64)[frame] + 1 + slot * (2 + num_joints)
+    # each body's joint count, written as the dataset writes it
+    written = str(num_joints).encode()
+    if (ends[bodies + 1] - starts[bodies + 1] != len(written)).any() or any(
+            (buf[starts[bodies + 1] + k] != c).any() for k, c in enumerate(written)):
         return None
-    joints = (np.array(blocks, dtype=np.int64)[:, None] + np.arange(num_joints)).ravel()
+    kept = slot < max_bodies
+    joints = ((bodies[kept] + 2)[:, None] + np.arange(num_joints)).ravel()
     lo, hi = starts[joints], ends[joints]
-    bodies = np.array(bodies, dtype=np.int64)
     field = np.searchsorted(spaces, lo)   # each joint line's first space
     # a body's joint lines follow one another, so a line's spaces end where the next line's begin
     blocks_end = np.searchsorted(spaces, hi[num_joints - 1::num_joints])[:, None]
     joint_spaces = np.diff(np.hstack((field.reshape(-1, num_joints), blocks_end)), axis=1)
     body_spaces = np.searchsorted(spaces, ends[bodies]) - np.searchsorted(spaces, starts[bodies])
-    edges = buf[np.concatenate((lo, hi - 1, starts[bodies], ends[bodies] - 1))]
-    if (joint_spaces != NTU_JOINT_FIELDS - 1).any() or (body_spaces != 9).any() or (edges == 32).any():
+    if (joint_spaces != NTU_JOINT_FIELDS - 1).any() or (body_spaces != 9).any():
+        return None
+    if (buf[np.concatenate((lo, hi - 1, starts[bodies], ends[bodies] - 1))] == 32).any():   # none empty now
         return None
     # each column's characters: from the line's start or the space before, to the space after
     spans = [(lo if c == 0 else spaces[field + c - 1] + 1, hi if c == NTU_JOINT_FIELDS - 1 else spaces[field + c])
@@ -185,9 +191,7 @@ def _read_ntu_fast(data, max_bodies, num_joints, columns):
     if values is None:
         return None
     out = np.zeros((max_bodies, num_frames, num_joints, len(columns)))
-    if slots:
-        t, b = np.array(slots).T
-        out[b, t] = values.reshape(len(columns), len(slots), num_joints).transpose(1, 2, 0)
+    out[slot[kept], frame[kept]] = values.reshape(len(columns), -1, num_joints).transpose(1, 2, 0)
     return out
 
 

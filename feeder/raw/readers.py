@@ -207,10 +207,9 @@ def _decimals(data, lo, hi):
     ``where`` over 16 columns would cost more than all the rest.
     """
     n, length = len(lo), hi - lo
-    padded = np.concatenate((np.zeros(_WIDTH, np.uint8), np.frombuffer(data, np.uint8), np.zeros(8, np.uint8)))
-    words = np.ndarray((len(padded) - 7,), np.uint64, padded, strides=(1,))   # the 8 bytes from each offset
-    row = np.empty((n, 2), np.uint64)
-    row[:, 0], row[:, 1] = words[hi], words[hi + 8]   # the 16 bytes before hi (padded shifts by 16)
+    padded = np.concatenate((np.zeros(_WIDTH, np.uint8), np.frombuffer(data, np.uint8)))
+    windows = np.ndarray((len(padded) - _WIDTH + 1,), f'V{_WIDTH}', padded, strides=(1,))   # from each offset
+    row = windows[hi].view(np.uint64).reshape(n, 2)   # the 16 bytes before hi (padded shifts by 16)
     fits = length <= _WIDTH
     negative = fits & (padded[lo + _WIDTH] == 45)
     # what lies left of the number and its sign become zero digits, then its point

@@ -1,23 +1,28 @@
 """Per-file preparation cost: ours against the published per-file pipeline, in one run.
 
     python benchmarks/prepare_speed.py [--raw-dir RAW] [--files 40] [--workers 2] [--repeats 3]
+                                       [--against TREE ...]
 
 Without ``--raw-dir`` it generates synthetic NTU-format files first. Prints ms per file for
 parsing and normalising (one core, both implementations on the same files), then the marginal
-cost of a file at scale: whole ``feeder.prepare`` runs on the first half of the files and on all
-of them, alternated ``--repeats`` times, the fastest of each kept (this kind of shared machine
-varies by 20% from one run to the next), their difference divided by the files it adds.
+cost of a file at scale: whole ``python -m feeder.prepare`` runs, each in a fresh process, on the
+first half of the files and on all of them, alternated ``--repeats`` times, the fastest of each
+kept (this kind of shared machine varies by 20% from one run to the next), their difference
+divided by the files it adds. ``--against`` times other checkouts of this repository the same
+way, alternated with this one (``git worktree add TREE COMMIT``): how one commit compares with
+another on the same machine at the same time.
 """
 import argparse
 import os
 import platform
-import resource
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
 
 import numpy as np  # noqa: E402
 
@@ -56,6 +61,8 @@ def main():
     parser.add_argument('--files', type=int, default=40, help='files timed per implementation')
     parser.add_argument('--workers', type=int, default=os.cpu_count())
     parser.add_argument('--repeats', type=int, default=3, help='whole runs at each size')
+    parser.add_argument('--against', nargs='+', default=[], metavar='TREE',
+                        help='other checkouts of this repository, timed the same way')
     args = parser.parse_args()
     prep.keep_freed_memory()   # the one-core timings run here: as in the workers
 
@@ -83,26 +90,44 @@ def main():
         os.makedirs(half)
         for p in paths[:len(paths) // 2]:
             os.symlink(p, os.path.join(half, os.path.basename(p)))
-        walls = {half: [], raw: []}
+        trees = [ROOT] + [os.path.abspath(t) for t in args.against]
+        walls = {(tree, source): [] for tree in trees for source in (half, raw)}
+        peaks = dict.fromkeys(trees, 0)
+        out = os.path.join(tmp, 'out')
         for _ in range(args.repeats):
-            for source in walls:
-                out = os.path.join(tmp, 'out')
+            for tree, source in walls:
                 start = time.perf_counter()
-                summary = prep.prepare(prep.get_args_parser().parse_args(
-                    ['--dataset', dataset, '--raw-dir', source, '--out-dir', out, '--workers',
-                     str(args.workers), '--skip-bad', '--quiet']))
-                walls[source].append(time.perf_counter() - start)
+                run = subprocess.Popen([sys.executable, '-m', 'feeder.prepare', '--dataset', dataset, '--raw-dir',
+                                        source, '--out-dir', out, '--workers', str(args.workers), '--skip-bad',
+                                        '--quiet'], cwd=tree, stdout=subprocess.DEVNULL)
+                _, status, usage = os.wait4(run.pid, 0)   # its usage, and its workers': the largest RSS
+                walls[tree, source].append(time.perf_counter() - start)
+                run.returncode = os.waitstatus_to_exitcode(status)
+                if run.returncode:
+                    sys.exit(f'feeder.prepare failed in {tree}')
+                peaks[tree] = max(peaks[tree], usage.ru_maxrss / 1024)
+                if tree == ROOT and source == raw:
+                    written = _samples(out, dataset)
                 shutil.rmtree(out)
-        first = dataset_info(dataset).benchmarks[0]
-        samples = sum(n for key, n in summary['samples'].items() if key.startswith(first))
         added = len(paths) - len(paths) // 2
-        marginal = (min(walls[raw]) - min(walls[half])) / added * 1e3
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        print(f'\nwhole runs, {args.workers} workers, fastest of {args.repeats}: {len(paths) // 2} files '
-              f'{min(walls[half]):.2f} s, {len(paths)} files {min(walls[raw]):.2f} s ({samples} samples, '
-              f'all benchmarks written): {marginal:.2f} ms a file at the margin; '
-              f'peak RSS main {peak:.0f} MB, largest worker {child:.0f} MB')
+        print(f'\nwhole runs, {args.workers} workers, fastest of {args.repeats} (this checkout wrote {written} '
+              f'samples from {len(paths)} files):')
+        for tree in trees:
+            fast = min(walls[tree, half]), min(walls[tree, raw])
+            print(f'  {_revision(tree)}: {len(paths) // 2} files {fast[0]:.2f} s, {len(paths)} files {fast[1]:.2f} s, '
+                  f'{(fast[1] - fast[0]) / added * 1e3:.2f} ms a file at the margin; largest process {peaks[tree]:.0f} MB')
+
+
+def _samples(out, dataset):
+    """Samples written to the first benchmark's parts."""
+    first = os.path.join(out, dataset_info(dataset).benchmarks[0])
+    return sum(len(np.load(os.path.join(first, name))) for name in os.listdir(first) if name.endswith('_num_frame.npy'))
+
+
+def _revision(tree):
+    found = subprocess.run(['git', 'describe', '--always', '--dirty'], cwd=tree, capture_output=True, text=True)
+    return found.stdout.strip() or tree
+
 
 if __name__ == '__main__':
     main()

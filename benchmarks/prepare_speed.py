@@ -8,7 +8,8 @@ parsing and normalising (one core, both implementations on the same files), then
 cost of a file at scale: whole ``python -m feeder.prepare`` runs, each in a fresh process, on the
 first half of the files and on all of them, alternated ``--repeats`` times, the fastest of each
 kept (this kind of shared machine varies by 20% from one run to the next), their difference
-divided by the files it adds. ``--against`` times other checkouts of this repository the same
+divided by the files it adds (and the same for the CPU time of the run and its workers, which
+the machine's other load disturbs less). ``--against`` times other checkouts of this repository the same
 way, alternated with this one (``git worktree add TREE COMMIT``): how one commit compares with
 another on the same machine at the same time.
 """
@@ -92,6 +93,7 @@ def main():
             os.symlink(p, os.path.join(half, os.path.basename(p)))
         trees = [ROOT] + [os.path.abspath(t) for t in args.against]
         walls = {(tree, source): [] for tree in trees for source in (half, raw)}
+        cpus = {key: [] for key in walls}
         peaks = dict.fromkeys(trees, 0)
         out = os.path.join(tmp, 'out')
         for _ in range(args.repeats):
@@ -102,6 +104,7 @@ def main():
                                         '--quiet'], cwd=tree, stdout=subprocess.DEVNULL)
                 _, status, usage = os.wait4(run.pid, 0)   # its usage, and its workers': the largest RSS
                 walls[tree, source].append(time.perf_counter() - start)
+                cpus[tree, source].append(usage.ru_utime + usage.ru_stime)
                 run.returncode = os.waitstatus_to_exitcode(status)
                 if run.returncode:
                     sys.exit(f'feeder.prepare failed in {tree}')
@@ -114,8 +117,10 @@ def main():
               f'samples from {len(paths)} files):')
         for tree in trees:
             fast = min(walls[tree, half]), min(walls[tree, raw])
+            cpu = (min(cpus[tree, raw]) - min(cpus[tree, half])) / added * 1e3
             print(f'  {_revision(tree)}: {len(paths) // 2} files {fast[0]:.2f} s, {len(paths)} files {fast[1]:.2f} s, '
-                  f'{(fast[1] - fast[0]) / added * 1e3:.2f} ms a file at the margin; largest process {peaks[tree]:.0f} MB')
+                  f'{(fast[1] - fast[0]) / added * 1e3:.2f} ms a file at the margin ({cpu:.2f} ms of CPU, '
+                  f'all processes); largest process {peaks[tree]:.0f} MB')
 
 
 def _samples(out, dataset):

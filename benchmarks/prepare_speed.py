@@ -8,10 +8,10 @@ parsing and normalising (one core, both implementations on the same files), then
 cost of a file at scale: whole ``python -m feeder.prepare`` runs, each in a fresh process, on the
 first half of the files and on all of them, alternated ``--repeats`` times, the fastest of each
 kept (this kind of shared machine varies by 20% from one run to the next), their difference
-divided by the files it adds (and the same for the CPU time of the run and its workers, which
-the machine's other load disturbs less). ``--against`` times other checkouts of this repository the same
-way, alternated with this one (``git worktree add TREE COMMIT``): how one commit compares with
-another on the same machine at the same time.
+divided by the files it adds; the same for the CPU time of a run and its workers, which the
+machine's other load disturbs less. ``--against`` times other checkouts of this repository the
+same way, alternated with this one (``git worktree add TREE COMMIT``): how one commit compares
+with another on the same machine at the same time.
 """
 import argparse
 import os

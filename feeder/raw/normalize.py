@@ -105,6 +105,7 @@ def normalize_sample(sample, layout):
 
 
 def _centre_and_turn(sample, layout):
+    """Centring on person 0 and the two turns (steps after the padding), in place."""
     persons, frames, joints, _ = sample.shape
     flat = sample.reshape(persons, frames, joints * 3)   # rows of whole frames: faster than (..., 3)
     present = np.repeat((sample[..., 0] != 0) | (sample[..., 1] != 0) | (sample[..., 2] != 0), 3, axis=-1)

@@ -601,7 +601,7 @@ def keep_freed_memory():
     """Let this process keep the memory it frees (glibc only; elsewhere a no-op).
 
     By default glibc hands every large block back to the system when it is freed, and the next
-    file's arrays of the same size then take fresh pages, each one faulted in and zeroed: over
+    file's arrays of the same size then take fresh pages, each one faulted in and zeroed: nearly
     half the cost of parsing a file by array operations here (``benchmarks/RESULTS.md``). A
     worker allocates the same sizes file after file, so it keeps them instead.
     """

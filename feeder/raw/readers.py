@@ -196,8 +196,8 @@ def _read_ntu_fast(data, max_bodies, num_joints, columns):
 
 
 def _decimals(data, lo, hi):
-    """float64 of the numbers ``data[lo:hi]``, each as Python's ``float`` reads it, or None where
-    one is not a finite number.
+    """float64 of the numbers ``data[lo:hi]`` (none empty), each as Python's ``float`` reads it, or
+    None where one is not a finite number.
 
     Plain decimals (``-12.345``, up to 14 digits) are read by array operations on their characters,
     right-aligned in rows of 16 bytes (two 8-byte words): the digits make an exact integer, which
@@ -239,6 +239,7 @@ def _decimals(data, lo, hi):
         except ValueError:
             return None
     return values if np.isfinite(values).all() else None
+
 
 def read_pku_video(path):
     """A PKU-MMD skeleton file: one line per frame of 150 numbers -> (2, T, 25, 3) float32."""

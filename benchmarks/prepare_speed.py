@@ -65,6 +65,11 @@ def main():
     parser.add_argument('--against', nargs='+', default=[], metavar='TREE',
                         help='other checkouts of this repository, timed the same way')
     args = parser.parse_args()
+    if args.files < 1 or args.repeats < 1:
+        parser.error('--files and --repeats: expected at least 1')
+    for tree in args.against:   # checked before the minutes of timing, not after
+        if not os.path.isfile(os.path.join(tree, 'feeder', 'prepare.py')):
+            parser.error(f'--against {tree}: expected a checkout of this repository (no feeder/prepare.py there)')
     prep.keep_freed_memory()   # the one-core timings run here: as in the workers
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -73,6 +78,8 @@ def main():
             generate(raw, subjects=3, cameras=3, replications=1)
         paths = sorted(os.path.join(root, f) for root, _, files in os.walk(raw)
                        for f in files if f.endswith('.skeleton'))
+        if len(paths) < 2:
+            sys.exit(f'--raw-dir {raw}: expected at least two NTU .skeleton files below it, found {len(paths)}')
         timed = paths[:args.files]
         print(f'{platform.processor() or platform.machine()}, {os.cpu_count()} cores; '
               f'{len(timed)} files, {np.mean([os.path.getsize(p) for p in timed]) / 1e3:.0f} kB on average')
@@ -91,7 +98,7 @@ def main():
         os.makedirs(half)
         for p in paths[:len(paths) // 2]:
             os.symlink(p, os.path.join(half, os.path.basename(p)))
-        trees = [ROOT] + [os.path.abspath(t) for t in args.against]
+        trees = list(dict.fromkeys([ROOT] + [os.path.abspath(t) for t in args.against]))
         walls = {(tree, source): [] for tree in trees for source in (half, raw)}
         cpus = {key: [] for key in walls}
         peaks = dict.fromkeys(trees, 0)

@@ -15,21 +15,22 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 from torch.utils.tensorboard import SummaryWriter
 
-from engine import DivergenceGuard, train_one_epoch
+from engine import DivergenceGuard, to_views, train_one_epoch
 from evaluation.monitor import KNNMonitor, knn_every_default
+from fast.self_check import self_check
 from fast.settings import SpeedSettings, add_speed_arguments
 from feeder.augment import PairAugment
 from feeder.datasets import PretrainDataset, SkeletonFolder, collate_clips
 from feeder.info import dataset_info
 from feeder.modalities import MODALITIES
 from models import build_cmd
-from options.args import (format_default, get_args_parser, get_augment_parser, get_optim_parser, non_negative_int, positive_int,
-                          resolve_common, show_defaults)
+from options.args import (format_default, get_args_parser, get_augment_parser, get_optim_parser, non_negative_int,
+                          positive_int, resolve_common, resolve_device, show_defaults)
 from options.presets import ENCODER_RECIPES, PRETRAIN, dataset_rules, pretrain_recipe, recorded_recipe
 from utils import run_folder
 from utils.checkpoint_io import BackgroundSaver, read_checkpoint
-from utils.dist import barrier, init_distributed, is_main_process
-from utils.io import append_jsonl, write_text_atomic
+from utils.dist import RankStopped, RankWatch, barrier, init_distributed, is_main_process
+from utils.io import WriteError, append_jsonl, write_text_atomic
 from utils.rng import get_rng_state, seed_everything, set_rng_state
 from utils.run import announce, plain, run_cli
 from utils.schedule import adjust_learning_rate
@@ -133,11 +134,13 @@ def checkpoint_to_resume(args):
     return None
 
 
-def save_state(model, optimizer, scaler, epoch, args, dataset):
+def save_state(model, optimizer, scaler, epoch, args, dataset, record):
     """Everything a run continues from (docs/checkpoints.md): the model, optimizer and scaler
-    states, the epochs done, the arguments, rank 0's RNG state and the dataset's description."""
+    states, the epochs done, the arguments, rank 0's RNG state, the dataset's description and the
+    last epoch's log line (restored if a kill came between the checkpoint and the log)."""
     return {'model': model.state_dict(), 'optimizer': optimizer.state_dict(), 'scaler': scaler.state_dict(),
-            'epoch': epoch, 'args': plain(vars(args)), 'rng': get_rng_state(), 'dataset': dataset.to_json()}
+            'epoch': epoch, 'args': plain(vars(args)), 'rng': get_rng_state(), 'dataset': dataset.to_json(),
+            'log': record}
 
 
 def load_state(checkpoint, model, optimizer, scaler, args):
@@ -155,13 +158,62 @@ def load_state(checkpoint, model, optimizer, scaler, args):
     return checkpoint['epoch']
 
 
+def resolve_speed(args, recorded):
+    """The run's :class:`fast.settings.SpeedSettings`. A resumed run that fell back to the
+    reference code continues there unless ``--speed`` says otherwise: one run, one computation."""
+    args.speed_fallback = (recorded or {}).get('speed_fallback') if args.speed is None else None
+    if args.speed_fallback:
+        print(f'continuing on --speed reference, as this run has since its self-check: {args.speed_fallback}')
+        return SpeedSettings.reference_instead(args)
+    return SpeedSettings.from_args(args)
+
+
+def make_optimizer(model, args, speed):
+    return torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=args.lr, momentum=args.momentum,
+                           weight_decay=args.weight_decay, **speed.optimizer_options())
+
+
+def build_training(args, dataset, speed, device):
+    """The model (DDP-wrapped when distributed), its optimizer and gradient scaler."""
+    model = wrap_distributed(build_cmd(args, dataset, **speed.model_options()).to(device), args, device)
+    return model, make_optimizer(model, args, speed), torch.amp.GradScaler(device.type, enabled=speed.float16_scaling)
+
+
+def first_views(clips, augment, on_device, device, batch_size):
+    """The views of the first clips, one batch, as the training loop would make them."""
+    batch = [clips[i] for i in range(batch_size)]
+    first, second = (collate_clips if on_device else torch.utils.data.default_collate)(batch)
+    return to_views(first, second, device, augment if on_device else None)
+
+
+def check_fast_path(model, optimizer, scaler, speed, args, dataset, views):
+    """The self-check (``fast/self_check.py``): returns the settings, model, optimizer and scaler
+    the run goes on with, on the reference code if the fast path failed it."""
+    device = views[0].device
+    result = self_check(model, optimizer, scaler, speed, lambda: build_cmd(args, dataset).to(device),
+                        lambda m: make_optimizer(m, args, speed), views)
+    if result.passed:
+        print(result.line())
+        return speed, model, optimizer, scaler
+    print(f'{result.line()}; continuing on --speed reference (recorded as speed_fallback in args.json and the '
+          'checkpoints; --self-check off skips the check)')
+    args.speed_fallback = result.reason
+    speed = SpeedSettings.reference_instead(args)
+    reference, reference_optimizer, _ = build_training(args, dataset, speed, device)
+    reference.load_state_dict(model.state_dict())
+    reference_optimizer.load_state_dict(optimizer.state_dict())
+    return speed, reference, reference_optimizer, scaler
+
+
 def main(args):
+    resolve_device(args)  # first: the process group and each process's GPU follow from it
     init_distributed(args)
     dataset = dataset_info(args.dataset, args.data_root)
     checkpoint = checkpoint_to_resume(args)
     recorded = checkpoint.get('args') if isinstance(checkpoint, dict) else None
-    rules = resolve_args(args, dataset, recorded if isinstance(recorded, dict) else None)
-    speed = SpeedSettings.from_args(args)
+    recorded = recorded if isinstance(recorded, dict) else None
+    rules = resolve_args(args, dataset, recorded)
+    speed = resolve_speed(args, recorded)
     folder = SkeletonFolder(os.path.join(args.data_root, args.protocol), 'train')
     check_settings(args, folder, dataset)
     if is_main_process():
@@ -176,72 +228,85 @@ def main(args):
     device = torch.device(args.device, args.local_rank if args.device == 'cuda' else None)
     speed.set_matmul_precision()
     seed_everything(args.seed)  # the same initial model and queues on every rank
-    model = build_cmd(args, dataset, **speed.model_options()).to(device)
-    model = wrap_distributed(model, args, device)
-    model_without_ddp = model.module if args.distributed else model
+    model, optimizer, scaler = build_training(args, dataset, speed, device)
     seed_everything(args.seed + args.rank)  # different augmentations on every rank
     augment = PairAugment.from_args(args, folder.num_joints, dataset.coordinates)
     on_device = speed.augment_on == 'device'
     clips = PretrainDataset(folder, augment=None if on_device else augment)
-    sampler = DistributedSampler(clips, seed=args.seed) if args.distributed else None
-    loader = DataLoader(clips, batch_size=args.batch_size, shuffle=sampler is None, sampler=sampler,
-                        num_workers=args.workers, pin_memory=device.type == 'cuda', drop_last=True,
-                        collate_fn=collate_clips if on_device else None)
 
-    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=args.lr,
-                                momentum=args.momentum, weight_decay=args.weight_decay, **speed.optimizer_options())
-    scaler = torch.amp.GradScaler(device.type, enabled=speed.float16_scaling)
+    start_epoch = 0
+    if args.resume:
+        start_epoch = load_state(checkpoint, model.module if args.distributed else model, optimizer, scaler, args)
+        print(f'resumed from {args.resume} at epoch {start_epoch}')
+    if speed.computes_differently and args.self_check == 'on':
+        rng = get_rng_state()  # the run draws as it would without the check
+        batch = first_views(clips, augment, on_device, device, args.batch_size)
+        speed, model, optimizer, scaler = check_fast_path(model, optimizer, scaler, speed, args, dataset, batch)
+        set_rng_state(rng)
+    model_without_ddp = model.module if args.distributed else model
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     fixed = sum(getattr(m, 'fixed_zeros', 0) for m in model_without_ddp.encoder_q.values())
     zeros = f' (plus {fixed:,} entries held at zero in the block-diagonal GRU matrices)' if fixed else ''
     print(f'trainable parameters: {trainable - fixed:,}{zeros}')
 
-    start_epoch = 0
-    if args.resume:
-        start_epoch = load_state(checkpoint, model_without_ddp, optimizer, scaler, args)
-        print(f'resumed from {args.resume} at epoch {start_epoch}')
-
+    sampler = DistributedSampler(clips, seed=args.seed) if args.distributed else None
+    loader = DataLoader(clips, batch_size=args.batch_size, shuffle=sampler is None, sampler=sampler,
+                        num_workers=args.workers, pin_memory=device.type == 'cuda', drop_last=True,
+                        collate_fn=collate_clips if on_device else None)
     step = speed.step(model, optimizer, scaler)
     views = speed.views()
     monitor = KNNMonitor(folder.root, dataset, args.frames, args.knn_every, args.epochs, args.workers, device)
     if monitor.note:
         print(monitor.note)
     writer = None
+    log = os.path.join(args.output_dir, 'log.txt')
     if is_main_process():
         os.makedirs(args.output_dir, exist_ok=True)
         if start_epoch:
-            run_folder.set_aside_log(args.output_dir, start_epoch)
+            run_folder.reconcile_log(args.output_dir, start_epoch, checkpoint.get('log'))
         write_text_atomic(os.path.join(args.output_dir, 'args.json'), json.dumps(plain(vars(args)), indent=1))
         # purge_step: TensorBoard drops points of epochs from start_epoch on, left by a run resumed here
         writer = SummaryWriter(log_dir=os.path.join(args.output_dir, 'tensorboard'), purge_step=start_epoch or None)
 
     saver = BackgroundSaver()
     guard = DivergenceGuard(model_without_ddp)
+    watch = RankWatch()
     try:
-        for epoch in range(start_epoch, args.epochs):
-            if sampler is not None:
-                sampler.set_epoch(epoch)
-            lr = adjust_learning_rate(optimizer, epoch, args)
-            stats = train_one_epoch(model, views(loader, device, augment if on_device else None), len(loader), step,
-                                    epoch, args)
-            stats['lr'] = lr
+        with watch():
+            for epoch in range(start_epoch, args.epochs):
+                if sampler is not None:
+                    sampler.set_epoch(epoch)
+                lr = adjust_learning_rate(optimizer, epoch, args)
+                stats = train_one_epoch(model, views(loader, device, augment if on_device else None), len(loader),
+                                        step, epoch, args)
+                stats['lr'] = lr
+                saver.wait()
+                guard.check(epoch, saver.written or args.resume)
+                if monitor.due(epoch):
+                    stats.update(monitor(dict(model_without_ddp.encoder_q.items())))
+                if is_main_process():
+                    record = {'epoch': epoch, **stats}
+                    state = save_state(model_without_ddp, optimizer, scaler, epoch + 1, args, dataset, record)
+                    # the snapshot before checkpoint.pth: a kill between the two redoes the epoch and both
+                    paths = [os.path.join(args.output_dir, run_folder.LATEST)]
+                    if epoch % args.save_every == 0 or epoch + 1 == args.epochs:
+                        paths.insert(0, os.path.join(args.output_dir, f'checkpoint_{epoch:04d}.pth'))
+                    saver.save(state, paths, then=lambda record=record: append_jsonl(log, record))
+                    for key, value in stats.items():
+                        writer.add_scalar(f'pretrain/{key}', value, epoch)
+                    writer.flush()
+                    shown = ', '.join(f'{k} {v:.4g}' for k, v in stats.items())
+                    print(f'epoch {epoch}: {shown}')
             saver.wait()
-            guard.check(epoch, saver.written or args.resume)
-            if monitor.due(epoch):
-                stats.update(monitor(dict(model_without_ddp.encoder_q.items())))
-            if is_main_process():
-                checkpoint = save_state(model_without_ddp, optimizer, scaler, epoch + 1, args, dataset)
-                paths = [os.path.join(args.output_dir, run_folder.LATEST)]
-                if epoch % args.save_every == 0 or epoch + 1 == args.epochs:
-                    paths.append(os.path.join(args.output_dir, f'checkpoint_{epoch:04d}.pth'))
-                record = {'epoch': epoch, **stats}
-                saver.save(checkpoint, paths,
-                           then=lambda record=record: append_jsonl(os.path.join(args.output_dir, 'log.txt'), record))
-                for key, value in stats.items():
-                    writer.add_scalar(f'pretrain/{key}', value, epoch)
-                writer.flush()
-                shown = ', '.join(f'{k} {v:.4g}' for k, v in stats.items())
-                print(f'epoch {epoch}: {shown}')
+    except WriteError as e:
+        raise WriteError(f'{e}. The checkpoint written before is as it was ({saver.written or args.resume or "none"}); '
+                         'make room and continue with --auto-resume') from None
+    except (RankStopped, RuntimeError) as e:
+        if not args.distributed or not (isinstance(e, RankStopped) or watch.collective_error(e)):
+            raise
+        saver.wait()
+        raise SystemExit(f'error: {watch.explain(e)}; stopped. The last checkpoint, '
+                         f'{saver.written or args.resume or "none yet"}, is intact: continue with --auto-resume')
     finally:
         saver.wait()
     if writer is not None:

@@ -1,6 +1,7 @@
 """The set-up the evaluation scripts share: benchmark, defaults, device, streams, encoders and
 data loaders."""
 import os
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -11,6 +12,7 @@ from feeder.info import DatasetInfo, dataset_info
 from feeder.modalities import MODALITIES
 from evaluation.pretrained import MODEL_ARGS, encoder_settings, load_encoders, open_pretrained
 from options.args import resolve_common
+from utils.dist import launch_env
 from utils.run import announce
 
 
@@ -68,6 +70,9 @@ def streams_of(stream):
 def setup_evaluation(args, recipe, output_required=True):
     """The start of every evaluation script: check the benchmark, fill the defaults from
     ``recipe``, pick the device, print the revision and arguments."""
+    if launch_env()[1] > 1:
+        raise SystemExit(f'error: {os.path.basename(sys.argv[0])} runs as one process, but was started as one of '
+                         f'{launch_env()[1]} (WORLD_SIZE); run it with python, not torchrun')
     dataset = dataset_info(args.dataset, args.data_root)
     resolve_common(args, dataset, recipe, output_required)
     pretrained = open_pretrained(args.checkpoint)

@@ -44,6 +44,10 @@ def add_speed_arguments(parser):
     speed.add_argument('--augment-on', default=None, choices=['loader', 'device'],
                        help='where the two views are made: per clip in the data-loader workers, or per batch '
                             'on the training device (default: device on CUDA, loader on CPU)')
+    speed.add_argument('--self-check', default='on', choices=['on', 'off'],
+                       help='before the first step, compute steps with the fast path and the reference code and '
+                            'continue on --speed reference if they differ more than the arithmetic explains '
+                            '(docs/fast-path.md)')
 
 
 @dataclass(frozen=True)
@@ -111,6 +115,20 @@ class SpeedSettings:
         if self.cuda_graph and self.float16_scaling:
             out.append('--cuda-graph cannot capture float16 gradient scaling; use --amp-dtype bfloat16')
         return out
+
+    @classmethod
+    def reference_instead(cls, args):
+        """The settings of ``--speed reference`` for this run, keeping the precision and where the
+        views are made (``--amp``, ``--tf32``, ``--augment-on``): what a failed self-check leaves."""
+        args.speed, args.gru_kernels = 'reference', 'auto'
+        args.gru_impl = args.recurrent_fp16 = args.overlap_keys = args.cuda_graph = None
+        return cls.from_args(args)
+
+    @property
+    def computes_differently(self):
+        """Whether the training step is computed by other code than the reference model's (what
+        the self-check compares; prefetching and fused SGD are the reference path's too on CUDA)."""
+        return bool(self.model_options()) or self.cuda_graph
 
     @property
     def float16_scaling(self):

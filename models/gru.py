@@ -97,7 +97,9 @@ class GRUEncoder(Encoder):
 
     def _register_grad_masks(self):
         for layer in range(self.num_layers):
-            getattr(self.gru, f'weight_hh_l{layer}').register_hook(lambda grad: grad * self.hh_mask)
+            weight = getattr(self.gru, f'weight_hh_l{layer}')
+            if weight.requires_grad:  # not in a frozen copy (a key encoder)
+                weight.register_hook(lambda grad: grad * self.hh_mask)
 
     def __setstate__(self, state):
         # Tensor hooks do not survive copy.deepcopy or pickling; put the masks back.

@@ -66,7 +66,9 @@ def get_args_parser(add_help=False):
     model.add_argument('--dim', type=positive_int, default=None, help='projection size')
 
     run = parser.add_argument_group('runtime')
-    run.add_argument('--device', default=None, help='cuda or cpu (default: cuda when available)')
+    run.add_argument('--device', default=None, choices=['cuda', 'cpu'],
+                     help='cuda or cpu (default: cuda when available; under torchrun each process takes the GPU '
+                          'of its LOCAL_RANK)')
     run.add_argument('--seed', type=int, default=None)
     return parser
 
@@ -165,6 +167,16 @@ def resolve_common(args, dataset, recipe, output_required=True):
     if args.output_dir is not None and os.path.exists(args.output_dir) and not os.path.isdir(args.output_dir):
         raise SystemExit(f'error: --output-dir {args.output_dir} is a file, not a folder')
     fill_defaults(args, recipe)
+    resolve_device(args)
+    return args
+
+
+def resolve_device(args):
+    """Settle ``args.device``: CUDA when available unless given. First of all in an entry script
+    that runs under ``torchrun``: the process group and each process's GPU depend on it."""
     if args.device is None:
         args.device = 'cuda' if torch.cuda.is_available() else 'cpu'
-    return args
+    elif args.device == 'cuda' and not torch.cuda.is_available():
+        raise SystemExit('error: --device cuda, but PyTorch sees no CUDA device here (a CPU-only build, or no '
+                         'driver); leave --device out to run on the CPU')
+    return args.device

@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -74,11 +75,11 @@ def test_outputs(data_root, tmp_path):
             'tensorboard'} <= files and 'checkpoint_0001.pth' not in files
     checkpoint = torch.load(out / 'checkpoint.pth', weights_only=True)
     assert checkpoint['epoch'] == 3 and checkpoint['args']['queue_size'] == 8
-    assert set(checkpoint) == {'model', 'optimizer', 'scaler', 'epoch', 'args', 'rng', 'dataset'}
+    assert set(checkpoint) == {'model', 'optimizer', 'scaler', 'epoch', 'args', 'rng', 'dataset', 'log'}
     assert checkpoint['dataset']['layout']['name'] == 'ntu25' and checkpoint['dataset']['channels'] == 'xyz'
     assert checkpoint['model']['queue'].shape == (3, 128, 8)
     log = [json.loads(line) for line in (out / 'log.txt').read_text().splitlines()]
-    assert [r['epoch'] for r in log] == [0, 1, 2]
+    assert [r['epoch'] for r in log] == [0, 1, 2] and checkpoint['log'] == log[-1]
     assert {'infonce_joint', 'infonce_motion', 'infonce_bone', 'cmd', 'acc_joint', 'acc_motion',
             'acc_bone', 'lr'} <= set(log[0])
     assert json.loads((out / 'args.json').read_text())['topk'] == 4
@@ -109,7 +110,8 @@ def test_single_modality_run_is_moco(data_root, tmp_path):
     (['--gru-impl', 'grouped', '--gru-mode', 'bidirectional'], '--gru-impl grouped needs'),
 ])
 def test_inconsistent_settings_fail_before_work(data_root, tmp_path, extra, message, capsys):
-    with pytest.raises(SystemExit, match=message):
+    # a CUDA run's settings are checked before anything touches the GPU: none is needed here
+    with pytest.raises(SystemExit, match=message), mock.patch('torch.cuda.is_available', return_value='cuda' in extra):
         run(data_root, tmp_path / 'x', '--epochs', '1', *extra)
     assert not (tmp_path / 'x').exists()
 
@@ -121,6 +123,7 @@ def test_missing_data_is_a_clear_error(tmp_path):
 
 def test_background_saver_writes_a_snapshot_and_reports_errors(tmp_path):
     from utils.checkpoint_io import BackgroundSaver
+    from utils.io import WriteError
     saver, log = BackgroundSaver(), []
     weights = torch.arange(6.)
     saver.save({'w': weights, 'meta': [1, (2, torch.ones(2))]}, [tmp_path / 'a.pth', tmp_path / 'b.pth'],
@@ -139,7 +142,7 @@ def test_background_saver_writes_a_snapshot_and_reports_errors(tmp_path):
     assert torch.equal(torch.load(tmp_path / 'a.pth', weights_only=True)['w'], torch.arange(6.) + 100)
     # a failed write is raised in the training thread (once), and what follows it does not run
     saver.save({'w': weights}, [tmp_path / 'missing' / 'c.pth'], then=lambda: log.append('c'))
-    with pytest.raises(FileNotFoundError, match='missing'):
+    with pytest.raises(WriteError, match=r'missing/c.pth: cannot be written \(No such file or directory\)'):
         saver.wait()
     saver.wait()
     assert log == ['a, b']
@@ -227,7 +230,8 @@ def speed_args(*extra, device='cuda', world_size=1):
     args = pretrain.get_pretrain_parser().parse_args(['--dataset', 'ntu60', '--data-root', 'unused',
                                                       '--output-dir', 'unused', '--device', device, *extra])
     args.world_size = world_size
-    pretrain.resolve_args(args, dataset_info(args.dataset))
+    with mock.patch('torch.cuda.is_available', return_value=device == 'cuda'):
+        pretrain.resolve_args(args, dataset_info(args.dataset))
     return args, SpeedSettings.from_args(args)
 
 

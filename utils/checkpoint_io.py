@@ -58,7 +58,7 @@ class BackgroundSaver:
     and calls ``then`` (e.g. the epoch's log line, so the log never runs ahead of the
     checkpoint). The thread is not a daemon: on Ctrl-C or an error the interpreter finishes the
     write before it exits. ``wait`` returns once the last write is done and raises its error;
-    ``written`` is the first path of the last completed save."""
+    ``written`` is the last path of the last completed save."""
 
     def __init__(self):
         self._thread, self._error, self._buffers = None, None, {}
@@ -87,7 +87,7 @@ class BackgroundSaver:
         try:
             for path in paths:
                 save_atomic(obj, path)
-            self.written = paths[0]
+            self.written = paths[-1]
             if then is not None:
                 then()
         except BaseException as e:  # raised in the training thread by wait()

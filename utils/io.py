@@ -1,25 +1,74 @@
 """Atomic file writing and JSON lines, without heavy imports (data preparation uses it in worker
 processes)."""
+import errno
 import json
 import os
 
 
+class WriteError(Exception):
+    """A file that could not be written (no space left, a file-size or disk quota limit, ...),
+    said in one line that names it; the file it was to replace is as it was."""
+
+
 def write_atomic(path, write):
-    """Call ``write(binary_file)`` on a temporary file, then rename it to ``path``: a crash or
-    Ctrl-C never leaves a torn file where the last good one was."""
+    """Call ``write(binary_file)`` on a temporary file, flush it to the disk, then rename it to
+    ``path``: a crash, Ctrl-C or a full disk never leaves a torn file where the last good one was."""
     def to_file(tmp):
-        with open(tmp, 'wb') as f:
-            write(f)
+        with open(tmp, 'wb') as raw:
+            f = _Recording(raw)
+            try:
+                write(f)
+            except Exception:
+                if f.error is not None:  # torch.save and others hide the cause behind their own error
+                    raise f.error from None
+                raise
+            raw.flush()
+            os.fsync(raw.fileno())
     write_path_atomic(path, to_file, keep_extension=False)
 
 
 def write_path_atomic(path, write, keep_extension=True):
     """The same for writers that take a file name: ``write(temporary_path)``, then the rename. The
     temporary file is ``<path>.tmp<PID>``, with ``path``'s extension after it where
-    ``keep_extension`` (for writers that pick the format from the name)."""
+    ``keep_extension`` (for writers that pick the format from the name). A write that fails
+    removes its temporary file; an ``OSError`` becomes a :class:`WriteError` naming ``path``."""
     tmp = f'{path}.tmp{os.getpid()}' + (os.path.splitext(path)[1] if keep_extension else '')
-    write(tmp)
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException as e:
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        if isinstance(e, OSError):
+            raise write_error(path, e) from None
+        raise
+
+
+def write_error(path, error):
+    """The :class:`WriteError` of an ``OSError`` met while writing ``path``."""
+    cause = error.strerror or str(error)
+    if error.errno == errno.EFBIG:
+        cause += ': beyond the file-size limit, ulimit -f'
+    return WriteError(f'{path}: cannot be written ({cause})')
+
+
+class _Recording:
+    """A binary file whose first write error is kept, for writers that replace it by their own."""
+
+    def __init__(self, raw):
+        self.raw, self.error = raw, None
+
+    def write(self, data):
+        try:
+            return self.raw.write(data)
+        except OSError as e:
+            self.error = self.error or e
+            raise
+
+    def __getattr__(self, name):
+        return getattr(self.raw, name)
 
 
 def write_text_atomic(path, text):
@@ -40,8 +89,14 @@ def read_json(path, label=''):
 
 
 def append_jsonl(path, record):
-    with open(path, 'a') as f:
-        f.write(json.dumps(record) + '\n')
+    """Add a JSON line to ``path`` by rewriting it atomically: a kill never leaves half a line."""
+    old = b''
+    if os.path.exists(path):
+        with open(path, 'rb') as f:
+            old = f.read()
+    if old and not old.endswith(b'\n'):
+        old += b'\n'
+    write_atomic(path, lambda f: f.write(old + (json.dumps(record) + '\n').encode()))
 
 
 def pid_alive(pid):

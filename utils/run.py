@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+from utils.io import WriteError
+
 
 def git_revision():
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -39,6 +41,6 @@ def run_cli(main, parser):
     clear line and exit 1 instead of a traceback."""
     try:
         main(parser.parse_args())
-    except (FileNotFoundError, ValueError, FloatingPointError) as e:
+    except (FileNotFoundError, ValueError, FloatingPointError, WriteError) as e:
         print(f'error: {e}', file=sys.stderr)
         sys.exit(1)

@@ -7,7 +7,7 @@ import re
 import time
 
 from utils.checkpoint_io import read_checkpoint
-from utils.io import pid_alive, write_text_atomic
+from utils.io import append_jsonl, pid_alive, write_text_atomic
 
 LATEST = 'checkpoint.pth'
 RUN_FILES = (LATEST, 'log.txt', 'args.json')
@@ -72,6 +72,34 @@ def find_resume(folder):
     if failures:
         raise ValueError(f'--auto-resume: no checkpoint in {folder} reads ({len(failures)} tried)')
     return None, None
+
+
+def reconcile_log(folder, epoch, record):
+    """Make ``log.txt`` end at the resumed checkpoint's epoch: lines of later epochs set aside
+    (:func:`set_aside_log`), and the checkpoint's own line (``record``) added if a kill came
+    between writing the checkpoint and its log line."""
+    set_aside_log(folder, epoch)
+    path = os.path.join(folder, 'log.txt')
+    if not isinstance(record, dict) or record.get('epoch') != epoch - 1:
+        return
+    if not any(entry.get('epoch') == epoch - 1 for entry in _log_entries(path)):
+        append_jsonl(path, record)
+        print(f'restored the log line of epoch {epoch - 1} from the checkpoint (the run was stopped before writing it)')
+
+
+def _log_entries(path):
+    if not os.path.isfile(path):
+        return []
+    entries = []
+    with open(path) as f:
+        for line in f:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(entry, dict):
+                entries.append(entry)
+    return entries
 
 
 def set_aside_log(folder, epoch):

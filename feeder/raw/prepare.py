@@ -37,7 +37,7 @@ from feeder.raw.normalize import (AUTO_ALIGN_DEGREES, dataset_rotation, fit_fram
                                   select_bodies, up_spread)
 from feeder.raw.readers import (NTU_COLOR, NTU_NAME, DataFormatError, parse_ntu_name, read_ntu_skeleton,
                                 read_pku_labels, read_pku_split, read_pku_video, read_ucla_json)
-from utils.io import pid_alive, write_atomic, write_text_atomic
+from utils.io import WriteError, pid_alive, write_atomic, write_error, write_text_atomic
 
 NTU60_TRAIN_SUBJECTS = frozenset([1, 2, 4, 5, 8, 9, 13, 14, 15, 16, 17, 18, 19, 25, 27, 28, 31, 34, 35, 38])
 NTU120_TRAIN_SUBJECTS = NTU60_TRAIN_SUBJECTS | frozenset([
@@ -348,13 +348,16 @@ class _Output:
         self.row_shape, self.offset = array.shape[1:], array.offset
         self.row_bytes = array[0].nbytes if len(array) else 0
         del array
-        self.fd = os.open(path, os.O_WRONLY)
+        self.path, self.fd = path, os.open(path, os.O_WRONLY)
 
     def write(self, row, values):
         values = np.ascontiguousarray(values, dtype=np.float32)
         if values.shape != self.row_shape:
             raise ValueError(f'a row of shape {values.shape} for an output of rows {self.row_shape}')
-        os.pwrite(self.fd, values, self.offset + row * self.row_bytes)
+        try:
+            os.pwrite(self.fd, values, self.offset + row * self.row_bytes)
+        except OSError as e:  # the disk is full, or a file-size limit: said with the file's name
+            raise write_error(self.path, e) from None
 
     def close(self):
         os.close(self.fd)
@@ -437,7 +440,10 @@ def allocate(staging, info, counts):
         os.makedirs(os.path.join(staging, benchmark), exist_ok=True)
         path = os.path.join(staging, benchmark, f'{part}_data_joint.npy')
         shape = (n, len(info.channels), MAX_FRAMES, info.layout.num_joints, info.persons)
-        np.lib.format.open_memmap(path, mode='w+', dtype=np.float32, shape=shape).flush()
+        try:
+            np.lib.format.open_memmap(path, mode='w+', dtype=np.float32, shape=shape).flush()
+        except OSError as e:
+            raise write_error(path, e) from None
         outputs[(benchmark, part)] = path
     return outputs
 
@@ -533,12 +539,15 @@ def finish(listing, staging, outputs, counts, lengths, dropped, info, args):
         summary['samples'][f'{benchmark}/{part}'] = len(keep)
         stats.setdefault(benchmark, {})[part] = length_statistics(kept_lengths)
 
-    for benchmark in info.benchmarks:
-        _replace_dir(os.path.join(staging, benchmark), os.path.join(args.out_dir, benchmark))
     sizes = {b: {p: summary['samples'][f'{b}/{p}'] for p in PARTS if f'{b}/{p}' in summary['samples']}
              for b in info.benchmarks}
-    write_dataset_json(os.path.join(args.out_dir, 'dataset.json'), dataclasses.replace(info, sizes=sizes, lengths=stats))
-    write_text_atomic(os.path.join(args.out_dir, 'prepare_summary.json'), json.dumps(summary, indent=1))
+    # every file is written before anything is moved: a full disk stops the run with the old output whole
+    write_dataset_json(os.path.join(staging, 'dataset.json'), dataclasses.replace(info, sizes=sizes, lengths=stats))
+    write_text_atomic(os.path.join(staging, 'prepare_summary.json'), json.dumps(summary, indent=1))
+    for benchmark in info.benchmarks:
+        _replace_dir(os.path.join(staging, benchmark), os.path.join(args.out_dir, benchmark))
+    for name in ('dataset.json', 'prepare_summary.json'):
+        os.replace(os.path.join(staging, name), os.path.join(args.out_dir, name))
     return summary
 
 
@@ -569,10 +578,13 @@ def _compact(path, keep):
     """Rewrite ``path`` with only the rows in ``keep`` (used when files were skipped)."""
     src = np.load(path, mmap_mode='r')
     tmp = path + '.compact'
-    dst = np.lib.format.open_memmap(tmp, mode='w+', dtype=src.dtype, shape=(len(keep),) + src.shape[1:])
-    for start in range(0, len(keep), 256):
-        dst[start:start + 256] = src[keep[start:start + 256]]
-    dst.flush()
+    try:
+        dst = np.lib.format.open_memmap(tmp, mode='w+', dtype=src.dtype, shape=(len(keep),) + src.shape[1:])
+        for start in range(0, len(keep), 256):
+            dst[start:start + 256] = src[keep[start:start + 256]]
+        dst.flush()
+    except OSError as e:
+        raise write_error(path, e) from None
     del src, dst
     os.replace(tmp, path)
 
@@ -708,6 +720,9 @@ def main(argv=None):
         summary = prepare(args)
     except (PrepareError, DataFormatError) as e:
         print(f'error: {e}', file=sys.stderr)
+        return 1
+    except WriteError as e:
+        print(f'error: {e}; the output in {args.out_dir} is as it was before this run', file=sys.stderr)
         return 1
     print_summary(summary)
     return 0

@@ -13,6 +13,8 @@ import time
 import torch
 import torch.distributed as dist
 
+from utils.io import pid_alive
+
 # A rank that has not beaten its heart for DEAD_AFTER seconds has died (or hangs outside Python).
 HEARTBEAT, DEAD_AFTER = 5.0, 60.0
 # After saying so, the main thread gets GRACE seconds to stop by itself (finishing a checkpoint
@@ -101,19 +103,9 @@ def dead_ranks(store=None):
             their_host, pid = store.get(f'process/{other}').decode().split()
         except (RuntimeError, ValueError):  # the store itself is gone: its host died
             continue
-        if their_host == host and not _pid_alive(int(pid)):
+        if their_host == host and not pid_alive(int(pid)):
             dead.append(other)
     return dead
-
-
-def _pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class RankStopped(Exception):

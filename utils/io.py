@@ -100,7 +100,13 @@ def append_jsonl(path, record):
 
 
 def pid_alive(pid):
-    """Whether process ``pid`` still runs (to tell a live run's temporary files from a dead one's)."""
+    """Whether process ``pid`` still runs (to tell a live run's temporary files from a dead one's,
+    or a live rank from a dead one); a killed process not yet reaped (a zombie) does not."""
+    try:
+        with open(f'/proc/{pid}/stat') as f:
+            return f.read().rsplit(')', 1)[1].split()[0] not in ('Z', 'X')
+    except (OSError, IndexError):  # gone, or no /proc (not Linux)
+        pass
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -188,10 +188,17 @@ def first_views(clips, augment, on_device, device, batch_size):
 
 def check_fast_path(model, optimizer, scaler, speed, args, dataset, views):
     """The self-check (``fast/self_check.py``): returns the settings, model, optimizer and scaler
-    the run goes on with, on the reference code if the fast path failed it."""
+    the run goes on with, on the reference code if the fast path failed it (on any rank: all ranks
+    go on alike)."""
     device = views[0].device
-    result = self_check(model, optimizer, scaler, speed, lambda: build_cmd(args, dataset).to(device),
-                        lambda m: make_optimizer(m, args, speed), views)
+    result = self_check(model.module if args.distributed else model, optimizer, scaler, speed,
+                        lambda: build_cmd(args, dataset).to(device), lambda m: make_optimizer(m, args, speed), views)
+    if args.distributed:
+        verdicts = [None] * args.world_size
+        torch.distributed.all_gather_object(verdicts, (result.passed, result.reason))
+        failed = [r for r, (passed, _) in enumerate(verdicts) if not passed]
+        if failed and result.passed:
+            result.passed, result.reason = False, f'rank {failed[0]}: {verdicts[failed[0]][1]}'
     if result.passed:
         print(result.line())
         return speed, model, optimizer, scaler

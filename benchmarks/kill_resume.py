@@ -81,7 +81,7 @@ def _tree_differences(a, b, where=''):
     return [] if a == b else [f'{where}: {a!r} != {b!r}']
 
 
-def run_killed(command, after, out):
+def run_killed(command, after, out, epochs):
     """Start ``command`` and SIGKILL it after ``after`` seconds unless it ends first; returns
     where the kill came (None if the run ended first), read off the files it left in ``out``."""
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -96,7 +96,7 @@ def run_killed(command, after, out):
             return 'in a checkpoint or log write'
         epoch = torch.load(os.path.join(out, 'checkpoint.pth'), weights_only=True)['epoch'] \
             if os.path.exists(os.path.join(out, 'checkpoint.pth')) else 0
-        return f'in epoch {epoch}'
+        return f'in epoch {epoch}' if epoch < epochs else 'after the last epoch'
     if process.returncode:
         raise RuntimeError(f'the run failed: {process.stderr.read().decode()[-2000:]}')
     return None
@@ -134,11 +134,11 @@ def main():
             while killed[0] is None:  # a run that ended before its kill is no trial: start it again
                 shutil.rmtree(out, ignore_errors=True)
                 times = [round(rng.uniform(0, length), 2)]
-                killed = [run_killed(pretrain_command(data, out, args.epochs), times[0], out)]
+                killed = [run_killed(pretrain_command(data, out, args.epochs), times[0], out, args.epochs)]
             while killed[-1] is not None:
                 again = len(times) < 3 and rng.random() < 0.5
                 times.append(round(rng.uniform(0, length), 2) if again else 3600)
-                killed.append(run_killed(pretrain_command(data, out, args.epochs), times[-1], out))
+                killed.append(run_killed(pretrain_command(data, out, args.epochs), times[-1], out, args.epochs))
             found = differences(expected, out)
             exact += not found
             said = ', '.join(f'{t} s ({k})' for t, k in zip(times, killed) if k)

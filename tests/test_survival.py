@@ -273,7 +273,9 @@ def test_a_prepared_array_that_cannot_be_written_leaves_the_output_as_it_was(dat
 
 
 def _torchrun(data_root, out, epochs):
-    command = pretrain_command(data_root, out, epochs, '--knn-every', '0')
+    # the grouped recurrence: its self-check runs on both ranks, under DDP
+    command = pretrain_command(data_root, out, epochs, '--knn-every', '0', '--gru-mode', 'published', '--gru-impl',
+                               'grouped')
     return [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2', *command[1:]]
 
 
@@ -300,6 +302,7 @@ def test_a_rank_that_dies_stops_the_other_and_the_run_resumes(data_root, tmp_pat
     said, _ = launcher.communicate(timeout=150)
     assert time.monotonic() - killed_at < 120
     assert launcher.returncode != 0
+    assert 'self-check of the fast path passed' in said
     line = [s for s in said.splitlines() if s.startswith('error: rank 0:')]
     assert line and 'rank 1 died; stopped. The last checkpoint' in line[0] and 'is intact: continue with ' \
                                                                              '--auto-resume' in line[0], said[-3000:]

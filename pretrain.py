@@ -7,6 +7,7 @@ reproduces the published run; every recipe value (docs/protocols.md) is a defaul
 pretrain.py ...`` (``--batch-size`` is per process).
 """
 import argparse
+import contextlib
 import inspect
 import json
 import os
@@ -212,6 +213,28 @@ def check_fast_path(model, optimizer, scaler, speed, args, dataset, views):
     return speed, reference, reference_optimizer, scaler
 
 
+@contextlib.contextmanager
+def stopped_in_one_line(saver, args):
+    """The training loop's faults as one line each, the last checkpoint written (``saver``'s) named:
+    a file that cannot be written, and under torchrun a rank that died (:class:`utils.dist.RankWatch`)."""
+    watch = RankWatch()
+    try:
+        with watch():
+            yield
+        saver.wait()
+    except WriteError as e:
+        raise WriteError(f'{e}. The checkpoint written before is as it was ({saver.written or args.resume or "none"}); '
+                         'make room and continue with --auto-resume') from None
+    except (RankStopped, RuntimeError) as e:
+        if not args.distributed or not (isinstance(e, RankStopped) or watch.collective_error(e)):
+            raise
+        saver.wait()
+        raise SystemExit(f'error: {watch.explain(e)}; stopped. The last checkpoint, '
+                         f'{saver.written or args.resume or "none yet"}, is intact: continue with --auto-resume')
+    finally:
+        saver.wait()
+
+
 def main(args):
     resolve_device(args)  # first: the process group and each process's GPU follow from it
     init_distributed(args)
@@ -277,45 +300,31 @@ def main(args):
 
     saver = BackgroundSaver()
     guard = DivergenceGuard(model_without_ddp)
-    watch = RankWatch()
-    try:
-        with watch():
-            for epoch in range(start_epoch, args.epochs):
-                if sampler is not None:
-                    sampler.set_epoch(epoch)
-                lr = adjust_learning_rate(optimizer, epoch, args)
-                stats = train_one_epoch(model, views(loader, device, augment if on_device else None), len(loader),
-                                        step, epoch, args)
-                stats['lr'] = lr
-                saver.wait()
-                guard.check(epoch, saver.written or args.resume)
-                if monitor.due(epoch):
-                    stats.update(monitor(dict(model_without_ddp.encoder_q.items())))
-                if is_main_process():
-                    record = {'epoch': epoch, **stats}
-                    state = save_state(model_without_ddp, optimizer, scaler, epoch + 1, args, dataset, record)
-                    # the snapshot before checkpoint.pth: a kill between the two redoes the epoch and both
-                    paths = [os.path.join(args.output_dir, run_folder.LATEST)]
-                    if epoch % args.save_every == 0 or epoch + 1 == args.epochs:
-                        paths.insert(0, os.path.join(args.output_dir, f'checkpoint_{epoch:04d}.pth'))
-                    saver.save(state, paths, then=lambda record=record: append_jsonl(log, record))
-                    for key, value in stats.items():
-                        writer.add_scalar(f'pretrain/{key}', value, epoch)
-                    writer.flush()
-                    shown = ', '.join(f'{k} {v:.4g}' for k, v in stats.items())
-                    print(f'epoch {epoch}: {shown}')
+    with stopped_in_one_line(saver, args):
+        for epoch in range(start_epoch, args.epochs):
+            if sampler is not None:
+                sampler.set_epoch(epoch)
+            lr = adjust_learning_rate(optimizer, epoch, args)
+            stats = train_one_epoch(model, views(loader, device, augment if on_device else None), len(loader),
+                                    step, epoch, args)
+            stats['lr'] = lr
             saver.wait()
-    except WriteError as e:
-        raise WriteError(f'{e}. The checkpoint written before is as it was ({saver.written or args.resume or "none"}); '
-                         'make room and continue with --auto-resume') from None
-    except (RankStopped, RuntimeError) as e:
-        if not args.distributed or not (isinstance(e, RankStopped) or watch.collective_error(e)):
-            raise
-        saver.wait()
-        raise SystemExit(f'error: {watch.explain(e)}; stopped. The last checkpoint, '
-                         f'{saver.written or args.resume or "none yet"}, is intact: continue with --auto-resume')
-    finally:
-        saver.wait()
+            guard.check(epoch, saver.written or args.resume)
+            if monitor.due(epoch):
+                stats.update(monitor(dict(model_without_ddp.encoder_q.items())))
+            if is_main_process():
+                record = {'epoch': epoch, **stats}
+                state = save_state(model_without_ddp, optimizer, scaler, epoch + 1, args, dataset, record)
+                # the snapshot before checkpoint.pth: a kill between the two redoes the epoch and both
+                paths = [os.path.join(args.output_dir, run_folder.LATEST)]
+                if epoch % args.save_every == 0 or epoch + 1 == args.epochs:
+                    paths.insert(0, os.path.join(args.output_dir, f'checkpoint_{epoch:04d}.pth'))
+                saver.save(state, paths, then=lambda record=record: append_jsonl(log, record))
+                for key, value in stats.items():
+                    writer.add_scalar(f'pretrain/{key}', value, epoch)
+                writer.flush()
+                shown = ', '.join(f'{k} {v:.4g}' for k, v in stats.items())
+                print(f'epoch {epoch}: {shown}')
     if writer is not None:
         writer.close()
     return model_without_ddp

@@ -1,13 +1,14 @@
 """A run killed with SIGKILL at random moments and continued with ``--auto-resume`` ends where the
 run that was never killed ends, bit for bit (docs/pretraining.md, "What a run survives").
 
-    python benchmarks/kill_resume.py --kills 20 [--epochs 10] [--seed 0]
+    python benchmarks/kill_resume.py --kills 20 [--epochs 20] [--seed 0]
 
-On the synthetic dataset, a small CMD run is trained once without interruption. Then, N times,
-the same run is started, killed with SIGKILL after a random time drawn over the uninterrupted
-run's length (mid-step, mid-checkpoint-write, mid-epoch, during start-up), and continued with
-``--auto-resume`` (killed again at a random time with probability one half, up to three kills a
-trial) until it completes. Each trial's ``checkpoint.pth`` (model with its queues, optimizer,
+On the synthetic dataset, a small CMD run is trained once without interruption, and the times
+its checkpoints appear are noted. Then, N times, the same run is started, killed with SIGKILL
+after a random time, and continued with ``--auto-resume`` (killed again at a random time with
+probability one half, up to three kills a trial) until it completes. Four kills in five fall
+while the uninterrupted run was training (mid-step, mid-epoch, mid-checkpoint-write), the rest
+anywhere in its length (start-up, the end). Each trial's ``checkpoint.pth`` (model with its queues, optimizer,
 scaler, epoch, RNG state) and ``log.txt`` (every line, every value but the timing) must equal the
 uninterrupted run's. Prints one line per trial, then ``K of N kills resumed exactly``.
 """
@@ -102,6 +103,22 @@ def run_killed(command, after, out, epochs):
     return None
 
 
+def timed_run(command, out):
+    """Run ``command`` to the end; returns its length and the times its checkpoints appeared."""
+    latest, seen, start = os.path.join(out, 'checkpoint.pth'), [], time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    stamp = None
+    while process.poll() is None:
+        now = os.stat(latest).st_mtime_ns if os.path.exists(latest) else None
+        if now != stamp:
+            stamp = now
+            seen.append(time.perf_counter() - start)
+        time.sleep(0.01)
+    if process.returncode:
+        raise RuntimeError(f'the run failed: {process.stderr.read().decode()[-2000:]}')
+    return time.perf_counter() - start, seen
+
+
 def make_data(folder):
     from feeder.raw import prepare as prep
     from feeder.raw.synthetic import generate
@@ -115,7 +132,7 @@ def make_data(folder):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--kills', type=int, default=10, help='trials, each killed at least once')
-    parser.add_argument('--epochs', type=int, default=10)
+    parser.add_argument('--epochs', type=int, default=20)
     parser.add_argument('--seed', type=int, default=0, help='of the kill times')
     args = parser.parse_args()
     rng = random.Random(args.seed)
@@ -123,27 +140,36 @@ def main():
     try:
         data = make_data(work)
         expected = os.path.join(work, 'expected')
-        start = time.perf_counter()
-        subprocess.run(pretrain_command(data, expected, args.epochs), check=True, stdout=subprocess.DEVNULL)
-        length = time.perf_counter() - start
-        print(f'uninterrupted run: {args.epochs} epochs in {length:.1f} s; kills drawn in 0-{length:.1f} s')
-        exact = 0
+        length, seen = timed_run(pretrain_command(data, expected, args.epochs), expected)
+        epoch = (seen[-1] - seen[0]) / max(1, len(seen) - 1)
+        training = (max(0.0, seen[0] - epoch), seen[-1])
+        print(f'uninterrupted run: {args.epochs} epochs in {length:.1f} s, training from about {training[0]:.1f} s '
+              f'to {training[1]:.1f} s')
+
+        def kill_time():
+            low, high = training if rng.random() < 0.8 else (0.0, length)
+            return round(rng.uniform(low, high), 2)
+        exact, kinds = 0, {}
         for trial in range(args.kills):
             out = os.path.join(work, f'trial{trial}')
             times, killed = [], [None]
             while killed[0] is None:  # a run that ended before its kill is no trial: start it again
                 shutil.rmtree(out, ignore_errors=True)
-                times = [round(rng.uniform(0, length), 2)]
+                times = [kill_time()]
                 killed = [run_killed(pretrain_command(data, out, args.epochs), times[0], out, args.epochs)]
             while killed[-1] is not None:
                 again = len(times) < 3 and rng.random() < 0.5
-                times.append(round(rng.uniform(0, length), 2) if again else 3600)
+                times.append(kill_time() if again else 3600)
                 killed.append(run_killed(pretrain_command(data, out, args.epochs), times[-1], out, args.epochs))
+            for kind in filter(None, killed):
+                kind = 'in an epoch' if kind.startswith('in epoch') else kind
+                kinds[kind] = kinds.get(kind, 0) + 1
             found = differences(expected, out)
             exact += not found
             said = ', '.join(f'{t} s ({k})' for t, k in zip(times, killed) if k)
             print(f'trial {trial}: killed at {said}: ' + ('resumed exactly' if not found else '; '.join(found[:5])))
             shutil.rmtree(out)
+        print(f'kills: {sum(kinds.values())} in {args.kills} trials: ' + ', '.join(f'{n} {k}' for k, n in kinds.items()))
         print(f'{exact} of {args.kills} kills resumed exactly')
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -11,11 +11,11 @@ from tqdm import tqdm
 from utils.dist import is_main_process, world_size
 
 
-def train_step(model, optimizer, scaler, view_q, view_k, amp=False, amp_dtype=torch.bfloat16, autocast_cache=True):
-    """Forward (the model updates its key encoders and queues inside), loss, backward and
-    optimizer step; returns the detached loss and the model's statistics."""
-    with torch.autocast(view_q.device.type, dtype=amp_dtype, enabled=amp, cache_enabled=autocast_cache):
-        loss, stats = model(view_q, view_k)
+def train_step(model, optimizer, scaler, views, amp=False, amp_dtype=torch.bfloat16, autocast_cache=True):
+    """Forward on the batch's ``views`` (the model updates its key encoders and queues inside),
+    loss, backward and optimizer step; returns the detached loss and the model's statistics."""
+    with torch.autocast(views[0].device.type, dtype=amp_dtype, enabled=amp, cache_enabled=autocast_cache):
+        loss, stats = model(views)
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
     scaler.step(optimizer)
@@ -23,18 +23,17 @@ def train_step(model, optimizer, scaler, view_q, view_k, amp=False, amp_dtype=to
     return loss.detach(), stats
 
 
-def to_views(first, second, device, augment=None):
-    """One batch on ``device``: the two views, or with ``augment`` (a
-    :class:`feeder.augment.PairAugment`) the views made from its raw clips and their lengths."""
-    first = first.to(device, non_blocking=True)
-    second = second.to(device, non_blocking=True)
-    return (first, second) if augment is None else augment(first, second)
+def to_views(batch, device, augment=None):
+    """One batch on ``device``: its views, or with ``augment`` (a
+    :class:`feeder.augment.ViewAugment`) the views made from its raw clips and their lengths."""
+    batch = [x.to(device, non_blocking=True) for x in batch]
+    return tuple(batch) if augment is None else augment(*batch)
 
 
 def device_views(loader, device, augment=None):
-    """The loader's batches as pairs of views on ``device``, one after the other."""
-    for first, second in loader:
-        yield to_views(first, second, device, augment)
+    """The loader's batches as tuples of views on ``device``, one after the other."""
+    for batch in loader:
+        yield to_views(batch, device, augment)
 
 
 def _check_finite(first_bad, epoch, args):
@@ -45,7 +44,7 @@ def _check_finite(first_bad, epoch, args):
 
 
 def train_one_epoch(model, batches, steps_per_epoch, step_fn, epoch, args):
-    """Runs ``step_fn`` on every pair of views in ``batches``, ``model`` in train mode; returns
+    """Runs ``step_fn`` on every tuple of views in ``batches``, ``model`` in train mode; returns
     the epoch means of the losses and contrastive accuracies (over all ranks) and the samples per
     second."""
     model.train()
@@ -53,8 +52,8 @@ def train_one_epoch(model, batches, steps_per_epoch, step_fn, epoch, args):
     start = time.perf_counter()
     bar = tqdm(batches, total=steps_per_epoch, desc=f'epoch {epoch}', disable=not is_main_process() or args.quiet,
                leave=False)
-    for step, (view_q, view_k) in enumerate(bar):
-        loss, stats = step_fn(view_q, view_k)
+    for step, views in enumerate(bar):
+        loss, stats = step_fn(views)
         # The step that first gave a non-finite loss, kept on the device: the host looks only every
         # ``print_freq`` steps, so the GPU is not stalled by a check on every step.
         if first_bad is None:
@@ -64,7 +63,7 @@ def train_one_epoch(model, batches, steps_per_epoch, step_fn, epoch, args):
         for key, value in {**stats, 'loss': loss}.items():
             sums[key] = sums.get(key, 0) + value.float()
         steps += 1
-        samples += len(view_q) * args.world_size
+        samples += len(views[0]) * args.world_size
         if step % args.print_freq == 0 or step + 1 == steps_per_epoch:
             _check_finite(first_bad, epoch, args)
             bar.set_postfix(loss=f'{loss.item():.3f}', samples_per_s=f'{samples / (time.perf_counter() - start):.0f}')

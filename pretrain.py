@@ -20,11 +20,11 @@ from engine import DivergenceGuard, to_views, train_one_epoch
 from evaluation.monitor import KNNMonitor, knn_every_default
 from fast.self_check import self_check
 from fast.settings import SpeedSettings, add_speed_arguments
-from feeder.augment import PairAugment
+from feeder.augment import ViewAugment
 from feeder.datasets import PretrainDataset, SkeletonFolder, collate_clips
 from feeder.info import dataset_info
 from feeder.modalities import MODALITIES
-from models import build_cmd
+from models import METHODS, build_method
 from options.args import (format_default, get_args_parser, get_augment_parser, get_optim_parser, non_negative_int,
                           positive_int, resolve_common, resolve_device, show_defaults)
 from options.presets import ENCODER_RECIPES, PRETRAIN, dataset_rules, pretrain_recipe, recorded_recipe
@@ -40,6 +40,8 @@ from utils.schedule import adjust_learning_rate
 def get_pretrain_parser():
     parser = argparse.ArgumentParser('CMD pretraining', parents=[get_args_parser(), get_optim_parser(), get_augment_parser()],
                                      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--method', default='cmd', choices=list(METHODS),
+                        help='the self-supervised method (models.METHODS; docs/method.md, "Methods")')
     add_speed_arguments(parser)
     cmd = parser.add_argument_group('CMD')
     cmd.add_argument('--modalities', nargs='+', default=list(MODALITIES), choices=MODALITIES,
@@ -176,15 +178,15 @@ def make_optimizer(model, args, speed):
 
 def build_training(args, dataset, speed, device):
     """The model (DDP-wrapped when distributed), its optimizer and gradient scaler."""
-    model = wrap_distributed(build_cmd(args, dataset, **speed.model_options()).to(device), args, device)
+    model = wrap_distributed(build_method(args, dataset, **speed.model_options()).to(device), args, device)
     return model, make_optimizer(model, args, speed), torch.amp.GradScaler(device.type, enabled=speed.float16_scaling)
 
 
 def first_views(clips, augment, on_device, device, batch_size):
     """The views of the first clips, one batch, as the training loop would make them."""
     batch = [clips[i] for i in range(batch_size)]
-    first, second = (collate_clips if on_device else torch.utils.data.default_collate)(batch)
-    return to_views(first, second, device, augment if on_device else None)
+    return to_views((collate_clips if on_device else torch.utils.data.default_collate)(batch), device,
+                    augment if on_device else None)
 
 
 def check_fast_path(model, optimizer, scaler, speed, args, dataset, views):
@@ -193,7 +195,7 @@ def check_fast_path(model, optimizer, scaler, speed, args, dataset, views):
     go on alike)."""
     device = views[0].device
     result = self_check(model.module if args.distributed else model, optimizer, scaler, speed,
-                        lambda: build_cmd(args, dataset).to(device), lambda m: make_optimizer(m, args, speed), views)
+                        lambda: build_method(args, dataset).to(device), lambda m: make_optimizer(m, args, speed), views)
     if args.distributed:
         verdicts = [None] * args.world_size
         torch.distributed.all_gather_object(verdicts, (result.passed, result.reason))
@@ -260,7 +262,7 @@ def main(args):
     seed_everything(args.seed)  # the same initial model and queues on every rank
     model, optimizer, scaler = build_training(args, dataset, speed, device)
     seed_everything(args.seed + args.rank)  # different augmentations on every rank
-    augment = PairAugment.from_args(args, folder.num_joints, dataset.coordinates)
+    augment = ViewAugment.from_args(args, folder.num_joints, dataset.coordinates, METHODS[args.method].VIEWS)
     on_device = speed.augment_on == 'device'
     clips = PretrainDataset(folder, augment=None if on_device else augment)
 
@@ -275,7 +277,7 @@ def main(args):
         set_rng_state(rng)
     model_without_ddp = model.module if args.distributed else model
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    fixed = sum(getattr(m, 'fixed_zeros', 0) for m in model_without_ddp.encoder_q.values())
+    fixed = sum(getattr(m, 'fixed_zeros', 0) for m in model_without_ddp.encoders().values())
     zeros = f' (plus {fixed:,} entries held at zero in the block-diagonal GRU matrices)' if fixed else ''
     print(f'trainable parameters: {trainable - fixed:,}{zeros}')
 
@@ -311,7 +313,7 @@ def main(args):
             saver.wait()
             guard.check(epoch, saver.written or args.resume)
             if monitor.due(epoch):
-                stats.update(monitor(dict(model_without_ddp.encoder_q.items())))
+                stats.update(monitor(model_without_ddp.encoders()))
             if is_main_process():
                 record = {'epoch': epoch, **stats}
                 state = save_state(model_without_ddp, optimizer, scaler, epoch + 1, args, dataset, record)

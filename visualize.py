@@ -14,9 +14,10 @@ import os
 
 import torch
 
-from feeder.augment import PairAugment
+from feeder.augment import ViewAugment
 from feeder.datasets import SkeletonFolder
 from feeder.info import PARTS, dataset_info
+from models import METHODS
 from options.args import get_args_parser, get_augment_parser, resolve_common
 from options.presets import PRETRAIN, dataset_recipe
 from utils.plots import save_clip_pictures, save_curves
@@ -28,7 +29,8 @@ def get_visualize_parser():
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest='command', required=True)
     clip = commands.add_parser('clip', parents=[get_args_parser(), get_augment_parser()],
-                               help='a prepared clip and its two views')
+                               help='a prepared clip and the views a method trains on')
+    clip.add_argument('--method', default='cmd', choices=list(METHODS), help='whose views (models.METHODS)')
     clip.add_argument('--part', default='train', choices=PARTS)
     which = clip.add_mutually_exclusive_group(required=True)
     which.add_argument('--index', type=int, help='row of the clip in the part')
@@ -49,13 +51,14 @@ def draw_clip(args):
     index = folder.find(args.name, args.index)
     clip = folder.clip(index)
     torch.manual_seed(args.seed)
-    augment = PairAugment.from_args(args, folder.num_joints, dataset.coordinates)
-    view_q, view_k = augment(clip[None], torch.tensor([clip.shape[1]]))
+    augment = ViewAugment.from_args(args, folder.num_joints, dataset.coordinates, METHODS[args.method].VIEWS)
+    views = augment(clip[None], torch.tensor([clip.shape[1]]))
     name = folder.names[index]
     prefix = args.out or name
     coordinates = slice(0, dataset.coordinates)  # a confidence channel is not drawn
-    panels = {f'{name}\n{clip.shape[1]} frames': clip[coordinates].numpy(), 'view 1': view_q[0, coordinates].numpy(),
-              'view 2': view_k[0, coordinates].numpy()}
+    panels = {f'{name}\n{clip.shape[1]} frames': clip[coordinates].numpy(),
+              **{f'view {i + 1} ({recipe})': view[0, coordinates].numpy()
+                 for i, (recipe, view) in enumerate(zip(augment.views, views))}}
     save_clip_pictures(dataset.layout, panels, f'{prefix}.gif', f'{prefix}.png')
     print(f'wrote {prefix}.gif and {prefix}.png')
 

@@ -34,12 +34,12 @@ import torch  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
 import pretrain  # noqa: E402
-from engine import train_step  # noqa: E402
+from engine import to_views, train_step  # noqa: E402
 from evaluation.knn import knn_predict  # noqa: E402
 from evaluation.monitor import KNNMonitor  # noqa: E402
 from fast.model import FastCMD  # noqa: E402
 from fast.step import GraphedStep  # noqa: E402
-from feeder.augment import PairAugment  # noqa: E402
+from feeder.augment import ViewAugment  # noqa: E402
 from feeder.datasets import PretrainDataset, SkeletonFolder, collate_clips  # noqa: E402
 from feeder.info import dataset_info  # noqa: E402
 from feeder.layouts import NTU25  # noqa: E402
@@ -137,7 +137,7 @@ def time_steps(variant, cfg, device, steps, warmup):
         if i == warmup:
             sync(device)
             start = time.perf_counter()
-        loss, _ = step(*views[i % len(views)])
+        loss, _ = step(views[i % len(views)])
     sync(device)
     seconds = (time.perf_counter() - start) / steps
     if not torch.isfinite(loss):
@@ -155,12 +155,12 @@ def profile_step(variant, cfg, device, rows=15):
     step, batch = make_step(variant, cfg, device)
     views = [torch.randn(batch, 3, cfg['frames'], 25, 2, device=device) for _ in range(2)]
     for _ in range((step.warmup if isinstance(step, GraphedStep) else 0) + 2):
-        step(*views)
+        step(views)
     sync(device)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == 'cuda' else [])
     with profile(activities=activities) as prof:
         for _ in range(2):
-            step(*views)
+            step(views)
         sync(device)
     key = 'self_cuda_time_total' if device.type == 'cuda' else 'self_cpu_time_total'
     return prof.key_averages().table(sort_by=key, row_limit=rows, max_name_column_width=60)
@@ -205,20 +205,18 @@ def time_data_pipeline(device, frames, batch, workers, clips=1024):
     with tempfile.TemporaryDirectory() as root:
         write_random_split(root, clips, min_frames=30)
         folder = SkeletonFolder(root, 'train')
-        augment = PairAugment(25, frames)
+        augment = ViewAugment(25, frames=frames)
         for where in ('loader', 'device'):
             dataset = PretrainDataset(folder, augment=augment if where == 'loader' else None)
             loader = DataLoader(dataset, batch_size=batch, num_workers=workers, drop_last=True,
                                 collate_fn=collate_clips if where == 'device' else None,
                                 pin_memory=device.type == 'cuda')
             start, pairs, first_batch = time.perf_counter(), 0, None
-            for first, second in loader:
+            for batch in loader:
                 if first_batch is None:
                     first_batch = time.perf_counter() - start
-                first, second = first.to(device, non_blocking=True), second.to(device, non_blocking=True)
-                if where == 'device':
-                    first, second = augment(first, second)
-                pairs += len(first)
+                views = to_views(batch, device, augment if where == 'device' else None)
+                pairs += len(views[0])
             sync(device)
             out[where] = pairs / (time.perf_counter() - start), first_batch
     return out

@@ -55,7 +55,7 @@ def train_copy(model, optimizer, scaler, make_step, views, steps, rng):
     set_rng_state(rng)
     before = _state(model)
     step = make_step(model, optimizer, scaler)
-    losses = [step(*views)[0].detach().double().clone() for _ in range(steps)]
+    losses = [step(views)[0].detach().double().clone() for _ in range(steps)]
     after = _state(model)
     out = {'loss': torch.stack(losses).cpu()}
     out.update({key: (after[key] - before[key]).cpu() for key in before})
@@ -98,7 +98,7 @@ def compare(fast, reference, rounding=None):
 
 def self_check(model, optimizer, scaler, settings, build_reference, make_optimizer, views):
     """Check the fast path of ``settings`` (a :class:`fast.settings.SpeedSettings`) from the run's
-    ``model`` (its fast model), ``optimizer`` and ``scaler`` as they are now, on the pair ``views``.
+    ``model`` (its fast model), ``optimizer`` and ``scaler`` as they are now, on the batch's ``views``.
     ``build_reference()`` makes the reference model on the same device; ``make_optimizer(model)``
     the run's optimizer for a model. Nothing of the run changes: its model, optimizer, scaler and
     RNG states are as before. Returns a :class:`CheckResult`; an exception on the fast path fails."""
@@ -115,7 +115,7 @@ def self_check(model, optimizer, scaler, settings, build_reference, make_optimiz
 
     def reference_step(amp):
         dtype = getattr(torch, settings.amp_dtype)
-        return lambda m, o, s: lambda q, k: train_step(m, o, s, q, k, amp=amp, amp_dtype=dtype)
+        return lambda m, o, s: lambda views: train_step(m, o, s, views, amp=amp, amp_dtype=dtype)
 
     try:
         full = _full_float32(settings)

@@ -71,7 +71,8 @@ class SpeedSettings:
         cuda, single = args.device == 'cuda', args.world_size == 1
         if args.speed is None:
             args.speed = 'fast' if cuda else 'reference'
-        fast = args.speed == 'fast'
+        # the fast model and its captured step are CMD's (fast/model.py); other methods run the reference code
+        fast = args.speed == 'fast' and args.method == 'cmd'
         published_gru = args.encoder == 'gru' and args.gru_mode == 'published'
         if args.augment_on is None:
             args.augment_on = 'device' if cuda else 'loader'
@@ -89,14 +90,16 @@ class SpeedSettings:
             args.cuda_graph = (fast and cuda and single and args.gru_impl == 'grouped'
                                and not (args.amp and args.amp_dtype == 'float16'))
         settings = cls(cuda=cuda, **{f.name: getattr(args, f.name) for f in fields(cls) if f.name != 'cuda'})
-        problems = settings.problems(single, published_gru)
+        problems = settings.problems(single, published_gru, args.method)
         if problems:
             raise SystemExit('error: ' + '\n       '.join(problems))
         return settings
 
-    def problems(self, single, published_gru):
+    def problems(self, single, published_gru, method='cmd'):
         """The settings that contradict each other or the run, as sentences."""
         out = []
+        if method != 'cmd' and (self.gru_impl == 'grouped' or self.overlap_keys or self.cuda_graph):
+            out.append(f'--gru-impl grouped, --overlap-keys and --cuda-graph compute --method cmd, not {method}')
         if self.float16_scaling and not self.cuda:
             out.append('--amp --amp-dtype float16 needs --device cuda (bfloat16 also runs on the CPU)')
         if self.gru_impl == 'grouped' and not published_gru:
@@ -140,7 +143,7 @@ class SpeedSettings:
             torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = self.tf32
 
     def model_options(self):
-        """Keyword arguments of :func:`models.build_cmd` that select :class:`fast.model.FastCMD`
+        """Keyword arguments of :func:`models.build_method` that select :class:`fast.model.FastCMD`
         (none for the reference model)."""
         if self.gru_impl != 'grouped' and not self.overlap_keys:
             return {}

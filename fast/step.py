@@ -23,37 +23,37 @@ class GraphedStep:
         self.warmup, self.warmed = warmup, 0
         self.graph = self.static = self.lr = None
 
-    def _run(self, view_q, view_k):
+    def _run(self, views):
         # the autocast weight cache must stay off during capture (its casts would be replayed stale)
-        return train_step(self.model, self.optimizer, self.scaler, view_q, view_k, self.amp, self.amp_dtype,
+        return train_step(self.model, self.optimizer, self.scaler, views, self.amp, self.amp_dtype,
                           autocast_cache=False)
 
-    def __call__(self, view_q, view_k):
+    def __call__(self, views):
         if self.warmed < self.warmup:
             self.warmed += 1
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side):
-                out = self._run(view_q, view_k)
+                out = self._run(views)
             torch.cuda.current_stream().wait_stream(side)
             return out
         lr = [group['lr'] for group in self.optimizer.param_groups]
-        if self.graph is None or lr != self.lr or view_q.shape != self.static[0].shape:
-            self._capture(view_q, view_k, lr)
-        self.static[0].copy_(view_q)
-        self.static[1].copy_(view_k)
+        if self.graph is None or lr != self.lr or [v.shape for v in views] != [v.shape for v in self.static[0]]:
+            self._capture(views, lr)
+        for static, view in zip(self.static[0], views):
+            static.copy_(view)
         self.graph.replay()
-        return self.static[2]
+        return self.static[1]
 
-    def _capture(self, view_q, view_k, lr):
+    def _capture(self, views, lr):
         self.graph = self.static = None
         torch.cuda.synchronize()
-        views = view_q.clone(), view_k.clone()
+        views = tuple(view.clone() for view in views)
         graph = torch.cuda.CUDAGraph()
         # thread-local capture: the data loader's pin-memory thread keeps calling CUDA meanwhile
         with torch.cuda.graph(graph, capture_error_mode='thread_local'):
-            out = self._run(*views)
-        self.graph, self.static, self.lr = graph, (*views, out), lr
+            out = self._run(views)
+        self.graph, self.static, self.lr = graph, (views, out), lr
 
 
 def prefetch_views(loader, device, augment=None):
@@ -65,9 +65,9 @@ def prefetch_views(loader, device, augment=None):
         return
     stream = torch.cuda.Stream(device)
     ready = None
-    for first, second in loader:
+    for batch in loader:
         with torch.cuda.stream(stream):
-            upcoming = to_views(first, second, device, augment)
+            upcoming = to_views(batch, device, augment)
         if ready is not None:
             yield ready
         torch.cuda.current_stream(device).wait_stream(stream)

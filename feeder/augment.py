@@ -1,5 +1,6 @@
 """Batched skeleton augmentations (docs/method.md, "Augmentations") as tensor functions, and
-:class:`PairAugment`, the pretraining views they make: the one place an augmentation is added.
+:class:`ViewAugment`, the pretraining views they make by named recipes: the one place an
+augmentation is added.
 
 Every function takes a batch ``x`` of shape (N, C, T, V, M) (C: 2 or 3 coordinates, then perhaps
 a confidence) and per-sample clip lengths, draws its random numbers per sample, and runs on
@@ -111,23 +112,32 @@ def corrupt_count(num_joints):
     return round(0.6 * num_joints)
 
 
-class PairAugment:
-    """Two independently augmented views of a batch of clips (docs/method.md, "Augmentations"):
-    random crop-resize, then (with ``rotation`` degrees) a random turn, then joint corruption or
-    shear (``shear``: the shear's amplitude, ``corruption``: the probability of corruption instead).
-    The defaults are the published augmentations. ``coordinates``: how many leading channels are
-    coordinates (default all; a confidence after them is carried along). Works on any device, so it serves data-loader
-    workers (a batch of one clip) and whole batches on the GPU alike."""
+class ViewAugment:
+    """The pretraining views of a batch of clips: one per entry of ``views``, each made by the
+    recipe of that name, independently (docs/method.md, "Augmentations"). A method asks for its
+    views by name (its ``VIEWS``). Works on any device, so it serves data-loader workers (a batch
+    of one clip) and whole batches on the GPU alike.
 
-    def __init__(self, num_joints, frames=64, min_crop=None, scale=(0.1, 1.0), shear=1.0, corruption=0.5,
-                 rotation=0.0, coordinates=None):
+    ``normal``: random crop-resize, then (with ``rotation`` degrees) a random turn, then joint
+    corruption or shear (``shear``: the shear's amplitude, ``corruption``: the probability of
+    corruption instead); the defaults are the published augmentations. ``coordinates``: how many
+    leading channels are coordinates (default all; a confidence after them is carried along)."""
+
+    RECIPES = ('normal',)
+
+    def __init__(self, num_joints, views=('normal', 'normal'), frames=64, min_crop=None, scale=(0.1, 1.0), shear=1.0,
+                 corruption=0.5, rotation=0.0, coordinates=None):
+        unknown = [name for name in views if name not in self.RECIPES]
+        if unknown:
+            raise ValueError(f'unknown view recipe {unknown[0]!r}; known: {", ".join(self.RECIPES)}')
+        self.views = tuple(views)
         self.frames, self.scale = frames, scale
         self.min_crop = frames if min_crop is None else min_crop
         self.corrupt_joints = corrupt_count(num_joints)
         self.shear, self.corruption, self.rotation = shear, corruption, rotation
         self.coordinates = coordinates
 
-    def view(self, clips, num_frames):
+    def normal(self, clips, num_frames):
         x = random_crop_resize(clips, num_frames, self.frames, self.scale, self.min_crop)
         if self.rotation:
             x = random_rotation(x, self.rotation)
@@ -135,12 +145,11 @@ class PairAugment:
                               coordinates=self.coordinates)
 
     def __call__(self, clips, num_frames):
-        return self.view(clips, num_frames), self.view(clips, num_frames)
+        return tuple(getattr(self, name)(clips, num_frames) for name in self.views)
 
     @classmethod
-    def from_args(cls, args, num_joints, coordinates=None):
+    def from_args(cls, args, num_joints, coordinates=None, views=('normal', 'normal')):
         """The pretraining views of parsed arguments (``frames``, ``min_crop``, ``shear``,
         ``corruption``, ``rotation``; a ``min_crop`` of ``None`` means ``frames``)."""
-        return cls(num_joints, args.frames, args.min_crop or args.frames, shear=args.shear,
+        return cls(num_joints, views, args.frames, args.min_crop or args.frames, shear=args.shear,
                    corruption=args.corruption, rotation=args.rotation, coordinates=coordinates)
-

@@ -108,7 +108,7 @@ def read_labels(path):
 
 
 class PretrainDataset(Dataset):
-    """Pretraining clips: two views each made by ``augment`` (a :class:`feeder.augment.PairAugment`),
+    """Pretraining clips: the views made by ``augment`` (a :class:`feeder.augment.ViewAugment`),
     or without it the raw clip and its length, so that the augmentation can run on the whole batch
     on the training device (batch them with :func:`collate_clips`)."""
 
@@ -122,8 +122,7 @@ class PretrainDataset(Dataset):
         clip = self.folder.clip(index)
         if self.augment is None:
             return clip, clip.shape[1]
-        view_q, view_k = self.augment(clip[None], torch.tensor([clip.shape[1]]))
-        return view_q[0], view_k[0]
+        return tuple(view[0] for view in self.augment(clip[None], torch.tensor([clip.shape[1]])))
 
 
 def collate_clips(batch):

@@ -1,13 +1,14 @@
-"""Encoders and the CMD model. ``ENCODERS`` is the registry: its names are the ``--encoder``
-choices, and a new encoder is one module of its own plus one entry here (docs/method.md,
-"Encoders")."""
-from dataclasses import asdict, dataclass
+"""Encoders and methods. ``ENCODERS`` and ``METHODS`` are the registries: their names are the
+``--encoder`` and ``--method`` choices, and a new encoder or method is one module of its own plus
+one entry here (docs/method.md, "Encoders" and "Methods")."""
+from dataclasses import dataclass
 
-from models.cmd import CMD, CMDConfig
+from models.cmd import CMD
 from models.gru import GRUEncoder
 from models.stgcn import STGCNEncoder
 
 ENCODERS = {'gru': GRUEncoder, 'stgcn': STGCNEncoder}
+METHODS = {'cmd': CMD}
 # What every encoder takes, and then each encoder's own settings.
 COMMON_SETTINGS = ('encoder', 'dim', 'mlp')
 ENCODER_SETTINGS = COMMON_SETTINGS + tuple(dict.fromkeys(s for e in ENCODERS.values() for s in e.SETTINGS))
@@ -41,10 +42,14 @@ def build_encoder(config, layout, persons, channels=3):
     return ENCODERS[config.encoder].build(dict(config.settings), layout, persons, channels, config.dim, config.mlp)
 
 
-def build_cmd(args, dataset, cls=CMD, **extra):
-    """The CMD model of the parsed pretraining ``args`` for ``dataset`` (a
-    :class:`feeder.info.DatasetInfo`); ``cls`` and ``extra`` let the fast path (:mod:`fast`) build
-    its subclass."""
+def build_method(args, dataset, cls=None, **extra):
+    """The pretraining model of ``args.method`` (default ``cmd``: checkpoints that predate methods
+    are CMD's) for ``dataset`` (a :class:`feeder.info.DatasetInfo`). ``cls`` and ``extra``: a
+    subclass built to compute that method faster (:mod:`fast` builds ``FastCMD`` for ``cmd``), never
+    another method's."""
+    method = METHODS[getattr(args, 'method', None) or 'cmd']
+    if cls is not None and not issubclass(cls, method):
+        raise ValueError(f'{cls.__name__} computes {cls.__mro__[1].__name__}, not {method.__name__}')
     config = EncoderConfig.from_dict(vars(args))
-    return cls(lambda: build_encoder(config, dataset.layout, dataset.persons, len(dataset.channels)), dataset.layout,
-               **asdict(CMDConfig.from_dict(vars(args))), coordinates=dataset.coordinates, **extra)
+    return (cls or method).build(lambda: build_encoder(config, dataset.layout, dataset.persons, len(dataset.channels)),
+                                 args, dataset, **extra)

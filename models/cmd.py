@@ -1,7 +1,7 @@
 """CMD: per-modality MoCo learners that distil neighbourhood structure into each other
 (docs/method.md, "The objective")."""
 import copy
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 
 import torch
 import torch.nn.functional as F
@@ -33,7 +33,9 @@ class CMDConfig:
 
 
 class CMD(nn.Module):
-    """Query encoders, momentum key encoders and one key queue per modality.
+    """Query encoders, momentum key encoders and one key queue per modality. A method of
+    ``models.METHODS`` (docs/method.md, "Methods"): two ``normal`` views, ``forward(views)``, the
+    trained encoders from :meth:`encoders`.
 
     ``encoder_q``/``encoder_k`` are ``ModuleDict``s keyed by modality; ``queue`` is one buffer
     (modalities, dim, K) filled at a shared pointer, so index i of every modality's queue holds the
@@ -41,6 +43,8 @@ class CMD(nn.Module):
     ``coordinates``: how many leading input channels are coordinates (default all; the rest, a
     confidence, is carried into every modality unchanged).
     """
+
+    VIEWS = ('normal', 'normal')  # the query's and the key's (feeder/augment.py recipes)
 
     def __init__(self, make_encoder, layout, modalities=MODALITIES, dim=128, queue_size=16384,
                  momentum_key=0.999, contrast_t=0.07, topk=8192, teacher_t=0.05, student_t=0.1, cmd_weight=1.0,
@@ -57,6 +61,17 @@ class CMD(nn.Module):
             param.requires_grad = False
         self.register_buffer('queue', F.normalize(torch.randn(len(self.modalities), dim, queue_size), dim=1))
         self.register_buffer('queue_ptr', torch.zeros(1, dtype=torch.long))
+
+    @classmethod
+    def build(cls, make_encoder, args, dataset, **extra):
+        """The model of parsed pretraining ``args`` for ``dataset`` (a :class:`feeder.info.DatasetInfo`);
+        ``make_encoder()`` makes one encoder."""
+        return cls(make_encoder, dataset.layout, **asdict(CMDConfig.from_dict(vars(args))),
+                   coordinates=dataset.coordinates, **extra)
+
+    def encoders(self):
+        """The trained encoders, {modality: encoder}: what evaluation uses (the query encoders)."""
+        return dict(self.encoder_q.items())
 
     @torch.no_grad()
     def _momentum_update_key_encoder(self):
@@ -92,10 +107,11 @@ class CMD(nn.Module):
             k = self.encode(self.encoder_k, view_k)
         return q, k
 
-    def forward(self, view_q, view_k):
-        """One training step's loss. Returns ``(total, stats)``: ``stats`` holds the per-modality
-        InfoNCE losses and top-1 contrastive accuracies and the CMD loss, detached."""
-        q, k = self.embed(view_q, view_k)
+    def forward(self, views):
+        """One training step's loss on ``(view_q, view_k)``. Returns ``(total, stats)``: ``stats``
+        holds the per-modality InfoNCE losses and top-1 contrastive accuracies and the CMD loss,
+        detached."""
+        q, k = self.embed(*views)
         queue = self.queue.clone()
         stats, total, student_sims, teacher_sims = {}, 0, {}, {}
         for i, m in enumerate(self.modalities):

@@ -112,7 +112,7 @@ def test_golden_step_on_the_gpu(full_float32, grouped):
     load_released_cmd(model, {k: v.to(CUDA) for k, v in golden['state_dict_before'].items()})
     optimizer = torch.optim.SGD(model.parameters(), lr=config['lr'], momentum=config['momentum'],
                                 weight_decay=config['weight_decay'])
-    total, stats = model(golden['inputs']['view_query'].to(CUDA), golden['inputs']['view_key'].to(CUDA))
+    total, stats = model((golden['inputs']['view_query'].to(CUDA), golden['inputs']['view_key'].to(CUDA)))
     torch.testing.assert_close(stats['cmd'].cpu(), golden['losses']['cmd'], atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(total.detach().cpu(), golden['total_loss'], atol=1e-4, rtol=1e-4)
     optimizer.zero_grad()
@@ -184,7 +184,7 @@ def test_graphed_steps_equal_eager_steps(full_float32, amp, overlap, kernels, fp
             if i == 6:
                 optimizer.param_groups[0]['lr'] = 0.005
             views = [torch.randn(32, 3, 16, 25, 2, device=CUDA, generator=gen) for _ in range(2)]
-            loss, stats = step(*views)
+            loss, stats = step(views)
             losses.append(loss.clone())
         return model.state_dict(), torch.stack(losses), step
     eager, eager_losses, _ = train(False)

@@ -38,7 +38,7 @@ def test_one_step_reproduces_the_published_implementation(golden, grouped):
     # the logits of the step, from a twin (the step itself moves the queues and statistics)
     twin = loaded()
     q, k = twin.embed(*views)
-    total, stats = model(*views)
+    total, stats = model(views)
     for i, m in enumerate(('joint', 'motion', 'bone')):
         logits = infonce(q[m], k[m], twin.queue[i], config['T'])[1]
         torch.testing.assert_close(logits, golden['logits'][m], atol=1e-5, rtol=1e-5)
@@ -66,7 +66,7 @@ def test_bfloat16_autocast_stays_close_to_the_published_losses(golden):
     model = build(golden['config'])
     load_released_cmd(model, golden['state_dict_before'])
     with torch.autocast('cpu', dtype=torch.bfloat16):
-        total, stats = model.train()(golden['inputs']['view_query'], golden['inputs']['view_key'])
+        total, stats = model.train()((golden['inputs']['view_query'], golden['inputs']['view_key']))
     for key, value in golden['losses'].items():
         torch.testing.assert_close(stats[key].float(), value, rtol=0.03, atol=0)
     torch.testing.assert_close(total.float(), golden['total_loss'], rtol=0.01, atol=0)

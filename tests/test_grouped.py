@@ -137,7 +137,7 @@ def test_grouped_cmd_step_equals_the_fused_step():
         gen = torch.Generator().manual_seed(1)
         for _ in range(2):
             views = [torch.randn(4, 3, 6, 25, 2, dtype=torch.float64, generator=gen) for _ in range(2)]
-            loss, _ = model(*views)
+            loss, _ = model(views)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

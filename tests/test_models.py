@@ -172,7 +172,7 @@ def test_step_gradients_momentum_and_queue():
     q_before = {k: v.clone() for k, v in model.encoder_q.state_dict().items()}
     k_before = {k: v.clone() for k, v in model.encoder_k.state_dict().items()}
     ptr = int(model.queue_ptr)
-    total, stats = model(x_q, x_k)
+    total, stats = model((x_q, x_k))
     total.backward()
     assert all(p.grad is not None for p in model.encoder_q.parameters())
     assert all(p.grad is None for p in model.encoder_k.parameters())
@@ -192,16 +192,16 @@ def test_step_gradients_momentum_and_queue():
 def test_queue_pointer_wraps_and_fills_every_slot():
     model = _tiny_cmd(queue=8).train()
     for step in range(3):
-        model(torch.randn(4, 3, 6, 25, 2), torch.randn(4, 3, 6, 25, 2))
+        model((torch.randn(4, 3, 6, 25, 2), torch.randn(4, 3, 6, 25, 2)))
         assert int(model.queue_ptr) == (4 * (step + 1)) % 8
 
 
 def test_single_modality_is_moco_and_weight_zero_turns_cmd_off():
     moco = _tiny_cmd(modalities=('joint',))
-    total, stats = moco(torch.randn(4, 3, 6, 25, 2), torch.randn(4, 3, 6, 25, 2))
+    total, stats = moco((torch.randn(4, 3, 6, 25, 2), torch.randn(4, 3, 6, 25, 2)))
     assert 'cmd' not in stats and moco.queue.shape == (1, 16, 16)
     torch.testing.assert_close(total.detach(), stats['infonce_joint'])
-    _, stats = _tiny_cmd(cmd_weight=0)(torch.randn(4, 3, 6, 25, 2), torch.randn(4, 3, 6, 25, 2))
+    _, stats = _tiny_cmd(cmd_weight=0)((torch.randn(4, 3, 6, 25, 2), torch.randn(4, 3, 6, 25, 2)))
     assert 'cmd' not in stats
 
 

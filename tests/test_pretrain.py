@@ -17,7 +17,7 @@ from evaluation.pretrained import load_encoders
 from fast.model import FastCMD
 from fast.settings import SpeedSettings
 from feeder.info import dataset_info
-from models import build_cmd
+from models import build_method
 from models.cmd import CMD
 from tests.conftest import run_pretrain
 
@@ -173,11 +173,11 @@ def _ddp_worker(rank, init_file, out_dir):
                               modalities=['joint', 'motion', 'bone'], queue_size=16, momentum_key=0.99,
                               contrast_t=0.07, topk=8, teacher_t=0.05, student_t=0.1, cmd_weight=1.0,
                               distributed=True, local_rank=0)
-    model = pretrain.wrap_distributed(build_cmd(args, dataset_info('ntu60')), args, torch.device('cpu'))
+    model = pretrain.wrap_distributed(build_method(args, dataset_info('ntu60')), args, torch.device('cpu'))
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1, momentum=0.9)
     torch.manual_seed(100 + rank)  # each rank sees different clips
     for _ in range(2):
-        loss, _ = model(torch.randn(4, 3, 6, 25, 2), torch.randn(4, 3, 6, 25, 2))
+        loss, _ = model((torch.randn(4, 3, 6, 25, 2), torch.randn(4, 3, 6, 25, 2)))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -261,9 +261,9 @@ def test_speed_resolves_its_switches(extra, device, world_size, expected):
 
 def test_the_reference_speed_builds_the_reference_model():
     args, speed = speed_args('--speed', 'reference', '--hidden-size', '8', '--num-layers', '1')
-    assert type(build_cmd(args, dataset_info('ntu60'), **speed.model_options())) is CMD
+    assert type(build_method(args, dataset_info('ntu60'), **speed.model_options())) is CMD
     args, speed = speed_args('--hidden-size', '8', '--num-layers', '1')
-    model = build_cmd(args, dataset_info('ntu60'), **speed.model_options())
+    model = build_method(args, dataset_info('ntu60'), **speed.model_options())
     assert isinstance(model, FastCMD) and model.grouped and model.overlap_keys and model.recurrent_fp16
 
 

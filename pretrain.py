@@ -27,7 +27,7 @@ from feeder.modalities import MODALITIES
 from models import METHODS, build_method
 from options.args import (format_default, get_args_parser, get_augment_parser, get_optim_parser, non_negative_int,
                           positive_int, resolve_common, resolve_device, show_defaults)
-from options.presets import ENCODER_RECIPES, PRETRAIN, dataset_rules, pretrain_recipe, recorded_recipe
+from options.presets import ENCODER_RECIPES, METHOD_RECIPES, dataset_rules, default_encoder, pretrain_recipe, recorded_recipe
 from utils import run_folder
 from utils.checkpoint_io import BackgroundSaver, read_checkpoint
 from utils.dist import RankStopped, RankWatch, barrier, init_distributed, is_main_process
@@ -44,7 +44,7 @@ def get_pretrain_parser():
                         help='the self-supervised method (models.METHODS; docs/method.md, "Methods")')
     add_speed_arguments(parser)
     cmd = parser.add_argument_group('CMD')
-    cmd.add_argument('--modalities', nargs='+', default=list(MODALITIES), choices=MODALITIES,
+    cmd.add_argument('--modalities', nargs='+', default=None, choices=MODALITIES,
                      help='one modality gives plain MoCo')
     cmd.add_argument('--queue-size', type=positive_int, default=None)
     cmd.add_argument('--topk', type=positive_int, default=None, help="teacher's neighbours used for distillation")
@@ -67,10 +67,11 @@ def get_pretrain_parser():
     out.add_argument('--print-freq', type=positive_int, default=20,
                      help='steps between progress updates (and checks for a non-finite loss)')
 
-    def encoder_note(key):
-        changed = {e: r[key] for e, r in ENCODER_RECIPES.items() if key in r}
-        return '; '.join(f'--encoder {e}: {format_default(v)}' for e, v in changed.items()) or None
-    show_defaults(parser, lambda dataset: pretrain_recipe(dataset, PRETRAIN['encoder'])[0], encoder_note)
+    def note(key):
+        changed = [(f'--encoder {e}', r[key]) for e, r in ENCODER_RECIPES.items() if key in r]
+        changed += [(f'--method {m}', r[key]) for m, r in METHOD_RECIPES.items() if key in r]
+        return '; '.join(f'{who}: {format_default(v)}' for who, v in changed) or None
+    show_defaults(parser, lambda dataset: pretrain_recipe(dataset, default_encoder())[0], note)
     return parser
 
 
@@ -78,8 +79,8 @@ def resolve_args(args, dataset, recorded=None):
     """Fill what the command line leaves open: from the recipe, or for a resumed run from the
     settings its checkpoint records (``recorded``), so that it continues as it started even where
     a preset has changed since. Returns a line per setting the small-data rules gave, with why."""
-    encoder = args.encoder or (recorded or {}).get('encoder') or PRETRAIN['encoder']
-    recipe, why = dataset_rules(dataset, encoder, args.protocol, getattr(args, 'world_size', 1),
+    encoder = args.encoder or (recorded or {}).get('encoder') or default_encoder(args.method)
+    recipe, why = dataset_rules(dataset, encoder, args.protocol, getattr(args, 'world_size', 1), args.method,
                                 batch_size=args.batch_size, epochs=args.epochs)
     ruled = [key for key in why if getattr(args, key, None) is None] if recorded is None else []
     resolve_common(args, dataset, recipe if recorded is None else recorded_recipe(recipe, recorded))

@@ -19,7 +19,7 @@ from feeder.datasets import SkeletonFolder
 from feeder.info import PARTS, dataset_info
 from models import METHODS
 from options.args import get_args_parser, get_augment_parser, resolve_common
-from options.presets import PRETRAIN, dataset_recipe
+from options.presets import dataset_recipe, default_encoder
 from utils.plots import save_clip_pictures, save_curves
 from utils.run import run_cli
 
@@ -44,7 +44,7 @@ def get_visualize_parser():
 
 def draw_clip(args):
     dataset = dataset_info(args.dataset, args.data_root)
-    recipe = dataset_recipe(dataset, args.encoder or PRETRAIN['encoder'], args.protocol)
+    recipe = dataset_recipe(dataset, args.encoder or default_encoder(args.method), args.protocol, method=args.method)
     resolve_common(args, dataset, recipe, output_required=False)
     folder = SkeletonFolder(os.path.join(args.data_root, args.protocol), args.part)
     folder.check(dataset)

@@ -107,6 +107,19 @@ def random_rotation(x, degrees, generator=None):
     return torch.cat([turned, x[:, 2:]], dim=1)  # z, and a confidence, unchanged
 
 
+def padded_crop(x, num_frames, frames: int, generator=None):
+    """SkeletonCLR's temporal crop (Li et al. 2021): each clip's ``num_frames`` valid frames resized
+    to ``frames``, mirrored by ``frames // 6`` frames at both ends (the edge frame not repeated), and
+    a window of ``frames`` from that, starting uniformly in ``[0, 2 (frames // 6)]``."""
+    n, pad = len(x), frames // 6
+    resized = resize_window(x, torch.zeros_like(num_frames), num_frames, frames)
+    index = torch.arange(-pad, frames + pad, device=x.device).abs()
+    index = torch.where(index > frames - 1, 2 * (frames - 1) - index, index)
+    start = (_rand(n, x, generator) * (2 * pad + 1)).long().clamp_(max=2 * pad)
+    window = index[start[:, None] + torch.arange(frames, device=x.device)]
+    return resized[torch.arange(n, device=x.device)[:, None], :, window].permute(0, 2, 1, 3, 4)
+
+
 def corrupt_count(num_joints):
     """Joints corrupted per sample: 60% of the layout's joints (15 of NTU's 25)."""
     return round(0.6 * num_joints)
@@ -121,9 +134,12 @@ class ViewAugment:
     ``normal``: random crop-resize, then (with ``rotation`` degrees) a random turn, then joint
     corruption or shear (``shear``: the shear's amplitude, ``corruption``: the probability of
     corruption instead); the defaults are the published augmentations. ``coordinates``: how many
-    leading channels are coordinates (default all; a confidence after them is carried along)."""
+    leading channels are coordinates (default all; a confidence after them is carried along).
 
-    RECIPES = ('normal',)
+    ``skeletonclr``: SkeletonCLR's padded temporal crop (:func:`padded_crop`), then always a shear of
+    amplitude ``shear`` (its recipe: 0.5)."""
+
+    RECIPES = ('normal', 'skeletonclr')
 
     def __init__(self, num_joints, views=('normal', 'normal'), frames=64, min_crop=None, scale=(0.1, 1.0), shear=1.0,
                  corruption=0.5, rotation=0.0, coordinates=None):
@@ -143,6 +159,10 @@ class ViewAugment:
             x = random_rotation(x, self.rotation)
         return random_spatial(x, self.corrupt_joints, shear=self.shear, corruption=self.corruption,
                               coordinates=self.coordinates)
+
+    def skeletonclr(self, clips, num_frames):
+        return random_spatial(padded_crop(clips, num_frames, self.frames), self.corrupt_joints, shear=self.shear,
+                              corruption=0.0, coordinates=self.coordinates)
 
     def __call__(self, clips, num_frames):
         return tuple(getattr(self, name)(clips, num_frames) for name in self.views)

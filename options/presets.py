@@ -8,12 +8,22 @@ PRETRAIN = dict(
     batch_size=64, frames=64, min_crop=None, queue_size=16384, topk=8192, contrast_t=0.07,
     teacher_t=0.05, student_t=0.1, momentum_key=0.999, cmd_weight=1.0, mlp=True,
     hidden_size=1024, num_layers=3, gru_mode='published', gru_pool='last', dim=128, save_every=10, seed=42,
-    shear=1.0, corruption=0.5, rotation=0.0)
+    shear=1.0, corruption=0.5, rotation=0.0, modalities=['joint', 'motion', 'bone'])
 
 # Per-encoder changes to that recipe: ST-GCN as CrosSCLR/AimCLR train it.
 ENCODER_RECIPES = {
     'gru': {},
     'stgcn': dict(frames=50, lr=0.1, batch_size=128, epochs=300, schedule=[250], queue_size=32768),
+}
+
+# Per-method changes, over the encoder's: each method's published recipe (docs/protocols.md), with
+# the encoder it was published with (``--encoder`` chooses another); a method without a row trains
+# with the published CMD recipe.
+METHOD_RECIPES = {
+    'cmd': {},
+    # SkeletonCLR (Li et al., CVPR 2021): one stream of MoCo on the quarter-width ST-GCN, whose
+    # recipe is ENCODER_RECIPES['stgcn']; its views shear by U(-0.5, 0.5)
+    'skeletonclr': dict(encoder='stgcn', modalities=['joint'], shear=0.5),
 }
 
 # The small-data preset (docs/protocols.md, "Small datasets"): settings chosen by measurement on
@@ -73,14 +83,20 @@ def small_data_rules(clips, median_length=None, world_size=1, batch_size=None, e
     return values, why
 
 
-def pretrain_recipe(dataset, encoder, train_clips=None, median_length=None, world_size=1, **given):
-    """Defaults for ``pretrain.py``: published recipe < encoder recipe < small-data preset (for
+def default_encoder(method='cmd'):
+    """The encoder ``method`` was published with."""
+    return METHOD_RECIPES.get(method, {}).get('encoder', PRETRAIN['encoder'])
+
+
+def pretrain_recipe(dataset, encoder, train_clips=None, median_length=None, world_size=1, method='cmd', **given):
+    """Defaults for ``pretrain.py``: published recipe < encoder recipe < method recipe < small-data preset (for
     ``SMALL_DATASETS``; a custom dataset below ``SMALL_DATA_CLIPS`` training clips) < dataset
     recipe, with the small-data rules for a training set of known size (``given``: the batch size
     and epochs a command line fixes); returns the recipe and the rules' reasons ({} where none
     applied)."""
     recipe = dict(PRETRAIN)
     recipe.update(ENCODER_RECIPES[encoder])
+    recipe.update({k: v for k, v in METHOD_RECIPES.get(method, {}).items() if k != 'encoder'}, encoder=encoder)
     small = dataset in SMALL_DATASETS and (dataset != 'custom' or train_clips is None or train_clips < SMALL_DATA_CLIPS)
     if small:
         recipe.update(SMALL)
@@ -100,18 +116,18 @@ def recorded_recipe(recipe, recorded):
     return out
 
 
-def dataset_recipe(dataset, encoder, benchmark, world_size=1):
+def dataset_recipe(dataset, encoder, benchmark, world_size=1, method='cmd'):
     """:func:`pretrain_recipe` (the recipe alone) of a :class:`feeder.info.DatasetInfo` and one of
     its benchmarks, whose training clips and lengths its description records where it was
     prepared here."""
-    return dataset_rules(dataset, encoder, benchmark, world_size)[0]
+    return dataset_rules(dataset, encoder, benchmark, world_size, method)[0]
 
 
-def dataset_rules(dataset, encoder, benchmark, world_size=1, **given):
+def dataset_rules(dataset, encoder, benchmark, world_size=1, method='cmd', **given):
     """:func:`pretrain_recipe` of a dataset's benchmark: the recipe and the rules' reasons."""
     lengths = dataset.lengths.get(benchmark, {}).get('train') or {}
     return pretrain_recipe(dataset.kind, encoder, dataset.sizes.get(benchmark, {}).get('train'),
-                           lengths.get('median'), world_size, **given)
+                           lengths.get('median'), world_size, method, **given)
 
 
 # Evaluation protocols: frozen-feature linear classification and fine-tuning.

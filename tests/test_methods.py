@@ -94,3 +94,64 @@ def test_views_are_made_by_name():
     assert torch.equal(three[0], two[0]) and torch.equal(three[1], two[1])  # drawn in turn, view by view
     with pytest.raises(ValueError, match="unknown view recipe 'wild'; known: normal"):
         ViewAugment(25, views=('normal', 'wild'))
+
+
+# --- SkeletonCLR -------------------------------------------------------------------------------
+
+
+def test_skeletonclr_loss_is_moco_infonce_written_out():
+    import math
+
+    from feeder.layouts import NTU25
+    from models.gru import GRUEncoder
+    from models.moco import SkeletonCLR
+    torch.manual_seed(0)
+    model = SkeletonCLR(lambda: GRUEncoder(150, 8, 1, dim=16), NTU25, ('joint',), dim=16, queue_size=8,
+                        momentum_key=0.9, contrast_t=0.07).eval().double()
+    x_q, x_k = torch.randn(4, 3, 10, 25, 2, dtype=torch.float64), torch.randn(4, 3, 10, 25, 2, dtype=torch.float64)
+    queue = model.queue[0].clone()
+    with torch.no_grad():  # the key encoder starts as a copy: its momentum update leaves it so
+        q = F.normalize(model.encoder_q['joint'](x_q), dim=1)
+        k = F.normalize(model.encoder_q['joint'](x_k), dim=1)
+    loss, stats = model((x_q, x_k))
+    expected = 0.0
+    for i in range(4):
+        positive = math.exp(float(q[i] @ k[i]) / 0.07)
+        negatives = sum(math.exp(float(q[i] @ queue[:, j]) / 0.07) for j in range(8))
+        expected += -math.log(positive / (positive + negatives)) / 4
+    assert float(loss.detach()) == pytest.approx(expected, rel=1e-9) and torch.equal(stats['infonce_joint'], loss.detach())
+    torch.testing.assert_close(model.queue[0, :, :4], k.T)  # the keys entered the queue
+
+
+def test_skeletonclrs_crop_is_a_window_of_the_mirrored_clip():
+    import numpy as np
+
+    from feeder.augment import padded_crop, resize_window
+    torch.manual_seed(0)
+    clips, lengths = torch.randn(64, 3, 40, 5, 1), torch.randint(3, 41, (64,))
+    frames, pad = 18, 3
+    out = padded_crop(clips, lengths, frames)
+    resized = resize_window(clips, torch.zeros_like(lengths), lengths, frames).numpy()
+    starts = []
+    for i in range(64):
+        mirrored = np.pad(resized[i], ((0, 0), (pad, pad), (0, 0), (0, 0)), mode='reflect')
+        found = [s for s in range(2 * pad + 1) if np.array_equal(mirrored[:, s:s + frames], out[i].numpy())]
+        assert found, i
+        starts.append(found[0])
+    assert set(starts) == set(range(2 * pad + 1))  # every start is drawn
+
+
+def test_skeletonclr_pretrains_with_its_recipe_and_evaluates(data_root, tmp_path):
+    out = tmp_path / 'skeletonclr'
+    model = run_pretrain(data_root, out, '--method', 'skeletonclr', '--epochs', '1', '--frames', '16',
+                         '--knn-every', '0')
+    args = json.loads((out / 'args.json').read_text())
+    assert (args['method'], args['encoder'], args['modalities'], args['shear']) == ('skeletonclr', 'stgcn',
+                                                                                     ['joint'], 0.5)
+    assert list(model.encoders()) == ['joint'] and type(model).VIEWS == ('skeletonclr', 'skeletonclr')
+    common = ['--dataset', 'synthetic', '--data-root', str(data_root), '--checkpoint', str(out / 'checkpoint.pth'),
+              '--workers', '0', '--device', 'cpu']
+    knn = knn_eval.main(knn_eval.get_knn_parser().parse_args(common + ['--k', '1', '--output-dir', str(tmp_path / 'k')]))
+    linear = linear_eval.main(linear_eval.get_linear_parser().parse_args(
+        common + ['--epochs', '1', '--batch-size', '4', '--quiet', '--output-dir', str(tmp_path / 'l')]))
+    assert 0 <= knn['accuracy']['joint']['top1@k=1'] <= 100 and 0 <= linear['accuracy']['joint']['top1'] <= 100

@@ -214,11 +214,13 @@ def test_every_recipe_key_has_a_flag_and_every_encoder_setting_a_default():
     import pretrain
     from models import ENCODER_SETTINGS, ENCODERS, EncoderConfig, build_encoder
     from models.encoder import Encoder
-    from options.presets import DATASET_RECIPES, ENCODER_RECIPES, PRETRAIN, SMALL, pretrain_recipe
+    from models import METHODS
+    from options.presets import DATASET_RECIPES, ENCODER_RECIPES, METHOD_RECIPES, PRETRAIN, SMALL, pretrain_recipe
     parser = pretrain.get_pretrain_parser()
     flags = {a.dest: a for a in parser._actions}
-    for recipe in (PRETRAIN, SMALL, *ENCODER_RECIPES.values(), *DATASET_RECIPES.values()):
+    for recipe in (PRETRAIN, SMALL, *ENCODER_RECIPES.values(), *METHOD_RECIPES.values(), *DATASET_RECIPES.values()):
         assert set(recipe) <= set(flags), set(recipe) - set(flags)
+    assert set(METHOD_RECIPES) == set(METHODS) == set(flags['method'].choices)
     assert set(ENCODERS) == set(ENCODER_RECIPES) == set(flags['encoder'].choices)
     assert all(PRETRAIN.get(key) is not None for key in ENCODER_SETTINGS)  # every setting has a default
     for name, cls in ENCODERS.items():

@@ -1,0 +1,132 @@
+"""MoCo over one or more modalities (He et al., CVPR 2020): per modality a query encoder, a
+momentum key encoder and a queue of keys. SkeletonCLR (Li et al., CVPR 2021) is MoCo on one
+modality with its own views; CMD (``models/cmd.py``) adds distillation between modalities
+(docs/method.md, "Methods")."""
+import copy
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from feeder.modalities import MODALITIES, to_modality
+from models.losses import infonce, topk_accuracy
+from utils.dist import concat_all_gather
+
+
+@dataclass(frozen=True)
+class MoCoConfig:
+    """The settings of the contrastive objective, by the names of the pretraining arguments."""
+    modalities: tuple
+    dim: int
+    queue_size: int
+    momentum_key: float
+    contrast_t: float
+
+    @classmethod
+    def from_dict(cls, values):
+        """The config from any mapping holding its fields, e.g. ``vars(args)``."""
+        return cls(**{f.name: values[f.name] for f in fields(cls)})
+
+
+class MoCo(nn.Module):
+    """Query encoders, momentum key encoders and one key queue per modality.
+
+    ``encoder_q``/``encoder_k`` are ``ModuleDict``s keyed by modality; ``queue`` is one buffer
+    (modalities, dim, K) filled at a shared pointer, so index i of every modality's queue holds the
+    same sample (what lets one modality's neighbours be looked up in another's). ``coordinates``:
+    how many leading input channels are coordinates (default all; the rest, a confidence, is carried
+    into every modality unchanged). A method of ``models.METHODS``: ``VIEWS``, ``build``,
+    ``forward(views)`` and :meth:`encoders`.
+    """
+
+    VIEWS = ('normal', 'normal')  # the query's and the key's (feeder/augment.py recipes)
+    CONFIG = MoCoConfig
+
+    def __init__(self, make_encoder, layout, modalities=MODALITIES, dim=128, queue_size=16384, momentum_key=0.999,
+                 contrast_t=0.07, coordinates=None):
+        super().__init__()
+        self.layout, self.modalities, self.coordinates = layout, tuple(modalities), coordinates
+        self.momentum_key, self.contrast_t = momentum_key, contrast_t
+        self.encoder_q = nn.ModuleDict({m: make_encoder() for m in self.modalities})
+        self.encoder_k = copy.deepcopy(self.encoder_q)
+        for param in self.encoder_k.parameters():
+            param.requires_grad = False
+        self.register_buffer('queue', F.normalize(torch.randn(len(self.modalities), dim, queue_size), dim=1))
+        self.register_buffer('queue_ptr', torch.zeros(1, dtype=torch.long))
+
+    @classmethod
+    def build(cls, make_encoder, args, dataset, **extra):
+        """The model of parsed pretraining ``args`` for ``dataset`` (a :class:`feeder.info.DatasetInfo`);
+        ``make_encoder()`` makes one encoder."""
+        return cls(make_encoder, dataset.layout, **asdict(cls.CONFIG.from_dict(vars(args))),
+                   coordinates=dataset.coordinates, **extra)
+
+    def encoders(self):
+        """The trained encoders, {modality: encoder}: what evaluation uses (the query encoders)."""
+        return dict(self.encoder_q.items())
+
+    @torch.no_grad()
+    def _momentum_update_key_encoder(self):
+        k = [p for p in self.encoder_k.parameters()]
+        q = [p.detach() for p in self.encoder_q.parameters()]
+        # m * k + (1 - m) * q in one pass over the weights
+        torch._foreach_lerp_(k, q, 1 - self.momentum_key)
+
+    @torch.no_grad()
+    def _dequeue_and_enqueue(self, keys):
+        """``keys``: (modalities, N, dim); all ranks' keys enter, so the queue holds the global batch."""
+        keys = concat_all_gather(keys, dim=1)
+        batch, size = keys.shape[1], self.queue.shape[2]
+        if size % batch:
+            raise ValueError(f'queue size {size} is not a multiple of the global batch {batch}')
+        # index arithmetic on the device: reading the pointer on the host would stall the GPU
+        slots = self.queue_ptr + torch.arange(batch, device=keys.device)
+        self.queue.index_copy_(2, slots, keys.transpose(1, 2).to(self.queue.dtype))
+        self.queue_ptr.add_(batch).remainder_(size)
+
+    def encode(self, encoders, view):
+        """Normalised embeddings {modality: (N, dim)} of one view: each modality's encoder on
+        that modality of the clip."""
+        return {m: F.normalize(encoders[m](to_modality(view, m, self.layout, self.coordinates)), dim=1)
+                for m in self.modalities}
+
+    def embed(self, view_q, view_k):
+        """Queries of the first view; keys of the second from the key encoders, momentum-updated
+        first (no gradient)."""
+        q = self.encode(self.encoder_q, view_q)
+        with torch.no_grad():
+            self._momentum_update_key_encoder()
+            k = self.encode(self.encoder_k, view_k)
+        return q, k
+
+    def contrast(self, q, k, queue):
+        """Every modality's InfoNCE: ``(total, stats, student_sims)``, ``stats`` the per-modality
+        losses and top-1 contrastive accuracies (detached), ``student_sims[m]`` = q^m . Q^m."""
+        stats, total, student_sims = {}, 0, {}
+        for i, m in enumerate(self.modalities):
+            loss, logits, student_sims[m] = infonce(q[m], k[m], queue[i], self.contrast_t)
+            total = total + loss
+            stats[f'infonce_{m}'] = loss.detach()
+            stats[f'acc_{m}'] = topk_accuracy(logits)
+        return total, stats, student_sims
+
+    def objective(self, q, k, queue):
+        """The loss of queries ``q`` and keys ``k`` against the queues as they were: ``(total, stats)``."""
+        total, stats, _ = self.contrast(q, k, queue)
+        return total, stats
+
+    def forward(self, views):
+        """One training step's loss on ``(view_q, view_k)``: ``(total, stats)``; the keys then
+        enter the queues."""
+        q, k = self.embed(*views)
+        total, stats = self.objective(q, k, self.queue.clone())
+        self._dequeue_and_enqueue(torch.stack([k[m] for m in self.modalities]))
+        return total, stats
+
+
+class SkeletonCLR(MoCo):
+    """SkeletonCLR (Li et al., CVPR 2021): MoCo on one modality (``--modalities joint``, or motion or
+    bone) with its published views: a padded temporal crop, then a shear (docs/method.md)."""
+
+    VIEWS = ('skeletonclr', 'skeletonclr')

@@ -53,6 +53,9 @@ def get_pretrain_parser():
     cmd.add_argument('--student-t', type=float, default=None)
     cmd.add_argument('--momentum-key', type=float, default=None, help='key encoder momentum')
     cmd.add_argument('--cmd-weight', type=float, default=None, help='0 turns distillation off')
+    cmd.add_argument('--mining-epoch', type=non_negative_int, default=None,
+                     help='crossclr: the epoch (0-based) from which neighbours mined in the other modalities are '
+                          'positives (default: half the epochs; published 150 of 300)')
     out = parser.add_argument_group('output')
     out.add_argument('--save-every', type=positive_int, default=None, help='keep checkpoint_XXXX.pth every N epochs')
     out.add_argument('--resume', default=None, help='checkpoint to continue from')
@@ -307,6 +310,8 @@ def main(args):
         for epoch in range(start_epoch, args.epochs):
             if sampler is not None:
                 sampler.set_epoch(epoch)
+            if hasattr(model_without_ddp, 'set_epoch'):  # a method whose loss changes with the epoch
+                model_without_ddp.set_epoch(epoch)
             lr = adjust_learning_rate(optimizer, epoch, args)
             stats = train_one_epoch(model, views(loader, device, augment if on_device else None), len(loader),
                                     step, epoch, args)

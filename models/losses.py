@@ -1,4 +1,5 @@
-"""The two objectives of CMD (docs/method.md, "The objective") as plain functions."""
+"""The methods' objectives as plain functions: MoCo's InfoNCE and CMD's distillation
+(docs/method.md, "The objective"), CrosSCLR's cross-modal positives."""
 import torch
 import torch.nn.functional as F
 
@@ -41,6 +42,23 @@ def cmd_loss(student_sims, teacher_sims, topk, teacher_t, student_t):
             if student != teacher:
                 total = total + neighbour_kl(student_sim, values, index, teacher_t, student_t)
     return total
+
+
+def cross_positive_nce(q, k, sims, partner_sims, topk, temperature):
+    """CrosSCLR's loss of one modality with positives mined in another (Li et al., CVPR 2021).
+
+    ``q``, ``k``: (N, D) normalised query and key of modality u; ``sims`` = q_u . Q_u and
+    ``partner_sims`` = q_v . Q_v, (N, K). The logits are ``[q.k, s_u, s_u * s_v] / t`` (the last
+    block the context); the positives are the key and, in both other blocks, the queue entries of
+    v's ``topk`` nearest neighbours. Returns the batch mean of the mean of ``-log softmax`` over
+    the positives.
+    """
+    index = partner_sims.topk(topk, dim=1).indices
+    size = sims.shape[1]
+    logits = torch.cat([(q * k).sum(dim=1, keepdim=True), sims, sims * partner_sims], dim=1) / temperature
+    log_prob = F.log_softmax(logits, dim=1)
+    positives = torch.cat([log_prob[:, :1], log_prob.gather(1, 1 + index), log_prob.gather(1, 1 + size + index)], 1)
+    return -positives.mean(dim=1).mean()
 
 
 def topk_accuracy(scores, targets=None, k=1):

@@ -1,7 +1,7 @@
 """MoCo over one or more modalities (He et al., CVPR 2020): per modality a query encoder, a
 momentum key encoder and a queue of keys. SkeletonCLR (Li et al., CVPR 2021) is MoCo on one
-modality with its own views; CMD (``models/cmd.py``) adds distillation between modalities
-(docs/method.md, "Methods")."""
+modality with its own views, CrosSCLR adds positives mined across modalities, and CMD
+(``models/cmd.py``) adds distillation between modalities (docs/method.md, "Methods")."""
 import copy
 from dataclasses import asdict, dataclass, fields
 
@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from feeder.modalities import MODALITIES, to_modality
-from models.losses import infonce, topk_accuracy
+from models.losses import cross_positive_nce, infonce, topk_accuracy
 from utils.dist import concat_all_gather
 
 
@@ -130,3 +130,49 @@ class SkeletonCLR(MoCo):
     bone) with its published views: a padded temporal crop, then a shear (docs/method.md)."""
 
     VIEWS = ('skeletonclr', 'skeletonclr')
+
+
+@dataclass(frozen=True)
+class CrosSCLRConfig(MoCoConfig):
+    topk: int
+
+
+class CrosSCLR(MoCo):
+    """CrosSCLR (Li et al., CVPR 2021): MoCo on each modality with SkeletonCLR's views; from
+    ``mining_epoch`` on, each modality's loss takes as extra positives the queue entries nearest to
+    the sample in every other modality, with the context block (``models.losses.cross_positive_nce``).
+    Unlike the published code, every modality keeps its own projection head and every key encoder
+    its momentum update: what the paper describes (docs/method.md, "Methods")."""
+
+    VIEWS = ('skeletonclr', 'skeletonclr')
+    CONFIG = CrosSCLRConfig
+
+    def __init__(self, make_encoder, layout, modalities=MODALITIES, dim=128, queue_size=32768, momentum_key=0.999,
+                 contrast_t=0.07, topk=1, mining_epoch=150, coordinates=None):
+        if topk > queue_size:
+            raise ValueError(f'top-k ({topk}) cannot exceed the queue size ({queue_size})')
+        super().__init__(make_encoder, layout, modalities, dim, queue_size, momentum_key, contrast_t, coordinates)
+        self.topk, self.mining_epoch, self.epoch = topk, mining_epoch, 0
+
+    @classmethod
+    def build(cls, make_encoder, args, dataset, **extra):
+        # published: mining from epoch 150 of 300; by default half the run, whatever its length
+        mining = args.mining_epoch if args.mining_epoch is not None else args.epochs // 2
+        return super().build(make_encoder, args, dataset, mining_epoch=mining, **extra)
+
+    def set_epoch(self, epoch):
+        """The training loop says which epoch (0-based) the next steps belong to."""
+        self.epoch = epoch
+
+    def objective(self, q, k, queue):
+        total, stats, sims = self.contrast(q, k, queue)
+        if self.epoch < self.mining_epoch or len(self.modalities) < 2:
+            return total, stats
+        total = 0
+        for i, u in enumerate(self.modalities):
+            others = [v for v in self.modalities if v != u]
+            loss = sum(cross_positive_nce(q[u], k[u], sims[u], sims[v], self.topk, self.contrast_t)
+                       for v in others) / len(others)
+            stats[f'cross_{u}'] = loss.detach()
+            total = total + loss
+        return total, stats

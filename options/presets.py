@@ -24,6 +24,9 @@ METHOD_RECIPES = {
     # SkeletonCLR (Li et al., CVPR 2021): one stream of MoCo on the quarter-width ST-GCN, whose
     # recipe is ENCODER_RECIPES['stgcn']; its views shear by U(-0.5, 0.5)
     'skeletonclr': dict(encoder='stgcn', modalities=['joint'], shear=0.5),
+    # CrosSCLR (the same paper): the three modalities, SkeletonCLR's views, one mined positive per
+    # other modality from half the run on (--mining-epoch: published 150 of 300 epochs)
+    'crossclr': dict(encoder='stgcn', shear=0.5, topk=1),
 }
 
 # The small-data preset (docs/protocols.md, "Small datasets"): settings chosen by measurement on

@@ -155,3 +155,70 @@ def test_skeletonclr_pretrains_with_its_recipe_and_evaluates(data_root, tmp_path
     linear = linear_eval.main(linear_eval.get_linear_parser().parse_args(
         common + ['--epochs', '1', '--batch-size', '4', '--quiet', '--output-dir', str(tmp_path / 'l')]))
     assert 0 <= knn['accuracy']['joint']['top1@k=1'] <= 100 and 0 <= linear['accuracy']['joint']['top1'] <= 100
+
+
+# --- CrosSCLR ----------------------------------------------------------------------------------
+
+
+def test_crossclrs_loss_is_its_formula_written_out():
+    import math
+
+    from models.losses import cross_positive_nce
+    torch.manual_seed(0)
+    n, d, size, topk, t = 3, 8, 10, 2, 0.1
+    q, k = F.normalize(torch.randn(n, d, dtype=torch.float64), dim=1), F.normalize(torch.randn(n, d), dim=1).double()
+    queue_u, queue_v = (F.normalize(torch.randn(d, size, dtype=torch.float64), dim=0) for _ in range(2))
+    q_v = F.normalize(torch.randn(n, d, dtype=torch.float64), dim=1)
+    s_u, s_v = q @ queue_u, q_v @ queue_v
+    expected = 0.0
+    for i in range(n):
+        z = [float(q[i] @ k[i])] + s_u[i].tolist() + (s_u[i] * s_v[i]).tolist()
+        z = [x / t for x in z]
+        log_norm = math.log(sum(math.exp(x) for x in z))
+        neighbours = sorted(range(size), key=lambda j: -float(s_v[i, j]))[:topk]
+        positives = [0] + [1 + j for j in neighbours] + [1 + size + j for j in neighbours]
+        expected += -sum(z[p] - log_norm for p in positives) / len(positives) / n
+    assert float(cross_positive_nce(q, k, s_u, s_v, topk, t)) == pytest.approx(expected, rel=1e-12)
+
+
+def test_crossclr_mines_positives_from_its_mining_epoch():
+    from feeder.layouts import NTU25
+    from models.gru import GRUEncoder
+    from models.losses import cross_positive_nce
+    from models.moco import CrosSCLR
+    torch.manual_seed(0)
+    model = CrosSCLR(lambda: GRUEncoder(150, 8, 1, dim=16), NTU25, dim=16, queue_size=8, topk=2,
+                     mining_epoch=3).eval().double()
+    views = tuple(torch.randn(4, 3, 10, 25, 2, dtype=torch.float64) for _ in range(2))
+    with torch.no_grad():
+        q, k = model.embed(*views)
+    queue = model.queue.clone()
+    model.set_epoch(2)
+    warm, stats = model.objective(q, k, queue)
+    assert 'cross_joint' not in stats
+    torch.testing.assert_close(warm, sum(stats[f'infonce_{m}'] for m in model.modalities))
+    model.set_epoch(3)
+    mined, stats = model.objective(q, k, queue)
+    sims = {m: q[m] @ queue[i] for i, m in enumerate(model.modalities)}
+    expected = sum(sum(cross_positive_nce(q[u], k[u], sims[u], sims[v], 2, 0.07) for v in model.modalities if v != u)
+                   / 2 for u in model.modalities)
+    torch.testing.assert_close(mined, expected)
+    assert {'cross_joint', 'cross_motion', 'cross_bone'} <= set(stats)
+
+
+def test_crossclr_pretrains_with_its_recipe_and_evaluates_every_stream(data_root, tmp_path):
+    out = tmp_path / 'crossclr'
+    run_pretrain(data_root, out, '--method', 'crossclr', '--epochs', '2', '--mining-epoch', '1', '--frames', '16',
+                 '--knn-every', '0')
+    args = json.loads((out / 'args.json').read_text())
+    assert (args['method'], args['encoder'], args['shear'], args['mining_epoch']) == ('crossclr', 'stgcn', 0.5, 1)
+    from options.presets import pretrain_recipe
+    published = pretrain_recipe('ntu60', 'stgcn', method='crossclr')[0]  # (the tiny run's --topk is 4)
+    assert (published['topk'], published['frames'], published['epochs'], published['queue_size'],
+            published['modalities']) == (1, 50, 300, 32768, ['joint', 'motion', 'bone'])
+    log = [json.loads(line) for line in (out / 'log.txt').read_text().splitlines()]
+    assert 'cross_joint' not in log[0] and {'cross_joint', 'cross_motion', 'cross_bone'} <= set(log[1])
+    common = ['--dataset', 'synthetic', '--data-root', str(data_root), '--checkpoint', str(out / 'checkpoint.pth'),
+              '--workers', '0', '--device', 'cpu', '--stream', 'all']
+    knn = knn_eval.main(knn_eval.get_knn_parser().parse_args(common + ['--k', '1', '--output-dir', str(tmp_path / 'k')]))
+    assert set(knn['accuracy']) == {'joint', 'motion', 'bone', 'fused'}

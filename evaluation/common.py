@@ -70,9 +70,10 @@ def streams_of(stream):
 def setup_evaluation(args, recipe, output_required=True):
     """The start of every evaluation script: check the benchmark, fill the defaults from
     ``recipe``, pick the device, print the revision and arguments."""
-    if launch_env()[1] > 1:
+    processes = launch_env()[1]
+    if processes > 1:
         raise SystemExit(f'error: {os.path.basename(sys.argv[0])} runs as one process, but was started as one of '
-                         f'{launch_env()[1]} (WORLD_SIZE); run it with python, not torchrun')
+                         f'{processes} (WORLD_SIZE); run it with python, not torchrun')
     dataset = dataset_info(args.dataset, args.data_root)
     resolve_common(args, dataset, recipe, output_required)
     pretrained = open_pretrained(args.checkpoint)

@@ -108,10 +108,14 @@ def self_check(model, optimizer, scaler, settings, build_reference, make_optimiz
     steps = 4 if settings.cuda_graph else 1
 
     def copies(target):
-        target.load_state_dict(model.state_dict())
         opt = make_optimizer(target)
         opt.load_state_dict(copy.deepcopy(optimizer.state_dict()))
         return target, opt, copy.deepcopy(scaler)
+
+    def reference_copies():
+        target = build_reference()
+        target.load_state_dict(model.state_dict())
+        return copies(target)
 
     def reference_step(amp):
         dtype = getattr(torch, settings.amp_dtype)
@@ -120,10 +124,10 @@ def self_check(model, optimizer, scaler, settings, build_reference, make_optimiz
     try:
         full = _full_float32(settings)
         with full:
-            reference = train_copy(*copies(build_reference()), reference_step(False), views, steps, rng)
+            reference = train_copy(*reference_copies(), reference_step(False), views, steps, rng)
         rounding = None
         if full.changes or settings.amp:
-            run_precision = train_copy(*copies(build_reference()), reference_step(settings.amp), views, steps, rng)
+            run_precision = train_copy(*reference_copies(), reference_step(settings.amp), views, steps, rng)
             rounding = relative_differences(run_precision, reference)
         try:
             fast = train_copy(*copies(copy.deepcopy(model)), settings.step, views, steps, rng)

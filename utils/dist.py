@@ -94,9 +94,9 @@ def _store():
     return dist.distributed_c10d._get_default_store()
 
 
-def dead_ranks(store=None):
+def dead_ranks():
     """The ranks on this machine whose process is gone, by the process ids they published."""
-    store = store or _store()
+    store = _store()
     host, dead = socket.gethostname(), []
     for other in range(world_size()):
         try:

@@ -54,8 +54,9 @@ def get_pretrain_parser():
     cmd.add_argument('--momentum-key', type=float, default=None, help='key encoder momentum')
     cmd.add_argument('--cmd-weight', type=float, default=None, help='0 turns distillation off')
     cmd.add_argument('--mining-epoch', type=non_negative_int, default=None,
-                     help='crossclr: the epoch (0-based) from which neighbours mined in the other modalities are '
-                          'positives (default: half the epochs; published 150 of 300)')
+                     help='crossclr, aimclr: the epoch (0-based) from which mined neighbours (in the other '
+                          'modalities, or of the query and its extreme views) are positives (default: half the '
+                          'epochs; published 150 of 300)')
     out = parser.add_argument_group('output')
     out.add_argument('--save-every', type=positive_int, default=None, help='keep checkpoint_XXXX.pth every N epochs')
     out.add_argument('--resume', default=None, help='checkpoint to continue from')
@@ -266,7 +267,7 @@ def main(args):
     seed_everything(args.seed)  # the same initial model and queues on every rank
     model, optimizer, scaler = build_training(args, dataset, speed, device)
     seed_everything(args.seed + args.rank)  # different augmentations on every rank
-    augment = ViewAugment.from_args(args, folder.num_joints, dataset.coordinates, METHODS[args.method].VIEWS)
+    augment = ViewAugment.from_args(args, dataset.layout, dataset.coordinates, METHODS[args.method].VIEWS)
     on_device = speed.augment_on == 'device'
     clips = PretrainDataset(folder, augment=None if on_device else augment)
 

@@ -51,7 +51,7 @@ def draw_clip(args):
     index = folder.find(args.name, args.index)
     clip = folder.clip(index)
     torch.manual_seed(args.seed)
-    augment = ViewAugment.from_args(args, folder.num_joints, dataset.coordinates, METHODS[args.method].VIEWS)
+    augment = ViewAugment.from_args(args, dataset.layout, dataset.coordinates, METHODS[args.method].VIEWS)
     views = augment(clip[None], torch.tensor([clip.shape[1]]))
     name = folder.names[index]
     prefix = args.out or name

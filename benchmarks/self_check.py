@@ -39,7 +39,7 @@ def check(extra):
     speed.set_matmul_precision()
     seed_everything(args.seed)
     model, optimizer, scaler = pretrain.build_training(args, dataset, speed, device)
-    augment = ViewAugment.from_args(args, dataset.layout.num_joints, dataset.coordinates,
+    augment = ViewAugment.from_args(args, dataset.layout, dataset.coordinates,
                                     pretrain.METHODS[args.method].VIEWS)
     shape = (args.batch_size, len(dataset.channels), MAX_FRAMES, dataset.layout.num_joints, dataset.persons)
     clips = torch.randn(shape).cumsum(dim=2) * 0.02  # smooth random walks, like moving joints

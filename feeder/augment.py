@@ -120,6 +120,76 @@ def padded_crop(x, num_frames, frames: int, generator=None):
     return resized[torch.arange(n, device=x.device)[:, None], :, window].permute(0, 2, 1, 3, 4)
 
 
+def random_flip(x, mirror, p=0.5, generator=None):
+    """With probability ``p`` per sample, every joint takes its ``mirror`` partner's place (a
+    permutation of the joints, :attr:`feeder.layouts.Layout.mirror`): AimCLR's flip, which swaps the
+    body's sides without reflecting the coordinates."""
+    index = torch.as_tensor(mirror, device=x.device)
+    flip = (_rand(len(x), x, generator) < p)[:, None, None, None, None]
+    return torch.where(flip, x[:, :, :, index], x)
+
+
+def _turn(a, b, angle):
+    """``a``, ``b`` (N, T, V, M) turned by ``angle`` (N,) radians in their plane."""
+    cos, sin = angle.cos()[:, None, None, None], angle.sin()[:, None, None, None]
+    return cos * a - sin * b, sin * a + cos * b
+
+
+def random_axis_rotation(x, main=30.0, other=1.0, coordinates=None, generator=None):
+    """AimCLR's rotation: per sample one axis, drawn uniformly, turns by ``U(0, main)`` degrees and
+    the other two by ``U(0, other)``, applied about x, then y, then z. A 2D clip turns in the image
+    plane by ``U(0, main)``. Channels from ``coordinates`` on (a confidence) stay as they are."""
+    c = x.shape[1] if coordinates is None else coordinates
+    n = len(x)
+    if c == 2:
+        angle = _rand(n, x, generator).to(x.dtype) * (main * torch.pi / 180)
+        return torch.cat([torch.stack(_turn(x[:, 0], x[:, 1], angle), dim=1), x[:, 2:]], dim=1)
+    axis = (_rand(n, x, generator) * 3).long().clamp_(max=2)
+    limits = torch.where(torch.arange(3, device=x.device)[None] == axis[:, None], main, other)
+    angles = _rand((n, 3), x, generator).to(x.dtype) * limits.to(x.dtype) * (torch.pi / 180)
+    p = [x[:, 0], x[:, 1], x[:, 2]]
+    for k, (i, j) in enumerate(((1, 2), (2, 0), (0, 1))):  # about x, y, z
+        p[i], p[j] = _turn(p[i], p[j], angles[:, k])
+    return torch.cat([torch.stack(p, dim=1), x[:, 3:]], dim=1)
+
+
+def random_noise(x, std=0.01, p=0.5, coordinates=None, generator=None):
+    """With probability ``p`` per sample, Gaussian noise of ``std`` on every coordinate."""
+    c = x.shape[1] if coordinates is None else coordinates
+    noisy = (_rand(len(x), x, generator) < p).to(x.dtype)[:, None, None, None, None]
+    noise = torch.randn(x[:, :c].shape, generator=generator, device=x.device, dtype=x.dtype)
+    return torch.cat([x[:, :c] + noisy * std * noise, x[:, c:]], dim=1)
+
+
+def random_blur(x, kernel=15, sigma=(0.1, 2.0), p=0.5, coordinates=None, generator=None):
+    """With probability ``p`` per sample, a Gaussian blur along time: ``kernel`` taps of weight
+    ``exp(-k^2 / 2 s^2)``, ``s ~ U(sigma)``, divided by their sum, the edge frames repeated past
+    the ends. AimCLR's blur does not divide, so it scales a clip by up to about 5 (docs/method.md)."""
+    c = x.shape[1] if coordinates is None else coordinates
+    n, radius = len(x), kernel // 2
+    lo, hi = sigma
+    s = _rand(n, x, generator).to(x.dtype) * (hi - lo) + lo
+    taps = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
+    weight = torch.exp(-taps[None] ** 2 / (2 * s[:, None] ** 2))
+    weight = weight / weight.sum(dim=1, keepdim=True)
+    points = x[:, :c]
+    padded = torch.cat([points[:, :, :1].expand(-1, -1, radius, -1, -1), points,
+                        points[:, :, -1:].expand(-1, -1, radius, -1, -1)], dim=2)
+    blurred = torch.einsum('nctvmk,nk->nctvm', padded.unfold(2, 2 * radius + 1, 1), weight)
+    blur = (_rand(n, x, generator) < p)[:, None, None, None, None]
+    return torch.cat([torch.where(blur, blurred, points), x[:, c:]], dim=1)
+
+
+def random_axis_mask(x, p=0.5, coordinates=None, generator=None):
+    """With probability ``p`` per sample, one coordinate, drawn uniformly, set to zero everywhere."""
+    c = x.shape[1] if coordinates is None else coordinates
+    n = len(x)
+    axis = (_rand(n, x, generator) * c).long().clamp_(max=c - 1)
+    masked = _rand(n, x, generator) < p
+    zero = (torch.arange(c, device=x.device)[None] == axis[:, None]) & masked[:, None]
+    return torch.cat([x[:, :c].masked_fill(zero[:, :, None, None, None], 0), x[:, c:]], dim=1)
+
+
 def corrupt_count(num_joints):
     """Joints corrupted per sample: 60% of the layout's joints (15 of NTU's 25)."""
     return round(0.6 * num_joints)
@@ -137,12 +207,16 @@ class ViewAugment:
     leading channels are coordinates (default all; a confidence after them is carried along).
 
     ``skeletonclr``: SkeletonCLR's padded temporal crop (:func:`padded_crop`), then always a shear of
-    amplitude ``shear`` (its recipe: 0.5)."""
+    amplitude ``shear`` (its recipe: 0.5).
 
-    RECIPES = ('normal', 'skeletonclr')
+    ``extreme``: AimCLR's strong view: ``skeletonclr``, then a flip of the body's sides (``mirror``:
+    the layout's joint permutation; none, no flip), a rotation, noise, a temporal blur and an axis
+    mask (:func:`random_flip` to :func:`random_axis_mask`)."""
+
+    RECIPES = ('normal', 'skeletonclr', 'extreme')
 
     def __init__(self, num_joints, views=('normal', 'normal'), frames=64, min_crop=None, scale=(0.1, 1.0), shear=1.0,
-                 corruption=0.5, rotation=0.0, coordinates=None):
+                 corruption=0.5, rotation=0.0, coordinates=None, mirror=None):
         unknown = [name for name in views if name not in self.RECIPES]
         if unknown:
             raise ValueError(f'unknown view recipe {unknown[0]!r}; known: {", ".join(self.RECIPES)}')
@@ -151,7 +225,7 @@ class ViewAugment:
         self.min_crop = frames if min_crop is None else min_crop
         self.corrupt_joints = corrupt_count(num_joints)
         self.shear, self.corruption, self.rotation = shear, corruption, rotation
-        self.coordinates = coordinates
+        self.coordinates, self.mirror = coordinates, mirror
 
     def normal(self, clips, num_frames):
         x = random_crop_resize(clips, num_frames, self.frames, self.scale, self.min_crop)
@@ -164,12 +238,23 @@ class ViewAugment:
         return random_spatial(padded_crop(clips, num_frames, self.frames), self.corrupt_joints, shear=self.shear,
                               corruption=0.0, coordinates=self.coordinates)
 
+    def extreme(self, clips, num_frames):
+        x = self.skeletonclr(clips, num_frames)
+        if self.mirror is not None:
+            x = random_flip(x, self.mirror)
+        c = self.coordinates
+        x = random_axis_rotation(x, coordinates=c)
+        x = random_noise(x, coordinates=c)
+        x = random_blur(x, coordinates=c)
+        return random_axis_mask(x, coordinates=c)
+
     def __call__(self, clips, num_frames):
         return tuple(getattr(self, name)(clips, num_frames) for name in self.views)
 
     @classmethod
-    def from_args(cls, args, num_joints, coordinates=None, views=('normal', 'normal')):
+    def from_args(cls, args, layout, coordinates=None, views=('normal', 'normal')):
         """The pretraining views of parsed arguments (``frames``, ``min_crop``, ``shear``,
-        ``corruption``, ``rotation``; a ``min_crop`` of ``None`` means ``frames``)."""
-        return cls(num_joints, views, args.frames, args.min_crop or args.frames, shear=args.shear,
-                   corruption=args.corruption, rotation=args.rotation, coordinates=coordinates)
+        ``corruption``, ``rotation``; a ``min_crop`` of ``None`` means ``frames``) for clips of
+        ``layout`` (a :class:`feeder.layouts.Layout`)."""
+        return cls(layout.num_joints, views, args.frames, args.min_crop or args.frames, shear=args.shear,
+                   corruption=args.corruption, rotation=args.rotation, coordinates=coordinates, mirror=layout.mirror)

@@ -11,6 +11,7 @@ The bones (each joint minus its parent, the root paired with itself) and the ST-
 from the parents; ``center``, ``up`` and ``across`` name one joint or a list of joints meaning
 their mean. A new skeleton is one entry in ``LAYOUTS`` or one JSON file.
 """
+import re
 from dataclasses import dataclass
 
 from utils.io import read_json
@@ -39,6 +40,20 @@ class Layout:
         """0-based (joint, parent) pairs: bone[v] = joint[v] - joint[parent]; every joint owns one
         bone (the published bone modality relies on this), the root's is zero."""
         return tuple(enumerate(self.parents))
+
+    @property
+    def mirror(self):
+        """Each joint's left/right counterpart by name ("left" and "right", or "l" and "r", swapped as
+        whole words of the name, in any case), the joint itself where it has none: the permutation that swaps a
+        body's sides (AimCLR's flip, docs/method.md)."""
+        index = {name.lower(): v for v, name in enumerate(self.joint_names)}
+        swap = {'left': 'right', 'right': 'left', 'l': 'r', 'r': 'l'}
+
+        def other(name):
+            def turn(match):
+                return swap[match.group(0).lower()]
+            return re.sub(r'(?<![A-Za-z])([Ll]eft|[Rr]ight|LEFT|RIGHT|[LlRr])(?![a-z])', turn, name).lower()
+        return tuple(index.get(other(name), v) for v, name in enumerate(self.joint_names))
 
     @property
     def edges(self):

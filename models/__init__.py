@@ -3,13 +3,14 @@
 one entry here (docs/method.md, "Encoders" and "Methods")."""
 from dataclasses import dataclass
 
+from models.aimclr import AimCLR
 from models.cmd import CMD
 from models.moco import CrosSCLR, SkeletonCLR
 from models.gru import GRUEncoder
 from models.stgcn import STGCNEncoder
 
 ENCODERS = {'gru': GRUEncoder, 'stgcn': STGCNEncoder}
-METHODS = {'cmd': CMD, 'skeletonclr': SkeletonCLR, 'crossclr': CrosSCLR}
+METHODS = {'cmd': CMD, 'skeletonclr': SkeletonCLR, 'crossclr': CrosSCLR, 'aimclr': AimCLR}
 # What every encoder takes, and then each encoder's own settings.
 COMMON_SETTINGS = ('encoder', 'dim', 'mlp')
 ENCODER_SETTINGS = COMMON_SETTINGS + tuple(dict.fromkeys(s for e in ENCODERS.values() for s in e.SETTINGS))

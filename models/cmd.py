@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 from feeder.modalities import MODALITIES
 from models.losses import cmd_loss
-from models.moco import MoCo, MoCoConfig
+from models.moco import MoCo, MoCoConfig, check_topk
 
 
 @dataclass(frozen=True)
@@ -27,8 +27,7 @@ class CMD(MoCo):
     def __init__(self, make_encoder, layout, modalities=MODALITIES, dim=128, queue_size=16384,
                  momentum_key=0.999, contrast_t=0.07, topk=8192, teacher_t=0.05, student_t=0.1, cmd_weight=1.0,
                  coordinates=None):
-        if topk > queue_size:
-            raise ValueError(f'top-k ({topk}) cannot exceed the queue size ({queue_size})')
+        check_topk(topk, queue_size)
         super().__init__(make_encoder, layout, modalities, dim, queue_size, momentum_key, contrast_t, coordinates)
         self.topk, self.teacher_t, self.student_t, self.cmd_weight = topk, teacher_t, student_t, cmd_weight
 

@@ -7,7 +7,9 @@ class Encoder(nn.Module):
     """An encoder of clips (N, C, T, V, M): ``features(x)`` gives the (N, ``feature_dim``)
     representation that kNN, the linear protocol and feature export use; ``fc``, the projection
     head (``feature_dim`` -> ``dim``), serves pretraining alone; ``forward(x)`` is
-    ``fc(features(x))``.
+    ``fc(features(x))``. An encoder whose features pool a map may expose both halves,
+    ``feature_map(x) -> (map, persons)`` and ``pool(map, persons)``, for methods that work on the
+    map (AimCLR's attention drop); ST-GCN does.
 
     A new encoder subclasses this, names its own settings in ``SETTINGS`` (argument names whose
     defaults live in ``options/presets.py``, each with a flag in ``options/args.py``), builds itself

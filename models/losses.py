@@ -1,5 +1,6 @@
 """The methods' objectives as plain functions: MoCo's InfoNCE and CMD's distillation
-(docs/method.md, "The objective"), CrosSCLR's cross-modal positives."""
+(docs/method.md, "The objective"), CrosSCLR's cross-modal positives, AimCLR's distribution matching
+and mined positives."""
 import torch
 import torch.nn.functional as F
 
@@ -59,6 +60,31 @@ def cross_positive_nce(q, k, sims, partner_sims, topk, temperature):
     log_prob = F.log_softmax(logits, dim=1)
     positives = torch.cat([log_prob[:, :1], log_prob.gather(1, 1 + index), log_prob.gather(1, 1 + size + index)], 1)
     return -positives.mean(dim=1).mean()
+
+
+def distribution_matching(target_logits, logits):
+    """AimCLR's D3M term: the cross-entropy ``H(p, p')`` of ``p = softmax(target_logits)`` (held fixed)
+    and ``p' = softmax(logits)``, averaged over the batch; computed with log-softmax, as the
+    published code's log of a softmax can underflow (docs/method.md)."""
+    target = F.softmax(target_logits.detach(), dim=1)
+    return -(target * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+
+
+def neighbour_positives(size, *sims, topk=1):
+    """The positives of AimCLR's nearest-neighbour mining over logits ``[q.k, q.Q]``: a (N, 1 + K)
+    0/1 mask holding the key (index 0) and each of ``sims``' (N, K) ``topk`` nearest queue entries,
+    each entry once."""
+    mask = sims[0].new_zeros(len(sims[0]), 1 + size)
+    mask[:, 0] = 1
+    for sim in sims:
+        mask.scatter_(1, 1 + sim.detach().topk(topk, dim=1).indices, 1.0)
+    return mask
+
+
+def multi_positive_nce(logits, positives):
+    """``-log softmax(logits)`` averaged over each row's ``positives`` (a 0/1 mask), then over the
+    batch."""
+    return -((F.log_softmax(logits, dim=1) * positives).sum(dim=1) / positives.sum(dim=1)).mean()
 
 
 def topk_accuracy(scores, targets=None, k=1):

@@ -54,6 +54,7 @@ class MoCo(nn.Module):
             param.requires_grad = False
         self.register_buffer('queue', F.normalize(torch.randn(len(self.modalities), dim, queue_size), dim=1))
         self.register_buffer('queue_ptr', torch.zeros(1, dtype=torch.long))
+        self.epoch = 0
 
     @classmethod
     def build(cls, make_encoder, args, dataset, **extra):
@@ -61,6 +62,11 @@ class MoCo(nn.Module):
         ``make_encoder()`` makes one encoder."""
         return cls(make_encoder, dataset.layout, **asdict(cls.CONFIG.from_dict(vars(args))),
                    coordinates=dataset.coordinates, **extra)
+
+    def set_epoch(self, epoch):
+        """The training loop says which epoch (0-based) the next steps belong to: a method whose loss
+        changes during the run (mining from ``mining_epoch`` on) reads ``self.epoch``."""
+        self.epoch = epoch
 
     def encoders(self):
         """The trained encoders, {modality: encoder}: what evaluation uses (the query encoders)."""
@@ -125,6 +131,17 @@ class MoCo(nn.Module):
         return total, stats
 
 
+def check_topk(topk, queue_size):
+    if topk > queue_size:
+        raise ValueError(f'top-k ({topk}) cannot exceed the queue size ({queue_size})')
+
+
+def mining_start(args):
+    """The epoch from which a method mines neighbours: ``--mining-epoch``, by default half the run
+    (published: 150 of 300)."""
+    return args.mining_epoch if getattr(args, 'mining_epoch', None) is not None else args.epochs // 2
+
+
 class SkeletonCLR(MoCo):
     """SkeletonCLR (Li et al., CVPR 2021): MoCo on one modality (``--modalities joint``, or motion or
     bone) with its published views: a padded temporal crop, then a shear (docs/method.md)."""
@@ -149,20 +166,13 @@ class CrosSCLR(MoCo):
 
     def __init__(self, make_encoder, layout, modalities=MODALITIES, dim=128, queue_size=32768, momentum_key=0.999,
                  contrast_t=0.07, topk=1, mining_epoch=150, coordinates=None):
-        if topk > queue_size:
-            raise ValueError(f'top-k ({topk}) cannot exceed the queue size ({queue_size})')
+        check_topk(topk, queue_size)
         super().__init__(make_encoder, layout, modalities, dim, queue_size, momentum_key, contrast_t, coordinates)
-        self.topk, self.mining_epoch, self.epoch = topk, mining_epoch, 0
+        self.topk, self.mining_epoch = topk, mining_epoch
 
     @classmethod
     def build(cls, make_encoder, args, dataset, **extra):
-        # published: mining from epoch 150 of 300; by default half the run, whatever its length
-        mining = args.mining_epoch if args.mining_epoch is not None else args.epochs // 2
-        return super().build(make_encoder, args, dataset, mining_epoch=mining, **extra)
-
-    def set_epoch(self, epoch):
-        """The training loop says which epoch (0-based) the next steps belong to."""
-        self.epoch = epoch
+        return super().build(make_encoder, args, dataset, mining_epoch=mining_start(args), **extra)
 
     def objective(self, q, k, queue):
         total, stats, sims = self.contrast(q, k, queue)

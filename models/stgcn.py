@@ -105,11 +105,19 @@ class STGCNEncoder(Encoder):
         self.feature_dim = out_channels
         self.fc = projection_head(out_channels, dim, mlp)
 
-    def features(self, x):
+    def feature_map(self, x):
+        """The last block's map (N * M, ``feature_dim``, T', V) of clips ``x`` (N, C, T, V, M), and M."""
         n, c, t, v, m = x.shape
         x = x.permute(0, 4, 3, 1, 2).reshape(n * m, v * c, t)
         x = self.data_bn(x)
         x = x.view(n * m, v, c, t).permute(0, 2, 3, 1).contiguous()
         for block, importance in zip(self.blocks, self.edge_importance):
             x = block(x, self.A * importance)
-        return x.mean(dim=(2, 3)).view(n, m, -1).mean(dim=1)
+        return x, m
+
+    def pool(self, feature_map, persons):
+        """The clip features (N, ``feature_dim``) of a :meth:`feature_map`."""
+        return feature_map.mean(dim=(2, 3)).view(-1, persons, feature_map.shape[1]).mean(dim=1)
+
+    def features(self, x):
+        return self.pool(*self.feature_map(x))

@@ -27,6 +27,9 @@ METHOD_RECIPES = {
     # CrosSCLR (the same paper): the three modalities, SkeletonCLR's views, one mined positive per
     # other modality from half the run on (--mining-epoch: published 150 of 300 epochs)
     'crossclr': dict(encoder='stgcn', shear=0.5, topk=1),
+    # AimCLR (Guo et al., AAAI 2022): one stream with SkeletonCLR's views and an extreme one, one mined
+    # neighbour per query from half the run on (--mining-epoch: published 150 of 300 epochs)
+    'aimclr': dict(encoder='stgcn', modalities=['joint'], shear=0.5, topk=1),
 }
 
 # The small-data preset (docs/protocols.md, "Small datasets"): settings chosen by measurement on

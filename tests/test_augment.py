@@ -161,9 +161,10 @@ def test_shear_amplitude_and_corruption_probability():
 def test_pretraining_and_pictures_build_their_views_from_the_same_arguments():
     import argparse
     from feeder.augment import ViewAugment
+    from feeder.layouts import NTU25
     args = argparse.Namespace(frames=8, min_crop=None, shear=0.5, corruption=0.2, rotation=10.0)
-    augment = ViewAugment.from_args(args, 25, coordinates=2)
+    augment = ViewAugment.from_args(args, NTU25, coordinates=2)
     assert (augment.frames, augment.min_crop, augment.shear, augment.corruption, augment.rotation) == (8, 8, 0.5, 0.2, 10)
-    assert augment.corrupt_joints == 15 and augment.coordinates == 2
+    assert augment.corrupt_joints == 15 and augment.coordinates == 2 and augment.mirror == NTU25.mirror
     args.min_crop = 4
-    assert ViewAugment.from_args(args, 25).min_crop == 4
+    assert ViewAugment.from_args(args, NTU25).min_crop == 4

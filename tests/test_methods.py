@@ -1,6 +1,7 @@
 """Methods as plug-ins (docs/method.md, "Methods"): a new method is one class and one row of
 ``models.METHODS``; it pretrains, and every evaluation takes its checkpoint."""
 import json
+import math
 
 import pytest
 import torch
@@ -222,3 +223,167 @@ def test_crossclr_pretrains_with_its_recipe_and_evaluates_every_stream(data_root
               '--workers', '0', '--device', 'cpu', '--stream', 'all']
     knn = knn_eval.main(knn_eval.get_knn_parser().parse_args(common + ['--k', '1', '--output-dir', str(tmp_path / 'k')]))
     assert set(knn['accuracy']) == {'joint', 'motion', 'bone', 'fused'}
+
+
+# --- AimCLR ------------------------------------------------------------------------------------
+
+
+def test_the_flip_swaps_sides_by_joint_names():
+    from feeder.layouts import LAYOUTS, Layout
+    published = (0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 16, 17, 18, 19, 12, 13, 14, 15, 20, 23, 24, 21, 22)
+    assert LAYOUTS['ntu25'].mirror == published  # AimCLR's NTU permutation, derived from the names
+    assert all(layout.mirror[layout.mirror[v]] == v for layout in LAYOUTS.values() for v in range(layout.num_joints))
+    names = ['pelvis', 'LShoulder', 'RShoulder', 'l_knee', 'r_knee', 'Left Hand', 'right hand', 'leftover']
+    rig = Layout.from_json({'name': 'rig', 'joints': names, 'parents': {n: 'pelvis' for n in names[1:]},
+                            'center': 'pelvis', 'up': ['pelvis', 'LShoulder'], 'across': ['LShoulder', 'RShoulder']})
+    assert rig.mirror == (0, 2, 1, 4, 3, 6, 5, 7)
+
+
+def test_the_extreme_augmentations_against_their_definitions():
+    import math
+
+    import numpy as np
+
+    from feeder.augment import random_axis_mask, random_axis_rotation, random_blur, random_flip, random_noise
+    torch.manual_seed(0)
+    x = torch.randn(64, 4, 12, 5, 2, dtype=torch.float64)  # three coordinates and a confidence
+    mirror = (0, 2, 1, 4, 3)
+    flipped = random_flip(x, mirror)
+    swapped = [bool(torch.equal(f, s[:, :, list(mirror)])) for f, s in zip(flipped, x)]
+    kept = [bool(torch.equal(f, s)) for f, s in zip(flipped, x)]
+    assert all(a != b for a, b in zip(swapped, kept)) and 16 < sum(swapped) < 48
+
+    turned = random_axis_rotation(x, coordinates=3)
+    torch.testing.assert_close(turned[:, :3].norm(dim=1), x[:, :3].norm(dim=1))  # a rotation
+    assert torch.equal(turned[:, 3], x[:, 3])
+    for i in range(8):  # the angle between a point and its image is at most the three angles' sum
+        cos = float((turned[i, :3, 0, 0, 0] @ x[i, :3, 0, 0, 0]) / x[i, :3, 0, 0, 0].norm() ** 2)
+        assert math.degrees(math.acos(min(1.0, cos))) <= 32 + 1e-6
+    planar = torch.randn(16, 2, 3, 5, 1)
+    torch.testing.assert_close(random_axis_rotation(planar).norm(dim=1), planar.norm(dim=1))
+
+    noisy = random_noise(x, std=0.01, coordinates=3)
+    moved = (noisy - x).abs().amax(dim=(1, 2, 3, 4)) > 0
+    assert torch.equal(noisy[:, 3], x[:, 3]) and 16 < int(moved.sum()) < 48
+    assert abs(float((noisy - x)[moved][:, :3].std()) - 0.01) < 1e-3
+
+    generator = torch.Generator().manual_seed(3)
+    blurred = random_blur(x, coordinates=3, generator=generator)
+    generator.manual_seed(3)
+    sigma = torch.rand(64, generator=generator).double() * 1.9 + 0.1
+    changed = 0
+    for i in range(64):
+        taps = np.exp(-np.arange(-7, 8) ** 2 / (2 * float(sigma[i]) ** 2))
+        taps /= taps.sum()
+        padded = np.concatenate([np.repeat(x[i, :3, :1].numpy(), 7, 1), x[i, :3].numpy(),
+                                 np.repeat(x[i, :3, -1:].numpy(), 7, 1)], axis=1)
+        expected = np.stack([np.tensordot(padded[:, t:t + 15], taps, axes=([1], [0])) for t in range(12)], axis=1)
+        if np.allclose(blurred[i, :3].numpy(), expected, atol=1e-12):
+            changed += 1
+        else:
+            assert torch.equal(blurred[i, :3], x[i, :3])
+    assert 16 < changed < 48 and torch.equal(blurred[:, 3], x[:, 3])
+    still = torch.ones(4, 3, 12, 5, 1)  # a normalised blur leaves a still pose as it is
+    torch.testing.assert_close(random_blur(still, p=1.0), still)
+
+    masked = random_axis_mask(x, coordinates=3)
+    zeroed = (masked[:, :3] == 0).flatten(2).all(dim=2)
+    assert (zeroed.sum(dim=1) <= 1).all() and 16 < int(zeroed.any(dim=1).sum()) < 48
+    assert torch.equal(masked[~zeroed.any(dim=1)], x[~zeroed.any(dim=1)]) and torch.equal(masked[:, 3], x[:, 3])
+
+
+def test_the_attention_drop_is_its_formula_written_out():
+    import math
+
+    from models.aimclr import attention_drop
+    torch.manual_seed(0)
+    f = torch.randn(3, 4, 5, 6, dtype=torch.float64) * torch.rand(3, 4, 1, 6, dtype=torch.float64) * 3
+    n, c, t, v = f.shape
+    attention = torch.empty_like(f)
+    for i in range(n):
+        for j in range(c):
+            values = f[i, j].flatten().tolist()
+            mu = sum(values) / len(values)
+            var = sum((x - mu) ** 2 for x in values) / (len(values) - 1)
+            for a in range(t):
+                for b in range(v):
+                    y = (float(f[i, j, a, b]) - mu) ** 2 / (4 * (var + 1e-4)) + 0.5
+                    attention[i, j, a, b] = 1 / (1 + math.exp(-y))
+    joints = torch.tensor([[float(attention[i, :, :, b].mean() < 0.7) for b in range(v)] for i in range(n)],
+                          dtype=torch.float64)
+    elements = (attention < 0.7).double()
+    assert 0 < joints.sum() < joints.numel() and 0 < elements.sum() < elements.numel()
+    expected = f * joints[:, None, None, :] * (joints.numel() / joints.sum()) * elements * (elements.numel() / elements.sum())
+    torch.testing.assert_close(attention_drop(f, 0.7), expected)
+
+
+def test_aimclrs_loss_is_its_formula_written_out():
+    import math
+
+    from feeder.layouts import NTU25
+    from models.aimclr import AimCLR, attention_drop
+    from models.stgcn import STGCNEncoder
+    torch.manual_seed(0)
+    size, t = 8, 0.07
+    model = AimCLR(lambda: STGCNEncoder(NTU25, dim=16), NTU25, ('joint',), dim=16, queue_size=size, topk=2,
+                   mining_epoch=1).eval().double()
+    views = tuple(torch.randn(4, 3, 12, 25, 2, dtype=torch.float64) for _ in range(3))
+    encoder = model.encoder_q['joint']
+    with torch.no_grad():  # the key encoder starts as a copy: its momentum update leaves it so
+        q, k, e = (F.normalize(encoder(v), dim=1) for v in views)
+        feature_map, persons = encoder.feature_map(views[2])
+        ed = F.normalize(encoder.fc(encoder.pool(attention_drop(feature_map), persons)), dim=1)
+    queue = model.queue[0].clone()
+
+    def logits(z, i):
+        return [float(z[i] @ k[i]) / t] + [float(z[i] @ queue[:, j]) / t for j in range(size)]
+
+    def log_softmax(row):
+        norm = math.log(sum(math.exp(x) for x in row))
+        return [x - norm for x in row]
+
+    for epoch in (0, 1):
+        expected = 0.0
+        for i in range(4):
+            lq, le, led = logits(q, i), logits(e, i), logits(ed, i)
+            p = [math.exp(x) for x in log_softmax(lq)]
+            d3m = sum(-sum(pj * lj for pj, lj in zip(p, log_softmax(other))) for other in (le, led)) / 2
+            positives = {0}
+            if epoch:  # each query's two nearest queue entries, of the normal, extreme and dropped views
+                for row in (lq, le, led):
+                    positives |= {1 + j for j in sorted(range(size), key=lambda j: -row[1 + j])[:2]}
+            nce = -sum(log_softmax(lq)[j] for j in positives) / len(positives)
+            expected += (nce + d3m) / 4
+        model.set_epoch(epoch)
+        model.queue[0] = queue
+        model.queue_ptr.zero_()
+        loss, stats = model(views)
+        assert float(loss.detach()) == pytest.approx(expected, rel=1e-9)
+        assert {'infonce_joint', 'd3m_joint', 'acc_joint'} == set(stats)
+    torch.testing.assert_close(model.queue[0, :, :4], k.T)  # only the keys enter the queue
+
+
+def test_aimclr_needs_an_encoder_that_exposes_its_last_map(data_root, tmp_path):
+    with pytest.raises(ValueError, match="aimclr drops features of the encoder's last map, which GRUEncoder does "
+                                         "not expose .*; use --encoder stgcn"):
+        run_pretrain(data_root, tmp_path / 'gru', '--method', 'aimclr', '--encoder', 'gru', '--epochs', '1')
+
+
+def test_aimclr_pretrains_with_its_recipe_and_evaluates(data_root, tmp_path):
+    out = tmp_path / 'aimclr'
+    model = run_pretrain(data_root, out, '--method', 'aimclr', '--epochs', '2', '--mining-epoch', '1',
+                         '--frames', '16', '--knn-every', '0')
+    args = json.loads((out / 'args.json').read_text())
+    assert (args['method'], args['encoder'], args['modalities'], args['shear']) == ('aimclr', 'stgcn', ['joint'], 0.5)
+    assert type(model).VIEWS == ('skeletonclr', 'skeletonclr', 'extreme') and list(model.encoders()) == ['joint']
+    from options.presets import pretrain_recipe
+    published = pretrain_recipe('ntu60', 'stgcn', method='aimclr')[0]
+    assert (published['topk'], published['frames'], published['epochs'], published['queue_size']) == (1, 50, 300, 32768)
+    log = [json.loads(line) for line in (out / 'log.txt').read_text().splitlines()]
+    assert {'infonce_joint', 'd3m_joint'} <= set(log[1]) and all(math.isfinite(log[1][k]) for k in ('loss', 'd3m_joint'))
+    common = ['--dataset', 'synthetic', '--data-root', str(data_root), '--checkpoint', str(out / 'checkpoint.pth'),
+              '--workers', '0', '--device', 'cpu']
+    knn = knn_eval.main(knn_eval.get_knn_parser().parse_args(common + ['--k', '1', '--output-dir', str(tmp_path / 'k')]))
+    linear = linear_eval.main(linear_eval.get_linear_parser().parse_args(
+        common + ['--epochs', '1', '--batch-size', '4', '--quiet', '--output-dir', str(tmp_path / 'l')]))
+    assert 0 <= knn['accuracy']['joint']['top1@k=1'] <= 100 and 0 <= linear['accuracy']['joint']['top1'] <= 100

@@ -1,0 +1,89 @@
+"""AimCLR (Guo et al., AAAI 2022): MoCo on one modality (or each of several) with a third,
+"extreme" view whose query, and its copy with the most salient features dropped (EADM), learn the
+normal query's distribution over the key and the queue (D3M); from ``mining_epoch`` on, the queue
+entries nearest to each query are positives too (NNM). docs/method.md, "Methods"."""
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from feeder.modalities import to_modality
+from models.losses import distribution_matching, multi_positive_nce, neighbour_positives, topk_accuracy
+from models.moco import MoCo, MoCoConfig, check_topk, mining_start
+
+
+def attention_drop(feature_map, keep=0.7, eps=1e-4):
+    """EADM on an encoder's last map (N, C, T, V): the energy attention
+    ``A = sigmoid((F - mu)^2 / (4 (var + eps)) + 1/2)`` per sample and channel (``var`` over
+    T * V - 1), then the joints whose mean attention over (C, T) reaches ``keep`` dropped, then every
+    element whose attention reaches ``keep``; after each mask the map is scaled by entries / kept,
+    counted over the batch. The masks carry no gradient."""
+    with torch.no_grad():
+        _, _, t, v = feature_map.shape
+        centred = (feature_map - feature_map.mean(dim=(2, 3), keepdim=True)).pow(2)
+        variance = centred.sum(dim=(2, 3), keepdim=True) / max(t * v - 1, 1)
+        attention = torch.sigmoid(centred / (4 * (variance + eps)) + 0.5)
+        joints = (attention.mean(dim=(1, 2)) < keep).to(feature_map.dtype)
+        elements = (attention < keep).to(feature_map.dtype)
+        joints *= joints.numel() / joints.sum().clamp(min=1)
+        elements *= elements.numel() / elements.sum().clamp(min=1)
+    return feature_map * joints[:, None, None, :] * elements
+
+
+@dataclass(frozen=True)
+class AimCLRConfig(MoCoConfig):
+    topk: int
+
+
+class AimCLR(MoCo):
+    """Views: the query's and the key's (SkeletonCLR's), then the extreme one. Per modality the loss
+    is InfoNCE on ``l = [q.k, q.Q] / t`` (from ``mining_epoch`` on: the mean ``-log softmax(l)`` over
+    the key and the ``topk`` queue neighbours of q, of the extreme query and of its dropped copy),
+    plus half the sum of the D3M cross-entropies of the extreme and the dropped extreme query's
+    distributions against ``softmax(l)``. Only the keys enter the queue. The encoder must expose its
+    last map (``feature_map``/``pool``, models/encoder.py): ST-GCN does."""
+
+    VIEWS = ('skeletonclr', 'skeletonclr', 'extreme')
+    CONFIG = AimCLRConfig
+    KEEP = 0.7  # EADM's threshold in the published code (docs/method.md)
+
+    def __init__(self, make_encoder, layout, modalities=('joint',), dim=128, queue_size=32768, momentum_key=0.999,
+                 contrast_t=0.07, topk=1, mining_epoch=150, coordinates=None):
+        check_topk(topk, queue_size)
+        super().__init__(make_encoder, layout, modalities, dim, queue_size, momentum_key, contrast_t, coordinates)
+        encoder = next(iter(self.encoder_q.values()))
+        if not (hasattr(encoder, 'feature_map') and hasattr(encoder, 'pool')):
+            raise ValueError(f'aimclr drops features of the encoder\'s last map, which {type(encoder).__name__} does '
+                             'not expose (feature_map and pool, docs/method.md "Encoders"); use --encoder stgcn')
+        self.topk, self.mining_epoch = topk, mining_epoch
+
+    @classmethod
+    def build(cls, make_encoder, args, dataset, **extra):
+        return super().build(make_encoder, args, dataset, mining_epoch=mining_start(args), **extra)
+
+    def extreme(self, encoder, view):
+        """Normalised embeddings of the extreme view, and of the same with EADM on the last map."""
+        feature_map, persons = encoder.feature_map(view)
+        return tuple(F.normalize(encoder.fc(encoder.pool(f, persons)), dim=1)
+                     for f in (feature_map, attention_drop(feature_map, self.KEEP)))
+
+    def forward(self, views):
+        view_q, view_k, view_e = views
+        q, k = self.embed(view_q, view_k)
+        queue = self.queue.clone()
+        total, stats = 0, {}
+        for i, m in enumerate(self.modalities):
+            e, ed = self.extreme(self.encoder_q[m], to_modality(view_e, m, self.layout, self.coordinates))
+            logits, logits_e, logits_ed = (torch.cat([(z * k[m]).sum(dim=1, keepdim=True), z @ queue[i]], dim=1)
+                                           / self.contrast_t for z in (q[m], e, ed))
+            if self.epoch < self.mining_epoch:
+                nce = F.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long, device=logits.device))
+            else:
+                positives = neighbour_positives(queue.shape[2], logits[:, 1:], logits_e[:, 1:], logits_ed[:, 1:],
+                                                topk=self.topk)
+                nce = multi_positive_nce(logits, positives)
+            d3m = (distribution_matching(logits, logits_e) + distribution_matching(logits, logits_ed)) / 2
+            total = total + nce + d3m
+            stats.update({f'infonce_{m}': nce.detach(), f'd3m_{m}': d3m.detach(), f'acc_{m}': topk_accuracy(logits)})
+        self._dequeue_and_enqueue(torch.stack([k[m] for m in self.modalities]))
+        return total, stats

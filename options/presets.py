@@ -95,14 +95,15 @@ def default_encoder(method='cmd'):
 
 
 def pretrain_recipe(dataset, encoder, train_clips=None, median_length=None, world_size=1, method='cmd', **given):
-    """Defaults for ``pretrain.py``: published recipe < encoder recipe < method recipe < small-data preset (for
+    """Defaults for ``pretrain.py``: published recipe < encoder recipe < small-data preset (for
     ``SMALL_DATASETS``; a custom dataset below ``SMALL_DATA_CLIPS`` training clips) < dataset
     recipe, with the small-data rules for a training set of known size (``given``: the batch size
-    and epochs a command line fixes); returns the recipe and the rules' reasons ({} where none
-    applied)."""
+    and epochs a command line fixes), and the method's recipe over them all: its values say what the
+    method is (CrosSCLR's and AimCLR's top-k counts mined positives, CMD's the distilled
+    neighbours). Returns the recipe and the rules' reasons ({} where none applied)."""
+    own = {k: v for k, v in METHOD_RECIPES.get(method, {}).items() if k != 'encoder'}
     recipe = dict(PRETRAIN)
     recipe.update(ENCODER_RECIPES[encoder])
-    recipe.update({k: v for k, v in METHOD_RECIPES.get(method, {}).items() if k != 'encoder'}, encoder=encoder)
     small = dataset in SMALL_DATASETS and (dataset != 'custom' or train_clips is None or train_clips < SMALL_DATA_CLIPS)
     if small:
         recipe.update(SMALL)
@@ -110,7 +111,9 @@ def pretrain_recipe(dataset, encoder, train_clips=None, median_length=None, worl
     why = {}
     if small and train_clips:
         values, why = small_data_rules(train_clips, median_length, world_size, **given)
+        why = {k: v for k, v in why.items() if k not in own}
         recipe.update(values)
+    recipe.update(own, encoder=encoder)
     return recipe, why
 
 

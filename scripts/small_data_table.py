@@ -1,6 +1,7 @@
-"""Print the small-data table from the runs of ``scripts/small_data_table.sh``: per run folder,
-1-NN top-1 of the prepared coordinates (raw), a random encoder and the pretrained ones (joint,
-motion, bone, fused), the pretrained encoders' linear fused top-1, and the pretraining minutes.
+"""Print the small-data table from the runs of ``scripts/small_data_table.sh``: per dataset folder,
+one row for the prepared coordinates (raw), one per random encoder and one per pretrained method,
+each with 1-NN top-1 of the joint, motion and bone streams and their fusion, linear top-1 (fused,
+or the method's one stream), and the pretraining minutes.
 
     python scripts/small_data_table.py OUTPUT_ROOT/sbu_fold1 ...
 """
@@ -14,36 +15,49 @@ import torch
 STREAMS = ('joint', 'motion', 'bone', 'fused')
 
 
-def read(run, name):
-    path = os.path.join(run, name, 'results.json')
+def read(folder, name):
+    path = os.path.join(folder, name, 'results.json')
     if not os.path.isfile(path):
-        raise SystemExit(f'error: {path} is missing; run scripts/small_data_table.sh for {run} first')
+        raise SystemExit(f'error: {path} is missing; run scripts/small_data_table.sh for {os.path.dirname(folder)} '
+                         'first')
     with open(path) as f:
         return json.load(f)
 
 
-def row(run):
-    knn = {kind: read(run, f'knn_{kind}') for kind in ('raw', 'random', 'pretrained')}
-    linear = read(run, 'linear_pretrained')
-    with open(os.path.join(run, 'pretrain_seconds')) as f:
-        minutes = int(f.read()) / 60
-    first = knn['pretrained']
-    cells = [f"{first['dataset'] if first['dataset'] != 'custom' else os.path.basename(run)} {first['benchmark']}"]
-    for kind in ('raw', 'random', 'pretrained'):
-        cells += [f"{knn[kind]['accuracy'][s]['top1@k=1']:.1f}" for s in STREAMS]
-    cells += [f"{linear['accuracy']['fused']['top1']:.1f}", f'{minutes:.1f}']
-    return cells
+def cells(folder):
+    """1-NN per stream (blank where not pretrained) and linear top-1 of one evaluated encoder."""
+    knn, linear = read(folder, 'knn')['accuracy'], read(folder, 'linear')['accuracy']
+    out = [f"{knn[s]['top1@k=1']:.1f}" if s in knn else '' for s in STREAMS]
+    return out + [f"{linear['fused' if 'fused' in linear else next(iter(linear))]['top1']:.1f}"]
+
+
+def rows(run):
+    """The rows of one dataset folder: raw, each random encoder, each method."""
+    name = os.path.basename(run)
+    yield [name, 'raw coordinates'] + cells(os.path.join(run, 'raw')) + ['']
+    entries = sorted(os.listdir(run))
+    for entry in entries:
+        if entry.startswith('random_'):
+            yield [name, f'random {entry[len("random_"):]}'] + cells(os.path.join(run, entry)) + ['']
+    for entry in entries:
+        seconds = os.path.join(run, entry, 'pretrain_seconds')
+        if os.path.isfile(seconds):
+            with open(seconds) as f:
+                minutes = int(f.read()) / 60
+            with open(os.path.join(run, entry, 'pretrain', 'args.json')) as f:
+                encoder = json.load(f)['encoder']
+            yield [name, f'{entry} ({encoder})'] + cells(os.path.join(run, entry)) + [f'{minutes:.1f}']
 
 
 def main(runs):
-    header = (['dataset'] + [f'{kind} {s}' for kind in ('raw', 'random', 'CMD') for s in STREAMS]
-              + ['CMD linear fused', 'pretrain min'])
+    header = ['dataset', 'features'] + [f'1-NN {s}' for s in STREAMS] + ['linear', 'pretrain min']
     print(f'\n1-NN and linear top-1 (%) on the val part, last epoch; measured on {platform.machine()} CPU '
           f'x{os.cpu_count()}, torch {torch.__version__}\n')
     print('| ' + ' | '.join(header) + ' |')
     print('|' + '---|' * len(header))
     for run in runs:
-        print('| ' + ' | '.join(row(run)) + ' |')
+        for row in rows(run):
+            print('| ' + ' | '.join(row) + ' |')
 
 
 if __name__ == '__main__':

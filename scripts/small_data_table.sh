@@ -1,40 +1,80 @@
 #!/usr/bin/env bash
 # The small-data table (docs/protocols.md, "Small datasets"): for each prepared dataset given as
-# DATA_ROOT:BENCHMARK, pretraining with the defaults, then 1-NN of the pretrained encoders, of a
-# random encoder and of the prepared coordinates (--checkpoint raw), each stream and fused, and
-# linear evaluation of the pretrained encoders; then one row per dataset.
+# DATA_ROOT:BENCHMARK and each method, pretraining with the defaults (the small-data rules), then
+# 1-NN (each stream and fused) and linear evaluation of the pretrained encoders, beside the same of
+# the prepared coordinates (--checkpoint raw) and of a random encoder of each method's encoder;
+# then one row per dataset and method.
 #
-#   bash scripts/small_data_table.sh data/sbu:fold1 data/NW-UCLA-AGCN:xview
+#   bash scripts/small_data_table.sh [--method NAME]... DATA_ROOT:BENCHMARK...
+#   bash scripts/small_data_table.sh --method cmd --method aimclr data/sbu:fold1 data/NW-UCLA-AGCN:xview
 #
-# Environment: PYTHON (default python), OUTPUT_ROOT (default ./output/small_data), PRETRAIN_ARGS
-# (extra pretrain.py flags). Running it again continues unfinished runs; minutes add up.
+# --method: any of pretrain.py's, repeated for several (default cmd). Environment: PYTHON (default
+# python), OUTPUT_ROOT (default ./output/small_data), PRETRAIN_ARGS and LINEAR_ARGS (extra
+# pretrain.py and linear_eval.py flags).
+# Running it again continues unfinished runs; minutes add up.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python}
 out_root=${OUTPUT_ROOT:-./output/small_data}
 read -r -a extra <<< "${PRETRAIN_ARGS:-}"
+read -r -a linear_extra <<< "${LINEAR_ARGS:-}"
+methods=()
+specs=()
+while (( $# )); do
+    case "$1" in
+        --method) [[ $# -ge 2 ]] || { echo "error: --method needs a name" >&2; exit 2; }; methods+=("$2"); shift 2 ;;
+        --method=*) methods+=("${1#--method=}"); shift ;;
+        -*) echo "error: unknown option $1; expected --method NAME or DATA_ROOT:BENCHMARK" >&2; exit 2 ;;
+        *) specs+=("$1"); shift ;;
+    esac
+done
+(( ${#methods[@]} )) || methods=(cmd)
+(( ${#specs[@]} )) || { echo "error: no DATA_ROOT:BENCHMARK given" >&2; exit 2; }
+known=$("$PYTHON" -c 'import models; print(" ".join(models.METHODS))')
+for method in "${methods[@]}"; do
+    [[ " $known " == *" $method "* ]] || { echo "error: --method $method: known: $known" >&2; exit 2; }
+done
+for spec in "${specs[@]}"; do
+    root=${spec%:*}
+    [[ "$root" != "$spec" && -f "$root/dataset.json" ]] || {
+        echo "error: $spec: expected DATA_ROOT:BENCHMARK, DATA_ROOT holding a dataset.json" >&2; exit 2; }
+done
+
+# evaluate CHECKPOINT STREAM FOLDER [FLAGS...]: 1-NN and linear top-1 into FOLDER/knn, FOLDER/linear
+evaluate() {
+    local checkpoint=$1 stream=$2 folder=$3
+    shift 3
+    "$PYTHON" knn_eval.py "${common[@]}" --checkpoint "$checkpoint" --stream "$stream" --k 1 "$@" \
+        --output-dir "$folder/knn"
+    "$PYTHON" linear_eval.py "${common[@]}" --checkpoint "$checkpoint" --stream "$stream" --quiet "$@" \
+        "${linear_extra[@]}" --output-dir "$folder/linear"
+}
+
 runs=()
-for spec in "$@"; do
+for spec in "${specs[@]}"; do
     root=${spec%:*}
     benchmark=${spec##*:}
-    if [[ "$root" == "$spec" || ! -f "$root/dataset.json" ]]; then
-        echo "error: $spec: expected DATA_ROOT:BENCHMARK, DATA_ROOT holding a dataset.json" >&2
-        exit 2
-    fi
     kind=$("$PYTHON" -c 'import sys; from feeder.info import read_dataset_json; print(read_dataset_json(sys.argv[1]).kind)' "$root/dataset.json")
     run=$out_root/$(basename "$root")_$benchmark
     mkdir -p "$run"
     common=(--dataset "$kind" --data-root "$root" --protocol "$benchmark")
-    start=$(date +%s)
-    "$PYTHON" pretrain.py "${common[@]}" --output-dir "$run/pretrain" --auto-resume --quiet "${extra[@]}"
-    before=$(cat "$run/pretrain_seconds" 2>/dev/null || echo 0)
-    echo $(( before + $(date +%s) - start )) > "$run/pretrain_seconds"
-    for checkpoint in "$run/pretrain/checkpoint.pth" random raw; do
-        name=$([[ "$checkpoint" == */* ]] && echo pretrained || echo "$checkpoint")
-        "$PYTHON" knn_eval.py "${common[@]}" --checkpoint "$checkpoint" --stream all --k 1 --output-dir "$run/knn_$name"
+    evaluate raw all "$run/raw"
+    encoders=()
+    for method in "${methods[@]}"; do
+        start=$(date +%s)
+        "$PYTHON" pretrain.py "${common[@]}" --method "$method" --output-dir "$run/$method/pretrain" --auto-resume \
+            --quiet "${extra[@]}"
+        before=$(cat "$run/$method/pretrain_seconds" 2>/dev/null || echo 0)
+        echo $(( before + $(date +%s) - start )) > "$run/$method/pretrain_seconds"
+        # the streams it pretrained: all three and their fusion, or its one
+        read -r encoder stream < <("$PYTHON" -c 'import json, sys; a = json.load(open(sys.argv[1]))
+print(a["encoder"], "all" if len(a["modalities"]) == 3 else a["modalities"][0])' "$run/$method/pretrain/args.json")
+        evaluate "$run/$method/pretrain/checkpoint.pth" "$stream" "$run/$method"
+        [[ " ${encoders[*]-} " == *" $encoder "* ]] || encoders+=("$encoder")
     done
-    "$PYTHON" linear_eval.py "${common[@]}" --checkpoint "$run/pretrain/checkpoint.pth" --stream all --quiet \
-        --output-dir "$run/linear_pretrained"
+    for encoder in "${encoders[@]}"; do
+        evaluate random all "$run/random_$encoder" --encoder "$encoder"
+    done
     runs+=("$run")
 done
 "$PYTHON" scripts/small_data_table.py "${runs[@]}"

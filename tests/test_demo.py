@@ -71,21 +71,31 @@ def test_the_small_data_table_script(tmp_path, rng):
                     '--out-dir', str(data), '--quiet', '--workers', '0'], cwd=ROOT, check=True, capture_output=True)
     small = ('--epochs 2 --hidden-size 8 --frames 8 --min-crop 4 --batch-size 8 --queue-size 16 --topk 8 '
              '--workers 0 --device cpu --knn-every 0')
-    env = dict(os.environ, OUTPUT_ROOT=str(tmp_path / 'out'), PYTHON=sys.executable, PRETRAIN_ARGS=small)
-    done = subprocess.run(['bash', 'scripts/small_data_table.sh', f'{data}:b'], cwd=ROOT, env=env,
-                          capture_output=True, text=True)
+    env = dict(os.environ, OUTPUT_ROOT=str(tmp_path / 'out'), PYTHON=sys.executable, PRETRAIN_ARGS=small,
+               LINEAR_ARGS='--epochs 2 --batch-size 16')
+    done = subprocess.run(['bash', 'scripts/small_data_table.sh', '--method', 'cmd', '--method', 'skeletonclr',
+                           f'{data}:b'], cwd=ROOT, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
-    row = [line for line in done.stdout.splitlines() if line.startswith('| mine_b b |')]
-    assert len(row) == 1 and len(row[0].strip('|').split('|')) == 15
+    table = {tuple(c.strip() for c in line.strip('|').split('|')[:2]): [c.strip() for c in line.strip('|').split('|')[2:]]
+             for line in done.stdout.splitlines() if line.startswith('| mine_b |')}
+    assert list(table) == [('mine_b', 'raw coordinates'), ('mine_b', 'random gru'), ('mine_b', 'random stgcn'),
+                           ('mine_b', 'cmd (gru)'), ('mine_b', 'skeletonclr (stgcn)')]
+    assert all(len(cells) == 6 for cells in table.values())
     run = tmp_path / 'out' / 'mine_b'
-    kinds = {json.loads((run / f'knn_{k}' / 'results.json').read_text())['encoder_kind'] for k in
-             ('pretrained', 'random', 'raw')}
+    kinds = {json.loads((run / k / 'knn' / 'results.json').read_text())['encoder_kind'] for k in
+             ('cmd', 'random_gru', 'raw')}
     assert kinds == {'ours', 'random', 'raw'}
-    raw_fused = json.loads((run / 'knn_raw' / 'results.json').read_text())['accuracy']['fused']['top1@k=1']
-    assert f'{raw_fused:.1f}' == row[0].strip('|').split('|')[4].strip()
+    raw_fused = json.loads((run / 'raw' / 'knn' / 'results.json').read_text())['accuracy']['fused']['top1@k=1']
+    assert f'{raw_fused:.1f}' == table[('mine_b', 'raw coordinates')][3]
+    single = table[('mine_b', 'skeletonclr (stgcn)')]  # one stream pretrained: joint alone
+    linear = json.loads((run / 'skeletonclr' / 'linear' / 'results.json').read_text())['accuracy']['joint']['top1']
+    assert single[0] and single[1:4] == ['', '', ''] and single[4] == f'{linear:.1f}' and float(single[5]) >= 0
     bad = subprocess.run(['bash', 'scripts/small_data_table.sh', str(data)], cwd=ROOT, env=env, capture_output=True,
                          text=True)
     assert bad.returncode == 2 and 'expected DATA_ROOT:BENCHMARK' in bad.stderr
+    bad = subprocess.run(['bash', 'scripts/small_data_table.sh', '--method', 'nope', f'{data}:b'], cwd=ROOT, env=env,
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and '--method nope: known: cmd skeletonclr crossclr aimclr' in bad.stderr
 
 
 def _chain_layout(tmp_path, joints):

@@ -387,3 +387,14 @@ def test_aimclr_pretrains_with_its_recipe_and_evaluates(data_root, tmp_path):
     linear = linear_eval.main(linear_eval.get_linear_parser().parse_args(
         common + ['--epochs', '1', '--batch-size', '4', '--quiet', '--output-dir', str(tmp_path / 'l')]))
     assert 0 <= knn['accuracy']['joint']['top1@k=1'] <= 100 and 0 <= linear['accuracy']['joint']['top1'] <= 100
+
+
+def test_the_small_data_rules_leave_what_a_method_is_to_its_recipe():
+    from options.presets import pretrain_recipe
+    cmd, why_cmd = pretrain_recipe('ucla', 'stgcn', 1019, 40, method='cmd')
+    for method in ('crossclr', 'aimclr'):  # their top-k counts mined positives, not distilled neighbours
+        recipe, why = pretrain_recipe('ucla', 'stgcn', 1019, 40, method=method)
+        assert recipe['topk'] == 1 and 'topk' not in why
+        assert {k: v for k, v in recipe.items() if k not in ('topk', 'shear', 'modalities')} == \
+            {k: v for k, v in cmd.items() if k not in ('topk', 'shear', 'modalities')}  # the rest as the rules say
+    assert cmd['topk'] == cmd['queue_size'] // 2 and 'topk' in why_cmd

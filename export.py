@@ -63,7 +63,7 @@ def deployable(args):
         raise ValueError(f'--checkpoint {args.checkpoint} does not describe its data: pass --dataset (and --data-root)')
     stream = args.stream or 'joint'
     encoders, loaded, _ = load_encoders(args.checkpoint, [stream], info, pretrained=pretrained)
-    body = StreamFeatures(encoders[stream], stream, info.layout, info.coordinates)
+    body = StreamFeatures(encoders[stream])
     return Deployable(CentreCrop(loaded['frames']), body), info, 'features'
 
 

@@ -40,14 +40,14 @@ def main(args):
     if os.path.isdir(args.out):
         raise SystemExit(f'error: --out {args.out} is a folder; expected a .npz file to write')
     run = setup_evaluation(args, KNN, output_required=False)
+    args = run.args
     parts = args.parts or [p for p in PARTS if os.path.isfile(os.path.join(run.root, f'{p}_data_joint.npy'))]
     encoders, info, _ = run.load_encoders()
     path = info['checkpoint']
     arrays = {'checkpoint': np.array(path or info['kind']), 'checkpoint_sha256': np.array(file_hash(path, 64) if path else '')}
     for part in parts:
         clips = run.clips(part, info['frames'], labelled=False)
-        feats, labels = extract_features(encoders, clips, run.dataset.layout, run.device, args.batch_size, args.workers,
-                                         run.dataset.coordinates)
+        feats, labels = extract_features(encoders, clips, run.device, args.batch_size, args.workers)
         for name, value in with_fusion(feats, run.streams).items():
             arrays[f'{name}_{part}'] = value.float().cpu().numpy()
         arrays[f'names_{part}'] = np.array(clips.folder.names, dtype=str)

@@ -55,6 +55,7 @@ def main(args):
         raise SystemExit('error: --checkpoint raw has no encoder to fine-tune; measure the prepared coordinates with '
                          'linear_eval.py or knn_eval.py --checkpoint raw')
     run = setup_evaluation(args, FINETUNE)
+    args = run.args
     labels = run.folder('train').labels
     runs = []
     for repeat in range(args.repeats):
@@ -62,8 +63,7 @@ def main(args):
         seed_everything(seed)
         subset = balanced_subset(labels, args.label_fraction, seed)
         encoders, info, _ = run.load_encoders()
-        classifier = Classifier(encoders[args.stream], run.dataset.num_classes, args.stream, run.dataset.layout,
-                                run.dataset.coordinates).to(run.device)
+        classifier = Classifier(encoders[args.stream], run.dataset.num_classes).to(run.device)
         train_loader, test_loader = run.supervised_loaders(info['frames'], subset)
         print(f'run {repeat + 1}/{args.repeats}: seed {seed}, {len(subset)} labelled clips of {len(labels)}')
         history = fit_classifiers({args.stream: classifier}, train_loader, test_loader, args, run.device,

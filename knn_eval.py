@@ -50,13 +50,13 @@ def print_table(title, rows, columns):
 def main(args):
     out_path = result_path(args)
     run = setup_evaluation(args, KNN, output_required=False)
+    args = run.args
     encoders, info, _ = run.load_encoders()
     start = time.perf_counter()
     feats, labels = {}, {}
     for part in ('train', 'val'):
         clips = run.clips(part, info['frames'])
-        feats[part], labels[part] = extract_features(encoders, clips, run.dataset.layout, run.device,
-                                                     args.batch_size, args.workers, run.dataset.coordinates)
+        feats[part], labels[part] = extract_features(encoders, clips, run.device, args.batch_size, args.workers)
     feats = {part: with_fusion(f, run.streams) for part, f in feats.items()}
     accuracy = knn_accuracy(feats['train'], labels['train'], feats['val'], labels['val'], args.k,
                             run.dataset.num_classes)

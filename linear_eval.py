@@ -38,6 +38,7 @@ def snapshot(module):
 
 def main(args):
     run = setup_evaluation(args, LINEAR)
+    args = run.args
     seed_everything(args.seed)
     encoders, info, report = run.load_encoders()
     for stream, loaded in report.items():
@@ -48,8 +49,7 @@ def main(args):
     for stream, encoder in encoders.items():
         for param in encoder.parameters():
             param.requires_grad = False
-        classifiers[stream] = Classifier(encoder, run.dataset.num_classes, stream, run.dataset.layout,
-                                         run.dataset.coordinates).to(run.device)
+        classifiers[stream] = Classifier(encoder, run.dataset.num_classes).to(run.device)
     trainable = sum(p.numel() for c in classifiers.values() for p in c.parameters() if p.requires_grad)
     heads = sum(c.head.weight.numel() + c.head.bias.numel() for c in classifiers.values())
     assert trainable == heads, f'{trainable} trainable parameters, but the linear heads hold {heads}'

@@ -30,7 +30,7 @@ TOP = 5
 
 
 def get_predict_parser():
-    parser = argparse.ArgumentParser('CMD predictions', parents=[get_args_parser()], description=__doc__,
+    parser = argparse.ArgumentParser('CMD predictions', parents=[get_args_parser(encoder_flags=False)], description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--checkpoint', required=True, help='OUT/heads.pth of linear_eval.py or finetune.py')
     parser.add_argument('--parts', nargs='+', default=None, choices=PARTS,
@@ -53,6 +53,7 @@ def main(args):
     record = read_heads(args.checkpoint)
     args.stream = 'all' if len(record['streams']) > 1 else record['streams'][0]
     run = setup_evaluation(args, KNN, output_required=False)
+    args = run.args
     classifiers, trained_on = load_classifiers(record)
     if trained_on.skeleton != run.dataset.skeleton:
         raise SystemExit(f'error: --checkpoint {args.checkpoint} classifies clips of {trained_on.name}, whose '

@@ -19,18 +19,19 @@ from torch.utils.tensorboard import SummaryWriter
 from engine import DivergenceGuard, to_views, train_one_epoch
 from evaluation.monitor import KNNMonitor, knn_every_default
 from fast.self_check import self_check
-from fast.settings import SpeedSettings, add_speed_arguments
+from fast.settings import SpeedSettings, add_speed_arguments, fill_switches
 from feeder.augment import ViewAugment
 from feeder.datasets import PretrainDataset, SkeletonFolder, collate_clips
 from feeder.info import dataset_info
 from feeder.modalities import MODALITIES
 from models import METHODS, build_method
-from options.args import (format_default, get_args_parser, get_augment_parser, get_optim_parser, non_negative_int,
-                          positive_int, resolve_common, resolve_device, show_defaults)
-from options.presets import ENCODER_RECIPES, METHOD_RECIPES, dataset_rules, default_encoder, pretrain_recipe, recorded_recipe
+from options.args import (check_places, format_default, get_args_parser, get_augment_parser, get_optim_parser,
+                          non_negative_int, positive_int, settle_device, show_defaults)
+from options.presets import ENCODER_RECIPES, METHOD_RECIPES, recipe
+from options.settings import Settings
 from utils import run_folder
 from utils.checkpoint_io import BackgroundSaver, read_checkpoint
-from utils.dist import RankStopped, RankWatch, barrier, init_distributed, is_main_process
+from utils.dist import RankStopped, RankWatch, barrier, init_distributed, is_main_process, launch_env
 from utils.io import WriteError, append_jsonl, write_text_atomic
 from utils.rng import get_rng_state, seed_everything, set_rng_state
 from utils.run import announce, plain, run_cli
@@ -40,8 +41,9 @@ from utils.schedule import adjust_learning_rate
 def get_pretrain_parser():
     parser = argparse.ArgumentParser('CMD pretraining', parents=[get_args_parser(), get_optim_parser(), get_augment_parser()],
                                      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--method', default='cmd', choices=list(METHODS),
-                        help='the self-supervised method (models.METHODS; docs/method.md, "Methods")')
+    parser.add_argument('--method', default=None, choices=list(METHODS),
+                        help='the self-supervised method (models.METHODS; docs/method.md, "Methods"; default: cmd, or '
+                             'what the checkpoint resumed records)')
     add_speed_arguments(parser)
     cmd = parser.add_argument_group('CMD')
     cmd.add_argument('--modalities', nargs='+', default=None, choices=MODALITIES,
@@ -75,25 +77,67 @@ def get_pretrain_parser():
         changed = [(f'--encoder {e}', r[key]) for e, r in ENCODER_RECIPES.items() if key in r]
         changed += [(f'--method {m}', r[key]) for m, r in METHOD_RECIPES.items() if key in r]
         return '; '.join(f'{who}: {format_default(v)}' for who, v in changed) or None
-    show_defaults(parser, lambda dataset: pretrain_recipe(dataset, default_encoder())[0], note)
+    show_defaults(parser, lambda dataset: recipe(dataset)[0], note)
     return parser
 
 
-def resolve_args(args, dataset, recorded=None):
-    """Fill what the command line leaves open: from the recipe, or for a resumed run from the
-    settings its checkpoint records (``recorded``), so that it continues as it started even where
-    a preset has changed since. Returns a line per setting the small-data rules gave, with why."""
-    encoder = args.encoder or (recorded or {}).get('encoder') or default_encoder(args.method)
-    recipe, why = dataset_rules(dataset, encoder, args.protocol, getattr(args, 'world_size', 1), args.method,
-                                batch_size=args.batch_size, epochs=args.epochs)
-    ruled = [key for key in why if getattr(args, key, None) is None] if recorded is None else []
-    resolve_common(args, dataset, recipe if recorded is None else recorded_recipe(recipe, recorded))
-    if args.min_crop is None:
-        args.min_crop = args.frames
-    if args.knn_every is None:
-        args.knn_every = knn_every_default(args.epochs)
-    args.modalities = list(dict.fromkeys(args.modalities))
-    return [f'  {key} {format_default(getattr(args, key))}: {why[key]}' for key in ruled]
+def resolve_settings(args, dataset, device, launch=(0, 1, 0), recorded=None, resume=None):
+    """Every setting of the run, resolved once, as a frozen :class:`options.settings.Settings` whose
+    ``sources`` say where each value came from: the command line; for a resumed run (``resume``:
+    its checkpoint, ``recorded``: the args it records) what it started with, so that it continues as
+    it started even where a preset has changed since; the recipe (:func:`options.presets.recipe`:
+    published, encoder, small-data preset, dataset, small-data rules, method); then what follows
+    from them: ``device`` (settled), the processes (``launch``: rank, world size, local rank) and the
+    speed switches (:func:`fast.settings.fill_switches`). Returns the settings and their
+    :class:`fast.settings.SpeedSettings`."""
+    check_places(args, dataset)
+    parser = get_pretrain_parser()
+    values, sources = dict(vars(args)), {}
+    for key, value in values.items():
+        sources[key] = 'not set' if value is None else 'command line' if value != parser.get_default(key) \
+            else 'flag default'
+    rank, world_size, local_rank = launch
+    past = recorded or {}
+    method = args.method or past.get('method') or 'cmd'  # checkpoints that predate methods are CMD's
+    defaults, why = recipe(dataset, args.encoder or past.get('encoder'), method, args.protocol, world_size, recorded,
+                           batch_size=args.batch_size, epochs=args.epochs)
+
+    def set_(key, value, source):
+        values[key], sources[key] = value, source
+
+    for key, value in defaults.items():
+        if values.get(key) is None:
+            set_(key, value, why[key])
+    if args.method is None:
+        set_('method', method, 'checkpoint' if past.get('method') else 'default')
+    set_('device', device, sources['device'] if args.device else 'CUDA available' if device == 'cuda' else
+         'no CUDA device')
+    for key, value in zip(('rank', 'world_size', 'local_rank', 'distributed'),
+                          (rank, world_size, local_rank, world_size > 1)):
+        set_(key, value, 'launch environment (torchrun)' if world_size > 1 else 'one process')
+    if values['min_crop'] is None:
+        set_('min_crop', values['frames'], 'the frames')
+    if values['knn_every'] is None:
+        set_('knn_every', knn_every_default(values['epochs']), 'a tenth of the run')
+    values['modalities'] = list(dict.fromkeys(values['modalities']))
+    if resume and not args.resume:
+        set_('resume', resume, '--auto-resume: the newest checkpoint that reads')
+    # a resumed run that fell back to the reference code continues there unless --speed says otherwise
+    fell_back = past.get('speed_fallback') if args.speed is None else None
+    set_('speed_fallback', fell_back, 'checkpoint' if fell_back else 'not set')
+    switches, reasons = fill_switches(values)
+    for key, value in switches.items():
+        set_(key, value, reasons[key])
+    settings = Settings(values, sources)
+    if fell_back:
+        return SpeedSettings.reference_instead(settings, 'checkpoint: its self-check fell back to the reference code')
+    return settings, SpeedSettings.from_settings(settings)
+
+
+def rules_report(settings):
+    """A line per setting the small-data rules gave, with why."""
+    return [f'  {key} {format_default(getattr(settings, key))}: {source[len("small-data rule: "):]}'
+            for key, source in settings.ruled()]
 
 
 def check_settings(args, folder, dataset):
@@ -132,14 +176,13 @@ def wrap_distributed(model, args, device):
 
 
 def checkpoint_to_resume(args):
-    """The checkpoint of ``--resume``, or of ``--auto-resume`` in the output folder (setting
-    ``args.resume``); ``None`` for a new run."""
+    """``(path, checkpoint)`` of ``--resume``, or of ``--auto-resume`` in the output folder;
+    ``(None, None)`` for a new run."""
     if args.resume:
-        return read_checkpoint(args.resume, '--resume')
+        return args.resume, read_checkpoint(args.resume, '--resume')
     if args.auto_resume and args.output_dir:
-        args.resume, checkpoint = run_folder.find_resume(args.output_dir)
-        return checkpoint
-    return None
+        return run_folder.find_resume(args.output_dir)
+    return None, None
 
 
 def save_state(model, optimizer, scaler, epoch, args, dataset, record):
@@ -166,16 +209,6 @@ def load_state(checkpoint, model, optimizer, scaler, args):
     return checkpoint['epoch']
 
 
-def resolve_speed(args, recorded):
-    """The run's :class:`fast.settings.SpeedSettings`. A resumed run that fell back to the
-    reference code continues there unless ``--speed`` says otherwise: one run, one computation."""
-    args.speed_fallback = (recorded or {}).get('speed_fallback') if args.speed is None else None
-    if args.speed_fallback:
-        print(f'continuing on --speed reference, as this run has since its self-check: {args.speed_fallback}')
-        return SpeedSettings.reference_instead(args)
-    return SpeedSettings.from_args(args)
-
-
 def make_optimizer(model, args, speed):
     return torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=args.lr, momentum=args.momentum,
                            weight_decay=args.weight_decay, **speed.optimizer_options())
@@ -195,9 +228,9 @@ def first_views(clips, augment, on_device, device, batch_size):
 
 
 def check_fast_path(model, optimizer, scaler, speed, args, dataset, views):
-    """The self-check (``fast/self_check.py``): returns the settings, model, optimizer and scaler
-    the run goes on with, on the reference code if the fast path failed it (on any rank: all ranks
-    go on alike)."""
+    """The self-check (``fast/self_check.py``): returns the run's settings, speed settings, model,
+    optimizer and scaler it goes on with, on the reference code if the fast path failed it (on any
+    rank: all ranks go on alike)."""
     device = views[0].device
     result = self_check(model.module if args.distributed else model, optimizer, scaler, speed,
                         lambda: build_method(args, dataset).to(device), lambda m: make_optimizer(m, args, speed), views)
@@ -209,15 +242,15 @@ def check_fast_path(model, optimizer, scaler, speed, args, dataset, views):
             result.passed, result.reason = False, f'rank {failed[0]}: {verdicts[failed[0]][1]}'
     if result.passed:
         print(result.line())
-        return speed, model, optimizer, scaler
+        return args, speed, model, optimizer, scaler
     print(f'{result.line()}; continuing on --speed reference (recorded as speed_fallback in args.json and the '
           'checkpoints; --self-check off skips the check)')
-    args.speed_fallback = result.reason
-    speed = SpeedSettings.reference_instead(args)
+    args, speed = SpeedSettings.reference_instead(args.replace('self-check', speed_fallback=result.reason),
+                                                  'self-check: the fast path differed')
     reference, reference_optimizer, _ = build_training(args, dataset, speed, device)
     reference.load_state_dict(model.state_dict())
     reference_optimizer.load_state_dict(optimizer.state_dict())
-    return speed, reference, reference_optimizer, scaler
+    return args, speed, reference, reference_optimizer, scaler
 
 
 @contextlib.contextmanager
@@ -243,14 +276,19 @@ def stopped_in_one_line(saver, args):
 
 
 def main(args):
-    resolve_device(args)  # first: the process group and each process's GPU follow from it
-    init_distributed(args)
+    """Pretrain with the parsed command line ``args``, which are read here once: what the run uses
+    are the settings resolved from them (:func:`resolve_settings`)."""
+    device = settle_device(args.device)  # first: the process group and each process's GPU follow from it
+    launch = launch_env()
+    init_distributed(device, *launch)
     dataset = dataset_info(args.dataset, args.data_root)
-    checkpoint = checkpoint_to_resume(args)
+    resume, checkpoint = checkpoint_to_resume(args)
     recorded = checkpoint.get('args') if isinstance(checkpoint, dict) else None
-    recorded = recorded if isinstance(recorded, dict) else None
-    rules = resolve_args(args, dataset, recorded)
-    speed = resolve_speed(args, recorded)
+    args, speed = resolve_settings(args, dataset, device, launch, recorded if isinstance(recorded, dict) else None,
+                                   resume)
+    if args.speed_fallback:
+        print(f'continuing on --speed reference, as this run has since its self-check: {args.speed_fallback}')
+    rules = rules_report(args)
     folder = SkeletonFolder(os.path.join(args.data_root, args.protocol), 'train')
     check_settings(args, folder, dataset)
     if is_main_process():
@@ -278,11 +316,11 @@ def main(args):
     if speed.computes_differently and args.self_check == 'on':
         rng = get_rng_state()  # the run draws as it would without the check
         batch = first_views(clips, augment, on_device, device, args.batch_size)
-        speed, model, optimizer, scaler = check_fast_path(model, optimizer, scaler, speed, args, dataset, batch)
+        args, speed, model, optimizer, scaler = check_fast_path(model, optimizer, scaler, speed, args, dataset, batch)
         set_rng_state(rng)
     model_without_ddp = model.module if args.distributed else model
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    fixed = sum(getattr(m, 'fixed_zeros', 0) for m in model_without_ddp.encoders().values())
+    fixed = sum(getattr(s.encoder, 'fixed_zeros', 0) for s in model_without_ddp.encoders().values())
     zeros = f' (plus {fixed:,} entries held at zero in the block-diagonal GRU matrices)' if fixed else ''
     print(f'trainable parameters: {trainable - fixed:,}{zeros}')
 
@@ -301,7 +339,8 @@ def main(args):
         os.makedirs(args.output_dir, exist_ok=True)
         if start_epoch:
             run_folder.reconcile_log(args.output_dir, start_epoch, checkpoint.get('log'))
-        write_text_atomic(os.path.join(args.output_dir, 'args.json'), json.dumps(plain(vars(args)), indent=1))
+        write_text_atomic(os.path.join(args.output_dir, 'args.json'),
+                          json.dumps(plain(dict(vars(args), sources=args.sources)), indent=1))
         # purge_step: TensorBoard drops points of epochs from start_epoch on, left by a run resumed here
         writer = SummaryWriter(log_dir=os.path.join(args.output_dir, 'tensorboard'), purge_step=start_epoch or None)
 

@@ -58,6 +58,7 @@ def neighbours(query, gallery, k, leave_out=None):
 
 def main(args):
     run = setup_evaluation(args, KNN, output_required=False)
+    args = run.args
     part = args.part or ('val' if os.path.isfile(os.path.join(run.root, 'val_data_joint.npy')) else 'train')
     encoders, info, _ = run.load_encoders()
     gallery = run.clips('train', info['frames'], labelled=False)
@@ -66,8 +67,7 @@ def main(args):
     feature = 'fused' if len(run.streams) > 1 else run.streams[0]
 
     def features(clips):
-        feats, _ = extract_features(encoders, clips, run.dataset.layout, run.device, args.batch_size, args.workers,
-                                    run.dataset.coordinates)
+        feats, _ = extract_features(encoders, clips, run.device, args.batch_size, args.workers)
         return with_fusion(feats, run.streams)[feature]
     query = features(torch.utils.data.Subset(pool, [index]))[0]
     sims, rows = neighbours(query, features(gallery), args.k, index if part == 'train' else None)

@@ -19,7 +19,7 @@ from feeder.datasets import SkeletonFolder
 from feeder.info import PARTS, dataset_info
 from models import METHODS
 from options.args import get_args_parser, get_augment_parser, resolve_common
-from options.presets import dataset_recipe, default_encoder
+from options.presets import recipe
 from utils.plots import save_clip_pictures, save_curves
 from utils.run import run_cli
 
@@ -28,7 +28,7 @@ def get_visualize_parser():
     parser = argparse.ArgumentParser('CMD pictures', description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest='command', required=True)
-    clip = commands.add_parser('clip', parents=[get_args_parser(), get_augment_parser()],
+    clip = commands.add_parser('clip', parents=[get_args_parser(encoder_flags=False), get_augment_parser()],
                                help='a prepared clip and the views a method trains on')
     clip.add_argument('--method', default='cmd', choices=list(METHODS), help='whose views (models.METHODS)')
     clip.add_argument('--part', default='train', choices=PARTS)
@@ -44,8 +44,8 @@ def get_visualize_parser():
 
 def draw_clip(args):
     dataset = dataset_info(args.dataset, args.data_root)
-    recipe = dataset_recipe(dataset, args.encoder or default_encoder(args.method), args.protocol, method=args.method)
-    resolve_common(args, dataset, recipe, output_required=False)
+    defaults = recipe(dataset, args.encoder, args.method, args.protocol)[0]
+    resolve_common(args, dataset, defaults, output_required=False)
     folder = SkeletonFolder(os.path.join(args.data_root, args.protocol), args.part)
     folder.check(dataset)
     index = folder.find(args.name, args.index)
@@ -57,8 +57,8 @@ def draw_clip(args):
     prefix = args.out or name
     coordinates = slice(0, dataset.coordinates)  # a confidence channel is not drawn
     panels = {f'{name}\n{clip.shape[1]} frames': clip[coordinates].numpy(),
-              **{f'view {i + 1} ({recipe})': view[0, coordinates].numpy()
-                 for i, (recipe, view) in enumerate(zip(augment.views, views))}}
+              **{f'view {i + 1} ({kind})': view[0, coordinates].numpy()
+                 for i, (kind, view) in enumerate(zip(augment.views, views))}}
     save_clip_pictures(dataset.layout, panels, f'{prefix}.gif', f'{prefix}.png')
     print(f'wrote {prefix}.gif and {prefix}.png')
 

@@ -21,18 +21,15 @@ import torch  # noqa: E402
 import pretrain  # noqa: E402
 from feeder.augment import ViewAugment  # noqa: E402
 from feeder.info import MAX_FRAMES, dataset_info  # noqa: E402
-from options.args import resolve_device  # noqa: E402
+from options.args import settle_device  # noqa: E402
 from utils.rng import seed_everything  # noqa: E402
 
 
 def check(extra):
     args = pretrain.get_pretrain_parser().parse_args(['--dataset', 'ntu60', '--data-root', 'unused', '--output-dir',
                                                       'unused', *shlex.split(extra)])
-    resolve_device(args)
-    args.rank, args.world_size, args.local_rank, args.distributed = 0, 1, 0, False
     dataset = dataset_info(args.dataset)
-    pretrain.resolve_args(args, dataset)
-    speed = pretrain.resolve_speed(args, None)
+    args, speed = pretrain.resolve_settings(args, dataset, settle_device(args.device))
     if not speed.computes_differently:
         return f'{extra or "defaults"}: the reference code computes this run; nothing to check'
     device = torch.device(args.device)

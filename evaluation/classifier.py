@@ -4,23 +4,23 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from feeder.modalities import to_modality
+from models.encoder import StreamEncoder
 from models.losses import topk_accuracy
 from utils.schedule import adjust_learning_rate
 
 
-class Classifier(torch.nn.Module):
-    """An encoder (its features, not its ``fc``) and a new linear head for one stream."""
+class Classifier(StreamEncoder):
+    """One stream's encoder (a :class:`models.encoder.StreamEncoder`; its features, not its ``fc``)
+    and a new linear head."""
 
-    def __init__(self, encoder, num_classes, stream, layout, coordinates=None):
-        super().__init__()
-        self.encoder, self.stream, self.layout, self.coordinates = encoder, stream, layout, coordinates
-        self.head = torch.nn.Linear(encoder.feature_dim, num_classes)
+    def __init__(self, stream, num_classes):
+        super().__init__(stream.encoder, stream.modality, stream.layout, stream.coordinates)
+        self.head = torch.nn.Linear(stream.feature_dim, num_classes)
         torch.nn.init.normal_(self.head.weight, std=0.01)
         torch.nn.init.zeros_(self.head.bias)
 
     def forward(self, x):
-        return self.head(self.encoder.features(to_modality(x, self.stream, self.layout, self.coordinates)))
+        return self.head(self.features(x))
 
 
 def train_classifiers_one_epoch(classifiers, loader, optimizer, device, frozen, quiet=False, epoch=0):

@@ -10,8 +10,10 @@ from torch.utils.data import DataLoader
 from feeder.datasets import DownstreamDataset, SkeletonFolder
 from feeder.info import DatasetInfo, dataset_info
 from feeder.modalities import MODALITIES
-from evaluation.pretrained import MODEL_ARGS, encoder_settings, load_encoders, open_pretrained
-from options.args import resolve_common
+from evaluation.pretrained import NO_CHECKPOINT, encoder_settings, load_encoders, open_pretrained
+from models import encoder_setting_names
+from options.args import check_places, settle_device
+from options.settings import Settings
 from utils.dist import launch_env
 from utils.run import announce
 
@@ -68,24 +70,39 @@ def streams_of(stream):
 
 
 def setup_evaluation(args, recipe, output_required=True):
-    """The start of every evaluation script: check the benchmark, fill the defaults from
-    ``recipe``, pick the device, print the revision and arguments."""
+    """The start of every evaluation script: check the benchmark and the output folder, and resolve
+    the settings once: the command line, then the protocol's ``recipe``, the device, and the
+    encoder's settings and frames (a checkpoint's own, else the pretraining recipe's). Prints the
+    revision and the settings; the returned :class:`Evaluation`'s ``args`` are those settings,
+    frozen (:class:`options.settings.Settings`), what the script reads from then on."""
     processes = launch_env()[1]
     if processes > 1:
         raise SystemExit(f'error: {os.path.basename(sys.argv[0])} runs as one process, but was started as one of '
                          f'{processes} (WORLD_SIZE); run it with python, not torchrun')
     dataset = dataset_info(args.dataset, args.data_root)
-    resolve_common(args, dataset, recipe, output_required)
+    check_places(args, dataset, output_required)
+    values = dict(vars(args))
+    sources = {k: 'not set' if v is None else 'command line' for k, v in values.items()}
+    for key, value in recipe.items():
+        if values.get(key) is None:
+            values[key], sources[key] = value, 'evaluation recipe'
+    values['device'] = settle_device(args.device)
+    sources['device'] = 'command line' if args.device else 'CUDA available' if values['device'] == 'cuda' else \
+        'no CUDA device'
     pretrained = open_pretrained(args.checkpoint)
-    # a checkpoint decides the architecture; the arguments are set to what is used, so they print it
-    settings = encoder_settings(pretrained, dataset, vars(args), args.protocol)
-    ignored = [f'--{k.replace("_", "-")} {getattr(args, k)}' for k in MODEL_ARGS
-               if getattr(args, k) is not None and getattr(args, k) != settings[k]]
+    # a checkpoint decides the architecture; the settings say what is used, so they print it
+    fixed = 'checkpoint' if pretrained[0] not in NO_CHECKPOINT else 'pretraining recipe'
+    settings = encoder_settings(pretrained, dataset, values, args.protocol)
+    names = encoder_setting_names()
+    ignored = [f'--{k.replace("_", "-")} {values[k]}' for k in names
+               if values.get(k) is not None and values[k] != settings.get(k)]
     if ignored:
         print(f'the checkpoint fixes the encoder; ignored: {", ".join(ignored)}')
-    for key in MODEL_ARGS:
-        setattr(args, key, settings[key])
-    if args.frames is None:
-        args.frames = settings['frames']
+    for key in names:
+        values[key] = settings.get(key)
+        sources[key] = 'command line' if fixed != 'checkpoint' and getattr(args, key, None) is not None else fixed
+    if values['frames'] is None:
+        values['frames'], sources['frames'] = settings['frames'], fixed
+    args = Settings(values, sources)
     announce(args)
     return Evaluation(args, dataset, torch.device(args.device), streams_of(args.stream), pretrained)

@@ -2,13 +2,13 @@
 import torch
 from torch.utils.data import DataLoader
 
-from feeder.modalities import to_modality
+from models.encoder import StreamEncoder
 
 
 @torch.no_grad()
-def extract_features(encoders, dataset, layout, device, batch_size=256, workers=4, coordinates=None):
-    """{stream: (N, D) features before ``fc``} and the (N,) labels, encoders in eval mode
-    (``coordinates`` as in :func:`feeder.modalities.to_modality`)."""
+def extract_features(encoders, dataset, device, batch_size=256, workers=4):
+    """{stream: (N, D) features before ``fc``} and the (N,) labels; ``encoders``: {stream:
+    :class:`models.encoder.StreamEncoder`}, put in eval mode."""
     # its own generator: reading the clips must not draw from the global RNG (a pretraining run's
     # kNN monitor would otherwise change the run's later draws)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
@@ -20,22 +20,22 @@ def extract_features(encoders, dataset, layout, device, batch_size=256, workers=
     for x, y in loader:
         x = x.to(device, non_blocking=True)
         for stream, encoder in encoders.items():
-            feats[stream].append(encoder.features(to_modality(x, stream, layout, coordinates)))
+            feats[stream].append(encoder.features(x))
         labels.append(y)
     return {s: torch.cat(f) for s, f in feats.items()}, torch.cat(labels).to(device)
 
 
-class StreamFeatures(torch.nn.Module):
-    """One stream's frozen features as a module: clips (N, C, T, V, M), prepared as kNN sees them
-    (the centre 95% resized to the encoder's frames), to (N, D) features before ``fc``."""
+class StreamFeatures(StreamEncoder):
+    """One stream's frozen features as a module (of a :class:`models.encoder.StreamEncoder`):
+    clips (N, C, T, V, M), prepared as kNN sees them (the centre 95% resized to the encoder's
+    frames), to (N, D) features before ``fc``."""
 
-    def __init__(self, encoder, stream, layout, coordinates=None):
-        super().__init__()
-        self.encoder, self.stream, self.layout, self.coordinates = encoder.eval(), stream, layout, coordinates
+    def __init__(self, stream):
+        super().__init__(stream.encoder.eval(), stream.modality, stream.layout, stream.coordinates)
 
     @torch.no_grad()
     def forward(self, clips):
-        return self.encoder.features(to_modality(clips, self.stream, self.layout, self.coordinates))
+        return self.features(clips)
 
 
 class RawFeatures(torch.nn.Module):

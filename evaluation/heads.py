@@ -13,7 +13,8 @@ import torch
 from evaluation.classifier import Classifier
 from evaluation.features import RawFeatures
 from feeder.info import DatasetInfo
-from models import ENCODER_SETTINGS, EncoderConfig, build_encoder
+from models import EncoderConfig, build_encoder, encoder_setting_names
+from models.encoder import StreamEncoder
 from utils.checkpoint_io import read_checkpoint
 from utils.io import write_atomic
 from utils.run import plain
@@ -25,7 +26,7 @@ def heads_record(kind, classifiers, args, dataset, loaded):
     """What ``heads.pth`` holds; ``classifiers``: {stream: :class:`Classifier`}, ``loaded``: the
     record :func:`evaluation.pretrained.load_encoders` returned."""
     return {'kind': kind, 'streams': list(classifiers), 'frames': loaded['frames'],
-            'encoder': plain({k: getattr(args, k) for k in ENCODER_SETTINGS}),
+            'encoder': plain({k: getattr(args, k, None) for k in encoder_setting_names()}),
             'encoder_kind': loaded['kind'], 'dataset': dataset.to_json(),
             'heads': {s: {k: v.detach().cpu().clone() for k, v in c.state_dict().items()}
                       for s, c in classifiers.items()},
@@ -53,7 +54,8 @@ def read_heads(path):
 
 
 def stream_encoder(record, stream):
-    """One stream's encoder of a ``heads.pth`` record, built and loaded, in eval mode."""
+    """One stream's encoder of a ``heads.pth`` record (the bare encoder, before its modality), built
+    and loaded, in eval mode."""
     info = DatasetInfo.from_json(record['dataset'], source='heads.pth "dataset"')
     if record['encoder_kind'] == 'raw':
         encoder = RawFeatures(len(info.channels), record['frames'], info.layout.num_joints, info.persons)
@@ -72,8 +74,8 @@ def load_classifiers(record):
     classifiers = {}
     for stream in record['streams']:
         head = record['heads'][stream]
-        classifier = Classifier(stream_encoder(record, stream), head['head.weight'].shape[0], stream, info.layout,
-                                info.coordinates)
+        classifier = Classifier(StreamEncoder(stream_encoder(record, stream), stream, info.layout, info.coordinates),
+                                head['head.weight'].shape[0])
         classifier.head.load_state_dict({'weight': head['head.weight'], 'bias': head['head.bias']})
         classifiers[stream] = classifier.eval()
     return classifiers, info

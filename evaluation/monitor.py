@@ -51,13 +51,12 @@ class KNNMonitor:
 def _all_ranks(encoders, clips, dataset, device, workers):
     world, n = world_size(), len(clips)
     if world == 1:
-        return extract_features(encoders, clips, dataset.layout, device, KNN['batch_size'], workers,
-                                dataset.coordinates)
+        return extract_features(encoders, clips, device, KNN['batch_size'], workers)
     per = -(-n // world)
     # rank r encodes clips r, r + world, ...; the last index pads the short shards
     indices = [min(i, n - 1) for i in range(rank(), per * world, world)]
-    feats, labels = extract_features(encoders, torch.utils.data.Subset(clips, indices), dataset.layout, device,
-                                     KNN['batch_size'], workers, dataset.coordinates)
+    feats, labels = extract_features(encoders, torch.utils.data.Subset(clips, indices), device, KNN['batch_size'],
+                                     workers)
     out = {}
     for name, value in {**feats, '_labels': labels}.items():
         # gathered side by side, (per, world, ...): row k * world + r is clip k * world + r

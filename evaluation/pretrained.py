@@ -4,6 +4,7 @@ encoders, or ``raw`` (no encoder: the prepared coordinates themselves).
 Every file is read with ``torch.load(..., weights_only=True)``, so a downloaded checkpoint cannot
 run code; one that needs more than tensors and plain containers is refused.
 """
+import argparse
 import hashlib
 import re
 
@@ -13,9 +14,10 @@ from evaluation.features import RawFeatures, StreamFeatures
 from evaluation.heads import is_heads, stream_encoder
 from feeder.info import BUILTIN_DATASETS, DatasetInfo, dataset_info
 from feeder.modalities import MODALITIES
-from models import ENCODER_SETTINGS, EncoderConfig, build_encoder
+from models import METHODS, EncoderConfig, build_encoder, build_method, encoder_setting_names
+from models.encoder import StreamEncoder
 from models.checkpoint import RELEASED_SUFFIX, released_encoder_state, strip_module
-from options.presets import PRETRAIN, UNRECORDED_DEFAULTS, dataset_recipe, recorded_recipe
+from options.presets import PRETRAIN, UNRECORDED_DEFAULTS, recipe
 from utils.checkpoint_io import read_checkpoint
 
 
@@ -27,10 +29,9 @@ def file_hash(path, chars=16):
     return digest.hexdigest()[:chars]
 
 
-MODEL_ARGS = ENCODER_SETTINGS
 NO_CHECKPOINT = ('random', 'raw')
 # The GRU of the published code and the released files.
-PUBLISHED_GRU = {k: v for k, v in UNRECORDED_DEFAULTS.items() if k in MODEL_ARGS}
+PUBLISHED_GRU = {k: v for k, v in UNRECORDED_DEFAULTS.items() if k in ('gru_mode', 'gru_pool')}
 
 
 def _released_gru_args(state):
@@ -71,8 +72,7 @@ def feature_extractors(checkpoint, dataset, streams=MODALITIES, data_root=None):
     """
     info = dataset if isinstance(dataset, DatasetInfo) else dataset_info(dataset, data_root)
     encoders, record, _ = load_encoders(checkpoint, list(streams), info)
-    return ({s: StreamFeatures(e, s, info.layout, info.coordinates) for s, e in encoders.items()},
-            record['frames'])
+    return {s: StreamFeatures(e) for s, e in encoders.items()}, record['frames']
 
 
 def _trained_on(path, kind, checkpoint, ckpt_args, info):
@@ -102,17 +102,39 @@ def open_pretrained(path):
 def encoder_settings(pretrained, dataset, random_args=None, benchmark=None):
     """The pretraining settings the encoders are built with: the recipe of ``dataset`` (a
     :class:`feeder.info.DatasetInfo`) for ``benchmark``, overridden by what the checkpoint records
-    (:func:`options.presets.recorded_recipe`), or for a random encoder by the non-``None``
+    (:func:`options.presets.recipe` with ``recorded``), or for a random encoder by the non-``None``
     architecture entries of ``random_args``."""
     kind, _, ckpt_args = pretrained
     if kind not in NO_CHECKPOINT:
-        return recorded_recipe(dataset_recipe(dataset, ckpt_args.get('encoder') or PRETRAIN['encoder'], benchmark), ckpt_args)
-    chosen = {k: v for k, v in (random_args or {}).items() if k in MODEL_ARGS and v is not None}
-    return dict(dataset_recipe(dataset, chosen.get('encoder') or PRETRAIN['encoder'], benchmark), **chosen)
+        return recipe(dataset, ckpt_args.get('encoder') or PRETRAIN['encoder'], ckpt_args.get('method') or 'cmd',
+                      benchmark, recorded=ckpt_args)[0]
+    names = encoder_setting_names()
+    chosen = {k: v for k, v in (random_args or {}).items() if k in names and v is not None}
+    return dict(recipe(dataset, chosen.get('encoder') or PRETRAIN['encoder'], benchmark=benchmark)[0], **chosen)
+
+
+def _pretrained_method(path, checkpoint, args, settings, info):
+    """The pretraining model of one of our checkpoints, rebuilt from the settings it records
+    (``settings``, its ``args`` over the recipe) and loaded whole: evaluation reads the trained
+    encoders through the method's ``encoders()`` (docs/method.md, "Methods")."""
+    method = args.get('method') or 'cmd'  # checkpoints that predate methods are CMD's
+    if method not in METHODS:
+        raise ValueError(f'--checkpoint {path} was pretrained with --method {method}, which this code does not know '
+                         f'(known: {", ".join(METHODS)})')
+    torch.manual_seed(PRETRAIN['seed'])
+    model = build_method(argparse.Namespace(**dict(settings, method=method, mining_epoch=args.get('mining_epoch'))),
+                         info)
+    try:
+        model.load_state_dict(strip_module(checkpoint['model']))
+    except RuntimeError as e:
+        raise ValueError(f'--checkpoint {path} does not fit the {method} model its args describe: '
+                         f'{str(e)[:500]}') from None
+    return model.eval()
 
 
 def load_encoders(path, streams, dataset, frames=None, random_args=None, pretrained=None, benchmark=None):
-    """Query encoders for ``streams`` in eval mode, and a record of what was loaded.
+    """Query encoders for ``streams`` ({stream: :class:`models.encoder.StreamEncoder`}) in eval
+    mode, and a record of what was loaded.
 
     ``path`` may be ``None``/``'random'`` for a randomly initialised encoder with the dataset's
     default settings, changed by the non-``None`` entries of ``random_args`` (a checkpoint fixes
@@ -132,9 +154,16 @@ def load_encoders(path, streams, dataset, frames=None, random_args=None, pretrai
     config = EncoderConfig.from_dict(settings)
     frames = frames or settings['frames']
     encoders, report = {}, {}
+    trained = _pretrained_method(path, checkpoint, ckpt_args, settings, info).encoders() if kind == 'ours' else None
     for stream in streams:
         torch.manual_seed(PRETRAIN['seed'])
-        if kind == 'raw':
+        if kind == 'ours':
+            if stream not in trained:
+                raise ValueError(f'--checkpoint {path} has no {stream} encoder (pretrained modalities: '
+                                 f'{list(trained)})')
+            encoder = trained[stream].encoder
+            state, missing, unexpected = encoder.state_dict(), [], []
+        elif kind == 'raw':
             encoder = RawFeatures(len(info.channels), frames, info.layout.num_joints, info.persons)
         elif kind == 'heads':
             if stream not in checkpoint['streams']:
@@ -142,24 +171,17 @@ def load_encoders(path, streams, dataset, frames=None, random_args=None, pretrai
             encoder, state = stream_encoder(checkpoint, stream), checkpoint['heads'][stream]
         else:
             encoder = build_encoder(config, info.layout, info.persons, len(info.channels))
-        if kind == 'ours':
-            if stream not in ckpt_args.get('modalities', []):
-                raise ValueError(f'--checkpoint {path} has no {stream} encoder (pretrained modalities: '
-                                 f'{ckpt_args.get("modalities")})')
-            prefix = f'encoder_q.{stream}.'
-            state = {k[len(prefix):]: v for k, v in strip_module(checkpoint['model']).items() if k.startswith(prefix)}
-            missing, unexpected = encoder.load_state_dict(state, strict=False)
-        elif kind == 'released':
+        if kind == 'released':
             state = released_encoder_state(strip_module(checkpoint['state_dict']), 'q', stream)
             if not state:
                 raise ValueError(f'--checkpoint {path} has no encoder_q{RELEASED_SUFFIX[stream]}.* entries')
             missing, unexpected = encoder.load_released_state_dict(state)
-        else:  # random, raw, or heads (loaded whole above)
+        elif kind != 'ours':  # random, raw, or heads (loaded whole above)
             missing, unexpected = [], []
         missing = [k for k in missing if not k.startswith('fc.')]
         if missing or unexpected:
             raise ValueError(f'--checkpoint {path}, {stream} encoder: missing {missing}, unexpected {unexpected}')
-        encoders[stream] = encoder.eval()
+        encoders[stream] = StreamEncoder(encoder.eval(), stream, info.layout, info.coordinates)
         report[stream] = {'loaded': [] if kind in NO_CHECKPOINT else sorted(state), 'missing': missing}
     info = {'kind': kind, 'checkpoint': None if kind in NO_CHECKPOINT else str(path),
             'sha256': None if kind in NO_CHECKPOINT else file_hash(path), 'pretrain_args': ckpt_args,

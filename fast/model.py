@@ -7,7 +7,6 @@ import torch
 import torch.nn.functional as F
 
 from fast.grouped import grouped_features
-from feeder.modalities import to_modality
 from models.cmd import CMD
 
 
@@ -25,7 +24,7 @@ class FastCMD(CMD):
     def encode(self, encoders, view):
         if not self.grouped:
             return super().encode(encoders, view)
-        inputs = [to_modality(view, m, self.layout, self.coordinates) for m in self.modalities]
+        inputs = [self.inputs(view, m) for m in self.modalities]
         features = grouped_features([encoders[m] for m in self.modalities], inputs, self.kernels, self.recurrent_fp16)
         return {m: F.normalize(encoders[m].fc(f), dim=1) for m, f in zip(self.modalities, features)}
 

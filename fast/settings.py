@@ -50,6 +50,37 @@ def add_speed_arguments(parser):
                             '(docs/fast-path.md)')
 
 
+SWITCHES = ('speed', 'augment_on', 'gru_impl', 'tf32', 'gru_kernels', 'recurrent_fp16', 'overlap_keys', 'cuda_graph')
+
+
+def fill_switches(values):
+    """The speed switches ``values`` (a run's settings, the device and process count settled) leave
+    unset, filled for the run: ``({name: value}, {name: why})``."""
+    v, why = dict(values), {}
+    cuda, single = v['device'] == 'cuda', v['world_size'] == 1
+    where = f'{v["device"]}, {v["world_size"]} process{"es" if v["world_size"] > 1 else ""}'
+
+    def fill(name, value):
+        if v.get(name) is None:
+            v[name] = value
+            why[name] = f'speed default ({where}, --method {v["method"]})'
+
+    fill('speed', 'fast' if cuda else 'reference')
+    # the fast model and its captured step are CMD's (fast/model.py); other methods run the reference code
+    fast = v['speed'] == 'fast' and v['method'] == 'cmd'
+    published_gru = v['encoder'] == 'gru' and v['gru_mode'] == 'published'
+    fill('augment_on', 'device' if cuda else 'loader')
+    # grouped pays off through the CUDA graph (one process); eager, cuDNN's fused call is faster
+    fill('gru_impl', 'grouped' if fast and cuda and single and published_gru else 'fused')
+    fill('tf32', cuda)
+    fill('recurrent_fp16', fast and cuda and v['gru_impl'] == 'grouped' and v['tf32'] and not v['amp']
+         and v['gru_kernels'] != 'triton')
+    fill('overlap_keys', fast and cuda and single)
+    fill('cuda_graph', fast and cuda and single and v['gru_impl'] == 'grouped'
+         and not (v['amp'] and v['amp_dtype'] == 'float16'))
+    return {k: v[k] for k in why}, why
+
+
 @dataclass(frozen=True)
 class SpeedSettings:
     speed: str
@@ -65,35 +96,16 @@ class SpeedSettings:
     cuda: bool
 
     @classmethod
-    def from_args(cls, args):
-        """Fill the switches left unset, check them against each other and the run, and write the
-        resolved values back into ``args`` (so ``args.json`` and checkpoints record them)."""
-        cuda, single = args.device == 'cuda', args.world_size == 1
-        if args.speed is None:
-            args.speed = 'fast' if cuda else 'reference'
-        # the fast model and its captured step are CMD's (fast/model.py); other methods run the reference code
-        fast = args.speed == 'fast' and args.method == 'cmd'
-        published_gru = args.encoder == 'gru' and args.gru_mode == 'published'
-        if args.augment_on is None:
-            args.augment_on = 'device' if cuda else 'loader'
-        if args.gru_impl is None:
-            # grouped pays off through the CUDA graph (one process); eager, cuDNN's fused call is faster
-            args.gru_impl = 'grouped' if fast and cuda and single and published_gru else 'fused'
-        if args.tf32 is None:
-            args.tf32 = cuda
-        if args.recurrent_fp16 is None:
-            args.recurrent_fp16 = (fast and cuda and args.gru_impl == 'grouped' and args.tf32 and not args.amp
-                                   and args.gru_kernels != 'triton')
-        if args.overlap_keys is None:
-            args.overlap_keys = fast and cuda and single
-        if args.cuda_graph is None:
-            args.cuda_graph = (fast and cuda and single and args.gru_impl == 'grouped'
-                               and not (args.amp and args.amp_dtype == 'float16'))
-        settings = cls(cuda=cuda, **{f.name: getattr(args, f.name) for f in fields(cls) if f.name != 'cuda'})
-        problems = settings.problems(single, published_gru, args.method)
+    def from_settings(cls, settings):
+        """The switches of a run's resolved settings (:func:`fill_switches` filled those left
+        unset), checked against each other and the run."""
+        cuda = settings.device == 'cuda'
+        speed = cls(cuda=cuda, **{f.name: getattr(settings, f.name) for f in fields(cls) if f.name != 'cuda'})
+        published_gru = settings.encoder == 'gru' and settings.gru_mode == 'published'
+        problems = speed.problems(settings.world_size == 1, published_gru, settings.method)
         if problems:
             raise SystemExit('error: ' + '\n       '.join(problems))
-        return settings
+        return speed
 
     def problems(self, single, published_gru, method='cmd'):
         """The settings that contradict each other or the run, as sentences."""
@@ -120,12 +132,16 @@ class SpeedSettings:
         return out
 
     @classmethod
-    def reference_instead(cls, args):
-        """The settings of ``--speed reference`` for this run, keeping the precision and where the
-        views are made (``--amp``, ``--tf32``, ``--augment-on``): what a failed self-check leaves."""
-        args.speed, args.gru_kernels = 'reference', 'auto'
-        args.gru_impl = args.recurrent_fp16 = args.overlap_keys = args.cuda_graph = None
-        return cls.from_args(args)
+    def reference_instead(cls, settings, source):
+        """``settings`` on ``--speed reference``, keeping the precision and where the views are made
+        (``--amp``, ``--tf32``, ``--augment-on``), each change recorded as from ``source``, and their
+        switches: what a failed self-check leaves."""
+        values = dict(vars(settings), speed='reference', gru_kernels='auto', gru_impl=None, recurrent_fp16=None,
+                      overlap_keys=None, cuda_graph=None)
+        values.update(fill_switches(values)[0])
+        changed = {k: values[k] for k in SWITCHES if values[k] != getattr(settings, k)}
+        settings = settings.replace(source, **changed)
+        return settings, cls.from_settings(settings)
 
     @property
     def computes_differently(self):

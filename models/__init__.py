@@ -11,9 +11,18 @@ from models.stgcn import STGCNEncoder
 
 ENCODERS = {'gru': GRUEncoder, 'stgcn': STGCNEncoder}
 METHODS = {'cmd': CMD, 'skeletonclr': SkeletonCLR, 'crossclr': CrosSCLR, 'aimclr': AimCLR}
-# What every encoder takes, and then each encoder's own settings.
+# What every encoder takes; then each encoder's own settings (``Encoder.SETTINGS``).
 COMMON_SETTINGS = ('encoder', 'dim', 'mlp')
-ENCODER_SETTINGS = COMMON_SETTINGS + tuple(dict.fromkeys(s for e in ENCODERS.values() for s in e.SETTINGS))
+
+
+def own_settings():
+    """Every registered encoder's own settings (:class:`models.encoder.Setting`), by name, once each."""
+    return {s.name: s for e in ENCODERS.values() for s in e.SETTINGS}
+
+
+def encoder_setting_names():
+    """The names of everything that defines an encoder: the common settings, then every encoder's own."""
+    return COMMON_SETTINGS + tuple(own_settings())
 
 
 @dataclass(frozen=True)
@@ -31,11 +40,11 @@ class EncoderConfig:
         name = values.get('encoder')
         if name not in ENCODERS:
             raise ValueError(f'unknown encoder {name!r}; known: {", ".join(ENCODERS)}')
-        needed = ('dim', 'mlp') + ENCODERS[name].SETTINGS
-        missing = [key for key in needed if values.get(key) is None]
+        own = tuple(s.name for s in ENCODERS[name].SETTINGS)
+        missing = [key for key in ('dim', 'mlp') + own if values.get(key) is None]
         if missing:
             raise ValueError(f'encoder {name}: no value for {", ".join(missing)}')
-        return cls(name, values['dim'], values['mlp'], tuple((key, values[key]) for key in ENCODERS[name].SETTINGS))
+        return cls(name, values['dim'], values['mlp'], tuple((key, values[key]) for key in own))
 
 
 def build_encoder(config, layout, persons, channels=3):

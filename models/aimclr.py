@@ -7,7 +7,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from feeder.modalities import to_modality
 from models.losses import distribution_matching, multi_positive_nce, neighbour_positives, topk_accuracy
 from models.moco import MoCo, MoCoConfig, check_topk, mining_start
 
@@ -73,7 +72,7 @@ class AimCLR(MoCo):
         queue = self.queue.clone()
         total, stats = 0, {}
         for i, m in enumerate(self.modalities):
-            e, ed = self.extreme(self.encoder_q[m], to_modality(view_e, m, self.layout, self.coordinates))
+            e, ed = self.extreme(self.encoder_q[m], self.inputs(view_e, m))
             logits, logits_e, logits_ed = (torch.cat([(z * k[m]).sum(dim=1, keepdim=True), z @ queue[i]], dim=1)
                                            / self.contrast_t for z in (q[m], e, ed))
             if self.epoch < self.mining_epoch:

@@ -1,20 +1,54 @@
-"""The contract every encoder keeps (docs/method.md, "Encoders"), which the CMD model, the fast
-path, evaluation and feature export rely on."""
+"""The contract every encoder keeps (docs/method.md, "Encoders"), which the methods, the fast
+path, evaluation and feature export rely on: the encoder, its own settings, its projection head,
+and the stream encoder that feeds it one modality of a layout's clips."""
+from dataclasses import dataclass
+
 from torch import nn
+
+from feeder.modalities import to_modality
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One of an encoder's own settings: the argument ``name`` (its flag is ``--name-with-dashes``),
+    its ``type`` (an ``int`` is at least 1), its ``default`` (the published recipe's), ``help`` and,
+    for a choice, ``choices``."""
+    name: str
+    type: type
+    default: object
+    help: str
+    choices: tuple = None
+
+    @property
+    def flag(self):
+        return '--' + self.name.replace('_', '-')
+
+
+def projection_head(in_dim, dim, mlp):
+    """``fc``: Linear(in, dim), or with ``mlp`` Linear(in, in) -> ReLU -> Linear(in, dim).
+
+    The published code Xavier-initialises the original ``fc`` (the last layer); the MLP's extra
+    hidden layer keeps PyTorch's default init.
+    """
+    last = nn.Linear(in_dim, dim)
+    nn.init.xavier_uniform_(last.weight)
+    if not mlp:
+        return last
+    return nn.Sequential(nn.Linear(in_dim, in_dim), nn.ReLU(inplace=True), last)
 
 
 class Encoder(nn.Module):
     """An encoder of clips (N, C, T, V, M): ``features(x)`` gives the (N, ``feature_dim``)
     representation that kNN, the linear protocol and feature export use; ``fc``, the projection
-    head (``feature_dim`` -> ``dim``), serves pretraining alone; ``forward(x)`` is
-    ``fc(features(x))``. An encoder whose features pool a map may expose both halves,
-    ``feature_map(x) -> (map, persons)`` and ``pool(map, persons)``, for methods that work on the
-    map (AimCLR's attention drop); ST-GCN does.
+    head (``feature_dim`` -> ``dim``, :func:`projection_head`), serves pretraining alone;
+    ``forward(x)`` is ``fc(features(x))``. An encoder whose features pool a map may expose both
+    halves, ``feature_map(x) -> (map, persons)`` and ``pool(map, persons)``, for methods that work
+    on the map (AimCLR's attention drop); ST-GCN does.
 
-    A new encoder subclasses this, names its own settings in ``SETTINGS`` (argument names whose
-    defaults live in ``options/presets.py``, each with a flag in ``options/args.py``), builds itself
-    in :meth:`build`, and is registered in ``models.ENCODERS``; its recipe is its entry in
-    ``options.presets.ENCODER_RECIPES``."""
+    A new encoder subclasses this, declares its own settings in ``SETTINGS`` (:class:`Setting`:
+    the flags of every entry script and their defaults are made from them), builds itself in
+    :meth:`build`, and is registered in ``models.ENCODERS``; a recipe of its own (other lr,
+    frames, ...) is an optional entry in ``options.presets.ENCODER_RECIPES``."""
 
     SETTINGS = ()
 
@@ -30,3 +64,28 @@ class Encoder(nn.Module):
 
     def forward(self, x):
         return self.fc(self.features(x))
+
+
+class StreamEncoder(nn.Module):
+    """One stream: ``encoder`` fed the ``modality`` of joint clips (N, C, T, V, M) of ``layout``
+    skeletons (``coordinates``: how many leading channels are coordinates, the rest carried along;
+    :func:`feeder.modalities.to_modality`). What a method's ``encoders()`` returns and evaluation
+    reads; its parameters are the encoder's, under ``encoder.``."""
+
+    def __init__(self, encoder, modality, layout, coordinates=None):
+        super().__init__()
+        self.encoder, self.modality, self.layout, self.coordinates = encoder, modality, layout, coordinates
+
+    @property
+    def feature_dim(self):
+        return self.encoder.feature_dim
+
+    def inputs(self, clips):
+        """The encoder's input: this stream's modality of ``clips``."""
+        return to_modality(clips, self.modality, self.layout, self.coordinates)
+
+    def features(self, clips):
+        return self.encoder.features(self.inputs(clips))
+
+    def forward(self, clips):
+        return self.encoder(self.inputs(clips))

@@ -2,20 +2,7 @@
 import torch
 from torch import nn
 
-from models.encoder import Encoder
-
-
-def projection_head(in_dim, dim, mlp):
-    """``fc``: Linear(in, dim), or with ``mlp`` Linear(in, in) -> ReLU -> Linear(in, dim).
-
-    The published code Xavier-initialises the original ``fc`` (the last layer); the MLP's extra
-    hidden layer keeps PyTorch's default init.
-    """
-    last = nn.Linear(in_dim, dim)
-    nn.init.xavier_uniform_(last.weight)
-    if not mlp:
-        return last
-    return nn.Sequential(nn.Linear(in_dim, in_dim), nn.ReLU(inplace=True), last)
+from models.encoder import Encoder, Setting, projection_head
 
 
 def fuse_chains(forward, reverse):
@@ -57,7 +44,14 @@ class GRUEncoder(Encoder):
     published method, docs/method.md): every frame then shapes the feature, not mostly the last.
     """
 
-    SETTINGS = ('hidden_size', 'num_layers', 'gru_mode', 'gru_pool')
+    SETTINGS = (
+        Setting('hidden_size', int, 1024, 'GRU hidden units per chain'),
+        Setting('num_layers', int, 3, 'GRU layers'),
+        Setting('gru_mode', str, 'published', 'published: two forward-in-time chains per layer (the released '
+                'function); bidirectional: a true bidirectional GRU', ('published', 'bidirectional')),
+        Setting('gru_pool', str, 'last', "the GRU's clip feature: the last frame's output (published) or the mean "
+                "over all frames' outputs", ('last', 'mean')),
+    )
 
     @classmethod
     def build(cls, settings, layout, persons, channels, dim, mlp):

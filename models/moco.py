@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from feeder.modalities import MODALITIES, to_modality
+from models.encoder import StreamEncoder
 from models.losses import cross_positive_nce, infonce, topk_accuracy
 from utils.dist import concat_all_gather
 
@@ -69,8 +70,13 @@ class MoCo(nn.Module):
         self.epoch = epoch
 
     def encoders(self):
-        """The trained encoders, {modality: encoder}: what evaluation uses (the query encoders)."""
-        return dict(self.encoder_q.items())
+        """The trained encoders, {modality: :class:`models.encoder.StreamEncoder`}: what evaluation
+        uses (the query encoders)."""
+        return {m: StreamEncoder(e, m, self.layout, self.coordinates) for m, e in self.encoder_q.items()}
+
+    def inputs(self, view, modality):
+        """One modality of a view: what that modality's encoders take."""
+        return to_modality(view, modality, self.layout, self.coordinates)
 
     @torch.no_grad()
     def _momentum_update_key_encoder(self):
@@ -94,8 +100,7 @@ class MoCo(nn.Module):
     def encode(self, encoders, view):
         """Normalised embeddings {modality: (N, dim)} of one view: each modality's encoder on
         that modality of the clip."""
-        return {m: F.normalize(encoders[m](to_modality(view, m, self.layout, self.coordinates)), dim=1)
-                for m in self.modalities}
+        return {m: F.normalize(encoders[m](self.inputs(view, m)), dim=1) for m in self.modalities}
 
     def embed(self, view_q, view_k):
         """Queries of the first view; keys of the second from the key encoders, momentum-updated

@@ -4,8 +4,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.encoder import Encoder
-from models.gru import projection_head
+from models.encoder import Encoder, projection_head
 
 
 def hop_distance(num_nodes, edges, max_hop=1):

@@ -6,7 +6,7 @@ import torch
 
 from feeder.info import BUILTIN_DATASETS, DATASET_NAMES
 from feeder.modalities import MODALITIES
-from models import ENCODERS
+from models import ENCODERS, own_settings
 
 
 def positive_int(text):
@@ -36,8 +36,10 @@ def default_workers():
     return min(4, cores)
 
 
-def get_args_parser(add_help=False):
-    """Arguments common to pretraining and evaluation; scripts add theirs via ``parents=``."""
+def get_args_parser(add_help=False, encoder_flags=True):
+    """Arguments common to pretraining and evaluation; scripts add theirs via ``parents=``. With
+    ``encoder_flags``, every encoder's settings, made from ``models.ENCODERS`` (a script that
+    builds no encoder of its own choosing leaves them out)."""
     parser = argparse.ArgumentParser('CMD', add_help=add_help)
     data = parser.add_argument_group('data')
     data.add_argument('--dataset', default='synthetic', choices=DATASET_NAMES,
@@ -54,16 +56,12 @@ def get_args_parser(add_help=False):
 
     model = parser.add_argument_group('model')
     model.add_argument('--encoder', default=None, choices=list(ENCODERS), help='the encoder (models.ENCODERS)')
-    model.add_argument('--hidden-size', type=positive_int, default=None, help='GRU hidden units per chain')
-    model.add_argument('--num-layers', type=positive_int, default=None, help='GRU layers')
-    model.add_argument('--gru-mode', default=None, choices=['published', 'bidirectional'],
-                       help='published: two forward-in-time chains per layer (the released function); '
-                            'bidirectional: a true bidirectional GRU')
-    model.add_argument('--gru-pool', default=None, choices=['last', 'mean'],
-                       help="the GRU's clip feature: the last frame's output (published) or the mean "
-                            "over all frames' outputs")
-    model.add_argument('--mlp', default=None, action=argparse.BooleanOptionalAction, help='MLP projection head')
-    model.add_argument('--dim', type=positive_int, default=None, help='projection size')
+    if encoder_flags:
+        for setting in own_settings().values():
+            kind = positive_int if setting.type is int else setting.type
+            model.add_argument(setting.flag, type=kind, default=None, choices=setting.choices, help=setting.help)
+        model.add_argument('--mlp', default=None, action=argparse.BooleanOptionalAction, help='MLP projection head')
+        model.add_argument('--dim', type=positive_int, default=None, help='projection size')
 
     run = parser.add_argument_group('runtime')
     run.add_argument('--device', default=None, choices=['cuda', 'cpu'],
@@ -157,26 +155,37 @@ def check_benchmark(args, dataset):
                          f'choose from {", ".join(dataset.benchmarks)}')
 
 
-def resolve_common(args, dataset, recipe, output_required=True):
-    """The start of every entry script: check the benchmark of ``dataset`` (a
-    :class:`feeder.info.DatasetInfo`), fill defaults from ``recipe``, pick the device (CUDA when
-    available)."""
+def check_places(args, dataset, output_required=True):
+    """The benchmark of ``dataset`` (a :class:`feeder.info.DatasetInfo`) and the output folder."""
     check_benchmark(args, dataset)
     if output_required and args.output_dir is None:
         raise SystemExit('error: --output-dir is required')
     if args.output_dir is not None and os.path.exists(args.output_dir) and not os.path.isdir(args.output_dir):
         raise SystemExit(f'error: --output-dir {args.output_dir} is a file, not a folder')
+
+
+def resolve_common(args, dataset, recipe, output_required=True):
+    """The start of a small entry script (``visualize.py``): check the benchmark of ``dataset``
+    and the output folder, fill defaults from ``recipe``, pick the device (CUDA when available)."""
+    check_places(args, dataset, output_required)
     fill_defaults(args, recipe)
     resolve_device(args)
     return args
 
 
-def resolve_device(args):
-    """Settle ``args.device``: CUDA when available unless given. First of all in an entry script
-    that runs under ``torchrun``: the process group and each process's GPU depend on it."""
-    if args.device is None:
-        args.device = 'cuda' if torch.cuda.is_available() else 'cpu'
-    elif args.device == 'cuda' and not torch.cuda.is_available():
+def settle_device(requested):
+    """The device of ``--device requested``: CUDA when available unless given. First of all in an
+    entry script that runs under ``torchrun``: the process group and each process's GPU depend on
+    it."""
+    if requested is None:
+        return 'cuda' if torch.cuda.is_available() else 'cpu'
+    if requested == 'cuda' and not torch.cuda.is_available():
         raise SystemExit('error: --device cuda, but PyTorch sees no CUDA device here (a CPU-only build, or no '
                          'driver); leave --device out to run on the CPU')
+    return requested
+
+
+def resolve_device(args):
+    """Settle ``args.device`` (:func:`settle_device`)."""
+    args.device = settle_device(args.device)
     return args.device

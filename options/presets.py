@@ -1,18 +1,21 @@
 """The one table of recipes: every default of pretraining and evaluation, per encoder and dataset
-(docs/protocols.md). What the datasets themselves are lives in ``feeder/info.py``."""
+(docs/protocols.md). What the datasets themselves are lives in ``feeder/info.py``; an encoder's
+own settings and their defaults live with the encoder (``Encoder.SETTINGS``)."""
 import math
 
-# Published CMD pretraining recipe with the GRU encoder.
+from models import own_settings
+
+# Published CMD pretraining recipe with the GRU encoder (whose published size is its settings'
+# defaults: 3 x 1024, the published chains, the last frame).
 PRETRAIN = dict(
     encoder='gru', epochs=451, schedule=[351], lr=0.01, momentum=0.9, weight_decay=1e-4,
     batch_size=64, frames=64, min_crop=None, queue_size=16384, topk=8192, contrast_t=0.07,
     teacher_t=0.05, student_t=0.1, momentum_key=0.999, cmd_weight=1.0, mlp=True,
-    hidden_size=1024, num_layers=3, gru_mode='published', gru_pool='last', dim=128, save_every=10, seed=42,
-    shear=1.0, corruption=0.5, rotation=0.0, modalities=['joint', 'motion', 'bone'])
+    dim=128, save_every=10, seed=42, shear=1.0, corruption=0.5, rotation=0.0, modalities=['joint', 'motion', 'bone'])
 
-# Per-encoder changes to that recipe: ST-GCN as CrosSCLR/AimCLR train it.
+# Per-encoder changes to that recipe (an encoder without a row trains with it): ST-GCN as
+# CrosSCLR/AimCLR train it.
 ENCODER_RECIPES = {
-    'gru': {},
     'stgcn': dict(frames=50, lr=0.1, batch_size=128, epochs=300, schedule=[250], queue_size=32768),
 }
 
@@ -94,49 +97,51 @@ def default_encoder(method='cmd'):
     return METHOD_RECIPES.get(method, {}).get('encoder', PRETRAIN['encoder'])
 
 
-def pretrain_recipe(dataset, encoder, train_clips=None, median_length=None, world_size=1, method='cmd', **given):
-    """Defaults for ``pretrain.py``: published recipe < encoder recipe < small-data preset (for
-    ``SMALL_DATASETS``; a custom dataset below ``SMALL_DATA_CLIPS`` training clips) < dataset
-    recipe, with the small-data rules for a training set of known size (``given``: the batch size
-    and epochs a command line fixes), and the method's recipe over them all: its values say what the
-    method is (CrosSCLR's and AimCLR's top-k counts mined positives, CMD's the distilled
-    neighbours). Returns the recipe and the rules' reasons ({} where none applied)."""
-    own = {k: v for k, v in METHOD_RECIPES.get(method, {}).items() if k != 'encoder'}
-    recipe = dict(PRETRAIN)
-    recipe.update(ENCODER_RECIPES[encoder])
-    small = dataset in SMALL_DATASETS and (dataset != 'custom' or train_clips is None or train_clips < SMALL_DATA_CLIPS)
+def recipe(dataset, encoder=None, method='cmd', benchmark=None, world_size=1, recorded=None, train_clips=None,
+           median_length=None, **given):
+    """The defaults of a pretraining run and where each comes from: ``(values, sources)``, two dicts
+    by argument name, a source being a short phrase ("published recipe", "small-data rule: ...").
+
+    The layers, each over the one before: the published recipe with every encoder's setting
+    defaults; ``encoder``'s recipe (default: the one ``method`` was published with); the small-data
+    preset (for ``SMALL_DATASETS``; a custom dataset below ``SMALL_DATA_CLIPS`` training clips); the
+    dataset's recipe; the small-data rules for a training set of known size (``given``: the batch
+    size and epochs a command line fixes, which the rest follows); the method's recipe, whose values
+    say what the method is (CrosSCLR's and AimCLR's top-k counts mined positives, CMD's the distilled
+    neighbours); then, for a checkpoint's run, what it records (``recorded``, its args), else
+    ``UNRECORDED_DEFAULTS``. ``dataset``: a :class:`feeder.info.DatasetInfo`, whose description gives
+    the training set's size and median length for ``benchmark`` where it was prepared here, or a
+    dataset's kind by name; ``train_clips`` and ``median_length`` given win."""
+    kind = dataset if isinstance(dataset, str) else dataset.kind
+    if not isinstance(dataset, str) and benchmark is not None:
+        train_clips = train_clips or dataset.sizes.get(benchmark, {}).get('train')
+        median_length = median_length or (dataset.lengths.get(benchmark, {}).get('train') or {}).get('median')
+    encoder = encoder or default_encoder(method)
+    values, sources = {}, {}
+
+    def layer(changes, source):
+        values.update(changes)
+        sources.update(dict.fromkeys(changes, source))
+
+    layer(PRETRAIN, 'published recipe')
+    layer({name: s.default for name, s in own_settings().items()}, 'published recipe (the encoders\' defaults)')
+    layer(ENCODER_RECIPES.get(encoder, {}), f'encoder recipe ({encoder})')
+    small = kind in SMALL_DATASETS and (kind != 'custom' or train_clips is None or train_clips < SMALL_DATA_CLIPS)
     if small:
-        recipe.update(SMALL)
-    recipe.update(DATASET_RECIPES.get(dataset, {}))
-    why = {}
+        layer(SMALL, 'small-data preset')
+    layer(DATASET_RECIPES.get(kind, {}), f'dataset recipe ({kind})')
+    own = {k: v for k, v in METHOD_RECIPES.get(method, {}).items() if k != 'encoder'}
     if small and train_clips:
-        values, why = small_data_rules(train_clips, median_length, world_size, **given)
-        why = {k: v for k, v in why.items() if k not in own}
-        recipe.update(values)
-    recipe.update(own, encoder=encoder)
-    return recipe, why
-
-
-def recorded_recipe(recipe, recorded):
-    """``recipe`` for a checkpoint's run: the settings it records (``recorded``, its args) where
-    not ``None``, else ``UNRECORDED_DEFAULTS``, else the recipe's own."""
-    out = dict(recipe, **{k: v for k, v in UNRECORDED_DEFAULTS.items() if k in recipe})
-    out.update({k: recorded[k] for k in recipe if recorded.get(k) is not None})
-    return out
-
-
-def dataset_recipe(dataset, encoder, benchmark, world_size=1, method='cmd'):
-    """:func:`pretrain_recipe` (the recipe alone) of a :class:`feeder.info.DatasetInfo` and one of
-    its benchmarks, whose training clips and lengths its description records where it was
-    prepared here."""
-    return dataset_rules(dataset, encoder, benchmark, world_size, method)[0]
-
-
-def dataset_rules(dataset, encoder, benchmark, world_size=1, method='cmd', **given):
-    """:func:`pretrain_recipe` of a dataset's benchmark: the recipe and the rules' reasons."""
-    lengths = dataset.lengths.get(benchmark, {}).get('train') or {}
-    return pretrain_recipe(dataset.kind, encoder, dataset.sizes.get(benchmark, {}).get('train'),
-                           lengths.get('median'), world_size, method, **given)
+        ruled, why = small_data_rules(train_clips, median_length, world_size, **given)
+        for key in ruled.keys() - own.keys():
+            layer({key: ruled[key]}, f'small-data rule: {why[key]}')
+    layer(own, f'method recipe ({method})')
+    layer({'encoder': encoder}, f'method recipe ({method})' if 'encoder' in METHOD_RECIPES.get(method, {})
+          else 'published recipe')
+    if recorded is not None:
+        layer({k: v for k, v in UNRECORDED_DEFAULTS.items() if k in values}, 'what the code did before the setting')
+        layer({k: recorded[k] for k in values if recorded.get(k) is not None}, 'checkpoint')
+    return values, sources
 
 
 # Evaluation protocols: frozen-feature linear classification and fine-tuning.

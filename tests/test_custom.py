@@ -279,13 +279,15 @@ def test_unlabelled_data_pretrains_and_the_monitor_says_why_it_is_off(tmp_path, 
 @pytest.mark.parametrize('layout_name, channels', [('coco17', 'xy'), ('mediapipe33', 'xys'), ('h36m17', 'xyz')])
 def test_both_encoders_follow_the_layout_and_channels(layout_name, channels):
     from models import EncoderConfig, build_encoder
-    from options.presets import PRETRAIN
+    from options.presets import recipe
     layout = get_layout(layout_name)
     x = torch.randn(3, len(channels), 12, layout.num_joints, 2)
     for encoder in ('gru', 'stgcn'):
-        config = EncoderConfig.from_dict(dict(PRETRAIN, encoder=encoder, hidden_size=8, num_layers=1, dim=16))
+        values = recipe('ntu60', encoder=encoder)[0]
+        config = EncoderConfig.from_dict(dict(values, hidden_size=8, num_layers=1, dim=16))
         model = build_encoder(config, layout, persons=2, channels=len(channels)).eval()
         features = model.features(to_modality(x, 'bone', layout, coordinates=2 if channels != 'xyz' else 3))
         assert features.shape == (3, model.feature_dim) and torch.isfinite(features).all()
-    graph = build_encoder(EncoderConfig.from_dict(dict(PRETRAIN, encoder='stgcn', dim=16)), layout, 2, len(channels)).A
+    graph = build_encoder(EncoderConfig.from_dict(dict(recipe('ntu60', encoder='stgcn')[0], dim=16)), layout, 2,
+                          len(channels)).A
     assert graph.shape == (3, layout.num_joints, layout.num_joints)  # ST-GCN's partition of this skeleton

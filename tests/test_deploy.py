@@ -21,8 +21,9 @@ from evaluation.pretrained import describe, load_encoders
 from feeder.datasets import DownstreamDataset, SkeletonFolder
 from feeder.info import dataset_info
 from feeder.layouts import get_layout
+from models.encoder import StreamEncoder
 from models import EncoderConfig, build_encoder
-from options.presets import PRETRAIN
+from options.presets import recipe
 from utils.checkpoint_io import read_checkpoint
 
 COMMON = ['--dataset', 'synthetic', '--batch-size', '4', '--workers', '0', '--device', 'cpu']
@@ -104,7 +105,7 @@ def test_retrieval_first_neighbour_is_the_1nn_prediction(data_root, tiny_checkpo
     feats = {}
     for part in ('train', 'val'):
         clips = DownstreamDataset(SkeletonFolder(str(data_root / 'xsub'), part), frames=8)
-        f, labels = extract_features(encoders, clips, info.layout, torch.device('cpu'), workers=0)
+        f, labels = extract_features(encoders, clips, torch.device('cpu'), workers=0)
         feats[part] = (with_fusion(f, ['joint', 'motion', 'bone'])['fused'], labels)
     nn1 = knn_predict(feats['train'][0], feats['train'][1], feats['val'][0], ks=(1,))[1]
     train = SkeletonFolder(str(data_root / 'xsub'), 'train')
@@ -129,7 +130,7 @@ def test_retrieval_first_neighbour_is_the_1nn_prediction(data_root, tiny_checkpo
 
 
 def _encoder(settings):
-    full = {k: PRETRAIN.get(k) for k in ('encoder', 'hidden_size', 'num_layers', 'gru_mode', 'gru_pool', 'dim', 'mlp')}
+    full = dict(recipe('ntu60', 'gru')[0])
     full.update(settings)
     torch.manual_seed(0)
     return build_encoder(EncoderConfig.from_dict(full), get_layout('ntu25'), 2, 3).eval()
@@ -143,7 +144,7 @@ def _encoder(settings):
 def test_exported_encoders_equal_pytorch_at_other_batches_and_lengths(tmp_path, settings):
     import onnxruntime
     from feeder.modalities import _parent_index
-    model = Deployable(CentreCrop(8), StreamFeatures(_encoder(settings), 'bone', get_layout('ntu25'))).eval()
+    model = Deployable(CentreCrop(8), StreamFeatures(StreamEncoder(_encoder(settings), 'bone', get_layout('ntu25')))).eval()
     example = torch.randn(2, 3, 16, 25, 2)
     _parent_index.cache_clear()  # as in a fresh process: export must not leave its tracer's tensors behind
     export_onnx(model, example, str(tmp_path / 'm.onnx'), 'features')
@@ -170,8 +171,7 @@ def test_export_script_gives_extract_features_features_and_heads_probabilities(d
     info = dataset_info('synthetic', str(data_root))
     encoders, _, _ = load_encoders(str(tiny_checkpoint), ['bone'], info)
     folder = SkeletonFolder(str(data_root / 'xsub'), 'val')
-    expected, _ = extract_features(encoders, DownstreamDataset(folder, frames=8), info.layout, torch.device('cpu'),
-                                   workers=0)
+    expected, _ = extract_features(encoders, DownstreamDataset(folder, frames=8), torch.device('cpu'), workers=0)
     for i in (0, 3, 7):  # each clip cut to its own frames
         np.testing.assert_allclose(run(folder.clip(i)[None].numpy()), expected['bone'][i:i + 1].numpy(), atol=1e-4)
     heads, _ = linear_heads

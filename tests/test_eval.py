@@ -16,6 +16,7 @@ from feeder.layouts import NTU25
 from finetune import balanced_subset
 from tests.golden import released_cmd_state
 from models.cmd import CMD
+from models.encoder import StreamEncoder
 from models.gru import GRUEncoder
 from evaluation.pretrained import load_encoders
 from tests.reference import published_gru_features
@@ -55,7 +56,7 @@ def test_frozen_training_leaves_encoder_bit_identical():
         if frozen:
             for p in encoder.parameters():
                 p.requires_grad = False
-        classifier = Classifier(encoder, 3, 'joint', NTU25)
+        classifier = Classifier(StreamEncoder(encoder, 'joint', NTU25), 3)
         before = {k: v.clone() for k, v in encoder.state_dict().items()}
         fit_classifiers({'joint': classifier}, loader, loader, args, torch.device('cpu'), frozen=frozen)
         same = all(torch.equal(v, encoder.state_dict()[k]) for k, v in before.items())
@@ -87,7 +88,7 @@ def test_released_layout_checkpoint_matches_the_frame_by_frame_oracle(tmp_path):
         norm.load_state_dict({k.split('input_norm.')[1]: v for k, v in state.items()
                               if k.startswith(f'encoder_q{suffix}.input_norm.')})
         with torch.no_grad():
-            torch.testing.assert_close(encoders[stream].features(x), published_gru_features(gru, norm, x))
+            torch.testing.assert_close(encoders[stream].encoder.features(x), published_gru_features(gru, norm, x))
 
 
 def test_golden_after_state_gives_the_published_eval_feature(tmp_path):
@@ -190,7 +191,7 @@ def test_other_encoders_pretrain_and_evaluate(data_root, tmp_path, encoder_args)
     model = run_pretrain(data_root, tmp_path / 'pre', '--epochs', '1', *encoder_args)
     checkpoint = tmp_path / 'pre' / 'checkpoint.pth'
     encoders, info, _ = load_encoders(str(checkpoint), ['bone'], 'synthetic')
-    for key, value in encoders['bone'].state_dict().items():
+    for key, value in encoders['bone'].encoder.state_dict().items():
         assert torch.equal(value, model.encoder_q['bone'].state_dict()[key]), key
     args = knn_eval.get_knn_parser().parse_args(
         ['--checkpoint', str(checkpoint), '--data-root', str(data_root), '--output-dir', str(tmp_path / 'knn'),
@@ -206,8 +207,7 @@ def test_features_from_python_equal_the_knn_features(tiny_checkpoint, data_root)
     modules, frames = feature_extractors(str(tiny_checkpoint), 'synthetic', streams=('joint', 'bone'))
     folder = SkeletonFolder(str(data_root / 'xsub'), 'val')
     encoders, _, _ = load_encoders(str(tiny_checkpoint), ['joint', 'bone'], 'synthetic')
-    expected, _ = extract_features(encoders, DownstreamDataset(folder, frames=frames), NTU25, torch.device('cpu'),
-                                   workers=0)
+    expected, _ = extract_features(encoders, DownstreamDataset(folder, frames=frames), torch.device('cpu'), workers=0)
     # clips of different lengths, zero-padded into one batch and prepared as kNN prepares them
     clips, lengths = collate_clips([(folder.clip(i), folder.clip(i).shape[1]) for i in range(3)])
     batch = center_crop_resize(clips, lengths, frames)

@@ -12,7 +12,7 @@ import knn_eval
 import linear_eval
 import models
 from feeder.augment import ViewAugment
-from feeder.modalities import to_modality
+from models.encoder import StreamEncoder
 from tests.conftest import run_pretrain
 
 
@@ -24,19 +24,17 @@ class Toy(nn.Module):
 
     def __init__(self, make_encoder, layout, coordinates):
         super().__init__()
-        self.layout, self.coordinates = layout, coordinates
-        self.encoder_q = nn.ModuleDict({'joint': make_encoder()})
+        self.joint = StreamEncoder(make_encoder(), 'joint', layout, coordinates)
 
     @classmethod
     def build(cls, make_encoder, args, dataset):
         return cls(make_encoder, dataset.layout, dataset.coordinates)
 
     def encoders(self):
-        return dict(self.encoder_q.items())
+        return {'joint': self.joint}
 
     def forward(self, views):
-        a, b = (F.normalize(self.encoder_q['joint'](to_modality(v, 'joint', self.layout, self.coordinates)), dim=1)
-                for v in views)
+        a, b = (F.normalize(self.joint(v), dim=1) for v in views)
         align = (a - b).pow(2).sum(1).mean()
         uniform = torch.pdist(a).pow(2).mul(-2).exp().mean().log()
         return align + uniform, {'align': align.detach(), 'uniform': uniform.detach()}
@@ -213,8 +211,8 @@ def test_crossclr_pretrains_with_its_recipe_and_evaluates_every_stream(data_root
                  '--knn-every', '0')
     args = json.loads((out / 'args.json').read_text())
     assert (args['method'], args['encoder'], args['shear'], args['mining_epoch']) == ('crossclr', 'stgcn', 0.5, 1)
-    from options.presets import pretrain_recipe
-    published = pretrain_recipe('ntu60', 'stgcn', method='crossclr')[0]  # (the tiny run's --topk is 4)
+    from options.presets import recipe
+    published = recipe('ntu60', method='crossclr')[0]  # (the tiny run's --topk is 4)
     assert (published['topk'], published['frames'], published['epochs'], published['queue_size'],
             published['modalities']) == (1, 50, 300, 32768, ['joint', 'motion', 'bone'])
     log = [json.loads(line) for line in (out / 'log.txt').read_text().splitlines()]
@@ -376,8 +374,8 @@ def test_aimclr_pretrains_with_its_recipe_and_evaluates(data_root, tmp_path):
     args = json.loads((out / 'args.json').read_text())
     assert (args['method'], args['encoder'], args['modalities'], args['shear']) == ('aimclr', 'stgcn', ['joint'], 0.5)
     assert type(model).VIEWS == ('skeletonclr', 'skeletonclr', 'extreme') and list(model.encoders()) == ['joint']
-    from options.presets import pretrain_recipe
-    published = pretrain_recipe('ntu60', 'stgcn', method='aimclr')[0]
+    from options.presets import recipe
+    published = recipe('ntu60', method='aimclr')[0]
     assert (published['topk'], published['frames'], published['epochs'], published['queue_size']) == (1, 50, 300, 32768)
     log = [json.loads(line) for line in (out / 'log.txt').read_text().splitlines()]
     assert {'infonce_joint', 'd3m_joint'} <= set(log[1]) and all(math.isfinite(log[1][k]) for k in ('loss', 'd3m_joint'))
@@ -390,11 +388,11 @@ def test_aimclr_pretrains_with_its_recipe_and_evaluates(data_root, tmp_path):
 
 
 def test_the_small_data_rules_leave_what_a_method_is_to_its_recipe():
-    from options.presets import pretrain_recipe
-    cmd, why_cmd = pretrain_recipe('ucla', 'stgcn', 1019, 40, method='cmd')
+    from options.presets import recipe
+    cmd, sources = recipe('ucla', 'stgcn', 'cmd', train_clips=1019, median_length=40)
     for method in ('crossclr', 'aimclr'):  # their top-k counts mined positives, not distilled neighbours
-        recipe, why = pretrain_recipe('ucla', 'stgcn', 1019, 40, method=method)
-        assert recipe['topk'] == 1 and 'topk' not in why
-        assert {k: v for k, v in recipe.items() if k not in ('topk', 'shear', 'modalities')} == \
+        values, why = recipe('ucla', 'stgcn', method, train_clips=1019, median_length=40)
+        assert values['topk'] == 1 and why['topk'] == f'method recipe ({method})'
+        assert {k: v for k, v in values.items() if k not in ('topk', 'shear', 'modalities')} == \
             {k: v for k, v in cmd.items() if k not in ('topk', 'shear', 'modalities')}  # the rest as the rules say
-    assert cmd['topk'] == cmd['queue_size'] // 2 and 'topk' in why_cmd
+    assert cmd['topk'] == cmd['queue_size'] // 2 and sources['topk'].startswith('small-data rule')

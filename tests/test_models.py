@@ -212,56 +212,57 @@ def test_topk_above_queue_is_an_error():
 
 def test_every_recipe_key_has_a_flag_and_every_encoder_setting_a_default():
     import pretrain
-    from models import ENCODER_SETTINGS, ENCODERS, EncoderConfig, build_encoder
+    from models import ENCODERS, EncoderConfig, build_encoder, encoder_setting_names
     from models.encoder import Encoder
     from models import METHODS
-    from options.presets import DATASET_RECIPES, ENCODER_RECIPES, METHOD_RECIPES, PRETRAIN, SMALL, pretrain_recipe
+    from options.presets import DATASET_RECIPES, ENCODER_RECIPES, METHOD_RECIPES, PRETRAIN, SMALL, recipe
     parser = pretrain.get_pretrain_parser()
     flags = {a.dest: a for a in parser._actions}
-    for recipe in (PRETRAIN, SMALL, *ENCODER_RECIPES.values(), *METHOD_RECIPES.values(), *DATASET_RECIPES.values()):
-        assert set(recipe) <= set(flags), set(recipe) - set(flags)
+    for table in (PRETRAIN, SMALL, *ENCODER_RECIPES.values(), *METHOD_RECIPES.values(), *DATASET_RECIPES.values()):
+        assert set(table) <= set(flags), set(table) - set(flags)
     assert set(METHOD_RECIPES) == set(METHODS) == set(flags['method'].choices)
-    assert set(ENCODERS) == set(ENCODER_RECIPES) == set(flags['encoder'].choices)
-    assert all(PRETRAIN.get(key) is not None for key in ENCODER_SETTINGS)  # every setting has a default
+    assert set(ENCODER_RECIPES) <= set(ENCODERS) == set(flags['encoder'].choices)
+    assert all(key in flags for key in encoder_setting_names())  # every setting has a flag, made from its encoder
+    published = recipe('ntu60', 'gru')[0]
+    assert all(published.get(key) is not None for key in encoder_setting_names())  # and a default
     for name, cls in ENCODERS.items():
         assert issubclass(cls, Encoder)
-        encoder = build_encoder(EncoderConfig.from_dict(dict(pretrain_recipe('ntu60', name)[0], hidden_size=8)),
+        encoder = build_encoder(EncoderConfig.from_dict(dict(recipe('ntu60', name)[0], hidden_size=8)),
                                 NTU25, 2).eval()
         x = torch.randn(2, 3, 12, 25, 2)
         assert encoder.features(x).shape == (2, encoder.feature_dim) and encoder(x).shape == (2, 128)
     with pytest.raises(ValueError, match='encoder gru: no value for num_layers'):
-        EncoderConfig.from_dict(dict(PRETRAIN, num_layers=None))
+        EncoderConfig.from_dict(dict(published, num_layers=None))
     with pytest.raises(ValueError, match="unknown encoder 'lstm'; known: gru, stgcn"):
-        EncoderConfig.from_dict(dict(PRETRAIN, encoder='lstm'))
+        EncoderConfig.from_dict(dict(published, encoder='lstm'))
 
 
 def test_a_new_encoder_is_one_class_and_its_registration(data_root, tmp_path, monkeypatch):
     import knn_eval
     import models
-    from models.encoder import Encoder
-    from models.gru import projection_head
-    from options import presets
+    from models.encoder import Encoder, Setting, projection_head
     from tests.conftest import run_pretrain
 
     class Toy(Encoder):
         """The mean pose over time and persons, through one linear layer."""
+        SETTINGS = (Setting('toy_width', int, 32, "the toy's feature size"),)
+
         @classmethod
         def build(cls, settings, layout, persons, channels, dim, mlp):
-            return cls(channels * layout.num_joints, dim, mlp)
+            return cls(channels * layout.num_joints, settings['toy_width'], dim, mlp)
 
-        def __init__(self, inputs, dim, mlp):
+        def __init__(self, inputs, width, dim, mlp):
             super().__init__()
-            self.feature_dim = 32
+            self.feature_dim = width
             self.body = torch.nn.Linear(inputs, self.feature_dim)
             self.fc = projection_head(self.feature_dim, dim, mlp)
 
         def features(self, x):
             return self.body(x.mean(dim=(2, 4)).flatten(1))
 
-    monkeypatch.setitem(models.ENCODERS, 'toy', Toy)
-    monkeypatch.setitem(presets.ENCODER_RECIPES, 'toy', {})
-    model = run_pretrain(data_root, tmp_path / 'toy', '--epochs', '1', '--encoder', 'toy')
-    assert isinstance(model.encoder_q['joint'], Toy)
+    monkeypatch.setitem(models.ENCODERS, 'toy', Toy)  # its one row: its flag and default follow
+    model = run_pretrain(data_root, tmp_path / 'toy', '--epochs', '1', '--encoder', 'toy', '--toy-width', '24')
+    assert isinstance(model.encoder_q['joint'], Toy) and model.encoder_q['joint'].feature_dim == 24
     args = knn_eval.get_knn_parser().parse_args(
         ['--checkpoint', str(tmp_path / 'toy' / 'checkpoint.pth'), '--dataset', 'synthetic', '--data-root',
          str(data_root), '--stream', 'all', '--output-dir', str(tmp_path / 'knn'), '--workers', '0', '--device', 'cpu'])

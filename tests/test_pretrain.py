@@ -15,7 +15,6 @@ import torch.multiprocessing as mp
 import pretrain
 from evaluation.pretrained import load_encoders
 from fast.model import FastCMD
-from fast.settings import SpeedSettings
 from feeder.info import dataset_info
 from models import build_method
 from models.cmd import CMD
@@ -64,7 +63,7 @@ def test_checkpoints_written_before_the_fast_package_resume_exactly(data_root, t
         else:
             assert torch.equal(a, b), name
     encoders, info, _ = load_encoders(old, ['joint', 'bone'], 'synthetic')
-    assert info['kind'] == 'ours' and info['epoch'] == 1 and encoders['bone'].hidden_size == 8
+    assert info['kind'] == 'ours' and info['epoch'] == 1 and encoders['bone'].encoder.hidden_size == 8
 
 
 def test_outputs(data_root, tmp_path):
@@ -229,10 +228,7 @@ def speed_args(*extra, device='cuda', world_size=1):
     """Resolved pretraining arguments as a run on ``device`` would see them (no GPU needed)."""
     args = pretrain.get_pretrain_parser().parse_args(['--dataset', 'ntu60', '--data-root', 'unused',
                                                       '--output-dir', 'unused', '--device', device, *extra])
-    args.world_size = world_size
-    with mock.patch('torch.cuda.is_available', return_value=device == 'cuda'):
-        pretrain.resolve_args(args, dataset_info(args.dataset))
-    return args, SpeedSettings.from_args(args)
+    return pretrain.resolve_settings(args, dataset_info(args.dataset), device, (0, world_size, 0))
 
 
 SWITCHES = ('gru_impl', 'cuda_graph', 'overlap_keys', 'recurrent_fp16', 'tf32', 'augment_on')
@@ -255,6 +251,10 @@ def test_speed_resolves_its_switches(extra, device, world_size, expected):
     args, speed = speed_args(*extra, device=device, world_size=world_size)
     assert tuple(getattr(speed, k) for k in SWITCHES) == expected
     assert tuple(getattr(args, k) for k in SWITCHES) == expected  # recorded in args.json
+    given = {a.removeprefix('--').removeprefix('no-').replace('-', '_') for a in extra if a.startswith('--')}
+    default = f'speed default ({device}, {world_size} process{"es" if world_size > 1 else ""}, --method cmd)'
+    assert {k: args.sources[k] for k in SWITCHES if k != 'augment_on'} == \
+        {k: 'command line' if k in given else default for k in SWITCHES if k != 'augment_on'}
     assert args.speed == ('fast' if '--speed' not in extra and device == 'cuda' else
                           extra[extra.index('--speed') + 1] if '--speed' in extra else 'reference')
 

@@ -8,7 +8,7 @@ import pytest
 import pretrain
 from evaluation.pretrained import encoder_settings, open_pretrained
 from feeder.info import dataset_info
-from options.presets import RULES, SMALL, SMALL_DATA_CLIPS, dataset_recipe, pretrain_recipe, small_data_rules
+from options.presets import RULES, SMALL, SMALL_DATA_CLIPS, recipe, small_data_rules
 
 
 @pytest.mark.parametrize('clips', [40, 175, 227, 284, 723, 1020, 4999])
@@ -45,31 +45,39 @@ def _prepared(tmp_path, clips, median):
 def test_a_dataset_of_known_size_takes_the_rules_else_the_preset(tmp_path):
     prepared = _prepared(tmp_path, 227, 23)
     values, _ = small_data_rules(227, 23)
-    recipe = dataset_recipe(prepared, 'gru', 'xview')
-    assert {k: recipe[k] for k in values} == values and recipe['hidden_size'] == SMALL['hidden_size']
-    unknown = dataset_recipe(dataset_info('ucla'), 'gru', 'xview')  # prepared by older code: no sizes
+    ruled = recipe(prepared, 'gru', benchmark='xview')[0]
+    assert {k: ruled[k] for k in values} == values and ruled['hidden_size'] == SMALL['hidden_size']
+    unknown = recipe(dataset_info('ucla'), 'gru', benchmark='xview')[0]  # prepared by older code: no sizes
     assert {k: unknown[k] for k in values} == {k: SMALL.get(k, 64) for k in values}  # 64: the published batch
     custom = dataclasses.replace(prepared, kind='custom')
-    assert dataset_recipe(custom, 'gru', 'xview') == recipe
+    assert recipe(custom, 'gru', benchmark='xview')[0] == ruled
     large = dataclasses.replace(custom, sizes={'xview': {'train': SMALL_DATA_CLIPS}})
-    assert dataset_recipe(large, 'gru', 'xview') == pretrain_recipe('ntu60', 'gru')[0]  # the published recipe
+    assert recipe(large, 'gru', benchmark='xview')[0] == recipe('ntu60', 'gru')[0]  # the published recipe
 
 
 def test_pretraining_prints_the_rules_and_the_command_line_wins(tmp_path, capsys):
     prepared = _prepared(tmp_path, 227, 23)
     args = pretrain.get_pretrain_parser().parse_args(['--dataset', 'ucla', '--protocol', 'xview', '--data-root', 'x',
                                                       '--output-dir', 'y', '--batch-size', '32'])
-    lines = pretrain.resolve_args(args, prepared)
+    settings, _ = pretrain.resolve_settings(args, prepared, 'cpu')
     values, _ = small_data_rules(227, 23, batch_size=32)  # the rest follows the batch given
-    assert args.frames == values['frames'] == 24 and args.min_crop == 12 and args.batch_size == 32
-    assert args.queue_size == values['queue_size'] and args.epochs == values['epochs']
-    text = '\n'.join(lines)
+    assert settings.frames == values['frames'] == 24 and settings.min_crop == 12 and settings.batch_size == 32
+    assert settings.queue_size == values['queue_size'] and settings.epochs == values['epochs']
+    text = '\n'.join(pretrain.rules_report(settings))
     assert 'frames 24: the median clip length 23' in text and 'queue_size 64:' in text and 'epochs 322:' in text
     assert 'batch_size' not in text  # given on the command line, not a rule's
+    assert settings.sources['batch_size'] == 'command line'
+    assert settings.sources['min_crop'] == 'small-data rule: half the frames'
+    assert settings.sources['hidden_size'] == 'small-data preset' and settings.sources['lr'].startswith('small-data rule')
+    assert settings.sources['contrast_t'] == 'published recipe' and args.frames is None  # the command line as parsed
+    with pytest.raises(AttributeError, match='settings are resolved once and frozen: lr cannot be set'):
+        settings.lr = 1.0
     resumed = pretrain.get_pretrain_parser().parse_args(['--dataset', 'ucla', '--protocol', 'xview', '--data-root',
                                                          'x', '--output-dir', 'y'])
-    assert pretrain.resolve_args(resumed, prepared, recorded={'frames': 32, 'queue_size': 256}) == []
-    assert resumed.frames == 32 and resumed.queue_size == 256
+    settings, _ = pretrain.resolve_settings(resumed, prepared, 'cpu', recorded={'frames': 32, 'queue_size': 256})
+    assert (settings.frames, settings.queue_size) == (32, 256)
+    assert settings.sources['frames'] == settings.sources['queue_size'] == 'checkpoint'
+    assert not any(line.startswith(('  frames ', '  queue_size ')) for line in pretrain.rules_report(settings))
 
 
 def test_random_and_raw_baselines_see_the_trained_recipes_frames(tmp_path):

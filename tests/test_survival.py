@@ -47,7 +47,6 @@ def test_torchrun_on_gpus_without_device_joins_nccl_on_its_own_gpu(data_root, tm
     with pytest.raises(FirstCollective):
         pretrain.main(args)
     assert calls == [('set_device', 1), ('init_process_group', 'nccl'), ('barrier',)]
-    assert args.device == 'cuda' and (args.rank, args.world_size, args.local_rank) == (0, 2, 1)
 
 
 @pytest.mark.parametrize('script, parser', [('linear_eval', 'get_linear_parser'), ('knn_eval', 'get_knn_parser'),

@@ -160,7 +160,8 @@ def test_evaluation_prints_the_architecture_it_uses(data_root, tmp_path, tiny_ch
     _linear(data_root, tmp_path, '--checkpoint', str(tiny_checkpoint), '--hidden-size', '64', '--num-layers', '5')
     out = capsys.readouterr().out
     assert 'the checkpoint fixes the encoder; ignored: --hidden-size 64, --num-layers 5' in out
-    assert 'hidden_size: 8\n' in out and 'num_layers: 2\n' in out and 'frames: 8\n' in out
+    # each printed with where it came from
+    assert all(f'{k}: {v}  (checkpoint)\n' in out for k, v in (('hidden_size', 8), ('num_layers', 2), ('frames', 8)))
     results = json.loads((tmp_path / 'linear' / 'results.json').read_text())
     assert results['settings']['frames'] == 8
 

@@ -30,22 +30,20 @@ def launch_env():
     return int(os.environ.get('RANK', 0)), world, int(os.environ.get('LOCAL_RANK', 0))
 
 
-def init_distributed(args):
-    """Join the process group that ``torchrun`` describes in the environment, if any, on the
-    device ``args.device`` that must already be settled: NCCL and this process's GPU on CUDA,
-    gloo on the CPU. Sets ``args.distributed``, ``rank``, ``world_size`` and ``local_rank``."""
-    if args.device not in ('cuda', 'cpu'):
-        raise RuntimeError(f'init_distributed needs a settled device, not {args.device!r}')
-    args.rank, args.world_size, args.local_rank = launch_env()
-    args.distributed = args.world_size > 1
-    if not args.distributed:
+def init_distributed(device, rank, world_size, local_rank):
+    """Join the process group that ``torchrun`` describes (:func:`launch_env`), if there is one,
+    on ``device``, which must already be settled: NCCL and this process's GPU on CUDA, gloo on the
+    CPU."""
+    if device not in ('cuda', 'cpu'):
+        raise RuntimeError(f'init_distributed needs a settled device, not {device!r}')
+    if world_size <= 1:
         return
-    if args.device == 'cuda':
-        torch.cuda.set_device(args.local_rank)
-    dist.init_process_group('nccl' if args.device == 'cuda' else 'gloo', timeout=datetime.timedelta(minutes=30))
-    _store().set(f'process/{args.rank}', f'{socket.gethostname()} {os.getpid()}')
+    if device == 'cuda':
+        torch.cuda.set_device(local_rank)
+    dist.init_process_group('nccl' if device == 'cuda' else 'gloo', timeout=datetime.timedelta(minutes=30))
+    _store().set(f'process/{rank}', f'{socket.gethostname()} {os.getpid()}')
     dist.barrier()
-    setup_for_distributed(args.rank == 0)
+    setup_for_distributed(rank == 0)
 
 
 def setup_for_distributed(is_main):

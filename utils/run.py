@@ -20,9 +20,11 @@ def git_revision():
 
 
 def announce(args):
-    """Print the git revision and the sorted arguments (rank 0 only, like every print)."""
+    """Print the git revision and the sorted arguments (rank 0 only, like every print), each with
+    where its value came from where ``args`` records it (:class:`options.settings.Settings`)."""
     print(f'git revision: {git_revision()}')
-    print('\n'.join(f'{k}: {v}' for k, v in sorted(vars(args).items())))
+    sources = getattr(args, 'sources', {})
+    print('\n'.join(f'{k}: {v}' + (f'  ({sources[k]})' if k in sources else '') for k, v in sorted(vars(args).items())))
 
 
 def plain(value):

@@ -19,7 +19,8 @@ import numpy as np  # noqa: E402
 
 from feeder.datasets import SkeletonFolder  # noqa: E402
 from feeder.layouts import get_layout  # noqa: E402
-from feeder.raw.custom import PosePreparation, list_clips, load_clip  # noqa: E402
+from feeder.raw.custom import list_clips, load_clip  # noqa: E402
+from feeder.raw.pose import PosePreparation  # noqa: E402
 
 FRAMES = 50
 

@@ -28,7 +28,7 @@ sys.path.insert(0, ROOT)
 import numpy as np  # noqa: E402
 
 from feeder.info import dataset_info  # noqa: E402
-from feeder.raw import prepare as prep  # noqa: E402
+from feeder.raw.writer import keep_freed_memory  # noqa: E402
 from feeder.layouts import NTU25  # noqa: E402
 from feeder.raw.normalize import normalize_sample, select_bodies  # noqa: E402
 from feeder.raw.readers import read_ntu_skeleton  # noqa: E402
@@ -70,7 +70,7 @@ def main():
     for tree in args.against:   # checked before the minutes of timing, not after
         if not os.path.isfile(os.path.join(tree, 'feeder', 'prepare.py')):
             parser.error(f'--against {tree}: expected a checkout of this repository (no feeder/prepare.py there)')
-    prep.keep_freed_memory()   # the one-core timings run here: as in the workers
+    keep_freed_memory()   # the one-core timings run here: as in the workers
 
     with tempfile.TemporaryDirectory() as tmp:
         raw = args.raw_dir or os.path.join(tmp, 'raw')

@@ -14,7 +14,7 @@ from feeder.augment import random_spatial
 from feeder.layouts import COCO17, Layout, get_layout
 from feeder.modalities import to_modality
 from feeder.raw import prepare as prep
-from feeder.raw.custom import PosePreparation, custom_clip
+from feeder.raw.pose import PosePreparation, custom_clip
 from feeder.raw.normalize import mark_missing, normalize_pose_data
 from feeder.raw.synthetic import RIG
 

@@ -1,5 +1,5 @@
 """Own pose data prepared without losing what the coordinates hold (feeder/raw/normalize.py,
-feeder/raw/custom.py; docs/data.md, "Your own data"): missed joints filled along time, a centre
+feeder/raw/pose.py; docs/data.md, "Your own data"): missed joints filled along time, a centre
 that falls back on the joints present, and the 3D turns of --align clip, dataset, none and auto."""
 import json
 import pickle
@@ -9,7 +9,7 @@ import pytest
 
 from feeder.layouts import Layout
 from feeder.raw import prepare as prep
-from feeder.raw.custom import PosePreparation, custom_clip
+from feeder.raw.pose import PosePreparation, custom_clip
 from feeder.raw.normalize import fill_missing, person_centre
 from feeder.raw.synthetic import RIG, RIG_FROM_NTU, samples
 

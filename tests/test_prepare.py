@@ -277,7 +277,7 @@ def test_interrupted_run_leaves_previous_output_and_no_staging(tmp_path, ntu_raw
         if len(calls) == 3:
             raise KeyboardInterrupt
         return sample
-    monkeypatch.setattr(prep, 'normalize_sample', interrupt)
+    monkeypatch.setattr('feeder.raw.writer.normalize_sample', interrupt)
     with pytest.raises(KeyboardInterrupt):
         _run('--dataset', 'ntu60', '--raw-dir', ntu_raw, '--out-dir', out, '--workers', 0)
     assert {p: p.read_bytes() for p in out.rglob('*') if p.is_file()} == before
@@ -397,7 +397,7 @@ def test_ntu_in_2d_reads_the_colour_coordinates(tmp_path, ntu_raw):
 KEEP_CHECK = """
 import sys
 import numpy as np
-from feeder.raw.prepare import keep_freed_memory
+from feeder.raw.writer import keep_freed_memory
 if sys.argv[1] == 'keep':
     keep_freed_memory()
 def resident():

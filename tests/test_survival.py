@@ -342,3 +342,13 @@ def test_the_watch_stops_a_rank_whose_peer_fell_silent(tmp_path):
     for p in processes:
         p.join(timeout=30)
     assert reason == 'rank 1 has given no sign of life for 2 s' and after < 10
+
+
+def test_atomic_writes_wait_for_the_disk_unless_the_file_can_be_made_again(tmp_path, monkeypatch):
+    from utils.io import write_text_atomic
+    synced = []
+    monkeypatch.setattr(os, 'fsync', synced.append)
+    write_text_atomic(str(tmp_path / 'kept'), 'a')
+    write_text_atomic(str(tmp_path / 'generated'), 'b', durable=False)
+    assert len(synced) == 1
+    assert {p.name: p.read_text() for p in tmp_path.iterdir()} == {'kept': 'a', 'generated': 'b'}  # no temporaries

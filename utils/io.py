@@ -10,9 +10,11 @@ class WriteError(Exception):
     said in one line that names it; the file it was to replace is as it was."""
 
 
-def write_atomic(path, write):
+def write_atomic(path, write, durable=True):
     """Call ``write(binary_file)`` on a temporary file, flush it to the disk, then rename it to
-    ``path``: a crash, Ctrl-C or a full disk never leaves a torn file where the last good one was."""
+    ``path``: a crash, Ctrl-C or a full disk never leaves a torn file where the last good one was.
+    ``durable=False`` skips waiting for the disk, for files made again by rerunning (generated
+    data): the rename still never shows a half-written file."""
     def to_file(tmp):
         with open(tmp, 'wb') as raw:
             f = _Recording(raw)
@@ -23,7 +25,8 @@ def write_atomic(path, write):
                     raise f.error from None
                 raise
             raw.flush()
-            os.fsync(raw.fileno())
+            if durable:
+                os.fsync(raw.fileno())
     write_path_atomic(path, to_file, keep_extension=False)
 
 
@@ -71,8 +74,8 @@ class _Recording:
         return getattr(self.raw, name)
 
 
-def write_text_atomic(path, text):
-    write_atomic(path, lambda f: f.write(text.encode()))
+def write_text_atomic(path, text, durable=True):
+    write_atomic(path, lambda f: f.write(text.encode()), durable)
 
 
 def read_json(path, label=''):

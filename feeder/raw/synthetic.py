@@ -19,6 +19,10 @@ import pickle
 
 import numpy as np
 
+from feeder.raw.readers import parse_ntu_name
+from feeder.raw.sources.synthetic import SPLITS
+from utils.io import write_atomic, write_text_atomic
+
 # NTU joints (0-based): parent and rest offset from the parent in metres, body frame
 # x = the subject's left, y = up, z = forward.
 PARENTS = (-1, 0, 20, 2, 20, 4, 5, 6, 20, 8, 9, 10, 0, 12, 13, 14, 0, 16, 17, 18, 1, 7, 6, 11, 10)
@@ -326,9 +330,7 @@ def generate(out_dir, classes=len(ACTIONS), subjects=10, cameras=3, replications
     for name, bodies, present, sample_rng in samples(classes, subjects, cameras, replications, setups, seed):
         os.makedirs(out_dir, exist_ok=True)
         path = os.path.join(out_dir, name + '.skeleton')
-        with open(path + '.tmp', 'w') as f:
-            f.write(format_file(bodies, sample_rng, present))
-        os.replace(path + '.tmp', path)
+        _write_text(path, format_file(bodies, sample_rng, present))
         names.append(name)
     return names
 
@@ -366,8 +368,6 @@ def detect_2d(bodies, present, rng):
 def pose_annotations(mode, classes=len(ACTIONS), subjects=10, cameras=3, replications=2, setups=2, seed=0):
     """The performances as pyskl annotations (``mode`` 2d: COCO-17 detections in pixels; 3d: the
     :data:`RIG` layout in millimetres) and their split like NTU-60 (xsub, xview)."""
-    from feeder.raw.prepare import NTU_SPLITS
-    from feeder.raw.readers import parse_ntu_name
     annotations, split = [], {}
     for name, bodies, present, rng in samples(classes, subjects, cameras, replications, setups, seed):
         record = {'frame_dir': name, 'label': parse_ntu_name(name)['action'] - 1, 'total_frames': bodies.shape[1]}
@@ -377,7 +377,7 @@ def pose_annotations(mode, classes=len(ACTIONS), subjects=10, cameras=3, replica
         else:
             record['keypoint'] = (bodies[:, :, list(RIG_FROM_NTU)] * 1000 * present[..., None, None]).astype(np.float32)
         annotations.append(record)
-        for benchmark, rule in NTU_SPLITS['synthetic'].items():
+        for benchmark, rule in SPLITS.items():
             part = 'train' if rule(parse_ntu_name(name)) else 'val'
             split.setdefault(f'{benchmark}_{part}', []).append(name)
     return annotations, split
@@ -388,19 +388,20 @@ def write_pyskl(path, mode, **sizes):
     layout's JSON written beside as ``<stem>_layout.json``). Returns the number of clips."""
     annotations, split = pose_annotations(mode, **sizes)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path + '.tmp', 'wb') as f:
-        pickle.dump({'split': split, 'annotations': annotations}, f, protocol=4)
-    os.replace(path + '.tmp', path)
+    write_atomic(path, lambda f: pickle.dump({'split': split, 'annotations': annotations}, f, protocol=4),
+                 durable=False)
     if mode == '3d':
-        with open(os.path.splitext(path)[0] + '_layout.json', 'w') as f:
-            json.dump(RIG, f, indent=1)
+        _write_text(os.path.splitext(path)[0] + '_layout.json', json.dumps(RIG, indent=1))
     return len(annotations)
 
 
+def _write_text(path, text):
+    """Generated files are made again by rerunning: renamed into place whole, not waited for on disk."""
+    write_text_atomic(path, text, durable=False)
+
+
 def _write_json(path, record):
-    with open(path + '.tmp', 'w') as f:
-        json.dump(record, f)
-    os.replace(path + '.tmp', path)
+    _write_text(path, json.dumps(record))
 
 
 def _people(record, rng):
@@ -468,10 +469,9 @@ def _write_labels(out_dir, annotations, split):
     part_of = {(name, s) for s, names in split.items() for name in names}
     lines = ['name,label,split'] + [f'{r["frame_dir"]},{r["label"]},{s}' for r in annotations
                                     for s in sorted(split) if (r['frame_dir'], s) in part_of]
-    with open(os.path.join(out_dir, 'labels.csv'), 'w') as f:
-        f.write('\n'.join(lines) + '\n')
-    with open(os.path.join(out_dir, 'classes.txt'), 'w') as f:
-        f.write('\n'.join(action[0] for action in ACTIONS[:max(r['label'] for r in annotations) + 1]) + '\n')
+    _write_text(os.path.join(out_dir, 'labels.csv'), '\n'.join(lines) + '\n')
+    _write_text(os.path.join(out_dir, 'classes.txt'),
+                '\n'.join(action[0] for action in ACTIONS[:max(r['label'] for r in annotations) + 1]) + '\n')
 
 
 def main(argv=None):

@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader
 from feeder.datasets import DownstreamDataset, SkeletonFolder
 from feeder.info import DatasetInfo, dataset_info
 from feeder.modalities import MODALITIES
-from evaluation.pretrained import NO_CHECKPOINT, encoder_settings, load_encoders, open_pretrained
+from evaluation.pretrained import NO_CHECKPOINT, encoder_settings, load_encoders, open_pretrained, streams_held
 from models import encoder_setting_names
 from options.args import check_places, settle_device
 from options.settings import Settings
@@ -64,9 +64,9 @@ class Evaluation:
                 DataLoader(test, args.batch_size, shuffle=False, num_workers=args.workers, pin_memory=pin))
 
 
-def streams_of(stream):
-    """``--stream``: one modality, or ``all`` for the three."""
-    return list(MODALITIES) if stream == 'all' else [stream]
+def streams_of(stream, held=MODALITIES):
+    """``--stream``: one modality, or ``all`` for every one of ``held``, the streams the checkpoint has."""
+    return [m for m in MODALITIES if m in held] if stream == 'all' else [stream]
 
 
 def setup_evaluation(args, recipe, output_required=True):
@@ -105,4 +105,8 @@ def setup_evaluation(args, recipe, output_required=True):
         values['frames'], sources['frames'] = settings['frames'], fixed
     args = Settings(values, sources)
     announce(args)
-    return Evaluation(args, dataset, torch.device(args.device), streams_of(args.stream), pretrained)
+    streams = streams_of(args.stream, streams_held(pretrained))
+    if args.stream == 'all' and len(streams) < len(MODALITIES):
+        print(f'--stream all: --checkpoint {args.checkpoint} has the {", ".join(streams)} stream'
+              f'{"s" if len(streams) > 1 else ""} only' + (', fused' if len(streams) > 1 else ''))
+    return Evaluation(args, dataset, torch.device(args.device), streams, pretrained)

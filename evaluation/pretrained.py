@@ -99,6 +99,19 @@ def open_pretrained(path):
     return kind, checkpoint, args
 
 
+def streams_held(pretrained):
+    """The streams ``pretrained`` (from :func:`open_pretrained`) can encode, in the modalities'
+    order: a pretraining run's ``modalities`` (a checkpoint that predates the setting: the three),
+    a heads file's streams; the three for the released files, a random encoder and raw coordinates."""
+    kind, checkpoint, ckpt_args = pretrained
+    held = MODALITIES
+    if kind == 'ours':
+        held = ckpt_args.get('modalities') or MODALITIES
+    elif kind == 'heads':
+        held = checkpoint['streams']
+    return [m for m in MODALITIES if m in held]
+
+
 def encoder_settings(pretrained, dataset, random_args=None, benchmark=None):
     """The pretraining settings the encoders are built with: the recipe of ``dataset`` (a
     :class:`feeder.info.DatasetInfo`) for ``benchmark``, overridden by what the checkpoint records

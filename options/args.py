@@ -104,7 +104,8 @@ def get_eval_parser(fusion=True, add_help=False):
                         help="ours, the authors' released file, 'random' (an untrained encoder) or 'raw' (no encoder: "
                              "the prepared coordinates themselves, flattened)")
     parser.add_argument('--stream', default='joint', choices=list(MODALITIES) + (['all'] if fusion else []),
-                        help="the modality evaluated{}".format(", or 'all': the three and their fusion" if fusion else ''))
+                        help="the modality evaluated{}".format(", or 'all': every stream the checkpoint has (results.json "
+                                                   "lists them) and, for several, their fusion" if fusion else ''))
     return parser
 
 

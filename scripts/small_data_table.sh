@@ -66,10 +66,9 @@ for spec in "${specs[@]}"; do
             --quiet "${extra[@]}"
         before=$(cat "$run/$method/pretrain_seconds" 2>/dev/null || echo 0)
         echo $(( before + $(date +%s) - start )) > "$run/$method/pretrain_seconds"
-        # the streams it pretrained: all three and their fusion, or its one
-        read -r encoder stream < <("$PYTHON" -c 'import json, sys; a = json.load(open(sys.argv[1]))
-print(a["encoder"], "all" if len(a["modalities"]) == 3 else a["modalities"][0])' "$run/$method/pretrain/args.json")
-        evaluate "$run/$method/pretrain/checkpoint.pth" "$stream" "$run/$method"
+        encoder=$("$PYTHON" -c 'import json, sys; print(json.load(open(sys.argv[1]))["encoder"])' \
+            "$run/$method/pretrain/args.json")
+        evaluate "$run/$method/pretrain/checkpoint.pth" all "$run/$method"  # every stream it has, fused
         [[ " ${encoders[*]-} " == *" $encoder "* ]] || encoders+=("$encoder")
     done
     for encoder in "${encoders[@]}"; do

@@ -45,6 +45,16 @@ def toy(monkeypatch):
     monkeypatch.setitem(models.METHODS, 'toy', Toy)
 
 
+def evaluate(data_root, out, tmp_path, *extra):
+    """``knn_eval.py --k 1`` and a one-epoch ``linear_eval.py`` of the checkpoint in ``out``: their results."""
+    common = ['--dataset', 'synthetic', '--data-root', str(data_root), '--checkpoint', str(out / 'checkpoint.pth'),
+              '--workers', '0', '--device', 'cpu', *extra]
+    knn = knn_eval.main(knn_eval.get_knn_parser().parse_args(common + ['--k', '1', '--output-dir', str(tmp_path / 'k')]))
+    linear = linear_eval.main(linear_eval.get_linear_parser().parse_args(
+        common + ['--epochs', '1', '--batch-size', '4', '--quiet', '--output-dir', str(tmp_path / 'l')]))
+    return knn, linear
+
+
 def test_a_new_method_is_one_class_and_one_row(toy, data_root, tmp_path):
     out = tmp_path / 'toy'
     model = run_pretrain(data_root, out, '--method', 'toy', '--epochs', '2', '--knn-every', '1')
@@ -52,12 +62,8 @@ def test_a_new_method_is_one_class_and_one_row(toy, data_root, tmp_path):
     log = [json.loads(line) for line in (out / 'log.txt').read_text().splitlines()]
     assert [r['epoch'] for r in log] == [0, 1] and {'align', 'uniform', 'knn1_joint'} <= set(log[-1])
     assert json.loads((out / 'args.json').read_text())['method'] == 'toy'
-    common = ['--dataset', 'synthetic', '--data-root', str(data_root), '--checkpoint', str(out / 'checkpoint.pth'),
-              '--workers', '0', '--device', 'cpu']
-    knn = knn_eval.main(knn_eval.get_knn_parser().parse_args(common + ['--k', '1', '--output-dir', str(tmp_path / 'k')]))
+    knn, linear = evaluate(data_root, out, tmp_path)
     assert knn['accuracy']['joint']['top1@k=1'] == log[-1]['knn1_joint']  # the monitor saw what evaluation sees
-    linear = linear_eval.main(linear_eval.get_linear_parser().parse_args(
-        common + ['--epochs', '1', '--batch-size', '4', '--quiet', '--output-dir', str(tmp_path / 'l')]))
     assert 0 <= linear['accuracy']['joint']['top1'] <= 100
 
 
@@ -148,11 +154,9 @@ def test_skeletonclr_pretrains_with_its_recipe_and_evaluates(data_root, tmp_path
     assert (args['method'], args['encoder'], args['modalities'], args['shear']) == ('skeletonclr', 'stgcn',
                                                                                      ['joint'], 0.5)
     assert list(model.encoders()) == ['joint'] and type(model).VIEWS == ('skeletonclr', 'skeletonclr')
-    common = ['--dataset', 'synthetic', '--data-root', str(data_root), '--checkpoint', str(out / 'checkpoint.pth'),
-              '--workers', '0', '--device', 'cpu']
-    knn = knn_eval.main(knn_eval.get_knn_parser().parse_args(common + ['--k', '1', '--output-dir', str(tmp_path / 'k')]))
-    linear = linear_eval.main(linear_eval.get_linear_parser().parse_args(
-        common + ['--epochs', '1', '--batch-size', '4', '--quiet', '--output-dir', str(tmp_path / 'l')]))
+    knn, linear = evaluate(data_root, out, tmp_path, '--stream', 'all')  # all: the one stream it has
+    assert knn['streams'] == linear['streams'] == ['joint'] and set(knn['accuracy']) == set(linear['accuracy']) == {
+        'joint'}
     assert 0 <= knn['accuracy']['joint']['top1@k=1'] <= 100 and 0 <= linear['accuracy']['joint']['top1'] <= 100
 
 
@@ -217,10 +221,8 @@ def test_crossclr_pretrains_with_its_recipe_and_evaluates_every_stream(data_root
             published['modalities']) == (1, 50, 300, 32768, ['joint', 'motion', 'bone'])
     log = [json.loads(line) for line in (out / 'log.txt').read_text().splitlines()]
     assert 'cross_joint' not in log[0] and {'cross_joint', 'cross_motion', 'cross_bone'} <= set(log[1])
-    common = ['--dataset', 'synthetic', '--data-root', str(data_root), '--checkpoint', str(out / 'checkpoint.pth'),
-              '--workers', '0', '--device', 'cpu', '--stream', 'all']
-    knn = knn_eval.main(knn_eval.get_knn_parser().parse_args(common + ['--k', '1', '--output-dir', str(tmp_path / 'k')]))
-    assert set(knn['accuracy']) == {'joint', 'motion', 'bone', 'fused'}
+    knn, linear = evaluate(data_root, out, tmp_path, '--stream', 'all')
+    assert set(knn['accuracy']) == set(linear['accuracy']) == {'joint', 'motion', 'bone', 'fused'}
 
 
 # --- AimCLR ------------------------------------------------------------------------------------
@@ -379,11 +381,7 @@ def test_aimclr_pretrains_with_its_recipe_and_evaluates(data_root, tmp_path):
     assert (published['topk'], published['frames'], published['epochs'], published['queue_size']) == (1, 50, 300, 32768)
     log = [json.loads(line) for line in (out / 'log.txt').read_text().splitlines()]
     assert {'infonce_joint', 'd3m_joint'} <= set(log[1]) and all(math.isfinite(log[1][k]) for k in ('loss', 'd3m_joint'))
-    common = ['--dataset', 'synthetic', '--data-root', str(data_root), '--checkpoint', str(out / 'checkpoint.pth'),
-              '--workers', '0', '--device', 'cpu']
-    knn = knn_eval.main(knn_eval.get_knn_parser().parse_args(common + ['--k', '1', '--output-dir', str(tmp_path / 'k')]))
-    linear = linear_eval.main(linear_eval.get_linear_parser().parse_args(
-        common + ['--epochs', '1', '--batch-size', '4', '--quiet', '--output-dir', str(tmp_path / 'l')]))
+    knn, linear = evaluate(data_root, out, tmp_path)
     assert 0 <= knn['accuracy']['joint']['top1@k=1'] <= 100 and 0 <= linear['accuracy']['joint']['top1'] <= 100
 
 

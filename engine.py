@@ -43,16 +43,18 @@ def _check_finite(first_bad, epoch, args):
                                  f'The last saved checkpoint in {args.output_dir} is intact.')
 
 
-def train_one_epoch(model, batches, steps_per_epoch, step_fn, epoch, args):
-    """Runs ``step_fn`` on every tuple of views in ``batches``, ``model`` in train mode; returns
-    the epoch means of the losses and contrastive accuracies (over all ranks) and the samples per
-    second."""
+def train_one_epoch(model, batches, steps_per_epoch, step_fn, epoch, args, before_step=None):
+    """Runs ``step_fn`` on every tuple of views in ``batches``, ``model`` in train mode (and
+    ``before_step(i)`` before step ``i``, where given); returns the epoch means of the losses and
+    contrastive accuracies (over all ranks) and the samples per second."""
     model.train()
     sums, steps, samples, first_bad = {}, 0, 0, None
     start = time.perf_counter()
     bar = tqdm(batches, total=steps_per_epoch, desc=f'epoch {epoch}', disable=not is_main_process() or args.quiet,
                leave=False)
     for step, views in enumerate(bar):
+        if before_step is not None:
+            before_step(step)
         loss, stats = step_fn(views)
         # The step that first gave a non-finite loss, kept on the device: the host looks only every
         # ``print_freq`` steps, so the GPU is not stalled by a check on every step.

@@ -33,6 +33,10 @@ def get_finetune_parser():
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--label-fraction', type=float, default=1.0, help='share of training labels used')
     parser.add_argument('--repeats', type=positive_int, default=1, help='runs with seeds seed, seed+1, ...')
+    parser.add_argument('--layer-decay', type=float, default=1.0,
+                        help="layer-wise lr decay: the encoder's layer i of L (the transformer's: embeddings 0, "
+                             'blocks 1 to depth, then the final norm) learns at lr x D^(L - i), the head at lr '
+                             '(MAMP: 0.8); 1 turns it off')
     show_defaults(parser, lambda dataset: FINETUNE)
     return parser
 
@@ -48,6 +52,17 @@ def balanced_subset(labels, fraction, seed):
         take = max(1, int(round(fraction * len(members))))
         chosen.append(rng.choice(members, size=take, replace=False))
     return np.sort(np.concatenate(chosen))
+
+
+def layer_scales(classifier, stream, decay):
+    """{parameter name: lr factor} of layer-wise decay for one stream's classifier (names as
+    :func:`evaluation.classifier.fit_classifiers` gives them)."""
+    encoder = classifier.encoder
+    if not hasattr(encoder, 'layer_of'):
+        raise SystemExit(f'error: --layer-decay {decay:g}: the {type(encoder).__name__} does not number its layers; '
+                         'it applies to --encoder transformer')
+    return {f'{stream}.encoder.{name}': decay ** (encoder.decay_layers - encoder.layer_of(name))
+            for name, _ in encoder.named_parameters()}
 
 
 def main(args):
@@ -66,8 +81,9 @@ def main(args):
         classifier = Classifier(encoders[args.stream], run.dataset.num_classes).to(run.device)
         train_loader, test_loader = run.supervised_loaders(info['frames'], subset)
         print(f'run {repeat + 1}/{args.repeats}: seed {seed}, {len(subset)} labelled clips of {len(labels)}')
+        scales = layer_scales(classifier, args.stream, args.layer_decay) if args.layer_decay != 1 else None
         history = fit_classifiers({args.stream: classifier}, train_loader, test_loader, args, run.device,
-                                  frozen=False)
+                                  frozen=False, lr_scales=scales)
         last, best = summarise(history)
         if repeat == 0:  # the first repeat's model is the one kept
             save_heads(os.path.join(args.output_dir, 'heads.pth'),
@@ -80,8 +96,9 @@ def main(args):
     print(f'\nFine-tuning on {args.dataset} {args.protocol}, {args.label_fraction:g} of the labels, '
           f'{args.repeats} run(s), last epoch: top-1 {summary["top1_mean"]:.2f} +- {summary["top1_std"]:.2f}')
     results = save_results(os.path.join(args.output_dir, 'results.json'), 'finetune', args, info, [args.stream],
-                           ('label_fraction', 'repeats', 'seed', 'epochs', 'lr', 'schedule', 'cos', 'momentum',
-                            'weight_decay', 'batch_size'), accuracy=summary, runs=runs)
+                           ('label_fraction', 'repeats', 'seed', 'epochs', 'optimizer', 'lr', 'schedule', 'cos',
+                            'min_lr', 'warmup_epochs', 'layer_decay', 'momentum', 'weight_decay', 'batch_size'),
+                           accuracy=summary, runs=runs)
     return results
 
 

@@ -3,7 +3,8 @@
     python linear_eval.py --checkpoint CKPT --dataset ntu60 --protocol xsub --data-root DATA --output-dir OUT [--stream all]
 
 The encoder is loaded from the checkpoint, frozen and kept in eval mode (BatchNorm statistics
-untouched); only a new linear head is trained, with the published recipe as defaults. The result
+untouched); only a new linear head is trained (``--batchnorm``: after a BatchNorm without
+affine parameters), with the published recipe as defaults. The result
 is the last epoch's top-1/top-5; the best test epoch is printed only labelled as such, for
 comparison with published numbers that report it. ``--stream all`` trains the three streams'
 heads together and adds their fusion (sum of softmax scores). Writes ``OUT/results.json`` and the
@@ -28,6 +29,9 @@ def get_linear_parser():
     parser = argparse.ArgumentParser('CMD linear evaluation', description=__doc__,
                                      parents=[get_args_parser(), get_eval_parser(), get_supervised_parser()],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--batchnorm', action='store_true',
+                        help='a BatchNorm without affine parameters before each linear head (the probe of MAE and '
+                             'MAMP, whose transformer features differ in scale by channel)')
     show_defaults(parser, lambda dataset: LINEAR)
     return parser
 
@@ -49,7 +53,7 @@ def main(args):
     for stream, encoder in encoders.items():
         for param in encoder.parameters():
             param.requires_grad = False
-        classifiers[stream] = Classifier(encoder, run.dataset.num_classes).to(run.device)
+        classifiers[stream] = Classifier(encoder, run.dataset.num_classes, args.batchnorm).to(run.device)
     trainable = sum(p.numel() for c in classifiers.values() for p in c.parameters() if p.requires_grad)
     heads = sum(c.head.weight.numel() + c.head.bias.numel() for c in classifiers.values())
     assert trainable == heads, f'{trainable} trainable parameters, but the linear heads hold {heads}'
@@ -70,8 +74,8 @@ def main(args):
               f'with published numbers only: {best[name]["top1"]:.2f} at epoch {best[name]["epoch"]}]')
     save_heads(os.path.join(args.output_dir, 'heads.pth'), heads_record('linear', classifiers, args, run.dataset, info))
     results = save_results(os.path.join(args.output_dir, 'results.json'), 'linear', args, info, run.streams,
-                           ('epochs', 'lr', 'schedule', 'cos', 'momentum', 'weight_decay', 'batch_size',
-                            'eval_every', 'seed'),
+                           ('epochs', 'optimizer', 'lr', 'schedule', 'cos', 'min_lr', 'warmup_epochs', 'momentum',
+                            'weight_decay', 'batch_size', 'batchnorm', 'eval_every', 'seed'),
                            accuracy=last, best_test_epoch_for_reference=best, history=history)
     return results
 

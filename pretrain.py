@@ -11,6 +11,7 @@ import contextlib
 import inspect
 import json
 import os
+import time
 
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
@@ -24,8 +25,8 @@ from feeder.augment import ViewAugment
 from feeder.datasets import PretrainDataset, SkeletonFolder, collate_clips
 from feeder.info import dataset_info
 from feeder.modalities import MODALITIES
-from models import METHODS, build_method
-from options.args import (check_places, format_default, get_args_parser, get_augment_parser, get_optim_parser,
+from models import METHODS, build_method, method_settings
+from options.args import (add_settings, check_places, format_default, get_args_parser, get_augment_parser, get_optim_parser,
                           non_negative_int, positive_int, settle_device, show_defaults)
 from options.presets import ENCODER_RECIPES, METHOD_RECIPES, recipe
 from options.settings import Settings
@@ -35,7 +36,7 @@ from utils.dist import RankStopped, RankWatch, barrier, init_distributed, is_mai
 from utils.io import WriteError, append_jsonl, write_text_atomic
 from utils.rng import get_rng_state, seed_everything, set_rng_state
 from utils.run import announce, plain, run_cli
-from utils.schedule import adjust_learning_rate
+from utils.schedule import adjust_learning_rate, make_optimizer
 
 
 def get_pretrain_parser():
@@ -59,6 +60,7 @@ def get_pretrain_parser():
                      help='crossclr, aimclr: the epoch (0-based) from which mined neighbours (in the other '
                           'modalities, or of the query and its extreme views) are positives (default: half the '
                           'epochs; published 150 of 300)')
+    add_settings(parser.add_argument_group("each method's own settings (models.METHODS)"), method_settings().values())
     out = parser.add_argument_group('output')
     out.add_argument('--save-every', type=positive_int, default=None, help='keep checkpoint_XXXX.pth every N epochs')
     out.add_argument('--resume', default=None, help='checkpoint to continue from')
@@ -143,12 +145,8 @@ def rules_report(settings):
 def check_settings(args, folder, dataset):
     """Inconsistent settings are errors before any work starts."""
     global_batch = args.batch_size * args.world_size
-    problems = []
-    if args.topk > args.queue_size:
-        problems.append(f'--topk {args.topk} exceeds --queue-size {args.queue_size}')
-    if args.queue_size % global_batch:
-        problems.append(f'--queue-size {args.queue_size} is not a multiple of the global batch '
-                        f'{global_batch} (--batch-size {args.batch_size} x {args.world_size} processes)')
+    method = METHODS[args.method]  # a method may say what of its own settings cannot work
+    problems = method.problems(args, global_batch) if hasattr(method, 'problems') else []
     try:
         folder.check(dataset)
     except ValueError as e:
@@ -209,15 +207,14 @@ def load_state(checkpoint, model, optimizer, scaler, args):
     return checkpoint['epoch']
 
 
-def make_optimizer(model, args, speed):
-    return torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=args.lr, momentum=args.momentum,
-                           weight_decay=args.weight_decay, **speed.optimizer_options())
+def optimizer_for(model, args, speed):
+    return make_optimizer(model.named_parameters(), args, **speed.optimizer_options())
 
 
 def build_training(args, dataset, speed, device):
     """The model (DDP-wrapped when distributed), its optimizer and gradient scaler."""
     model = wrap_distributed(build_method(args, dataset, **speed.model_options()).to(device), args, device)
-    return model, make_optimizer(model, args, speed), torch.amp.GradScaler(device.type, enabled=speed.float16_scaling)
+    return model, optimizer_for(model, args, speed), torch.amp.GradScaler(device.type, enabled=speed.float16_scaling)
 
 
 def first_views(clips, augment, on_device, device, batch_size):
@@ -233,7 +230,7 @@ def check_fast_path(model, optimizer, scaler, speed, args, dataset, views):
     rank: all ranks go on alike)."""
     device = views[0].device
     result = self_check(model.module if args.distributed else model, optimizer, scaler, speed,
-                        lambda: build_method(args, dataset).to(device), lambda m: make_optimizer(m, args, speed), views)
+                        lambda: build_method(args, dataset).to(device), lambda m: optimizer_for(m, args, speed), views)
     if args.distributed:
         verdicts = [None] * args.world_size
         torch.distributed.all_gather_object(verdicts, (result.passed, result.reason))
@@ -346,20 +343,27 @@ def main(args):
 
     saver = BackgroundSaver()
     guard = DivergenceGuard(model_without_ddp)
+    # the run's minutes so far, across resumes (a checkpoint that predates the count starts it at 0)
+    minutes = (checkpoint.get('log') or {}).get('minutes', 0.0) if start_epoch else 0.0
     with stopped_in_one_line(saver, args):
         for epoch in range(start_epoch, args.epochs):
+            started = time.perf_counter()
             if sampler is not None:
                 sampler.set_epoch(epoch)
             if hasattr(model_without_ddp, 'set_epoch'):  # a method whose loss changes with the epoch
                 model_without_ddp.set_epoch(epoch)
             lr = adjust_learning_rate(optimizer, epoch, args)
+            # with a warm-up, the lr follows the schedule step by step (MAE's and MAMP's)
+            per_step = (lambda i, e=epoch: adjust_learning_rate(optimizer, e + i / len(loader), args)) \
+                if args.warmup_epochs else None
             stats = train_one_epoch(model, views(loader, device, augment if on_device else None), len(loader),
-                                    step, epoch, args)
+                                    step, epoch, args, before_step=per_step)
             stats['lr'] = lr
             saver.wait()
             guard.check(epoch, saver.written or args.resume)
             if monitor.due(epoch):
                 stats.update(monitor(model_without_ddp.encoders()))
+            minutes = stats['minutes'] = minutes + (time.perf_counter() - started) / 60
             if is_main_process():
                 record = {'epoch': epoch, **stats}
                 state = save_state(model_without_ddp, optimizer, scaler, epoch + 1, args, dataset, record)

@@ -29,7 +29,7 @@ sys.path.insert(0, ROOT)
 import torch  # noqa: E402
 
 # Log values that measure the machine, not the run.
-TIMING_KEYS = ('samples_per_s',)
+TIMING_KEYS = ('samples_per_s', 'minutes')
 # Arguments that name the run's own files, not what it computed.
 RUN_ARGS = ('resume', 'auto_resume', 'output_dir')
 

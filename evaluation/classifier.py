@@ -6,32 +6,38 @@ from tqdm import tqdm
 
 from models.encoder import StreamEncoder
 from models.losses import topk_accuracy
-from utils.schedule import adjust_learning_rate
+from utils.schedule import adjust_learning_rate, make_optimizer
 
 
 class Classifier(StreamEncoder):
     """One stream's encoder (a :class:`models.encoder.StreamEncoder`; its features, not its ``fc``)
-    and a new linear head."""
+    and a new linear head; with ``batchnorm``, a BatchNorm without affine parameters before it (the
+    linear probe of MAE and MAMP, for features whose scale varies by channel)."""
 
-    def __init__(self, stream, num_classes):
+    def __init__(self, stream, num_classes, batchnorm=False):
         super().__init__(stream.encoder, stream.modality, stream.layout, stream.coordinates)
+        self.norm = torch.nn.BatchNorm1d(stream.feature_dim, affine=False) if batchnorm else torch.nn.Identity()
         self.head = torch.nn.Linear(stream.feature_dim, num_classes)
         torch.nn.init.normal_(self.head.weight, std=0.01)
         torch.nn.init.zeros_(self.head.bias)
 
     def forward(self, x):
-        return self.head(self.features(x))
+        return self.head(self.norm(self.features(x)))
 
 
-def train_classifiers_one_epoch(classifiers, loader, optimizer, device, frozen, quiet=False, epoch=0):
-    """One epoch for every stream's classifier on the same clips; frozen encoders stay in eval
-    mode so their BatchNorm statistics are never touched."""
+def train_classifiers_one_epoch(classifiers, loader, optimizer, device, frozen, quiet=False, epoch=0,
+                                before_step=None):
+    """One epoch for every stream's classifier on the same clips (and ``before_step(i)`` before step
+    ``i``, where given); frozen encoders stay in eval mode so their BatchNorm statistics are never
+    touched."""
     for classifier in classifiers.values():
         classifier.train()
         if frozen:
             classifier.encoder.eval()
     total, steps = 0.0, 0
     for x, y in tqdm(loader, desc=f'epoch {epoch}', disable=quiet, leave=False):
+        if before_step is not None:
+            before_step(steps)
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         loss = sum(F.cross_entropy(c(x), y) for c in classifiers.values())
         if not torch.isfinite(loss):
@@ -64,14 +70,19 @@ def evaluate_classifiers(classifiers, loader, device):
                    'top5': topk_accuracy(score, labels, min(5, score.shape[1])).item()} for name, score in scores.items()}
 
 
-def fit_classifiers(classifiers, train_loader, test_loader, args, device, frozen):
-    """SGD with step decay; returns the per-epoch history. The result is the last epoch's."""
-    params = [p for c in classifiers.values() for p in c.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(params, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
+def fit_classifiers(classifiers, train_loader, test_loader, args, device, frozen, lr_scales=None):
+    """``--optimizer`` and its schedule (:mod:`utils.schedule`; with a warm-up, set at every step),
+    ``lr_scales`` ({stream.parameter: factor}) for layer-wise decay; returns the per-epoch history.
+    The result is the last epoch's."""
+    optimizer = make_optimizer(((f'{s}.{n}', p) for s, c in classifiers.items() for n, p in c.named_parameters()),
+                               args, lr_scales)
     history = []
     for epoch in range(args.epochs):
         lr = adjust_learning_rate(optimizer, epoch, args)
-        loss = train_classifiers_one_epoch(classifiers, train_loader, optimizer, device, frozen, args.quiet, epoch)
+        per_step = (lambda i, e=epoch: adjust_learning_rate(optimizer, e + i / len(train_loader), args)) \
+            if args.warmup_epochs else None
+        loss = train_classifiers_one_epoch(classifiers, train_loader, optimizer, device, frozen, args.quiet, epoch,
+                                           per_step)
         record = {'epoch': epoch, 'lr': lr, 'train_loss': loss}
         if (epoch + 1) % args.eval_every == 0 or epoch + 1 == args.epochs:
             record['test'] = evaluate_classifiers(classifiers, test_loader, device)

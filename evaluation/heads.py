@@ -75,8 +75,8 @@ def load_classifiers(record):
     for stream in record['streams']:
         head = record['heads'][stream]
         classifier = Classifier(StreamEncoder(stream_encoder(record, stream), stream, info.layout, info.coordinates),
-                                head['head.weight'].shape[0])
-        classifier.head.load_state_dict({'weight': head['head.weight'], 'bias': head['head.bias']})
+                                head['head.weight'].shape[0], batchnorm='norm.running_mean' in head)
+        classifier.load_state_dict(head)
         classifiers[stream] = classifier.eval()
     return classifiers, info
 

@@ -76,8 +76,9 @@ def fill_switches(values):
     fill('recurrent_fp16', fast and cuda and v['gru_impl'] == 'grouped' and v['tf32'] and not v['amp']
          and v['gru_kernels'] != 'triton')
     fill('overlap_keys', fast and cuda and single)
+    # a graph captures its lr: one set at every step (a warm-up) would be captured anew every step
     fill('cuda_graph', fast and cuda and single and v['gru_impl'] == 'grouped'
-         and not (v['amp'] and v['amp_dtype'] == 'float16'))
+         and not (v['amp'] and v['amp_dtype'] == 'float16') and not v.get('warmup_epochs'))
     return {k: v[k] for k in why}, why
 
 

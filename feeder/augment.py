@@ -100,11 +100,7 @@ def random_rotation(x, degrees, generator=None):
     coordinates: about the vertical axis for normalised 3D clips (z up), in the image plane for 2D
     ones. A change of viewpoint, as between the cameras of a cross-view benchmark. Channels from
     ``coordinates`` on (a confidence) stay as they are."""
-    angle = (_rand(len(x), x, generator).to(x.dtype) * 2 - 1) * (degrees * torch.pi / 180)
-    cos, sin = angle.cos(), angle.sin()
-    turned = torch.stack([cos[:, None, None, None] * x[:, 0] - sin[:, None, None, None] * x[:, 1],
-                          sin[:, None, None, None] * x[:, 0] + cos[:, None, None, None] * x[:, 1]], dim=1)
-    return torch.cat([turned, x[:, 2:]], dim=1)  # z, and a confidence, unchanged
+    return _planar(x, (_rand(len(x), x, generator).to(x.dtype) * 2 - 1) * (degrees * torch.pi / 180))
 
 
 def padded_crop(x, num_frames, frames: int, generator=None):
@@ -135,6 +131,20 @@ def _turn(a, b, angle):
     return cos * a - sin * b, sin * a + cos * b
 
 
+def _planar(x, angle):
+    """``x`` turned by ``angle`` (N,) radians in the plane of its first two channels."""
+    return torch.cat([torch.stack(_turn(x[:, 0], x[:, 1], angle), dim=1), x[:, 2:]], dim=1)
+
+
+def _euler(x, angles):
+    """3D ``x`` turned about x, then y, then z by ``angles`` (N, 3) radians; channels after the
+    three coordinates unchanged."""
+    p = [x[:, 0], x[:, 1], x[:, 2]]
+    for k, (i, j) in enumerate(((1, 2), (2, 0), (0, 1))):
+        p[i], p[j] = _turn(p[i], p[j], angles[:, k])
+    return torch.cat([torch.stack(p, dim=1), x[:, 3:]], dim=1)
+
+
 def random_axis_rotation(x, main=30.0, other=1.0, coordinates=None, generator=None):
     """AimCLR's rotation: per sample one axis, drawn uniformly, turns by ``U(0, main)`` degrees and
     the other two by ``U(0, other)``, applied about x, then y, then z. A 2D clip turns in the image
@@ -142,15 +152,19 @@ def random_axis_rotation(x, main=30.0, other=1.0, coordinates=None, generator=No
     c = x.shape[1] if coordinates is None else coordinates
     n = len(x)
     if c == 2:
-        angle = _rand(n, x, generator).to(x.dtype) * (main * torch.pi / 180)
-        return torch.cat([torch.stack(_turn(x[:, 0], x[:, 1], angle), dim=1), x[:, 2:]], dim=1)
+        return _planar(x, _rand(n, x, generator).to(x.dtype) * (main * torch.pi / 180))
     axis = (_rand(n, x, generator) * 3).long().clamp_(max=2)
     limits = torch.where(torch.arange(3, device=x.device)[None] == axis[:, None], main, other)
-    angles = _rand((n, 3), x, generator).to(x.dtype) * limits.to(x.dtype) * (torch.pi / 180)
-    p = [x[:, 0], x[:, 1], x[:, 2]]
-    for k, (i, j) in enumerate(((1, 2), (2, 0), (0, 1))):  # about x, y, z
-        p[i], p[j] = _turn(p[i], p[j], angles[:, k])
-    return torch.cat([torch.stack(p, dim=1), x[:, 3:]], dim=1)
+    return _euler(x, _rand((n, 3), x, generator).to(x.dtype) * limits.to(x.dtype) * (torch.pi / 180))
+
+
+def random_euler_rotation(x, radians=0.3, coordinates=None, generator=None):
+    """MAMP's rotation: per sample three angles ``U(-radians, radians)``, turning the clip about x,
+    then y, then z, the same in every frame. A 2D clip turns in the image plane by the first angle.
+    Channels from ``coordinates`` on (a confidence) stay as they are."""
+    c = x.shape[1] if coordinates is None else coordinates
+    angles = (_rand((len(x), 3), x, generator).to(x.dtype) * 2 - 1) * radians
+    return _planar(x, angles[:, 0]) if c == 2 else _euler(x, angles)
 
 
 def random_noise(x, std=0.01, p=0.5, coordinates=None, generator=None):
@@ -206,14 +220,18 @@ class ViewAugment:
     corruption instead); the defaults are the published augmentations. ``coordinates``: how many
     leading channels are coordinates (default all; a confidence after them is carried along).
 
-    ``skeletonclr``: SkeletonCLR's padded temporal crop (:func:`padded_crop`), then always a shear of
-    amplitude ``shear`` (its recipe: 0.5).
+    ``skeletonclr``: SkeletonCLR's padded temporal crop (:func:`padded_crop`), then (with
+    ``rotation``) a random turn, then always a shear of amplitude ``shear`` (its recipe: 0.5).
 
     ``extreme``: AimCLR's strong view: ``skeletonclr``, then a flip of the body's sides (``mirror``:
     the layout's joint permutation; none, no flip), a rotation, noise, a temporal blur and an axis
-    mask (:func:`random_flip` to :func:`random_axis_mask`)."""
+    mask (:func:`random_flip` to :func:`random_axis_mask`).
 
-    RECIPES = ('normal', 'skeletonclr', 'extreme')
+    ``mamp``: MAMP's view: a random crop of U(0.5, 1) of each clip (at least ``min_crop`` frames),
+    resized to ``frames``, then a turn of U(-0.3, 0.3) radians about each axis
+    (:func:`random_euler_rotation`)."""
+
+    RECIPES = ('normal', 'skeletonclr', 'extreme', 'mamp')
 
     def __init__(self, num_joints, views=('normal', 'normal'), frames=64, min_crop=None, scale=(0.1, 1.0), shear=1.0,
                  corruption=0.5, rotation=0.0, coordinates=None, mirror=None):
@@ -235,8 +253,10 @@ class ViewAugment:
                               coordinates=self.coordinates)
 
     def skeletonclr(self, clips, num_frames):
-        return random_spatial(padded_crop(clips, num_frames, self.frames), self.corrupt_joints, shear=self.shear,
-                              corruption=0.0, coordinates=self.coordinates)
+        x = padded_crop(clips, num_frames, self.frames)
+        if self.rotation:
+            x = random_rotation(x, self.rotation)
+        return random_spatial(x, self.corrupt_joints, shear=self.shear, corruption=0.0, coordinates=self.coordinates)
 
     def extreme(self, clips, num_frames):
         x = self.skeletonclr(clips, num_frames)
@@ -247,6 +267,10 @@ class ViewAugment:
         x = random_noise(x, coordinates=c)
         x = random_blur(x, coordinates=c)
         return random_axis_mask(x, coordinates=c)
+
+    def mamp(self, clips, num_frames):
+        x = random_crop_resize(clips, num_frames, self.frames, (0.5, 1.0), self.min_crop)
+        return random_euler_rotation(x, coordinates=self.coordinates)
 
     def __call__(self, clips, num_frames):
         return tuple(getattr(self, name)(clips, num_frames) for name in self.views)

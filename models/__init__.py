@@ -5,12 +5,14 @@ from dataclasses import dataclass
 
 from models.aimclr import AimCLR
 from models.cmd import CMD
-from models.moco import CrosSCLR, SkeletonCLR
 from models.gru import GRUEncoder
+from models.mamp import MAMP
+from models.moco import CrosSCLR, SkeletonCLR
 from models.stgcn import STGCNEncoder
+from models.transformer import TransformerEncoder
 
-ENCODERS = {'gru': GRUEncoder, 'stgcn': STGCNEncoder}
-METHODS = {'cmd': CMD, 'skeletonclr': SkeletonCLR, 'crossclr': CrosSCLR, 'aimclr': AimCLR}
+ENCODERS = {'gru': GRUEncoder, 'stgcn': STGCNEncoder, 'transformer': TransformerEncoder}
+METHODS = {'cmd': CMD, 'skeletonclr': SkeletonCLR, 'crossclr': CrosSCLR, 'aimclr': AimCLR, 'mamp': MAMP}
 # What every encoder takes; then each encoder's own settings (``Encoder.SETTINGS``).
 COMMON_SETTINGS = ('encoder', 'dim', 'mlp')
 
@@ -18,6 +20,11 @@ COMMON_SETTINGS = ('encoder', 'dim', 'mlp')
 def own_settings():
     """Every registered encoder's own settings (:class:`models.encoder.Setting`), by name, once each."""
     return {s.name: s for e in ENCODERS.values() for s in e.SETTINGS}
+
+
+def method_settings():
+    """Every registered method's own settings (``SETTINGS``, where a method declares them), by name."""
+    return {s.name: s for m in METHODS.values() for s in getattr(m, 'SETTINGS', ())}
 
 
 def encoder_setting_names():

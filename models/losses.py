@@ -1,6 +1,6 @@
 """The methods' objectives as plain functions: MoCo's InfoNCE and CMD's distillation
 (docs/method.md, "The objective"), CrosSCLR's cross-modal positives, AimCLR's distribution matching
-and mined positives."""
+and mined positives, MAMP's masked prediction."""
 import torch
 import torch.nn.functional as F
 
@@ -94,3 +94,11 @@ def topk_accuracy(scores, targets=None, k=1):
         top = scores.topk(k, dim=1).indices
         target = 0 if targets is None else targets.to(top.device)[:, None]
         return (top == target).any(dim=1).float().mean() * 100
+
+
+def masked_mse(prediction, target, masked):
+    """MAMP's (and MAE's) loss: each token's mean squared error over its values, averaged over the
+    tokens where ``masked`` (B, L) is 1 (a weight: 0 for the kept tokens and for samples that
+    carry no loss). ``prediction``, ``target``: (B, L, D)."""
+    per_token = (prediction - target).pow(2).mean(dim=-1)
+    return (per_token * masked).sum() / masked.sum().clamp(min=1)

@@ -64,6 +64,17 @@ class MoCo(nn.Module):
         return cls(make_encoder, dataset.layout, **asdict(cls.CONFIG.from_dict(vars(args))),
                    coordinates=dataset.coordinates, **extra)
 
+    @staticmethod
+    def problems(args, global_batch):
+        """What in the run's settings cannot work for a queue of keys: said before any work starts."""
+        out = []
+        if args.topk > args.queue_size:
+            out.append(f'--topk {args.topk} exceeds --queue-size {args.queue_size}')
+        if args.queue_size % global_batch:
+            out.append(f'--queue-size {args.queue_size} is not a multiple of the global batch {global_batch} '
+                       f'(--batch-size {args.batch_size} x {args.world_size} processes)')
+        return out
+
     def set_epoch(self, epoch):
         """The training loop says which epoch (0-based) the next steps belong to: a method whose loss
         changes during the run (mining from ``mining_epoch`` on) reads ``self.epoch``."""

@@ -57,9 +57,7 @@ def get_args_parser(add_help=False, encoder_flags=True):
     model = parser.add_argument_group('model')
     model.add_argument('--encoder', default=None, choices=list(ENCODERS), help='the encoder (models.ENCODERS)')
     if encoder_flags:
-        for setting in own_settings().values():
-            kind = positive_int if setting.type is int else setting.type
-            model.add_argument(setting.flag, type=kind, default=None, choices=setting.choices, help=setting.help)
+        add_settings(model, own_settings().values())
         model.add_argument('--mlp', default=None, action=argparse.BooleanOptionalAction, help='MLP projection head')
         model.add_argument('--dim', type=positive_int, default=None, help='projection size')
 
@@ -71,14 +69,29 @@ def get_args_parser(add_help=False, encoder_flags=True):
     return parser
 
 
+def add_settings(group, settings):
+    """The flags of ``settings`` (:class:`models.encoder.Setting`), each defaulting to ``None``: the
+    recipe fills what the command line leaves open."""
+    for setting in settings:
+        kind = positive_int if setting.type is int else setting.type
+        group.add_argument(setting.flag, type=kind, default=None, choices=setting.choices, help=setting.help)
+
+
 def get_optim_parser(add_help=False):
-    """SGD and its schedule, for pretraining and the supervised protocols alike."""
+    """The optimiser and its schedule (utils/schedule.py), for pretraining and the supervised
+    protocols alike."""
     parser = argparse.ArgumentParser('CMD optimisation', add_help=add_help)
     opt = parser.add_argument_group('optimisation')
     opt.add_argument('--epochs', type=positive_int, default=None)
-    opt.add_argument('--lr', type=float, default=None, help='base learning rate (SGD)')
+    opt.add_argument('--optimizer', default=None, choices=['sgd', 'adamw'],
+                     help='sgd: weight decay on every parameter; adamw: betas (0.9, 0.95), no decay on 1-D parameters')
+    opt.add_argument('--lr', type=float, default=None, help='base learning rate')
     opt.add_argument('--schedule', type=int, nargs='*', default=None, help='epochs where lr drops x0.1')
-    opt.add_argument('--cos', action='store_true', help='cosine learning-rate decay instead of steps')
+    opt.add_argument('--cos', default=None, action=argparse.BooleanOptionalAction,
+                     help='cosine learning-rate decay (to --min-lr) instead of steps')
+    opt.add_argument('--min-lr', type=float, default=None, help='where --cos ends')
+    opt.add_argument('--warmup-epochs', type=non_negative_int, default=None,
+                     help='a linear warm-up from 0 over the first N epochs; the lr is then set at every step')
     opt.add_argument('--momentum', type=float, default=None, help='SGD momentum')
     opt.add_argument('--weight-decay', type=float, default=None)
     return parser

@@ -3,7 +3,7 @@
 own settings and their defaults live with the encoder (``Encoder.SETTINGS``)."""
 import math
 
-from models import own_settings
+from models import method_settings, own_settings
 
 # Published CMD pretraining recipe with the GRU encoder (whose published size is its settings'
 # defaults: 3 x 1024, the published chains, the last frame).
@@ -11,7 +11,8 @@ PRETRAIN = dict(
     encoder='gru', epochs=451, schedule=[351], lr=0.01, momentum=0.9, weight_decay=1e-4,
     batch_size=64, frames=64, min_crop=None, queue_size=16384, topk=8192, contrast_t=0.07,
     teacher_t=0.05, student_t=0.1, momentum_key=0.999, cmd_weight=1.0, mlp=True,
-    dim=128, save_every=10, seed=42, shear=1.0, corruption=0.5, rotation=0.0, modalities=['joint', 'motion', 'bone'])
+    dim=128, save_every=10, seed=42, shear=1.0, corruption=0.5, rotation=0.0, modalities=['joint', 'motion', 'bone'],
+    optimizer='sgd', cos=False, min_lr=0.0, warmup_epochs=0)
 
 # Per-encoder changes to that recipe (an encoder without a row trains with it): ST-GCN as
 # CrosSCLR/AimCLR train it.
@@ -33,6 +34,16 @@ METHOD_RECIPES = {
     # AimCLR (Guo et al., AAAI 2022): one stream with SkeletonCLR's views and an extreme one, one mined
     # neighbour per query from half the run on (--mining-epoch: published 150 of 300 epochs)
     'aimclr': dict(encoder='stgcn', modalities=['joint'], shear=0.5, topk=1),
+    # MAMP (Mao et al., ICCV 2023): the joint stream on the transformer, 120 frames cropped to at least
+    # 64, AdamW at an absolute lr of 1e-3 (4 GPUs x 32 clips) warmed up over 20 epochs, then cosine
+    'mamp': dict(encoder='transformer', modalities=['joint'], frames=120, min_crop=64, epochs=400, batch_size=128,
+                 optimizer='adamw', lr=1e-3, min_lr=5e-4, warmup_epochs=20, cos=True, weight_decay=0.05),
+}
+# A method's published changes for one dataset, over its row above.
+METHOD_DATASET_RECIPES = {
+    ('mamp', 'ntu120'): dict(mask_tau=0.75, decoder_depth=5),
+    ('mamp', 'pku1'): dict(decoder_depth=5),
+    ('mamp', 'pku2'): dict(decoder_depth=5),
 }
 
 # The small-data preset (docs/protocols.md, "Small datasets"): settings chosen by measurement on
@@ -54,7 +65,8 @@ SMALL_DATA_CLIPS = 5000
 
 # What a checkpoint that does not record one of these settings was trained with: the code then
 # had no such setting and did what the published method does.
-UNRECORDED_DEFAULTS = dict(gru_mode='published', gru_pool='last', shear=1.0, corruption=0.5, rotation=0.0)
+UNRECORDED_DEFAULTS = dict(gru_mode='published', gru_pool='last', shear=1.0, corruption=0.5, rotation=0.0,
+                           optimizer='sgd', min_lr=0.0, warmup_epochs=0)
 
 # The rules' constants (docs/protocols.md, "Small datasets").
 RULES = dict(max_batch=64, clips_per_batch=8, lr_per_64=0.05, queue_share=1 / 3, topk_share=0.5, steps=2250,
@@ -125,12 +137,14 @@ def recipe(dataset, encoder=None, method='cmd', benchmark=None, world_size=1, re
 
     layer(PRETRAIN, 'published recipe')
     layer({name: s.default for name, s in own_settings().items()}, 'published recipe (the encoders\' defaults)')
+    layer({name: s.default for name, s in method_settings().items()}, 'published recipe (the methods\' defaults)')
     layer(ENCODER_RECIPES.get(encoder, {}), f'encoder recipe ({encoder})')
     small = kind in SMALL_DATASETS and (kind != 'custom' or train_clips is None or train_clips < SMALL_DATA_CLIPS)
     if small:
         layer(SMALL, 'small-data preset')
     layer(DATASET_RECIPES.get(kind, {}), f'dataset recipe ({kind})')
-    own = {k: v for k, v in METHOD_RECIPES.get(method, {}).items() if k != 'encoder'}
+    own = {k: v for k, v in {**METHOD_RECIPES.get(method, {}), **METHOD_DATASET_RECIPES.get((method, kind), {})}.items()
+           if k != 'encoder'}
     if small and train_clips:
         ruled, why = small_data_rules(train_clips, median_length, world_size, **given)
         for key in ruled.keys() - own.keys():
@@ -145,7 +159,7 @@ def recipe(dataset, encoder=None, method='cmd', benchmark=None, world_size=1, re
 
 
 # Evaluation protocols: frozen-feature linear classification and fine-tuning.
-LINEAR = dict(epochs=80, lr=0.1, schedule=[50, 70], momentum=0.9, weight_decay=0.0, batch_size=64,
-              seed=PRETRAIN['seed'])
+LINEAR = dict(epochs=80, optimizer='sgd', lr=0.1, schedule=[50, 70], cos=False, min_lr=0.0, warmup_epochs=0,
+              momentum=0.9, weight_decay=0.0, batch_size=64, seed=PRETRAIN['seed'])
 FINETUNE = dict(LINEAR, lr=0.01)
 KNN = dict(batch_size=256)

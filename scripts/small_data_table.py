@@ -1,7 +1,7 @@
 """Print the small-data table from the runs of ``scripts/small_data_table.sh``: per dataset folder,
 one row for the prepared coordinates (raw), one per random encoder and one per pretrained method,
 each with 1-NN top-1 of the joint, motion and bone streams and their fusion, linear top-1 (fused,
-or the method's one stream), and the pretraining minutes.
+or the method's one stream), and the pretraining minutes (the run's epochs, resumes included).
 
     python scripts/small_data_table.py OUTPUT_ROOT/sbu_fold1 ...
 """
@@ -40,10 +40,10 @@ def rows(run):
         if entry.startswith('random_'):
             yield [name, f'random {entry[len("random_"):]}'] + cells(os.path.join(run, entry)) + ['']
     for entry in entries:
-        seconds = os.path.join(run, entry, 'pretrain_seconds')
-        if os.path.isfile(seconds):
-            with open(seconds) as f:
-                minutes = int(f.read()) / 60
+        log = os.path.join(run, entry, 'pretrain', 'log.txt')
+        if os.path.isfile(log):
+            with open(log) as f:
+                minutes = json.loads(f.read().splitlines()[-1])['minutes']
             with open(os.path.join(run, entry, 'pretrain', 'args.json')) as f:
                 encoder = json.load(f)['encoder']
             yield [name, f'{entry} ({encoder})'] + cells(os.path.join(run, entry)) + [f'{minutes:.1f}']

@@ -5,13 +5,14 @@
 # the prepared coordinates (--checkpoint raw) and of a random encoder of each method's encoder;
 # then one row per dataset and method.
 #
-#   bash scripts/small_data_table.sh [--method NAME]... DATA_ROOT:BENCHMARK...
-#   bash scripts/small_data_table.sh --method cmd --method aimclr data/sbu:fold1 data/NW-UCLA-AGCN:xview
+#   bash scripts/small_data_table.sh [--method NAME[:ENCODER]]... DATA_ROOT:BENCHMARK...
+#   bash scripts/small_data_table.sh --method cmd --method cmd:transformer data/sbu:fold1 data/NW-UCLA-AGCN:xview
 #
-# --method: any of pretrain.py's, repeated for several (default cmd). Environment: PYTHON (default
+# --method: any of pretrain.py's, with its default encoder or after a colon another, repeated for
+# several (default cmd); each goes to a folder of that name (cmd_transformer). Environment: PYTHON (default
 # python), OUTPUT_ROOT (default ./output/small_data), PRETRAIN_ARGS and LINEAR_ARGS (extra
 # pretrain.py and linear_eval.py flags).
-# Running it again continues unfinished runs; minutes add up.
+# Running it again continues unfinished runs; their minutes (log.txt) add up.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python}
@@ -31,8 +32,11 @@ done
 (( ${#methods[@]} )) || methods=(cmd)
 (( ${#specs[@]} )) || { echo "error: no DATA_ROOT:BENCHMARK given" >&2; exit 2; }
 known=$("$PYTHON" -c 'import models; print(" ".join(models.METHODS))')
+encoders_known=$("$PYTHON" -c 'import models; print(" ".join(models.ENCODERS))')
 for method in "${methods[@]}"; do
-    [[ " $known " == *" $method "* ]] || { echo "error: --method $method: known: $known" >&2; exit 2; }
+    [[ " $known " == *" ${method%%:*} "* ]] || { echo "error: --method ${method%%:*}: known: $known" >&2; exit 2; }
+    [[ "$method" != *:* || " $encoders_known " == *" ${method#*:} "* ]] || {
+        echo "error: --method $method: encoder ${method#*:} unknown; known: $encoders_known" >&2; exit 2; }
 done
 for spec in "${specs[@]}"; do
     root=${spec%:*}
@@ -60,15 +64,16 @@ for spec in "${specs[@]}"; do
     common=(--dataset "$kind" --data-root "$root" --protocol "$benchmark")
     evaluate raw all "$run/raw"
     encoders=()
-    for method in "${methods[@]}"; do
-        start=$(date +%s)
-        "$PYTHON" pretrain.py "${common[@]}" --method "$method" --output-dir "$run/$method/pretrain" --auto-resume \
-            --quiet "${extra[@]}"
-        before=$(cat "$run/$method/pretrain_seconds" 2>/dev/null || echo 0)
-        echo $(( before + $(date +%s) - start )) > "$run/$method/pretrain_seconds"
+    for spec_method in "${methods[@]}"; do
+        method=${spec_method%%:*}
+        choice=()
+        [[ "$spec_method" == *:* ]] && choice=(--encoder "${spec_method#*:}")
+        folder=$run/${spec_method/:/_}
+        "$PYTHON" pretrain.py "${common[@]}" --method "$method" "${choice[@]}" --output-dir "$folder/pretrain" \
+            --auto-resume --quiet "${extra[@]}"
         encoder=$("$PYTHON" -c 'import json, sys; print(json.load(open(sys.argv[1]))["encoder"])' \
-            "$run/$method/pretrain/args.json")
-        evaluate "$run/$method/pretrain/checkpoint.pth" all "$run/$method"  # every stream it has, fused
+            "$folder/pretrain/args.json")
+        evaluate "$folder/pretrain/checkpoint.pth" all "$folder"  # every stream it has, fused
         [[ " ${encoders[*]-} " == *" $encoder "* ]] || encoders+=("$encoder")
     done
     for encoder in "${encoders[@]}"; do

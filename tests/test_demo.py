@@ -69,17 +69,19 @@ def test_the_small_data_table_script(tmp_path, rng):
     subprocess.run([sys.executable, '-m', 'feeder.prepare', '--dataset', 'custom', '--annotations', str(raw),
                     '--layout', str(_chain_layout(tmp_path, 15)),
                     '--out-dir', str(data), '--quiet', '--workers', '0'], cwd=ROOT, check=True, capture_output=True)
-    small = ('--epochs 2 --hidden-size 8 --frames 8 --min-crop 4 --batch-size 8 --queue-size 16 --topk 8 '
-             '--workers 0 --device cpu --knn-every 0')
+    small = ('--epochs 2 --hidden-size 8 --width 16 --depth 1 --heads 2 --frames 8 --min-crop 4 --batch-size 8 '
+             '--queue-size 16 --topk 8 --workers 0 --device cpu --knn-every 0')
     env = dict(os.environ, OUTPUT_ROOT=str(tmp_path / 'out'), PYTHON=sys.executable, PRETRAIN_ARGS=small,
                LINEAR_ARGS='--epochs 2 --batch-size 16')
     done = subprocess.run(['bash', 'scripts/small_data_table.sh', '--method', 'cmd', '--method', 'skeletonclr',
-                           f'{data}:b'], cwd=ROOT, env=env, capture_output=True, text=True)
+                           '--method', 'mamp', '--method', 'cmd:transformer', f'{data}:b'], cwd=ROOT, env=env,
+                          capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     table = {tuple(c.strip() for c in line.strip('|').split('|')[:2]): [c.strip() for c in line.strip('|').split('|')[2:]]
              for line in done.stdout.splitlines() if line.startswith('| mine_b |')}
-    assert list(table) == [('mine_b', 'raw coordinates'), ('mine_b', 'random gru'), ('mine_b', 'random stgcn'),
-                           ('mine_b', 'cmd (gru)'), ('mine_b', 'skeletonclr (stgcn)')]
+    assert [row for _, row in table] == ['raw coordinates', 'random gru', 'random stgcn', 'random transformer',
+                                         'cmd (gru)', 'cmd_transformer (transformer)', 'mamp (transformer)',
+                                         'skeletonclr (stgcn)']
     assert all(len(cells) == 6 for cells in table.values())
     run = tmp_path / 'out' / 'mine_b'
     kinds = {json.loads((run / k / 'knn' / 'results.json').read_text())['encoder_kind'] for k in
@@ -95,7 +97,10 @@ def test_the_small_data_table_script(tmp_path, rng):
     assert bad.returncode == 2 and 'expected DATA_ROOT:BENCHMARK' in bad.stderr
     bad = subprocess.run(['bash', 'scripts/small_data_table.sh', '--method', 'nope', f'{data}:b'], cwd=ROOT, env=env,
                          capture_output=True, text=True)
-    assert bad.returncode == 2 and '--method nope: known: cmd skeletonclr crossclr aimclr' in bad.stderr
+    assert bad.returncode == 2 and '--method nope: known: cmd skeletonclr crossclr aimclr mamp' in bad.stderr
+    bad = subprocess.run(['bash', 'scripts/small_data_table.sh', '--method', 'cmd:lstm', f'{data}:b'], cwd=ROOT,
+                         env=env, capture_output=True, text=True)
+    assert bad.returncode == 2 and '--method cmd:lstm: encoder lstm unknown; known: gru stgcn transformer' in bad.stderr
 
 
 def _chain_layout(tmp_path, joints):

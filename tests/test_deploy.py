@@ -140,6 +140,7 @@ def _encoder(settings):
     dict(encoder='gru', hidden_size=8, num_layers=2, gru_mode='published'),
     dict(encoder='gru', hidden_size=8, num_layers=2, gru_mode='bidirectional', gru_pool='mean'),
     dict(encoder='stgcn'),
+    dict(encoder='transformer', width=32, depth=2, heads=4),
 ])
 def test_exported_encoders_equal_pytorch_at_other_batches_and_lengths(tmp_path, settings):
     import onnxruntime

@@ -18,6 +18,7 @@ from tests.golden import released_cmd_state
 from models.cmd import CMD
 from models.encoder import StreamEncoder
 from models.gru import GRUEncoder
+from options.presets import LINEAR
 from evaluation.pretrained import load_encoders
 from tests.reference import published_gru_features
 from tests.golden import GOLDEN
@@ -49,8 +50,7 @@ def test_frozen_training_leaves_encoder_bit_identical():
     torch.manual_seed(0)
     x, y = torch.randn(16, 3, 8, 25, 2), torch.randint(0, 3, (16,))
     loader = DataLoader(TensorDataset(x, y), batch_size=4)
-    args = argparse.Namespace(lr=0.1, momentum=0.9, weight_decay=0.0, epochs=2, schedule=[1], cos=False,
-                              eval_every=1, quiet=True)
+    args = argparse.Namespace(**dict(LINEAR, epochs=2, schedule=[1], eval_every=1, quiet=True))
     for frozen in (True, False):
         encoder = GRUEncoder(150, 8, 2, dim=16)
         if frozen:

@@ -215,10 +215,12 @@ def test_every_recipe_key_has_a_flag_and_every_encoder_setting_a_default():
     from models import ENCODERS, EncoderConfig, build_encoder, encoder_setting_names
     from models.encoder import Encoder
     from models import METHODS
-    from options.presets import DATASET_RECIPES, ENCODER_RECIPES, METHOD_RECIPES, PRETRAIN, SMALL, recipe
+    from options.presets import (DATASET_RECIPES, ENCODER_RECIPES, METHOD_DATASET_RECIPES, METHOD_RECIPES, PRETRAIN,
+                                 SMALL, recipe)
     parser = pretrain.get_pretrain_parser()
     flags = {a.dest: a for a in parser._actions}
-    for table in (PRETRAIN, SMALL, *ENCODER_RECIPES.values(), *METHOD_RECIPES.values(), *DATASET_RECIPES.values()):
+    for table in (PRETRAIN, SMALL, *ENCODER_RECIPES.values(), *METHOD_RECIPES.values(), *DATASET_RECIPES.values(),
+                  *METHOD_DATASET_RECIPES.values()):
         assert set(table) <= set(flags), set(table) - set(flags)
     assert set(METHOD_RECIPES) == set(METHODS) == set(flags['method'].choices)
     assert set(ENCODER_RECIPES) <= set(ENCODERS) == set(flags['encoder'].choices)

@@ -41,6 +41,9 @@ def test_resume_continues_exactly(data_root, tmp_path):
     opt_b = torch.load(tmp_path / 'b' / 'checkpoint.pth', weights_only=True)['optimizer']
     for key in opt_a['state']:
         assert torch.equal(opt_a['state'][key]['momentum_buffer'], opt_b['state'][key]['momentum_buffer'])
+    # the run's minutes go on from the checkpoint's: the resumed epoch adds its own to the first's
+    first, second = [json.loads(line)['minutes'] for line in (tmp_path / 'b' / 'log.txt').read_text().splitlines()]
+    assert 0 < first < second
 
 
 def test_checkpoints_written_before_the_fast_package_resume_exactly(data_root, tmp_path):
@@ -271,8 +274,8 @@ def test_help_shows_each_datasets_recipe(capsys):
     with pytest.raises(SystemExit):
         pretrain.get_pretrain_parser().parse_args(['--help'])
     text = ' '.join(capsys.readouterr().out.split())
-    assert 'default: 0.01 (synthetic, ucla: 0.05; --encoder stgcn: 0.1)' in text  # --lr
-    assert 'default: 451 (pku2: 1001; synthetic: 60; ucla: 150; --encoder stgcn: 300)' in text  # --epochs
+    assert 'default: 0.01 (synthetic, ucla: 0.05; --encoder stgcn: 0.1; --method mamp: 0.001)' in text  # --lr
+    assert 'default: 451 (pku2: 1001; synthetic: 60; ucla: 150; --encoder stgcn: 300; --method mamp: 400)' in text
     assert 'default: 16384 (synthetic, ucla: 256; --encoder stgcn: 32768)' in text  # --queue-size
 
 

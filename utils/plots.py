@@ -91,8 +91,9 @@ def save_clip_pictures(layout, panels, gif_path, png_path, columns=8, fps=15):
     save_figure(fig, png_path, dpi=90)
 
 
-CURVE_PANELS = (('losses', ('loss', 'infonce_', 'cmd')), ('contrastive top-1 (%)', ('acc_',)),
-                ('kNN top-1 (%) on the val part', ('knn',)), ('learning rate', ('lr',)))
+CURVE_PANELS = (('contrastive top-1 (%)', ('acc_',)), ('kNN top-1 (%) on the val part', ('knn',)),
+                ('learning rate', ('lr',)))
+TIMINGS = ('samples_per_s', 'minutes')  # a log's keys that are not curves
 
 
 def _panel_keys(keys, prefixes):
@@ -111,9 +112,10 @@ def save_curves(log_path, png_path):
                     raise ValueError(f'{log_path}, line {lineno}: not a JSON line of a pretraining log') from None
     if not records or any('epoch' not in r for r in records):
         raise ValueError(f'{log_path}: expected the JSON lines of a pretraining log (each with an "epoch")')
-    keys = sorted({k for r in records for k in r if k != 'epoch'})
+    keys = sorted({k for r in records for k in r if k != 'epoch' and k not in TIMINGS})
     panels = [(title, _panel_keys(keys, prefixes)) for title, prefixes in CURVE_PANELS]
-    panels = [(title, shown) for title, shown in panels if shown]
+    losses = [k for k in keys if not any(k in shown for _, shown in panels)]  # each method's own
+    panels = [(title, shown) for title, shown in [('losses', losses)] + panels if shown]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.6), squeeze=False)
     for ax, (title, shown) in zip(axes[0], panels):
         for key in shown:

@@ -1,0 +1,122 @@
+"""A plain transformer over (joint, temporal patch) tokens, as MAMP uses it (Mao et al., ICCV 2023;
+docs/method.md, "The transformer encoder"), for any layout and any number of channels."""
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from feeder.info import MAX_FRAMES
+from models.encoder import Encoder, Setting, projection_head
+
+
+class Attention(nn.Module):
+    def __init__(self, width, heads):
+        super().__init__()
+        if width % heads:
+            raise ValueError(f'--width {width} is not a multiple of --heads {heads}')
+        self.heads = heads
+        self.qkv = nn.Linear(width, 3 * width)
+        self.proj = nn.Linear(width, width)
+
+    def forward(self, x):
+        n, length, width = x.shape
+        q, k, v = self.qkv(x).view(n, length, 3, self.heads, width // self.heads).permute(2, 0, 3, 1, 4)
+        x = F.scaled_dot_product_attention(q, k, v)
+        return self.proj(x.transpose(1, 2).reshape(n, length, width))
+
+
+class Block(nn.Module):
+    """Pre-LN: x + attention(LN(x)), then x + MLP(LN(x)) with a GELU."""
+
+    def __init__(self, width, heads, mlp_ratio):
+        super().__init__()
+        self.norm1, self.attn = nn.LayerNorm(width), Attention(width, heads)
+        self.norm2 = nn.LayerNorm(width)
+        self.mlp = nn.Sequential(nn.Linear(width, width * mlp_ratio), nn.GELU(), nn.Linear(width * mlp_ratio, width))
+
+    def forward(self, x):
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+def init_weights(module):
+    """Linear layers truncated-normal (std 0.02) with zero bias, LayerNorms the identity."""
+    if isinstance(module, nn.Linear):
+        nn.init.trunc_normal_(module.weight, std=0.02)
+        nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+class TransformerEncoder(Encoder):
+    """Clips (N, C, T, V, M), persons folded into the batch, cut into tokens of ``patch`` frames of
+    one joint (a linear embedding of its C x ``patch`` numbers), plus learned spatial and temporal
+    position embeddings; ``depth`` pre-LN blocks of full space-time attention; a final LayerNorm.
+    The feature is the mean over tokens, then over persons. A clip whose length is not a multiple
+    of ``patch`` is padded with its last frame. Methods that mask tokens use the halves
+    :meth:`tokens` and :meth:`encode`."""
+
+    SETTINGS = (
+        Setting('width', int, 256, "the transformer's token width"),
+        Setting('depth', int, 8, 'transformer blocks'),
+        Setting('heads', int, 8, 'attention heads per block'),
+        Setting('mlp_ratio', int, 4, "the blocks' MLP width, in multiples of --width"),
+        Setting('patch', int, 4, 'frames per token of the transformer'),
+    )
+
+    @classmethod
+    def build(cls, settings, layout, persons, channels, dim, mlp):
+        return cls(layout.num_joints, channels, settings['width'], settings['depth'], settings['heads'],
+                   settings['mlp_ratio'], settings['patch'], dim, mlp)
+
+    def __init__(self, num_joints, channels=3, width=256, depth=8, heads=8, mlp_ratio=4, patch=4, dim=128, mlp=True):
+        super().__init__()
+        self.channels, self.patch, self.heads, self.mlp_ratio = channels, patch, heads, mlp_ratio
+        self.embed = nn.Conv2d(channels, width, kernel_size=(patch, 1), stride=(patch, 1))
+        self.spatial = nn.Parameter(torch.zeros(1, 1, num_joints, width))
+        self.temporal = nn.Parameter(torch.zeros(1, -(-MAX_FRAMES // patch), 1, width))
+        self.blocks = nn.ModuleList(Block(width, heads, mlp_ratio) for _ in range(depth))
+        self.norm = nn.LayerNorm(width)
+        self.feature_dim = width
+        self.apply(init_weights)
+        nn.init.trunc_normal_(self.spatial, std=0.02)
+        nn.init.trunc_normal_(self.temporal, std=0.02)
+        self.fc = projection_head(width, dim, mlp)
+
+    def tokens(self, x):
+        """The embedded tokens (N * M, T / ``patch``, V, width) of clips ``x`` (N, C, T, V, M), with
+        their positions added, and M."""
+        n, c, t, v, m = x.shape
+        x = x.permute(0, 4, 1, 2, 3).reshape(n * m, c, t, v)
+        pad = -t % self.patch
+        if pad:
+            x = torch.cat([x, x[:, :, -1:].expand(-1, -1, pad, -1)], dim=2)
+        x = self.embed(x).permute(0, 2, 3, 1)
+        if x.shape[1] > self.temporal.shape[1]:
+            raise ValueError(f'{t} frames: the transformer has temporal positions for {MAX_FRAMES}')
+        return x + self.spatial + self.temporal[:, :x.shape[1]], m
+
+    def encode(self, tokens):
+        """The blocks and the final norm over a sequence of tokens (B, L, width)."""
+        for block in self.blocks:
+            tokens = block(tokens)
+        return self.norm(tokens)
+
+    @property
+    def decay_layers(self):
+        """The layers of layer-wise lr decay: the embeddings (0), the blocks (1 to ``depth``), and
+        the final norm with what follows (``depth + 1``), as MAE counts them."""
+        return len(self.blocks) + 1
+
+    def layer_of(self, name):
+        """The layer (see :attr:`decay_layers`) of the parameter called ``name``."""
+        if name.split('.')[0] in ('embed', 'spatial', 'temporal'):
+            return 0
+        if name.startswith('blocks.'):
+            return int(name.split('.')[1]) + 1
+        return self.decay_layers
+
+    def features(self, x):
+        tokens, m = self.tokens(x)
+        out = self.encode(tokens.flatten(1, 2))
+        return out.mean(dim=1).view(-1, m, out.shape[-1]).mean(dim=1)

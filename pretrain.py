@@ -26,8 +26,8 @@ from feeder.datasets import PretrainDataset, SkeletonFolder, collate_clips
 from feeder.info import dataset_info
 from feeder.modalities import MODALITIES
 from models import METHODS, build_method, method_settings
-from options.args import (add_settings, check_places, format_default, get_args_parser, get_augment_parser, get_optim_parser,
-                          non_negative_int, positive_int, settle_device, show_defaults)
+from options.args import (add_settings, check_places, format_default, get_args_parser, get_augment_parser,
+                          get_optim_parser, non_negative_int, positive_int, settle_device, show_defaults)
 from options.presets import ENCODER_RECIPES, METHOD_RECIPES, recipe
 from options.settings import Settings
 from utils import run_folder

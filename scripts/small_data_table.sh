@@ -12,7 +12,8 @@
 # several (default cmd); each goes to a folder of that name (cmd_transformer). Environment: PYTHON (default
 # python), OUTPUT_ROOT (default ./output/small_data), PRETRAIN_ARGS and LINEAR_ARGS (extra
 # pretrain.py and linear_eval.py flags).
-# Running it again continues unfinished runs; their minutes (log.txt) add up.
+# Running it again continues unfinished runs (their minutes in log.txt add up) and keeps what is
+# finished: a pretraining whose log reached its last epoch, an evaluation with both results.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python}
@@ -45,9 +46,11 @@ for spec in "${specs[@]}"; do
 done
 
 # evaluate CHECKPOINT STREAM FOLDER [FLAGS...]: 1-NN and linear top-1 into FOLDER/knn, FOLDER/linear
+# (kept where both results are there already)
 evaluate() {
     local checkpoint=$1 stream=$2 folder=$3
     shift 3
+    [[ -f "$folder/knn/results.json" && -f "$folder/linear/results.json" ]] && return
     "$PYTHON" knn_eval.py "${common[@]}" --checkpoint "$checkpoint" --stream "$stream" --k 1 "$@" \
         --output-dir "$folder/knn"
     "$PYTHON" linear_eval.py "${common[@]}" --checkpoint "$checkpoint" --stream "$stream" --quiet "$@" \
@@ -69,8 +72,14 @@ for spec in "${specs[@]}"; do
         choice=()
         [[ "$spec_method" == *:* ]] && choice=(--encoder "${spec_method#*:}")
         folder=$run/${spec_method/:/_}
-        "$PYTHON" pretrain.py "${common[@]}" --method "$method" "${choice[@]}" --output-dir "$folder/pretrain" \
-            --auto-resume --quiet "${extra[@]}"
+        # a finished run (its log's last epoch is its last) is not started again: its checkpoint may be gone
+        finished=$("$PYTHON" -c 'import json, os, sys
+log, args = (os.path.join(sys.argv[1], n) for n in ("log.txt", "args.json"))
+done = os.path.isfile(log) and os.path.isfile(args) and open(log).read().strip() and \
+    json.loads(open(log).read().splitlines()[-1])["epoch"] + 1 == json.load(open(args))["epochs"]
+print("yes" if done else "no")' "$folder/pretrain")
+        [[ $finished == yes ]] || "$PYTHON" pretrain.py "${common[@]}" --method "$method" "${choice[@]}" \
+            --output-dir "$folder/pretrain" --auto-resume --quiet "${extra[@]}"
         encoder=$("$PYTHON" -c 'import json, sys; print(json.load(open(sys.argv[1]))["encoder"])' \
             "$folder/pretrain/args.json")
         evaluate "$folder/pretrain/checkpoint.pth" all "$folder"  # every stream it has, fused

@@ -92,6 +92,14 @@ def test_the_small_data_table_script(tmp_path, rng):
     single = table[('mine_b', 'skeletonclr (stgcn)')]  # one stream pretrained: joint alone
     linear = json.loads((run / 'skeletonclr' / 'linear' / 'results.json').read_text())['accuracy']['joint']['top1']
     assert single[0] and single[1:4] == ['', '', ''] and single[4] == f'{linear:.1f}' and float(single[5]) >= 0
+    # run again without the checkpoints: what is finished is kept, not redone
+    for checkpoint in run.rglob('*.pth'):
+        checkpoint.unlink()
+    again = subprocess.run(['bash', 'scripts/small_data_table.sh', '--method', 'cmd', '--method', 'skeletonclr',
+                            '--method', 'mamp', '--method', 'cmd:transformer', f'{data}:b'], cwd=ROOT, env=env,
+                           capture_output=True, text=True)
+    assert again.returncode == 0 and [line for line in again.stdout.splitlines() if line.startswith('| mine_b |')] == \
+        [line for line in done.stdout.splitlines() if line.startswith('| mine_b |')]
     bad = subprocess.run(['bash', 'scripts/small_data_table.sh', str(data)], cwd=ROOT, env=env, capture_output=True,
                          text=True)
     assert bad.returncode == 2 and 'expected DATA_ROOT:BENCHMARK' in bad.stderr

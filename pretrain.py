@@ -36,7 +36,7 @@ from utils.dist import RankStopped, RankWatch, barrier, init_distributed, is_mai
 from utils.io import WriteError, append_jsonl, write_text_atomic
 from utils.rng import get_rng_state, seed_everything, set_rng_state
 from utils.run import announce, plain, run_cli
-from utils.schedule import adjust_learning_rate, make_optimizer
+from utils.schedule import adjust_learning_rate, make_optimizer, per_step_schedule
 
 
 def get_pretrain_parser():
@@ -353,11 +353,8 @@ def main(args):
             if hasattr(model_without_ddp, 'set_epoch'):  # a method whose loss changes with the epoch
                 model_without_ddp.set_epoch(epoch)
             lr = adjust_learning_rate(optimizer, epoch, args)
-            # with a warm-up, the lr follows the schedule step by step (MAE's and MAMP's)
-            per_step = (lambda i, e=epoch: adjust_learning_rate(optimizer, e + i / len(loader), args)) \
-                if args.warmup_epochs else None
             stats = train_one_epoch(model, views(loader, device, augment if on_device else None), len(loader),
-                                    step, epoch, args, before_step=per_step)
+                                    step, epoch, args, per_step_schedule(optimizer, epoch, len(loader), args))
             stats['lr'] = lr
             saver.wait()
             guard.check(epoch, saver.written or args.resume)

@@ -6,7 +6,7 @@ from tqdm import tqdm
 
 from models.encoder import StreamEncoder
 from models.losses import topk_accuracy
-from utils.schedule import adjust_learning_rate, make_optimizer
+from utils.schedule import adjust_learning_rate, make_optimizer, per_step_schedule
 
 
 class Classifier(StreamEncoder):
@@ -79,10 +79,8 @@ def fit_classifiers(classifiers, train_loader, test_loader, args, device, frozen
     history = []
     for epoch in range(args.epochs):
         lr = adjust_learning_rate(optimizer, epoch, args)
-        per_step = (lambda i, e=epoch: adjust_learning_rate(optimizer, e + i / len(train_loader), args)) \
-            if args.warmup_epochs else None
         loss = train_classifiers_one_epoch(classifiers, train_loader, optimizer, device, frozen, args.quiet, epoch,
-                                           per_step)
+                                           per_step_schedule(optimizer, epoch, len(train_loader), args))
         record = {'epoch': epoch, 'lr': lr, 'train_loss': loss}
         if (epoch + 1) % args.eval_every == 0 or epoch + 1 == args.epochs:
             record['test'] = evaluate_classifiers(classifiers, test_loader, device)

@@ -46,3 +46,11 @@ def adjust_learning_rate(optimizer, epoch, args):
     for group in optimizer.param_groups:
         group['lr'] = lr * group.get('lr_scale', 1.0)
     return lr
+
+
+def per_step_schedule(optimizer, epoch, steps, args):
+    """With a warm-up, ``before_step(i)`` setting the lr of step ``i`` of ``epoch``'s ``steps`` (MAE's
+    and MAMP's schedule); else ``None``: the lr set once per epoch stands."""
+    if not args.warmup_epochs:
+        return None
+    return lambda i: adjust_learning_rate(optimizer, epoch + i / steps, args)

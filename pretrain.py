@@ -28,7 +28,7 @@ from feeder.modalities import MODALITIES
 from models import METHODS, build_method, method_settings
 from options.args import (add_settings, check_places, format_default, get_args_parser, get_augment_parser,
                           get_optim_parser, non_negative_int, positive_int, settle_device, show_defaults)
-from options.presets import ENCODER_RECIPES, METHOD_RECIPES, recipe
+from options.presets import ENCODER_RECIPES, METHOD_RECIPES, default_choice, recipe
 from options.settings import Settings
 from utils import run_folder
 from utils.checkpoint_io import BackgroundSaver, read_checkpoint
@@ -43,8 +43,9 @@ def get_pretrain_parser():
     parser = argparse.ArgumentParser('CMD pretraining', parents=[get_args_parser(), get_optim_parser(), get_augment_parser()],
                                      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--method', default=None, choices=list(METHODS),
-                        help='the self-supervised method (models.METHODS; docs/method.md, "Methods"; default: cmd, or '
-                             'what the checkpoint resumed records)')
+                        help='the self-supervised method (models.METHODS; docs/method.md, "Methods"; default: cmd, on '
+                             'small data with no --encoder the small-data default (docs/protocols.md), or what the '
+                             'checkpoint resumed records)')
     add_speed_arguments(parser)
     cmd = parser.add_argument_group('CMD')
     cmd.add_argument('--modalities', nargs='+', default=None, choices=MODALITIES,
@@ -100,8 +101,12 @@ def resolve_settings(args, dataset, device, launch=(0, 1, 0), recorded=None, res
             else 'flag default'
     rank, world_size, local_rank = launch
     past = recorded or {}
-    method = args.method or past.get('method') or 'cmd'  # checkpoints that predate methods are CMD's
-    defaults, why = recipe(dataset, args.encoder or past.get('encoder'), method, args.protocol, world_size, recorded,
+    method, encoder = args.method or past.get('method'), args.encoder or past.get('encoder')
+    chose = None
+    if method is None:  # checkpoints that predate methods are CMD's
+        method, encoder, chose = default_choice(dataset, args.protocol) if encoder is None and recorded is None \
+            else ('cmd', encoder, None)
+    defaults, why = recipe(dataset, encoder, method, args.protocol, world_size, recorded,
                            batch_size=args.batch_size, epochs=args.epochs)
 
     def set_(key, value, source):
@@ -111,7 +116,9 @@ def resolve_settings(args, dataset, device, launch=(0, 1, 0), recorded=None, res
         if values.get(key) is None:
             set_(key, value, why[key])
     if args.method is None:
-        set_('method', method, 'checkpoint' if past.get('method') else 'default')
+        set_('method', method, 'checkpoint' if past.get('method') else chose or 'default')
+    if chose:
+        set_('encoder', encoder, chose)
     set_('device', device, sources['device'] if args.device else 'CUDA available' if device == 'cuda' else
          'no CUDA device')
     for key, value in zip(('rank', 'world_size', 'local_rank', 'distributed'),

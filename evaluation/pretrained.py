@@ -17,7 +17,7 @@ from feeder.modalities import MODALITIES
 from models import METHODS, EncoderConfig, build_encoder, build_method, encoder_setting_names
 from models.encoder import StreamEncoder
 from models.checkpoint import RELEASED_SUFFIX, released_encoder_state, strip_module
-from options.presets import PRETRAIN, UNRECORDED_DEFAULTS, recipe
+from options.presets import PRETRAIN, UNRECORDED_DEFAULTS, default_choice, recipe
 from utils.checkpoint_io import read_checkpoint
 
 
@@ -123,7 +123,10 @@ def encoder_settings(pretrained, dataset, random_args=None, benchmark=None):
                       benchmark, recorded=ckpt_args)[0]
     names = encoder_setting_names()
     chosen = {k: v for k, v in (random_args or {}).items() if k in names and v is not None}
-    return dict(recipe(dataset, chosen.get('encoder') or PRETRAIN['encoder'], benchmark=benchmark)[0], **chosen)
+    method, encoder, _ = default_choice(dataset, benchmark)  # the encoder a run on this dataset trains by default
+    if chosen.get('encoder', encoder) != encoder:
+        method = 'cmd'
+    return dict(recipe(dataset, chosen.get('encoder') or encoder, method, benchmark=benchmark)[0], **chosen)
 
 
 def _pretrained_method(path, checkpoint, args, settings, info):

@@ -62,6 +62,23 @@ DATASET_RECIPES = {
 # SMALL_DATA_CLIPS training clips, and is trained with the published recipe above.
 SMALL_DATASETS = ('ucla', 'custom')
 SMALL_DATA_CLIPS = 5000
+# The small-data sizes of an encoder, over its recipe, and a method's small-data recipe, which
+# replaces its published one on small data (the rules give what it leaves); chosen on the
+# validation benchmarks like the preset (benchmarks/RESULTS.md, "Small-data presets").
+SMALL_ENCODER_RECIPES = {
+    # a quarter of the published width, two blocks, and the optimiser transformers train with
+    'transformer': dict(width=64, depth=2, heads=4, mlp_ratio=2, optimizer='adamw', lr=1e-3, weight_decay=0.05,
+                        warmup_epochs=6, cos=True, min_lr=0.0, epochs=60),
+}
+SMALL_METHOD_RECIPES = {
+    'mamp': dict(modalities=['joint'], width=128, depth=4, heads=4, mlp_ratio=4, decoder_depth=2, batch_size=32,
+                 epochs=60, optimizer='adamw', lr=1e-3, min_lr=1e-5, warmup_epochs=10, cos=True, weight_decay=0.05),
+}
+# What a small dataset pretrains with when the command line names neither a method nor an encoder:
+# what learned best on the validation benchmarks (docs/protocols.md, "The default for small data").
+SMALL_DEFAULT = dict(method='cmd', encoder='gru',
+                     why='CMD with the GRU learned best on NW-UCLA xview_dev and SBU dev, ahead of CMD with the '
+                         'transformer and of MAMP (benchmarks/RESULTS.md, "Small-data presets")')
 
 # What a checkpoint that does not record one of these settings was trained with: the code then
 # had no such setting and did what the published method does.
@@ -104,6 +121,24 @@ def small_data_rules(clips, median_length=None, world_size=1, batch_size=None, e
     return values, why
 
 
+def is_small(kind, train_clips=None):
+    """Whether a dataset of ``kind`` whose training set has ``train_clips`` clips (``None``: not
+    known) trains with the small-data preset."""
+    return kind in SMALL_DATASETS and (kind != 'custom' or train_clips is None or train_clips < SMALL_DATA_CLIPS)
+
+
+def default_choice(dataset, benchmark=None):
+    """The method and encoder a run on ``dataset`` (a :class:`feeder.info.DatasetInfo`, or a kind
+    by name) takes when the command line names neither, and why: ``SMALL_DEFAULT`` on a small
+    dataset (its training set for ``benchmark`` decides a custom one's size), else CMD with the GRU
+    as published."""
+    kind = dataset if isinstance(dataset, str) else dataset.kind
+    clips = None if isinstance(dataset, str) else dataset.sizes.get(benchmark, {}).get('train')
+    if is_small(kind, clips):
+        return SMALL_DEFAULT['method'], SMALL_DEFAULT['encoder'], f'small-data default: {SMALL_DEFAULT["why"]}'
+    return 'cmd', default_encoder('cmd'), 'published recipe'
+
+
 def default_encoder(method='cmd'):
     """The encoder ``method`` was published with."""
     return METHOD_RECIPES.get(method, {}).get('encoder', PRETRAIN['encoder'])
@@ -139,17 +174,25 @@ def recipe(dataset, encoder=None, method='cmd', benchmark=None, world_size=1, re
     layer({name: s.default for name, s in own_settings().items()}, 'published recipe (the encoders\' defaults)')
     layer({name: s.default for name, s in method_settings().items()}, 'published recipe (the methods\' defaults)')
     layer(ENCODER_RECIPES.get(encoder, {}), f'encoder recipe ({encoder})')
-    small = kind in SMALL_DATASETS and (kind != 'custom' or train_clips is None or train_clips < SMALL_DATA_CLIPS)
+    small = is_small(kind, train_clips)
+    small_encoder = SMALL_ENCODER_RECIPES.get(encoder, {}) if small else {}
     if small:
         layer(SMALL, 'small-data preset')
+        layer(small_encoder, f'small-data preset ({encoder})')
     layer(DATASET_RECIPES.get(kind, {}), f'dataset recipe ({kind})')
-    own = {k: v for k, v in {**METHOD_RECIPES.get(method, {}), **METHOD_DATASET_RECIPES.get((method, kind), {})}.items()
-           if k != 'encoder'}
+    own = {**METHOD_RECIPES.get(method, {}), **METHOD_DATASET_RECIPES.get((method, kind), {})}
+    own_source = f'method recipe ({method})'
+    if small and method in SMALL_METHOD_RECIPES:
+        own, own_source = SMALL_METHOD_RECIPES[method], f'small-data preset ({method})'
+    own = {k: v for k, v in own.items() if k != 'encoder'}
     if small and train_clips:
-        ruled, why = small_data_rules(train_clips, median_length, world_size, **given)
-        for key in ruled.keys() - own.keys():
+        # what a row fixes stays, and the rules follow its batch and epochs as they follow the command line's
+        fixed = {**small_encoder, **own}
+        ruled, why = small_data_rules(train_clips, median_length, world_size,
+                                      **{k: given.get(k) or fixed.get(k) for k in ('batch_size', 'epochs')})
+        for key in ruled.keys() - fixed.keys():
             layer({key: ruled[key]}, f'small-data rule: {why[key]}')
-    layer(own, f'method recipe ({method})')
+    layer(own, own_source)
     layer({'encoder': encoder}, f'method recipe ({method})' if 'encoder' in METHOD_RECIPES.get(method, {})
           else 'published recipe')
     if recorded is not None:

@@ -84,3 +84,47 @@ def test_random_and_raw_baselines_see_the_trained_recipes_frames(tmp_path):
     prepared = _prepared(tmp_path, 227, 23)
     for kind in ('random', 'raw'):
         assert encoder_settings(open_pretrained(kind), prepared, {}, 'xview')['frames'] == 24
+
+
+def test_a_small_data_row_fixes_what_it_names_and_the_rules_follow_its_batch_and_epochs():
+    from options.presets import SMALL_ENCODER_RECIPES, SMALL_METHOD_RECIPES
+    prepared = _prepared(None, 1020, 34)
+    for method, encoder, row, source in (
+            ('cmd', 'transformer', SMALL_ENCODER_RECIPES['transformer'], 'small-data preset (transformer)'),
+            ('mamp', None, SMALL_METHOD_RECIPES['mamp'], 'small-data preset (mamp)')):
+        values, why = recipe(prepared, encoder, method, benchmark='xview')
+        assert {k: values[k] for k in row} == row and all(why[k] == source for k in row)
+        ruled, _ = small_data_rules(1020, 34, batch_size=values['batch_size'], epochs=row['epochs'])
+        assert values['momentum_key'] == ruled['momentum_key'] and values['schedule'] == ruled['schedule']
+        assert (values['frames'], values['min_crop']) == (32, 16) and why['frames'].startswith('small-data rule')
+        assert values['encoder'] == 'transformer'
+    assert recipe(prepared, 'transformer', 'cmd', benchmark='xview', epochs=7)[0]['epochs'] == 60  # the row's, in
+    # the recipe; the command line's 7 wins later (resolve_settings), and the rules follow it:
+    assert recipe(prepared, 'transformer', 'cmd', benchmark='xview', epochs=7)[0]['momentum_key'] == \
+        small_data_rules(1020, 34, batch_size=64, epochs=7)[0]['momentum_key']
+    published = recipe('ntu60', method='mamp')[0]  # large data keeps the published rows
+    assert (published['width'], published['epochs'], published['frames']) == (256, 400, 120)
+    assert recipe('ntu60', 'transformer', 'cmd')[0]['optimizer'] == 'sgd'
+
+
+def test_small_data_without_a_method_or_encoder_takes_the_small_data_default():
+    from options.presets import SMALL_DEFAULT, default_choice
+    prepared = _prepared(None, 1020, 34)
+    args = pretrain.get_pretrain_parser().parse_args(['--dataset', 'ucla', '--protocol', 'xview', '--data-root', 'x',
+                                                      '--output-dir', 'y'])
+    settings, _ = pretrain.resolve_settings(args, prepared, 'cpu')
+    assert (settings.method, settings.encoder) == (SMALL_DEFAULT['method'], SMALL_DEFAULT['encoder'])
+    assert settings.sources['method'] == settings.sources['encoder'] == f'small-data default: {SMALL_DEFAULT["why"]}'
+    for given, expected in ((['--encoder', 'transformer'], ('cmd', 'transformer')), (['--method', 'mamp'],
+                                                                                      ('mamp', 'transformer'))):
+        chosen = pretrain.get_pretrain_parser().parse_args(['--dataset', 'ucla', '--protocol', 'xview', '--data-root',
+                                                            'x', '--output-dir', 'y'] + given)
+        settings, _ = pretrain.resolve_settings(chosen, prepared, 'cpu')
+        assert (settings.method, settings.encoder) == expected and 'small-data default' not in settings.sources['method']
+    assert default_choice('ntu60') == ('cmd', 'gru', 'published recipe')
+    large = dataclasses.replace(prepared, kind='custom', sizes={'xview': {'train': SMALL_DATA_CLIPS}})
+    assert default_choice(large, 'xview') == ('cmd', 'gru', 'published recipe')
+    assert default_choice(dataclasses.replace(large, sizes={'xview': {'train': 300}}), 'xview')[:2] == (
+        SMALL_DEFAULT['method'], SMALL_DEFAULT['encoder'])
+    resumed, _ = pretrain.resolve_settings(args, prepared, 'cpu', recorded={'encoder': 'gru'})  # predates methods
+    assert resumed.method == 'cmd' and resumed.sources['method'] == 'default'

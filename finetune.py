@@ -19,8 +19,10 @@ import numpy as np
 from evaluation.classifier import Classifier, fit_classifiers, summarise
 from evaluation.common import setup_evaluation
 from evaluation.heads import heads_record, save_heads
+from evaluation.report import class_report, save_confusion
 from evaluation.results import save_results
-from options.args import get_args_parser, get_eval_parser, get_supervised_parser, positive_int, show_defaults
+from options.args import (add_report_arguments, get_args_parser, get_eval_parser, get_supervised_parser,
+                          positive_int, show_defaults)
 from options.presets import FINETUNE
 from utils.rng import seed_everything
 from utils.run import run_cli
@@ -37,6 +39,7 @@ def get_finetune_parser():
                         help="layer-wise lr decay: the encoder's layer i of L (the transformer's: embeddings 0, "
                              'blocks 1 to depth, then the final norm) learns at lr x D^(L - i), the head at lr '
                              '(MAMP: 0.8); 1 turns it off')
+    add_report_arguments(parser)
     show_defaults(parser, lambda dataset: FINETUNE)
     return parser
 
@@ -79,13 +82,14 @@ def main(args):
         subset = balanced_subset(labels, args.label_fraction, seed)
         encoders, info, _ = run.load_encoders()
         classifier = Classifier(encoders[args.stream], run.dataset.num_classes).to(run.device)
-        train_loader, test_loader = run.supervised_loaders(info['frames'], subset)
+        train_loader, test_loader, args = run.supervised_loaders(info['frames'], subset)
         print(f'run {repeat + 1}/{args.repeats}: seed {seed}, {len(subset)} labelled clips of {len(labels)}')
         scales = layer_scales(classifier, args.stream, args.layer_decay) if args.layer_decay != 1 else None
-        history = fit_classifiers({args.stream: classifier}, train_loader, test_loader, args, run.device,
-                                  frozen=False, lr_scales=scales)
+        history, tested = fit_classifiers({args.stream: classifier}, train_loader, test_loader, args, run.device,
+                                          frozen=False, lr_scales=scales)
         last, best = summarise(history)
-        if repeat == 0:  # the first repeat's model is the one kept
+        if repeat == 0:  # the first repeat's model is the one kept, and reported per class
+            report = class_report(*tested, run.dataset)
             save_heads(os.path.join(args.output_dir, 'heads.pth'),
                        heads_record('finetune', {args.stream: classifier}, args, run.dataset, info))
         runs.append({'seed': seed, 'labelled': len(subset), 'accuracy': last[args.stream],
@@ -98,7 +102,8 @@ def main(args):
     results = save_results(os.path.join(args.output_dir, 'results.json'), 'finetune', args, info, [args.stream],
                            ('label_fraction', 'repeats', 'seed', 'epochs', 'optimizer', 'lr', 'schedule', 'cos',
                             'min_lr', 'warmup_epochs', 'layer_decay', 'momentum', 'weight_decay', 'batch_size'),
-                           accuracy=summary, runs=runs)
+                           accuracy=summary, **report, runs=runs)
+    save_confusion(report, args.plot_confusion, f'{args.dataset} {args.protocol} val, fine-tuned')
     return results
 
 

@@ -14,9 +14,10 @@ import time
 
 from evaluation.common import setup_evaluation
 from evaluation.features import extract_features
-from evaluation.knn import knn_accuracy, with_fusion
+from evaluation.knn import knn_accuracy, knn_predictions, with_fusion
+from evaluation.report import class_report, save_confusion
 from evaluation.results import save_results
-from options.args import get_args_parser, get_eval_parser, positive_int, show_defaults
+from options.args import add_report_arguments, get_args_parser, get_eval_parser, positive_int, show_defaults
 from options.presets import KNN
 from utils.run import run_cli
 
@@ -26,6 +27,7 @@ def get_knn_parser():
                                      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--k', type=positive_int, nargs='+', default=[1], help='neighbours (several at once)')
     parser.add_argument('--tsne', default=None, metavar='PNG', help='save a t-SNE picture of the test features')
+    add_report_arguments(parser)
     show_defaults(parser, lambda dataset: KNN)
     return parser
 
@@ -58,15 +60,18 @@ def main(args):
         clips = run.clips(part, info['frames'])
         feats[part], labels[part] = extract_features(encoders, clips, run.device, args.batch_size, args.workers)
     feats = {part: with_fusion(f, run.streams) for part, f in feats.items()}
-    accuracy = knn_accuracy(feats['train'], labels['train'], feats['val'], labels['val'], args.k,
-                            run.dataset.num_classes)
+    predictions = knn_predictions(feats['train'], labels['train'], feats['val'], args.k, run.dataset.num_classes)
+    accuracy = knn_accuracy(predictions, labels['val'])
     seconds = time.perf_counter() - start
     print_table(f'kNN top-1 (%) on {args.dataset} {args.protocol} val, {info["kind"]} encoder'
                 f'{"" if info["checkpoint"] is None else " " + info["checkpoint"]}', accuracy,
                 [f'top1@k={k}' for k in args.k])
-    settings = {'k': args.k, 'metric': 'cosine', 'test_crop': 'centre 95%'}
-    results = save_results(out_path, 'knn', args, info, run.streams, settings, accuracy=accuracy,
+    # the per-class report is of the first k given
+    report = class_report({name: by_k[args.k[0]] for name, by_k in predictions.items()}, labels['val'], run.dataset)
+    settings = {'k': args.k, 'report_k': args.k[0], 'metric': 'cosine', 'test_crop': 'centre 95%'}
+    results = save_results(out_path, 'knn', args, info, run.streams, settings, accuracy=accuracy, **report,
                            train_samples=len(labels['train']), test_samples=len(labels['val']), seconds=seconds)
+    save_confusion(report, args.plot_confusion, f'{args.dataset} {args.protocol} val, {args.k[0]}-NN')
     if args.tsne:
         from evaluation.tsne import save_tsne  # matplotlib only when a picture is asked for
         save_tsne(feats['val'], labels['val'], args.tsne, title=f'{args.dataset} {args.protocol} val')

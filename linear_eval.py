@@ -18,8 +18,9 @@ import torch
 from evaluation.classifier import Classifier, fit_classifiers, summarise
 from evaluation.common import setup_evaluation
 from evaluation.heads import heads_record, save_heads
+from evaluation.report import class_report, save_confusion
 from evaluation.results import save_results
-from options.args import get_args_parser, get_eval_parser, get_supervised_parser, show_defaults
+from options.args import add_report_arguments, get_args_parser, get_eval_parser, get_supervised_parser, show_defaults
 from options.presets import LINEAR
 from utils.rng import seed_everything
 from utils.run import run_cli
@@ -32,6 +33,7 @@ def get_linear_parser():
     parser.add_argument('--batchnorm', action='store_true',
                         help='a BatchNorm without affine parameters before each linear head (the probe of MAE and '
                              'MAMP, whose transformer features differ in scale by channel)')
+    add_report_arguments(parser)
     show_defaults(parser, lambda dataset: LINEAR)
     return parser
 
@@ -60,8 +62,9 @@ def main(args):
     print(f'trainable parameters: {trainable:,} (linear heads only)')
     before = {s: snapshot(c.encoder) for s, c in classifiers.items()}
 
-    train_loader, test_loader = run.supervised_loaders(info['frames'])
-    history = fit_classifiers(classifiers, train_loader, test_loader, args, run.device, frozen=True)
+    train_loader, test_loader, args = run.supervised_loaders(info['frames'])
+    history, (predictions, labels) = fit_classifiers(classifiers, train_loader, test_loader, args, run.device,
+                                                     frozen=True)
 
     for stream, classifier in classifiers.items():
         after = snapshot(classifier.encoder)
@@ -72,11 +75,13 @@ def main(args):
     for name, acc in last.items():
         print(f'  {name:>8}: top-1 {acc["top1"]:.2f}  top-5 {acc["top5"]:.2f}   [best test epoch, for comparison '
               f'with published numbers only: {best[name]["top1"]:.2f} at epoch {best[name]["epoch"]}]')
+    report = class_report(predictions, labels, run.dataset)
     save_heads(os.path.join(args.output_dir, 'heads.pth'), heads_record('linear', classifiers, args, run.dataset, info))
     results = save_results(os.path.join(args.output_dir, 'results.json'), 'linear', args, info, run.streams,
                            ('epochs', 'optimizer', 'lr', 'schedule', 'cos', 'min_lr', 'warmup_epochs', 'momentum',
                             'weight_decay', 'batch_size', 'batchnorm', 'eval_every', 'seed'),
-                           accuracy=last, best_test_epoch_for_reference=best, history=history)
+                           accuracy=last, **report, best_test_epoch_for_reference=best, history=history)
+    save_confusion(report, args.plot_confusion, f'{args.dataset} {args.protocol} val, linear')
     return results
 
 

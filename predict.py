@@ -9,10 +9,14 @@ likeliest classes (fewer where there are fewer classes) by name where the datase
 class names, else by number, and ``label`` empty where the clip has none. With several streams
 the probabilities are the mean of the streams' softmax, whose argmax is ``linear_eval.py``'s
 fusion. Clips are prepared as the test set is (the centre 95% resized to the encoder's frames).
+Where every clip of a part is labelled in the classifier's classes, ``OUT.json`` (beside the
+``.csv``) holds each such part's top-1, per-class accuracy and confusion matrix
+(``--plot-confusion`` draws the first such part's).
 """
 import argparse
 import csv
 import io
+import json
 import os
 
 import torch
@@ -20,8 +24,9 @@ from torch.utils.data import DataLoader
 
 from evaluation.common import setup_evaluation
 from evaluation.heads import Probabilities, load_classifiers, read_heads
+from evaluation.report import class_report, save_confusion
 from feeder.info import PARTS
-from options.args import get_args_parser
+from options.args import add_report_arguments, get_args_parser
 from options.presets import KNN
 from utils.io import write_text_atomic
 from utils.run import run_cli
@@ -36,6 +41,7 @@ def get_predict_parser():
     parser.add_argument('--parts', nargs='+', default=None, choices=PARTS,
                         help="the benchmark's parts to predict (default: every part it has)")
     parser.add_argument('--out', required=True, help='the .csv file to write')
+    add_report_arguments(parser)
     return parser
 
 
@@ -59,6 +65,11 @@ def main(args):
         raise SystemExit(f'error: --checkpoint {args.checkpoint} classifies clips of {trained_on.name}, whose '
                          f'skeleton differs from that of {run.dataset.name}')
     model = Probabilities(classifiers)
+    # the dataset's labels are the classifier's classes only where both name the same classes
+    names = run.dataset.class_names, trained_on.class_names
+    same_classes = run.dataset.num_classes == trained_on.num_classes and (not all(names) or names[0] == names[1])
+    headline = 'fused' if len(record['streams']) > 1 else record['streams'][0]
+    reports = {}
     parts = args.parts or [p for p in PARTS if os.path.isfile(os.path.join(run.root, f'{p}_data_joint.npy'))]
     out = io.StringIO()
     writer = csv.writer(out, lineterminator='\n')
@@ -71,9 +82,21 @@ def main(args):
             cells = [x for pair in zip(map(trained_on.class_name, c), (f'{v:.6f}' for v in p)) for x in pair]
             writer.writerow([part, name, trained_on.class_name(label)] + cells
                             + [''] * (2 * TOP - len(cells)))
-        print(f'{part}: {len(clips)} clips')
+        labels = torch.as_tensor(clips.folder.labels)
+        if same_classes and len(labels) and bool((labels >= 0).all()):
+            reports[part] = {'top1': (probs.argmax(dim=1) == labels).float().mean().item() * 100,
+                             **class_report({headline: probs.argmax(dim=1)}, labels, trained_on)}
+        print(f'{part}: {len(clips)} clips' + (f', top-1 {reports[part]["top1"]:.2f}' if part in reports else ''))
     write_text_atomic(args.out, out.getvalue())
     print(f'wrote {args.out}')
+    if reports:
+        path = os.path.splitext(args.out)[0] + '.json'
+        write_text_atomic(path, json.dumps({'checkpoint': args.checkpoint, 'parts': reports}, indent=1))
+        print(f'wrote {path}')
+        first = next(iter(reports))
+        save_confusion(reports[first], args.plot_confusion, f'{run.dataset.name} {args.protocol} {first}')
+    elif args.plot_confusion:
+        print(f'--plot-confusion {args.plot_confusion}: no part is labelled in the classifier\'s classes; not drawn')
     return out.getvalue()
 
 

@@ -52,7 +52,8 @@ def train_classifiers_one_epoch(classifiers, loader, optimizer, device, frozen, 
 
 @torch.no_grad()
 def evaluate_classifiers(classifiers, loader, device):
-    """Top-1/top-5 (%) per stream and, for several streams, of the sum of their softmax scores."""
+    """Top-1/top-5 (%) per stream and, for several streams, of the sum of their softmax scores;
+    and ``(predictions, labels)``: each one's predicted classes and the clips' labels (on the CPU)."""
     scores = {s: [] for s in classifiers}
     labels = []
     for classifier in classifiers.values():
@@ -66,14 +67,17 @@ def evaluate_classifiers(classifiers, loader, device):
     scores = {s: torch.cat(v) for s, v in scores.items()}
     if len(scores) > 1:
         scores['fused'] = sum(scores.values())
-    return {name: {'top1': topk_accuracy(score, labels).item(),
-                   'top5': topk_accuracy(score, labels, min(5, score.shape[1])).item()} for name, score in scores.items()}
+    accuracy = {name: {'top1': topk_accuracy(score, labels).item(),
+                       'top5': topk_accuracy(score, labels, min(5, score.shape[1])).item()}
+                for name, score in scores.items()}
+    return accuracy, ({name: score.argmax(dim=1).cpu() for name, score in scores.items()}, labels.cpu())
 
 
 def fit_classifiers(classifiers, train_loader, test_loader, args, device, frozen, lr_scales=None):
     """``--optimizer`` and its schedule (:mod:`utils.schedule`; with a warm-up, set at every step),
-    ``lr_scales`` ({stream.parameter: factor}) for layer-wise decay; returns the per-epoch history.
-    The result is the last epoch's."""
+    ``lr_scales`` ({stream.parameter: factor}) for layer-wise decay; returns the per-epoch history
+    and the last test's ``(predictions, labels)`` (:func:`evaluate_classifiers`). The result is the
+    last epoch's."""
     optimizer = make_optimizer(((f'{s}.{n}', p) for s, c in classifiers.items() for n, p in c.named_parameters()),
                                args, lr_scales)
     history = []
@@ -83,11 +87,11 @@ def fit_classifiers(classifiers, train_loader, test_loader, args, device, frozen
                                            per_step_schedule(optimizer, epoch, len(train_loader), args))
         record = {'epoch': epoch, 'lr': lr, 'train_loss': loss}
         if (epoch + 1) % args.eval_every == 0 or epoch + 1 == args.epochs:
-            record['test'] = evaluate_classifiers(classifiers, test_loader, device)
+            record['test'], tested = evaluate_classifiers(classifiers, test_loader, device)
             shown = ', '.join(f'{s} {v["top1"]:.2f}' for s, v in record['test'].items())
             print(f'epoch {epoch}: loss {loss:.4f}, test top-1 {shown}')
         history.append(record)
-    return history
+    return history, tested
 
 
 def summarise(history):

@@ -49,19 +49,22 @@ class Evaluation:
         return DownstreamDataset(self.folder(part, labelled), frames=frames, train=train)
 
     def supervised_loaders(self, frames, train_indices=None):
-        """Random 0.5-1.0 crops for training, the 95% centre crop for testing (docs/protocols.md)."""
+        """Random 0.5-1.0 crops for training, the 95% centre crop for testing (docs/protocols.md),
+        and the settings they follow: a training set smaller than ``--batch-size`` trains on one
+        batch of all its clips, which the returned settings record (and a line says)."""
         args = self.args
         train = self.clips('train', frames, train=True)
         test = self.clips('val', frames)
         if train_indices is not None:
             train = torch.utils.data.Subset(train, train_indices)
         if len(train) < args.batch_size:
-            raise ValueError(f'{len(train)} training clips is fewer than one batch ({args.batch_size}); pass a smaller '
-                             '--batch-size')
+            why = f'one batch of all {len(train)} training clips, fewer than --batch-size {args.batch_size}'
+            print(f'{why[0].upper()}{why[1:]}')
+            args = args.replace(why, batch_size=len(train))
         pin = self.device.type == 'cuda'
         return (DataLoader(train, args.batch_size, shuffle=True, num_workers=args.workers, pin_memory=pin,
                            drop_last=True),
-                DataLoader(test, args.batch_size, shuffle=False, num_workers=args.workers, pin_memory=pin))
+                DataLoader(test, args.batch_size, shuffle=False, num_workers=args.workers, pin_memory=pin), args)
 
 
 def streams_of(stream, held=MODALITIES):

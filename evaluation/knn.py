@@ -38,11 +38,13 @@ def with_fusion(features, streams):
     return features
 
 
-def knn_accuracy(train_features, train_labels, test_features, test_labels, ks, num_classes=None):
-    """Top-1 (%) per feature set (dicts keyed by stream) and k: {stream: {'top1@k=K': accuracy}}."""
-    out = {}
-    for name in train_features:
-        preds = knn_predict(train_features[name], train_labels, test_features[name], ks, num_classes=num_classes)
-        out[name] = {f'top1@k={k}': (p == test_labels.to(p.device)).float().mean().item() * 100
-                     for k, p in preds.items()}
-    return out
+def knn_predictions(train_features, train_labels, test_features, ks, num_classes=None):
+    """Predicted labels per feature set (dicts keyed by stream) and k: {stream: {k: (N,)}}."""
+    return {name: knn_predict(train_features[name], train_labels, test_features[name], ks, num_classes=num_classes)
+            for name in train_features}
+
+
+def knn_accuracy(predictions, test_labels):
+    """Top-1 (%) of :func:`knn_predictions`: {stream: {'top1@k=K': accuracy}}."""
+    return {name: {f'top1@k={k}': (p == test_labels.to(p.device)).float().mean().item() * 100 for k, p in by_k.items()}
+            for name, by_k in predictions.items()}

@@ -6,7 +6,7 @@ import os
 import torch
 
 from evaluation.features import extract_features
-from evaluation.knn import knn_accuracy, with_fusion
+from evaluation.knn import knn_accuracy, knn_predictions, with_fusion
 from feeder.datasets import DownstreamDataset, SkeletonFolder
 from options.presets import KNN
 from utils.dist import concat_all_gather, rank, world_size
@@ -43,8 +43,8 @@ class KNNMonitor:
         for part, clips in self.parts.items():
             feats[part], labels[part] = _all_ranks(encoders, clips, self.dataset, self.device, self.workers)
         feats = {part: with_fusion(f, streams) for part, f in feats.items()}
-        accuracy = knn_accuracy(feats['train'], labels['train'], feats['val'], labels['val'], self.ks,
-                                self.dataset.num_classes)
+        accuracy = knn_accuracy(knn_predictions(feats['train'], labels['train'], feats['val'], self.ks,
+                                                self.dataset.num_classes), labels['val'])
         return {f'knn{k}_{name}': values[f'top1@k={k}'] for name, values in accuracy.items() for k in self.ks}
 
 

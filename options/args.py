@@ -122,6 +122,13 @@ def get_eval_parser(fusion=True, add_help=False):
     return parser
 
 
+def add_report_arguments(parser):
+    """``--plot-confusion``: the per-class report's picture (results.json holds the numbers)."""
+    parser.add_argument('--plot-confusion', default=None, metavar='PNG',
+                        help='draw the confusion matrix (of the fusion where there is one), rows as shares of '
+                             "each class's clips, with the class names")
+
+
 def get_supervised_parser(add_help=False):
     """Arguments of the supervised protocols (linear evaluation, fine-tuning)."""
     parser = argparse.ArgumentParser('CMD supervised', add_help=add_help, parents=[get_optim_parser()])

@@ -151,11 +151,12 @@ def recipe(dataset, encoder=None, method='cmd', benchmark=None, world_size=1, re
 
     The layers, each over the one before: the published recipe with every encoder's setting
     defaults; ``encoder``'s recipe (default: the one ``method`` was published with); the small-data
-    preset (for ``SMALL_DATASETS``; a custom dataset below ``SMALL_DATA_CLIPS`` training clips); the
-    dataset's recipe; the small-data rules for a training set of known size (``given``: the batch
-    size and epochs a command line fixes, which the rest follows); the method's recipe, whose values
-    say what the method is (CrosSCLR's and AimCLR's top-k counts mined positives, CMD's the distilled
-    neighbours); then, for a checkpoint's run, what it records (``recorded``, its args), else
+    preset (for ``SMALL_DATASETS``; a custom dataset below ``SMALL_DATA_CLIPS`` training clips) and
+    the encoder's row of ``SMALL_ENCODER_RECIPES``; the dataset's recipe; the small-data rules for a
+    training set of known size, but for what the small-data rows fix (``given``: the batch size and
+    epochs a command line fixes, which the rest follows, as it follows a row's); the method's recipe,
+    whose values say what the method is (CrosSCLR's and AimCLR's top-k counts mined positives, CMD's
+    the distilled neighbours), on small data its row of ``SMALL_METHOD_RECIPES`` instead; then, for a checkpoint's run, what it records (``recorded``, its args), else
     ``UNRECORDED_DEFAULTS``. ``dataset``: a :class:`feeder.info.DatasetInfo`, whose description gives
     the training set's size and median length for ``benchmark`` where it was prepared here, or a
     dataset's kind by name; ``train_clips`` and ``median_length`` given win."""

@@ -20,6 +20,7 @@ from models.encoder import StreamEncoder
 from models.gru import GRUEncoder
 from options.presets import LINEAR
 from evaluation.pretrained import load_encoders
+from feeder.datasets import SkeletonFolder
 from tests.reference import published_gru_features
 from tests.golden import GOLDEN
 from evaluation.knn import knn_predict
@@ -162,6 +163,28 @@ def test_knn_eval_results(data_root, tiny_checkpoint, tmp_path):
     assert (tiny_checkpoint.parent / 'checkpoint_knn_synthetic_xsub_joint.json').exists()
 
 
+def test_knn_and_predict_report_per_class_and_draw_the_confusion(data_root, tiny_checkpoint, tmp_path):
+    args = knn_eval.get_knn_parser().parse_args(
+        ['--checkpoint', str(tiny_checkpoint), '--data-root', str(data_root), '--stream', 'all', '--k', '3', '1',
+         '--output-dir', str(tmp_path / 'knn'), '--plot-confusion', str(tmp_path / 'knn.png'), *COMMON])
+    results = knn_eval.main(args)
+    assert results['settings']['report_k'] == 3 and (tmp_path / 'knn.png').stat().st_size > 0
+    assert_reports_agree(results, {s: a['top1@k=3'] for s, a in results['accuracy'].items()})
+    linear = linear_eval.main(linear_eval.get_linear_parser().parse_args(
+        ['--checkpoint', str(tiny_checkpoint), '--data-root', str(data_root), '--stream', 'all', '--epochs', '1',
+         '--output-dir', str(tmp_path / 'linear'), '--quiet', *COMMON]))
+    import predict
+    out = tmp_path / 'predictions.csv'
+    predict.main(predict.get_predict_parser().parse_args(
+        ['--checkpoint', str(tmp_path / 'linear' / 'heads.pth'), '--data-root', str(data_root), '--dataset',
+         'synthetic', '--protocol', 'xsub', '--parts', 'val', '--out', str(out), '--device', 'cpu', '--workers', '0',
+         '--plot-confusion', str(tmp_path / 'predict.png')]))
+    report = json.loads((tmp_path / 'predictions.json').read_text())['parts']['val']
+    assert report['top1'] == pytest.approx(linear['accuracy']['fused']['top1'], abs=1e-4)  # the same fusion
+    assert report['confusion']['fused'] == linear['confusion']['fused']
+    assert (tmp_path / 'predict.png').stat().st_size > 0
+
+
 def test_linear_eval_results(data_root, tiny_checkpoint, tmp_path):
     args = linear_eval.get_linear_parser().parse_args(
         ['--checkpoint', str(tiny_checkpoint), '--data-root', str(data_root), '--stream', 'all', '--epochs', '2',
@@ -172,6 +195,37 @@ def test_linear_eval_results(data_root, tiny_checkpoint, tmp_path):
     assert set(results['accuracy']['joint']) == {'top1', 'top5'}
     assert results['settings']['lr'] == 0.1 and results['settings']['frames'] == 8
     assert len(results['history']) == 2 and 'best_test_epoch_for_reference' in results
+    assert_reports_agree(results, {s: a['top1'] for s, a in results['accuracy'].items()})
+
+
+def assert_reports_agree(results, top1):
+    """The per-class report of ``results`` against its own top-1 ({stream: %}): each stream's
+    confusion matrix holds every test clip, its diagonal the correct ones, and each class's top-1
+    is its row's diagonal share."""
+    names = results['classes']
+    assert set(results['per_class']) == set(results['confusion']) == set(top1)
+    for stream, rows in results['confusion'].items():
+        counts = np.array(rows)
+        assert counts.shape == (len(names), len(names)) and counts.sum() == results.get('test_samples', counts.sum())
+        assert 100 * np.trace(counts) / counts.sum() == pytest.approx(top1[stream], abs=1e-4)
+        for c, name in enumerate(names):
+            share = results['per_class'][stream][name]
+            assert share == (None if counts[c].sum() == 0 else pytest.approx(100 * counts[c, c] / counts[c].sum()))
+
+
+def test_class_report_equals_scikit_learn():
+    from sklearn.metrics import confusion_matrix as sk_confusion
+    from evaluation.report import class_report, confusion_matrix
+    from feeder.info import dataset_info
+    rng = np.random.default_rng(0)
+    labels, predicted = rng.integers(0, 60, 500), rng.integers(0, 60, 500)
+    labels[labels == 7] = 8  # a class without test clips
+    ours = confusion_matrix(torch.as_tensor(predicted), torch.as_tensor(labels), 60)
+    assert np.array_equal(ours.numpy(), sk_confusion(labels, predicted, labels=range(60)))
+    report = class_report({'joint': torch.as_tensor(predicted)}, torch.as_tensor(labels), dataset_info('ntu60'))
+    assert report['classes'] == [str(c) for c in range(60)] and report['per_class']['joint']['7'] is None
+    recall = (predicted == labels)[labels == 3].mean() * 100
+    assert report['per_class']['joint']['3'] == pytest.approx(recall)
 
 
 def test_finetune_results_and_random_baseline(data_root, tmp_path):
@@ -183,6 +237,26 @@ def test_finetune_results_and_random_baseline(data_root, tmp_path):
     assert results['encoder_kind'] == 'random' and results['checkpoint'] is None
     assert [r['seed'] for r in results['runs']] == [42, 43]
     assert set(results['accuracy']) == {'top1_mean', 'top1_std', 'top5_mean'}
+
+
+def test_a_training_set_smaller_than_a_batch_trains_on_one_batch_of_it(data_root, tiny_checkpoint, tmp_path, capsys):
+    common = [c for c in COMMON if c not in ('--batch-size', '4')]
+    args = linear_eval.get_linear_parser().parse_args(
+        ['--checkpoint', str(tiny_checkpoint), '--data-root', str(data_root), '--stream', 'joint', '--epochs', '1',
+         '--output-dir', str(tmp_path / 'linear'), '--quiet', *common])
+    results = linear_eval.main(args)
+    clips = len(SkeletonFolder(str(data_root / 'xsub'), 'train'))
+    assert clips < 64 and results['settings']['batch_size'] == clips
+    why = f'one batch of all {clips} training clips, fewer than --batch-size 64'
+    assert results['sources']['batch_size'] == why and f'One batch of all {clips} training clips' in capsys.readouterr().out
+    assert results['sources']['lr'] == 'evaluation recipe'
+    args = finetune.get_finetune_parser().parse_args(
+        ['--checkpoint', 'random', '--data-root', str(data_root), '--epochs', '1', '--label-fraction', '0.25',
+         '--output-dir', str(tmp_path / 'ft'), '--quiet', '--batch-size', '16', *common])
+    results = finetune.main(args)
+    labelled = results['runs'][0]['labelled']
+    assert labelled < 16 and results['settings']['batch_size'] == labelled
+    assert results['sources']['batch_size'].startswith(f'one batch of all {labelled} training clips')
 
 
 @pytest.mark.parametrize('encoder_args', [['--encoder', 'stgcn'], ['--gru-mode', 'bidirectional']])

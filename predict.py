@@ -54,8 +54,9 @@ def predict(model, clips, device, batch_size, workers):
 
 
 def main(args):
-    if os.path.isdir(args.out):
-        raise SystemExit(f'error: --out {args.out} is a folder; expected a .csv file to write')
+    if os.path.isdir(args.out) or args.out.lower().endswith('.json'):
+        raise SystemExit(f'error: --out {args.out}: expected a .csv file to write (the per-class report of labelled '
+                         'parts goes beside it, as .json)')
     record = read_heads(args.checkpoint)
     args.stream = 'all' if len(record['streams']) > 1 else record['streams'][0]
     run = setup_evaluation(args, KNN, output_required=False)

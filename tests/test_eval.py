@@ -183,6 +183,10 @@ def test_knn_and_predict_report_per_class_and_draw_the_confusion(data_root, tiny
     assert report['top1'] == pytest.approx(linear['accuracy']['fused']['top1'], abs=1e-4)  # the same fusion
     assert report['confusion']['fused'] == linear['confusion']['fused']
     assert (tmp_path / 'predict.png').stat().st_size > 0
+    with pytest.raises(SystemExit, match='expected a .csv file'):
+        predict.main(predict.get_predict_parser().parse_args(
+            ['--checkpoint', str(tmp_path / 'linear' / 'heads.pth'), '--data-root', str(data_root), '--dataset',
+             'synthetic', '--protocol', 'xsub', '--out', str(tmp_path / 'p.json')]))
 
 
 def test_linear_eval_results(data_root, tiny_checkpoint, tmp_path):

@@ -69,7 +69,7 @@ def main(args):
     # the dataset's labels are the classifier's classes only where both name the same classes
     names = run.dataset.class_names, trained_on.class_names
     same_classes = run.dataset.num_classes == trained_on.num_classes and (not all(names) or names[0] == names[1])
-    headline = 'fused' if len(record['streams']) > 1 else record['streams'][0]
+    reported = 'fused' if len(record['streams']) > 1 else record['streams'][0]  # as linear_eval.py names it
     reports = {}
     parts = args.parts or [p for p in PARTS if os.path.isfile(os.path.join(run.root, f'{p}_data_joint.npy'))]
     out = io.StringIO()
@@ -85,8 +85,9 @@ def main(args):
                             + [''] * (2 * TOP - len(cells)))
         labels = torch.as_tensor(clips.folder.labels)
         if same_classes and len(labels) and bool((labels >= 0).all()):
-            reports[part] = {'top1': (probs.argmax(dim=1) == labels).float().mean().item() * 100,
-                             **class_report({headline: probs.argmax(dim=1)}, labels, trained_on)}
+            predicted = probs.argmax(dim=1)
+            reports[part] = {'top1': (predicted == labels).float().mean().item() * 100,
+                             **class_report({reported: predicted}, labels, trained_on)}
         print(f'{part}: {len(clips)} clips' + (f', top-1 {reports[part]["top1"]:.2f}' if part in reports else ''))
     write_text_atomic(args.out, out.getvalue())
     print(f'wrote {args.out}')

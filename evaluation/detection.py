@@ -1,5 +1,5 @@
-"""Temporal action detection scored as PKU-MMD scores it (Liu et al., 2017; docs/protocols.md, "Temporal detection"):
-per class, detections ranked by score, each a true positive when its temporal IoU with a not yet
+"""Temporal action detection scored as PKU-MMD scores it (Liu et al., 2017; docs/protocols.md,
+"Temporal detection"): per class, detections ranked by score, each a true positive when its temporal IoU with a not yet
 matched ground-truth action of its class in the same recording reaches the threshold; the class's
 average precision; their mean over the classes that have ground truth."""
 from collections import defaultdict

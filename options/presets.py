@@ -156,7 +156,8 @@ def recipe(dataset, encoder=None, method='cmd', benchmark=None, world_size=1, re
     training set of known size, but for what the small-data rows fix (``given``: the batch size and
     epochs a command line fixes, which the rest follows, as it follows a row's); the method's recipe,
     whose values say what the method is (CrosSCLR's and AimCLR's top-k counts mined positives, CMD's
-    the distilled neighbours), on small data its row of ``SMALL_METHOD_RECIPES`` instead; then, for a checkpoint's run, what it records (``recorded``, its args), else
+    the distilled neighbours), on small data its row of ``SMALL_METHOD_RECIPES`` instead; then, for
+    a checkpoint's run, what it records (``recorded``, its args), else
     ``UNRECORDED_DEFAULTS``. ``dataset``: a :class:`feeder.info.DatasetInfo`, whose description gives
     the training set's size and median length for ``benchmark`` where it was prepared here, or a
     dataset's kind by name; ``train_clips`` and ``median_length`` given win."""

@@ -252,7 +252,8 @@ def test_a_training_set_smaller_than_a_batch_trains_on_one_batch_of_it(data_root
     clips = len(SkeletonFolder(str(data_root / 'xsub'), 'train'))
     assert clips < 64 and results['settings']['batch_size'] == clips
     why = f'one batch of all {clips} training clips, fewer than --batch-size 64'
-    assert results['sources']['batch_size'] == why and f'One batch of all {clips} training clips' in capsys.readouterr().out
+    assert results['sources']['batch_size'] == why
+    assert f'One batch of all {clips} training clips' in capsys.readouterr().out
     assert results['sources']['lr'] == 'evaluation recipe'
     args = finetune.get_finetune_parser().parse_args(
         ['--checkpoint', 'random', '--data-root', str(data_root), '--epochs', '1', '--label-fraction', '0.25',

@@ -120,7 +120,8 @@ def test_small_data_without_a_method_or_encoder_takes_the_small_data_default():
         chosen = pretrain.get_pretrain_parser().parse_args(['--dataset', 'ucla', '--protocol', 'xview', '--data-root',
                                                             'x', '--output-dir', 'y'] + given)
         settings, _ = pretrain.resolve_settings(chosen, prepared, 'cpu')
-        assert (settings.method, settings.encoder) == expected and 'small-data default' not in settings.sources['method']
+        assert (settings.method, settings.encoder) == expected
+        assert 'small-data default' not in settings.sources['method']
     assert default_choice('ntu60') == ('cmd', 'gru', 'published recipe')
     large = dataclasses.replace(prepared, kind='custom', sizes={'xview': {'train': SMALL_DATA_CLIPS}})
     assert default_choice(large, 'xview') == ('cmd', 'gru', 'published recipe')

@@ -10,7 +10,9 @@ the kNN features (N, D), unnormalised, as ``extract_features.py`` gives them for
 ``heads.pth`` of ``linear_eval.py`` or ``finetune.py`` it outputs class probabilities instead
 (several streams: the mean of their softmax; ``--stream`` picks one). ``--dataset`` (and
 ``--data-root`` for own data) are needed only for the authors' released files, which do not
-describe their data. The file is checked against the PyTorch module before the script ends.
+describe their data. The file is checked against the PyTorch module before the script ends;
+``FILE.json`` beside it says what it takes and gives (the dataset's description, the clip length,
+features or probabilities), which ``timeline.py`` reads.
 """
 import argparse
 import os
@@ -18,7 +20,7 @@ import os
 import numpy as np
 import torch
 
-from evaluation.deploy import CentreCrop, Deployable, export_onnx, export_torchscript
+from evaluation.deploy import CentreCrop, Deployable, export_onnx, export_torchscript, write_description
 from evaluation.features import StreamFeatures
 from evaluation.heads import Probabilities, is_heads, load_classifiers
 from evaluation.pretrained import load_encoders, open_pretrained
@@ -97,6 +99,7 @@ def main(args):
     if error > 1e-4:
         os.remove(args.out)
         raise SystemExit(f'error: the exported file differed from the PyTorch module by {error:.2e}; removed it')
+    write_description(args.out, output, frames, info, args.checkpoint)
     return error
 
 if __name__ == '__main__':

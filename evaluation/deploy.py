@@ -1,10 +1,13 @@
 """A trained encoder as one deployable module (``export.py``): prepared clips in, the kNN features
 (or, from a ``heads.pth``, class probabilities) out, with the test-time crop inside."""
+import json
+import os
 import warnings
 
 import torch
 
 from feeder.augment import center_crop_resize
+from utils.io import write_text_atomic
 
 
 class CentreCrop(torch.nn.Module):
@@ -51,3 +54,16 @@ def export_torchscript(model, example, path):
         model(example)  # fills the per-device caches first, so that the trace and its check agree
         body = torch.jit.trace(model.body, model.crop(example))
         torch.jit.script(Deployable(torch.jit.script(model.crop), body)).save(path)
+
+
+def description_path(path):
+    """Where ``export.py`` describes the file it wrote (``timeline.py`` reads it)."""
+    return path + '.json'
+
+
+def write_description(path, output, frames, info, checkpoint):
+    """What goes into the exported file at ``path`` and what comes out: clips of ``info``'s
+    dataset, cropped to ``frames``; ``output`` features or probabilities."""
+    record = {'file': os.path.basename(path), 'output': output, 'frames': frames, 'checkpoint': checkpoint,
+              'dataset': info.to_json()}
+    write_text_atomic(description_path(path), json.dumps(record, indent=1))

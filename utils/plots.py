@@ -8,6 +8,7 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.animation import FuncAnimation, PillowWriter  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 
 from utils.io import write_path_atomic  # noqa: E402
 
@@ -130,3 +131,28 @@ def save_curves(log_path, png_path):
     fig.suptitle(os.path.abspath(log_path), fontsize=8)
     fig.tight_layout()
     save_figure(fig, png_path, dpi=110)
+
+
+def save_timeline(path, bands, frames, class_name, title, truth=None):
+    """A timeline: one band per person (``bands``: {person: [(start, end, label, score)]}), each
+    segment coloured by its class and named where it is wide enough; ``truth`` (the same list)
+    drawn as a band of its own above them."""
+    rows = ([('truth', truth)] if truth is not None else []) + [(f'person {p}', s) for p, s in bands.items()]
+    labels = sorted({segment[2] for _, segments in rows for segment in segments})
+    colours = {label: plt.get_cmap('tab20')(i % 20) for i, label in enumerate(labels)}
+    fig, ax = plt.subplots(figsize=(min(24, 6 + frames / 150), 0.8 + 0.55 * max(len(rows), 1)))
+    for row, (_, segments) in enumerate(reversed(rows)):
+        for start, end, label, _ in segments:
+            ax.broken_barh([(start, end - start)], (row + 0.1, 0.8), color=colours[label])
+            if (end - start) / max(frames, 1) > 0.04:
+                ax.text((start + end) / 2, row + 0.5, class_name(label), ha='center', va='center', fontsize=7, clip_on=True)
+    ax.set_yticks([row + 0.5 for row in range(len(rows))], [name for name, _ in reversed(rows)])
+    ax.set_xlim(0, frames)
+    ax.set_ylim(0, max(len(rows), 1))
+    ax.set_xlabel('frame')
+    ax.set_title(title, fontsize=9)
+    handles = [Patch(color=colours[label], label=class_name(label)) for label in labels]
+    if handles:
+        ax.legend(handles=handles, fontsize=7, loc='upper left', bbox_to_anchor=(1.0, 1.0), frameon=False)
+    fig.tight_layout()
+    save_figure(fig, path, dpi=110)

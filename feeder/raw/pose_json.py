@@ -63,16 +63,22 @@ def read_openpose_video(folder, num_joints, image_size=None):
     first = files[0][0]
     frames = [[] for _ in range(files[-1][0] - first + 1)]
     for number, path in files:
-        record = load_json(path)
-        people = record.get('people') if isinstance(record, dict) else None
-        if not isinstance(people, list):
-            raise DataFormatError(path, None, 'expected {"people": [...]}')
-        for k, person in enumerate(people):
-            values = person.get('pose_keypoints_2d') if isinstance(person, dict) else None
-            points = _numbers(values, 3 * num_joints, path, f'person {k}, pose_keypoints_2d '
-                              f'(x, y, confidence of {num_joints} joints)').reshape(num_joints, 3)
-            frames[number - first].append(_detection(points[:, :2], points[:, 2], image_size))
+        frames[number - first] = openpose_people(load_json(path), path, num_joints, image_size)
     return tracks_to_array(link_tracks(frames), len(frames), num_joints)
+
+
+def openpose_people(record, path, num_joints, image_size=None):
+    """The detections (xy, confidence) of one OpenPose frame's JSON ``record`` read from ``path``."""
+    people = record.get('people') if isinstance(record, dict) else None
+    if not isinstance(people, list):
+        raise DataFormatError(path, None, 'expected {"people": [...]}')
+    detections = []
+    for k, person in enumerate(people):
+        values = person.get('pose_keypoints_2d') if isinstance(person, dict) else None
+        points = _numbers(values, 3 * num_joints, path, f'person {k}, pose_keypoints_2d '
+                          f'(x, y, confidence of {num_joints} joints)').reshape(num_joints, 3)
+        detections.append(_detection(points[:, :2], points[:, 2], image_size))
+    return detections
 
 
 def read_kinetics_file(path, num_joints, image_size=None):

@@ -1,6 +1,7 @@
 """A synthetic action dataset written as genuine NTU RGB+D ``.skeleton`` files.
 
     python -m feeder.synthetic --out-dir RAW [--classes 12 --subjects 10 --seed 0]
+    python -m feeder.synthetic --untrimmed --out-dir RAW    (long recordings, PKU-MMD layout)
 
 Bodies are built by forward kinematics on the NTU 25-joint skeleton with per-subject proportions;
 each class has its own kinematics (arm raises, waves, kicks, squats, bows, jumps, claps, ...,
@@ -12,7 +13,6 @@ through the same preparation as the real data (``feeder.prepare --dataset synthe
 ``--format`` writes the same performances as own pose data instead: pyskl pickles of 2D
 detections or of 3D motion capture, OpenPose per-frame JSON, or Kinetics-skeleton files.
 """
-import argparse
 import json
 import os
 import pickle
@@ -204,9 +204,10 @@ def action_phase(frames, rng):
     return np.clip((warp - lead) / (1 - lead - tail), 0, 1)
 
 
-def idle_motion(pose, frames, rng):
-    """Small unrelated movements (sway, fidgeting arms, head turns) that every action carries."""
-    u = np.linspace(0, 1, frames)
+def idle_motion(pose, frames, rng, span=None):
+    """Small unrelated movements (sway, fidgeting arms, head turns) that every action carries, at
+    0.3 to 2 cycles over the clip, or over every ``span`` frames of a long recording."""
+    u = np.linspace(0, 1, frames) if span is None else np.arange(frames) / span
     for joint, axis, size in ((SPINE, (0, 0, 1), 0.06), (SPINE, (1, 0, 0), 0.06), (NECK, (0, 1, 0), 0.3),
                               (L_SHOULDER, (1, 0, 0), 0.2), (R_SHOULDER, (1, 0, 0), 0.2),
                               (L_ELBOW, (1, 0, 0), 0.2), (R_ELBOW, (1, 0, 0), 0.2)):
@@ -245,9 +246,12 @@ def perform(action, body_offsets, frames, rng, camera, distance):
         if mirrored:
             joints = mirror(joints, root[:, None], yaw)
         out.append(joints)
-    world = np.stack(out)
-    # Camera: looks along +z from ``distance`` away, rotated about the vertical axis, at about
-    # 1 m height (Kinect coordinates: y up, z away from the camera).
+    return to_camera(np.stack(out), camera, distance)
+
+
+def to_camera(world, camera, distance):
+    """World positions seen by ``camera``: it looks along +z from ``distance`` away, rotated about
+    the vertical axis, at about 1 m height (Kinect coordinates: y up, z away from the camera)."""
     cam = _rot((0, 1, 0), [CAMERA_YAW[camera]])[0]
     world = world @ cam.T
     world[..., 1] -= 1.0
@@ -472,38 +476,3 @@ def _write_labels(out_dir, annotations, split):
     _write_text(os.path.join(out_dir, 'labels.csv'), '\n'.join(lines) + '\n')
     _write_text(os.path.join(out_dir, 'classes.txt'),
                 '\n'.join(action[0] for action in ACTIONS[:max(r['label'] for r in annotations) + 1]) + '\n')
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser('Generate the synthetic NTU-format dataset', description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--out-dir', required=True)
-    parser.add_argument('--classes', type=int, default=len(ACTIONS), help=f'at most {len(ACTIONS)}')
-    parser.add_argument('--subjects', type=int, default=10)
-    parser.add_argument('--cameras', type=int, default=3)
-    parser.add_argument('--replications', type=int, default=2)
-    parser.add_argument('--setups', type=int, default=2)
-    parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--format', default='ntu', choices=['ntu', 'pyskl-2d', 'pyskl-3d', 'openpose', 'kinetics-json'],
-                        help='ntu: .skeleton files; pyskl-2d: OUT/synthetic_2d.pkl, COCO-17 detections in pixels; '
-                             'pyskl-3d: OUT/synthetic_3d.pkl with its layout OUT/synthetic_3d_layout.json; '
-                             'openpose: the 2D detections as OpenPose per-frame JSON folders with labels.csv; '
-                             'kinetics-json: as Kinetics-skeleton files (prepare them with --image-size 1920 1080)')
-    args = parser.parse_args(argv)
-    sizes = dict(classes=args.classes, subjects=args.subjects, cameras=args.cameras, replications=args.replications,
-                 setups=args.setups, seed=args.seed)
-    try:
-        if args.format == 'ntu':
-            print(f'wrote {len(generate(args.out_dir, **sizes))} .skeleton files to {args.out_dir}')
-        elif args.format == 'openpose':
-            print(f'wrote {write_openpose(args.out_dir, **sizes)} OpenPose video folders to {args.out_dir}')
-        elif args.format == 'kinetics-json':
-            print(f'wrote {write_kinetics(args.out_dir, **sizes)} Kinetics-skeleton files to {args.out_dir}')
-        else:
-            mode = args.format[-2:]
-            path = os.path.join(args.out_dir, f'synthetic_{mode}.pkl')
-            print(f'wrote {write_pyskl(path, mode, **sizes)} clips to {path}')
-    except ValueError as e:
-        parser.error(str(e))
-    return 0
-

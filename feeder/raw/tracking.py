@@ -51,29 +51,46 @@ def _costs(tracks, detections, t):
     return np.where(count > 0, np.where(both, distance, 0).sum(-1) / np.maximum(count, 1), np.inf)
 
 
-def link_tracks(frames, max_gap=MAX_GAP, max_distance=MAX_DISTANCE):
-    """``frames``: for each frame, a list of detections (xy (V, C), confidence (V,), 0 where the
-    joint was missed). Returns the tracks, each a list of (frame, xy, confidence)."""
-    begun, tracks = [], []  # every track in the order it began; those still open
-    for t, detections in enumerate(frames):
-        tracks = [track for track in tracks if t - track.last_t - 1 <= max_gap]
-        matched = set()
+class Tracker:
+    """Links detections into tracks one frame at a time (the live mode follows a stream with it);
+    ``begun``: every track in the order it began."""
+
+    def __init__(self, max_gap=MAX_GAP, max_distance=MAX_DISTANCE):
+        self.max_gap, self.max_distance = max_gap, max_distance
+        self.begun, self._open = [], []
+
+    def step(self, t, detections):
+        """Frame ``t``'s detections (xy (V, C), confidence (V,)) added; returns each one's track,
+        its index in ``begun`` (-1 for a detection that holds no joint)."""
+        self._open = [track for track in self._open if t - track.last_t - 1 <= self.max_gap]
+        tracks, assigned = self._open, [-1] * len(detections)
         if tracks and detections:
             cost = _costs(tracks, detections, t)
-            limit = max_distance * np.maximum([track.size for track in tracks], 1e-6)
+            limit = self.max_distance * np.maximum([track.size for track in tracks], 1e-6)
             matched_tracks = set()
             for flat in np.argsort(cost, axis=None, kind='stable'):  # closest first; ties by track, then detection
                 i, j = divmod(int(flat), len(detections))
-                if i in matched_tracks or j in matched or not cost[i, j] <= limit[i]:
+                if i in matched_tracks or assigned[j] >= 0 or not cost[i, j] <= limit[i]:
                     continue
                 tracks[i].add(t, *detections[j])
                 matched_tracks.add(i)
-                matched.add(j)
-        new = [_Track(t, xy, score) for j, (xy, score) in enumerate(detections)
-               if j not in matched and (score > 0).any()]
-        tracks += new
-        begun += new
-    return [track.detections for track in begun]
+                assigned[j] = tracks[i].number
+        for j, (xy, score) in enumerate(detections):
+            if assigned[j] < 0 and (score > 0).any():
+                track = _Track(t, xy, score)
+                track.number = assigned[j] = len(self.begun)
+                self._open.append(track)
+                self.begun.append(track)
+        return assigned
+
+
+def link_tracks(frames, max_gap=MAX_GAP, max_distance=MAX_DISTANCE):
+    """``frames``: for each frame, a list of detections (xy (V, C), confidence (V,), 0 where the
+    joint was missed). Returns the tracks, each a list of (frame, xy, confidence)."""
+    tracker = Tracker(max_gap, max_distance)
+    for t, detections in enumerate(frames):
+        tracker.step(t, detections)
+    return [track.detections for track in tracker.begun]
 
 
 def tracks_to_array(tracks, num_frames, num_joints, channels=2):

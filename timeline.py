@@ -33,6 +33,7 @@ from recordings.read import RECORDING_FORMATS, read_recording
 from recordings.segments import person_scores, segments
 from recordings.windows import MIN_PRESENCE, WindowScorer
 from feeder.layouts import get_layout
+from feeder.raw.readers import read_pku_labels
 from feeder.raw.sources.pku import SPLIT_FILES
 from utils.io import write_text_atomic
 from utils.plots import save_timeline
@@ -60,7 +61,8 @@ def get_timeline_parser():
     parser.add_argument('--image-size', type=positive_int, nargs=2, metavar=('W', 'H'), default=None,
                         help='JSON coordinates divided by the image size are multiplied back (default: what the '
                              "classifier's dataset recorded)")
-    parser.add_argument('--window', type=positive_int, default=None, help="frames per window (default: the classifier's)")
+    parser.add_argument('--window', type=positive_int, default=None,
+                        help="frames per window (default: the classifier's)")
     parser.add_argument('--stride', type=positive_int, default=None, help='frames between windows (default: a quarter '
                                                                           'window)')
     parser.add_argument('--min-presence', type=float, default=None,
@@ -74,6 +76,8 @@ def get_timeline_parser():
     parser.add_argument('--out', default=None, help='windows.csv to write')
     parser.add_argument('--segments', default=None, help='segments.csv to write')
     parser.add_argument('--plot', default=None, help='timeline.png to draw')
+    parser.add_argument('--truth', default=None, help='with --plot: the recording\'s labelled actions, drawn as a band '
+                                                      'above (a PKU-MMD label file: class from 1,start,end per line)')
     parser.add_argument('--dataset', default='pku1', choices=list(SPLIT_FILES), help='with --raw-dir')
     parser.add_argument('--protocol', default='xsub', help='with --raw-dir: xsub or xview')
     parser.add_argument('--part', default='val', choices=['train', 'val'], help='with --raw-dir')
@@ -166,11 +170,13 @@ def write_outputs(args, windows, frames, info, title):
         write_text_atomic(args.out, csv_text(WINDOW_HEADER, window_rows(windows, info.class_name)))
         print(f'wrote {args.out}')
     if args.segments:
-        rows = [[p, s.start, s.end, info.class_name(s.label), f'{s.score:.6f}'] for p, f in by_person.items() for s in f]
+        rows = [[p, s.start, s.end, info.class_name(s.label), f'{s.score:.6f}']
+                for p, found in by_person.items() for s in found]
         write_text_atomic(args.segments, csv_text(['person', 'start', 'end', 'label', 'score'], rows))
         print(f'wrote {args.segments}')
     if args.plot:
-        save_timeline(args.plot, by_person, frames, info.class_name, title)
+        truth = [(start, end, label - 1, 1.0) for label, start, end in read_pku_labels(args.truth)] if args.truth else None
+        save_timeline(args.plot, by_person, frames, info.class_name, title, truth)
         print(f'wrote {args.plot}')
     return windows, by_person
 
@@ -214,8 +220,10 @@ def main(args):
     if args.raw_dir:
         return detection(args, scorer)
     if args.follow:
-        windows, frames, _ = follow(args, scorer, check_layout(args, scorer.info))
-        return write_outputs(args, windows, frames, scorer.info, f'--follow {args.follow}') if frames else ([], {})
+        followed = follow(args, scorer, check_layout(args, scorer.info))
+        if not followed.frames:
+            return [], {}
+        return write_outputs(args, followed.windows, followed.frames, scorer.info, f'--follow {args.follow}')
     return recording_timeline(args, scorer)
 
 

@@ -35,7 +35,8 @@ def pku_videos(raw_dir, dataset, protocol, part):
             continue
         in_part = video in train if part == 'train' else video not in train and (val is None or video in val)
         if in_part:
-            truths = [(label - 1, start, end) for label, start, end in read_pku_labels(os.path.join(raw_dir, 'label', file))]
+            labels = read_pku_labels(os.path.join(raw_dir, 'label', file))
+            truths = [(label - 1, start, end) for label, start, end in labels]
             videos.append((video, skeleton, truths))
     if not videos:
         raise ValueError(f'--raw-dir {raw_dir}: no videos in the {part} part of {protocol}')

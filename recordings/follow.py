@@ -10,6 +10,7 @@ import os
 import sys
 import time
 from collections import deque
+from typing import NamedTuple
 
 import numpy as np
 
@@ -20,6 +21,15 @@ from recordings.read import Recording
 from recordings.windows import Window
 
 POLL_SECONDS = 0.02
+
+
+class Followed(NamedTuple):
+    """What a live run saw: the windows scored, the frames read, how many could not be read, and
+    each window's latency (ms from its last frame's arrival to its line)."""
+    windows: list
+    frames: int
+    unreadable: int
+    latencies: list
 
 
 def _parse(text, source, num_joints, image_size):
@@ -102,16 +112,18 @@ class LiveWindows:
 
 
 def follow(args, scorer, layout):
-    """Run the live mode; returns the windows scored and the frames read."""
+    """Run the live mode until the stream ends (or Ctrl-C); returns what it saw (:class:`Followed`)."""
     info = scorer.info
     if info.channels == 'xyz':
-        raise ValueError(f'--follow reads 2D OpenPose frames, but the classifier was trained on 3D clips of {info.name}')
+        raise ValueError(f'--follow reads 2D OpenPose frames, but the classifier was trained on 3D clips of '
+                         f'{info.name}')
     counts = {'unreadable': 0}
     if args.follow == '-':
         frames = line_frames(sys.stdin, layout.num_joints, args.image_size, counts)
     else:
         frames = folder_frames(args.follow, layout.num_joints, args.image_size, counts, args.idle_exit)
-    live, scored, latencies = LiveWindows(scorer, args.window, args.stride, args.min_presence, layout.num_joints), [], []
+    live = LiveWindows(scorer, args.window, args.stride, args.min_presence, layout.num_joints)
+    scored, latencies = [], []
     try:
         for arrived, detections in frames:
             for window in live.add(detections):
@@ -125,4 +137,4 @@ def follow(args, scorer, layout):
         pass
     print(f'{live.frames} frames read ({counts["unreadable"]} unreadable, skipped), {len(scored)} windows scored'
           + (f', median latency {np.median(latencies):.0f} ms' if latencies else ''))
-    return scored, live.frames, counts
+    return Followed(scored, live.frames, counts['unreadable'], latencies)

@@ -4,10 +4,11 @@
 A window of person p holds p first and, where the dataset's clips hold two persons, the most active
 other person present in the window second (by motion energy, the measure preparation selects bodies
 by); a window of the whole scene, for recordings labelled as a whole (PKU-MMD), holds the most
-active persons in their own order, as that dataset's training clips do. It is prepared by the steps its dataset's ``dataset.json`` records: the published steps for the
-built-in 3D datasets (cyclic padding, centring on the first person, the two turns), else the pose
-data steps (missed joints filled, the recorded alignment, the normalisation), then cropped and
-resized as a test clip is (the centre 95% to the encoder's frames). A window is scored where its
+active persons in their own order, as that dataset's training clips do. It is prepared by the steps
+its dataset's ``dataset.json`` records: the published steps for the built-in 3D datasets (cyclic
+padding, centring on the first person, the two turns), else the pose data steps (missed joints
+filled, the recorded alignment, the normalisation), then cropped and resized as a test clip is (the
+centre 95% to the encoder's frames). A window is scored where its
 person holds a joint in at least ``min_presence`` of its frames.
 """
 from dataclasses import dataclass

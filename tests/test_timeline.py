@@ -157,7 +157,8 @@ def test_a_window_of_own_pose_data_is_its_prepared_clip(tmp_path):
     clips = tmp_path / 'clips'
     clips.mkdir()
     for i in range(3):
-        clip = np.stack([random_body(rng, 40, joints=17, motion=0.02), random_body(rng, 40, joints=17, offset=(1, 0, 3))])
+        clip = np.stack([random_body(rng, 40, joints=17, motion=0.02),
+                         random_body(rng, 40, joints=17, offset=(1, 0, 3))])
         clip[0, 5, 3] = 0
         np.save(clips / f'c{i}.npy', clip.astype(np.float32))
     (clips / 'labels.csv').write_text('name,label\nc0,0\nc1,1\nc2,0\n')
@@ -178,8 +179,9 @@ def run_timeline(*argv):
 
 def test_timeline_of_a_recording_writes_windows_segments_and_a_picture(untrimmed, tmp_path, capsys):
     head, video = untrimmed / 'head' / 'heads.pth', untrimmed / 'raw' / 'skeleton' / '0002-M.txt'
-    windows, by_person = run_timeline('--checkpoint', head, '--recording', video, '--window', 48, '--out',
-                                      tmp_path / 'w.csv', '--segments', tmp_path / 's.csv', '--plot', tmp_path / 't.png')
+    windows, _ = run_timeline('--checkpoint', head, '--recording', video, '--window', 48, '--out', tmp_path / 'w.csv',
+                              '--segments', tmp_path / 's.csv', '--plot', tmp_path / 't.png',
+                              '--truth', untrimmed / 'raw' / 'label' / '0002-M.txt')
     frames = read_pku_video(str(video)).shape[1]
     rows = list(csv.reader(open(tmp_path / 'w.csv')))
     assert rows[0] == ['person', 'start', 'end'] + [f'{c}{i}' for i in range(1, 6) for c in ('pred', 'prob')]
@@ -199,7 +201,8 @@ def test_detection_protocol_finds_the_performances(untrimmed, tmp_path):
                            untrimmed / 'raw', '--protocol', 'xview', '--part', 'val', '--out-dir', tmp_path)
     assert json.loads((tmp_path / 'results.json').read_text())['map@0.5'] == results['map@0.5']
     assert {'map@0.1', 'map@0.3', 'map@0.5', 'map@0.7', 'frame_accuracy'} <= set(results)
-    assert results['videos'] == 3 and results['map@0.1'] >= results['map@0.3'] >= results['map@0.5'] >= results['map@0.7']
+    assert results['videos'] == 3
+    assert results['map@0.1'] >= results['map@0.3'] >= results['map@0.5'] >= results['map@0.7']
     # the boundaries found against the truth: most performances found at IoU 0.3, many at 0.5 (the
     # idle stretches between them, which the classifier never saw, go to some action: threshold 0)
     assert results['map@0.3'] > 60 and results['map@0.5'] > 35 and results['frame_accuracy'] > 30

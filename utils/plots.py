@@ -145,7 +145,8 @@ def save_timeline(path, bands, frames, class_name, title, truth=None):
         for start, end, label, _ in segments:
             ax.broken_barh([(start, end - start)], (row + 0.1, 0.8), color=colours[label])
             if (end - start) / max(frames, 1) > 0.04:
-                ax.text((start + end) / 2, row + 0.5, class_name(label), ha='center', va='center', fontsize=7, clip_on=True)
+                ax.text((start + end) / 2, row + 0.5, class_name(label), ha='center', va='center', fontsize=7,
+                        clip_on=True)
     ax.set_yticks([row + 0.5 for row in range(len(rows))], [name for name, _ in reversed(rows)])
     ax.set_xlim(0, frames)
     ax.set_ylim(0, max(len(rows), 1))

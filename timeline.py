@@ -72,7 +72,7 @@ def get_timeline_parser():
                         help=f"a frame is background where its likeliest class's score is below this (default "
                              f"{THRESHOLD})")
     parser.add_argument('--min-duration', type=positive_int, default=None,
-                        help='shorter runs of a label are merged into a neighbour (default: half a window)')
+                        help='shorter runs of a label are merged into a neighbour (default: a quarter window)')
     parser.add_argument('--out', default=None, help='windows.csv to write')
     parser.add_argument('--segments', default=None, help='segments.csv to write')
     parser.add_argument('--plot', default=None, help='timeline.png to draw')
@@ -104,7 +104,7 @@ def resolve(args, classifier):
     if args.stride is None:
         values['stride'], sources['stride'] = max(1, values['window'] // 4), 'a quarter window'
     if args.min_duration is None:
-        values['min_duration'], sources['min_duration'] = max(1, values['window'] // 2), 'half a window'
+        values['min_duration'], sources['min_duration'] = max(1, values['window'] // 4), 'a quarter window'
     if args.image_size is None and classifier.info.preparation.get('image_size'):
         values['image_size'], sources['image_size'] = classifier.info.preparation['image_size'], "classifier's dataset"
     for key in ('min_presence', 'threshold'):

@@ -26,6 +26,7 @@ from evaluation.common import setup_evaluation
 from evaluation.heads import Probabilities, load_classifiers, read_heads
 from evaluation.report import class_report, save_confusion
 from feeder.info import PARTS
+from feeder.modalities import result_name
 from options.args import add_report_arguments, get_args_parser
 from options.presets import KNN
 from utils.io import write_text_atomic
@@ -69,7 +70,7 @@ def main(args):
     # the dataset's labels are the classifier's classes only where both name the same classes
     names = run.dataset.class_names, trained_on.class_names
     same_classes = run.dataset.num_classes == trained_on.num_classes and (not all(names) or names[0] == names[1])
-    reported = 'fused' if len(record['streams']) > 1 else record['streams'][0]  # as linear_eval.py names it
+    reported = result_name(record['streams'])  # as linear_eval.py names it
     reports = {}
     parts = args.parts or [p for p in PARTS if os.path.isfile(os.path.join(run.root, f'{p}_data_joint.npy'))]
     out = io.StringIO()

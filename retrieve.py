@@ -24,6 +24,7 @@ from evaluation.common import setup_evaluation
 from evaluation.features import extract_features
 from evaluation.knn import with_fusion
 from feeder.info import PARTS
+from feeder.modalities import result_name
 from options.args import get_args_parser, get_eval_parser, positive_int
 from options.presets import KNN
 from utils.io import write_text_atomic
@@ -64,7 +65,7 @@ def main(args):
     gallery = run.clips('train', info['frames'], labelled=False)
     pool = gallery if part == 'train' else run.clips(part, info['frames'], labelled=False)
     index = pool.folder.find(args.name, args.index)
-    feature = 'fused' if len(run.streams) > 1 else run.streams[0]
+    feature = result_name(run.streams)
 
     def features(clips):
         feats, _ = extract_features(encoders, clips, run.device, args.batch_size, args.workers)

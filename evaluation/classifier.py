@@ -4,6 +4,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from feeder.modalities import FUSED
 from models.encoder import StreamEncoder
 from models.losses import topk_accuracy
 from utils.schedule import adjust_learning_rate, make_optimizer, per_step_schedule
@@ -66,7 +67,7 @@ def evaluate_classifiers(classifiers, loader, device):
     labels = torch.cat(labels)
     scores = {s: torch.cat(v) for s, v in scores.items()}
     if len(scores) > 1:
-        scores['fused'] = sum(scores.values())
+        scores[FUSED] = sum(scores.values())
     accuracy = {name: {'top1': topk_accuracy(score, labels).item(),
                        'top5': topk_accuracy(score, labels, min(5, score.shape[1])).item()}
                 for name, score in scores.items()}

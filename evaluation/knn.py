@@ -2,6 +2,8 @@
 import torch
 import torch.nn.functional as F
 
+from feeder.modalities import FUSED
+
 
 @torch.no_grad()
 def knn_predict(train_features, train_labels, test_features, ks=(1,), num_classes=None, chunk=1024):
@@ -34,7 +36,7 @@ def with_fusion(features, streams):
     """``features`` ({stream: (N, D)}) plus, for several streams, ``fused``: their L2-normalised
     features concatenated."""
     if len(streams) > 1:
-        features = {**features, 'fused': torch.cat([F.normalize(features[s], dim=1) for s in streams], dim=1)}
+        features = {**features, FUSED: torch.cat([F.normalize(features[s], dim=1) for s in streams], dim=1)}
     return features
 
 

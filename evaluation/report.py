@@ -2,6 +2,8 @@
 their picture (docs/protocols.md, "Per-class reports")."""
 import torch
 
+from feeder.modalities import FUSED
+
 
 def confusion_matrix(predictions, labels, num_classes):
     """Counts (num_classes, num_classes): row the true class, column the predicted one."""
@@ -26,8 +28,7 @@ def class_report(predictions, labels, dataset):
 
 def headline(report):
     """The stream a picture shows: the fusion where there is one, else the only stream."""
-    streams = list(report['confusion'])
-    return 'fused' if 'fused' in streams else streams[0]
+    return FUSED if FUSED in report['confusion'] else next(iter(report['confusion']))
 
 
 def plot_confusion(report, path, title):

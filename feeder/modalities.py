@@ -4,6 +4,12 @@ import functools
 import torch
 
 MODALITIES = ('joint', 'motion', 'bone')
+FUSED = 'fused'  # the name of several streams' fused result (docs/protocols.md)
+
+
+def result_name(streams):
+    """The name a result of ``streams`` goes under: the fusion's for several, else the stream's."""
+    return FUSED if len(streams) > 1 else streams[0]
 
 
 def bone_parents(layout):

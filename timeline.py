@@ -24,6 +24,10 @@ import io
 import json
 import os
 
+from feeder.info import MAX_FRAMES
+from feeder.layouts import get_layout
+from feeder.raw.readers import read_pku_labels
+from feeder.raw.sources.pku import SPLIT_FILES
 from options.args import positive_int, settle_device
 from options.settings import Settings
 from recordings.detect import detect_videos, pku_videos
@@ -32,9 +36,6 @@ from recordings.model import load_classifier
 from recordings.read import RECORDING_FORMATS, read_recording
 from recordings.segments import person_scores, segments
 from recordings.windows import MIN_PRESENCE, WindowScorer
-from feeder.layouts import get_layout
-from feeder.raw.readers import read_pku_labels
-from feeder.raw.sources.pku import SPLIT_FILES
 from utils.io import write_text_atomic
 from utils.plots import save_timeline
 from utils.run import announce, run_cli
@@ -91,14 +92,14 @@ def get_timeline_parser():
     return parser
 
 
-def resolve(args, classifier):
-    """The settings, each with its source: the command line, or the classifier's frames."""
+def resolve(args, classifier, device):
+    """The settings, each with its source: the command line, a default, or the classifier."""
     values = dict(vars(args))
     sources = {k: 'not set' if v is None else 'command line' for k, v in values.items()}
     for key, value in (('min_presence', MIN_PRESENCE), ('threshold', THRESHOLD), ('batch_size', BATCH_SIZE)):
         if values[key] is None:
             values[key], sources[key] = value, 'default'
-    values['device'], sources['device'] = settle_device(args.device), 'command line' if args.device else 'default'
+    values['device'], sources['device'] = device, 'command line' if args.device else 'default'
     if args.window is None:
         values['window'], sources['window'] = classifier.frames, "the classifier's frames"
     if args.stride is None:
@@ -110,8 +111,9 @@ def resolve(args, classifier):
     for key in ('min_presence', 'threshold'):
         if not 0 <= values[key] <= 1:
             raise ValueError(f'--{key.replace("_", "-")} {values[key]}: expected a number between 0 and 1')
-    if values['window'] > 300:
-        raise ValueError(f'--window {values["window"]}: at most 300 frames, the longest clip preparation stores')
+    if values['window'] > MAX_FRAMES:
+        raise ValueError(f'--window {values["window"]}: at most {MAX_FRAMES} frames, the longest clip preparation '
+                         'stores')
     return Settings(values, sources)
 
 
@@ -175,15 +177,17 @@ def write_outputs(args, windows, frames, info, title):
         write_text_atomic(args.segments, csv_text(['person', 'start', 'end', 'label', 'score'], rows))
         print(f'wrote {args.segments}')
     if args.plot:
-        truth = [(start, end, label - 1, 1.0) for label, start, end in read_pku_labels(args.truth)] if args.truth else None
+        truth = None
+        if args.truth:
+            truth = [(start, end, label - 1, 1.0) for label, start, end in read_pku_labels(args.truth)]
         save_timeline(args.plot, by_person, frames, info.class_name, title, truth)
         print(f'wrote {args.plot}')
     return windows, by_person
 
 
 def detection(args, scorer):
-    if not args.out_dir:
-        raise ValueError('--raw-dir needs --out-dir, where results.json goes')
+    if not args.out_dir or (os.path.exists(args.out_dir) and not os.path.isdir(args.out_dir)):
+        raise ValueError(f'--out-dir {args.out_dir}: --raw-dir needs a folder, where results.json and segments.csv go')
     info = scorer.info
     if info.layout.num_joints != 25 or info.channels != 'xyz':
         raise ValueError(f'--checkpoint {args.checkpoint} classifies {info.name} clips ({info.layout.name}, '
@@ -213,8 +217,9 @@ def main(args):
         path = getattr(args, flag)
         if path and os.path.isdir(path):
             raise ValueError(f'--{flag} {path} is a folder; expected a file to write')
-    classifier = load_classifier(args.checkpoint, settle_device(args.device))
-    args = resolve(args, classifier)
+    device = settle_device(args.device)
+    classifier = load_classifier(args.checkpoint, device)
+    args = resolve(args, classifier, device)
     announce(args)
     scorer = WindowScorer(classifier, args.batch_size)
     if args.raw_dir:

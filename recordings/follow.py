@@ -2,9 +2,9 @@
 an estimator writes them, into a folder (``<name>_<frame>_keypoints.json``) or as JSON lines on
 standard input, their people tracked frame by frame (:class:`feeder.raw.tracking.Tracker`), and a
 line printed per window as soon as its last frame has arrived, with the latency from that frame's
-arrival to the line. A frame that cannot be read (a truncated file, a line that is not JSON) is
-skipped and counted: a folder's file once a later frame is there (until then it may still be
-being written), a line at once; it counts as a frame without people."""
+arrival to the line. A frame that is not JSON (a truncated file or line) is skipped and counted: a
+folder's file once a later frame is there (until then it may still be being written), a line at
+once; it counts as a frame without people."""
 import json
 import os
 import sys
@@ -15,7 +15,6 @@ from typing import NamedTuple
 import numpy as np
 
 from feeder.raw.pose_json import OPENPOSE_FILE, openpose_people
-from feeder.raw.readers import DataFormatError
 from feeder.raw.tracking import Tracker
 from recordings.read import Recording
 from recordings.windows import Window
@@ -33,10 +32,13 @@ class Followed(NamedTuple):
 
 
 def _parse(text, source, num_joints, image_size):
+    """A frame's detections, or ``None`` where it is not JSON (cut short); JSON that is not an
+    OpenPose frame of the layout's joints stops the run with one line naming it."""
     try:
-        return openpose_people(json.loads(text), source, num_joints, image_size)
-    except (ValueError, DataFormatError):
+        record = json.loads(text)
+    except (UnicodeDecodeError, json.JSONDecodeError):
         return None
+    return openpose_people(record, source, num_joints, image_size)
 
 
 def folder_frames(folder, num_joints, image_size, counts, idle_exit=None):

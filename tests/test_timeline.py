@@ -296,3 +296,9 @@ def test_an_exported_classifier_gives_the_heads_timeline(openpose_head, tmp_path
     got, _ = run_timeline('--checkpoint', tmp_path / 'model.onnx', '--recording', video, '--window', 16)
     assert [(w.person, w.start) for w in got] == [(w.person, w.start) for w in expected]
     np.testing.assert_allclose(np.stack([w.probs for w in got]), np.stack([w.probs for w in expected]), atol=1e-4)
+
+
+def test_follow_stops_at_a_frame_of_another_layout(openpose_head, monkeypatch):
+    monkeypatch.setattr('sys.stdin', io.StringIO('{"people": [{"pose_keypoints_2d": [1, 2, 0.5]}]}\n'))
+    with pytest.raises(ValueError, match='standard input, line 1: person 0, pose_keypoints_2d .* expected 51 numbers'):
+        run_timeline('--checkpoint', openpose_head / 'head' / 'heads.pth', '--follow', '-')

@@ -17,10 +17,10 @@ EXPORTED = ('.onnx', '.pt', '.ts', '.torchscript')
 
 class Classifier:
     """``classifier(clips)`` -> (N, classes) probabilities; ``info`` the dataset it classifies,
-    ``frames`` its encoder's clip length, ``source`` what it was read from."""
+    ``frames`` its encoder's clip length."""
 
-    def __init__(self, run, info, frames, source):
-        self.run, self.info, self.frames, self.source = run, info, frames, source
+    def __init__(self, run, info, frames):
+        self.run, self.info, self.frames = run, info, frames
 
     def __call__(self, clips):
         return self.run(np.ascontiguousarray(clips, dtype=np.float32))
@@ -43,7 +43,7 @@ def load_classifier(path, device):
         record = read_heads(path)
         classifiers, info = load_classifiers(record)
         model = Deployable(CentreCrop(record['frames']), Probabilities(classifiers))
-        return Classifier(_torch_runner(model, device), info, record['frames'], path)
+        return Classifier(_torch_runner(model, device), info, record['frames'])
     described = description_path(path)
     if not os.path.isfile(described):
         raise FileNotFoundError(f'--checkpoint {path}: no {os.path.basename(described)} beside it (export.py writes '
@@ -62,4 +62,4 @@ def load_classifier(path, device):
             return session.run(None, {'clips': clips})[0]
     else:
         run = _torch_runner(torch.jit.load(path, map_location=device), device)
-    return Classifier(run, info, int(record['frames']), path)
+    return Classifier(run, info, int(record['frames']))

@@ -28,6 +28,8 @@ def main(argv=None):
                              'split/; prepare them with --dataset pku1); --replications and --setups do not apply')
     args = parser.parse_args(argv)
     if args.untrimmed:
+        if args.format != 'ntu':
+            parser.error(f'--untrimmed writes the PKU-MMD layout; --format {args.format} does not apply')
         try:
             names = generate_untrimmed(args.out_dir, args.classes, args.subjects, args.cameras, args.seed)
         except ValueError as e:

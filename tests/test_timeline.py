@@ -130,6 +130,8 @@ def test_untrimmed_recordings_are_pku_mmd_files_of_known_performances(untrimmed)
         rows += len(labels)
     record = json.loads((untrimmed / 'data' / 'dataset.json').read_text())
     assert sum(record['benchmarks']['xview'].values()) == rows
+    with pytest.raises(SystemExit):  # one line: the untrimmed recordings have one layout
+        synthetic_cli(['--untrimmed', '--format', 'openpose', '--out-dir', str(untrimmed / 'other')])
 
 
 def test_a_window_over_an_action_is_its_prepared_training_clip(untrimmed):

@@ -10,7 +10,7 @@ import numpy as np
 
 from evaluation.detection import mean_average_precision
 from feeder.raw.readers import read_pku_labels, read_pku_split
-from feeder.raw.sources.pku import SPLIT_FILES, find_split_file
+from feeder.raw.sources.pku import SPLIT_FILES, find_split_file, part_of
 from recordings.read import read_recording
 from recordings.segments import BACKGROUND, frame_scores, segments
 
@@ -33,8 +33,7 @@ def pku_videos(raw_dir, dataset, protocol, part):
         video, skeleton = file[:-4], os.path.join(raw_dir, 'skeleton', file)
         if not file.endswith('.txt') or not os.path.isfile(skeleton):
             continue
-        in_part = video in train if part == 'train' else video not in train and (val is None or video in val)
-        if in_part:
+        if part_of(video, train, val) == part:
             labels = read_pku_labels(os.path.join(raw_dir, 'label', file))
             truths = [(label - 1, start, end) for label, start, end in labels]
             videos.append((video, skeleton, truths))
@@ -51,7 +50,7 @@ def truth_labels(truths, frames):
     return labels
 
 
-def detect_videos(videos, scorer, settings, progress=None):
+def detect_videos(videos, scorer, settings):
     """The detection run over ``videos`` (:func:`pku_videos`): the results (mAP per threshold,
     frame accuracy, per-class AP) and every segment found as (video, start, end, label, score)."""
     detections, truths, found = [], [], []
@@ -67,8 +66,6 @@ def detect_videos(videos, scorer, settings, progress=None):
         truths += [(video, label, start, end) for label, start, end in labelled]
         correct += int((labels == truth_labels(labelled, recording.frames)).sum())
         total += recording.frames
-        if progress:
-            progress(video, len(segments_found), len(labelled))
     means, per_class = mean_average_precision(detections, truths, THRESHOLDS)
     results = {f'map@{t}': means[t] * 100 for t in THRESHOLDS}
     results['frame_accuracy'] = correct / max(total, 1) * 100

@@ -25,6 +25,14 @@ def find_split_file(raw_dir, names):
     raise PrepareError(f'--raw-dir {raw_dir}: split file {names[0]} not found (looked in RAW and RAW/split)')
 
 
+def part_of(video, train, val):
+    """A video's part of a benchmark: ``train``, ``val`` (every video not training where the split
+    file lists no validation videos) or ``None``."""
+    if video in train:
+        return 'train'
+    return 'val' if val is None or video in val else None
+
+
 def list_pku(args):
     """One task per PKU-MMD video, one sample per labelled action instance."""
     raw_dir = args.raw_dir
@@ -46,12 +54,8 @@ def list_pku(args):
         if not os.path.isfile(skeleton):
             skipped.setdefault('label file without skeleton file', []).append(video)
             continue
-        parts = {}
-        for benchmark, (train, val) in splits.items():
-            if video in train:
-                parts[benchmark] = 'train'
-            elif val is None or video in val:
-                parts[benchmark] = 'val'
+        parts = {b: part_of(video, train, val) for b, (train, val) in splits.items()}
+        parts = {b: p for b, p in parts.items() if p}
         if not parts:
             skipped.setdefault('video in no split', []).append(video)
             continue

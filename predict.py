@@ -14,8 +14,6 @@ Where every clip of a part is labelled in the classifier's classes, ``OUT.json``
 (``--plot-confusion`` draws the first such part's).
 """
 import argparse
-import csv
-import io
 import json
 import os
 
@@ -29,7 +27,7 @@ from feeder.info import PARTS
 from feeder.modalities import result_name
 from options.args import add_report_arguments, get_args_parser
 from options.presets import KNN
-from utils.io import write_text_atomic
+from utils.io import csv_text, write_text_atomic
 from utils.run import run_cli
 
 TOP = 5
@@ -73,24 +71,24 @@ def main(args):
     reported = result_name(record['streams'])  # as linear_eval.py names it
     reports = {}
     parts = args.parts or [p for p in PARTS if os.path.isfile(os.path.join(run.root, f'{p}_data_joint.npy'))]
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator='\n')
-    writer.writerow(['part', 'name', 'label'] + [f'{c}{i}' for i in range(1, TOP + 1) for c in ('pred', 'prob')])
+    rows = []
     for part in parts:
         clips = run.clips(part, record['frames'], labelled=False)
         probs = predict(model, clips, run.device, args.batch_size, args.workers)
         top = probs.topk(min(TOP, probs.shape[1]), dim=1)
         for name, label, p, c in zip(clips.folder.names, clips.folder.labels, top.values.tolist(), top.indices.tolist()):
             cells = [x for pair in zip(map(trained_on.class_name, c), (f'{v:.6f}' for v in p)) for x in pair]
-            writer.writerow([part, name, trained_on.class_name(label)] + cells
-                            + [''] * (2 * TOP - len(cells)))
+            rows.append([part, name, trained_on.class_name(label)] + cells
+                        + [''] * (2 * TOP - len(cells)))
         labels = torch.as_tensor(clips.folder.labels)
         if same_classes and len(labels) and bool((labels >= 0).all()):
             predicted = probs.argmax(dim=1)
             reports[part] = {'top1': (predicted == labels).float().mean().item() * 100,
                              **class_report({reported: predicted}, labels, trained_on)}
         print(f'{part}: {len(clips)} clips' + (f', top-1 {reports[part]["top1"]:.2f}' if part in reports else ''))
-    write_text_atomic(args.out, out.getvalue())
+    header = ['part', 'name', 'label'] + [f'{c}{i}' for i in range(1, TOP + 1) for c in ('pred', 'prob')]
+    table = csv_text(header, rows)
+    write_text_atomic(args.out, table)
     print(f'wrote {args.out}')
     if reports:
         path = os.path.splitext(args.out)[0] + '.json'
@@ -100,7 +98,7 @@ def main(args):
         save_confusion(reports[first], args.plot_confusion, f'{run.dataset.name} {args.protocol} {first}')
     elif args.plot_confusion:
         print(f'--plot-confusion {args.plot_confusion}: no part is labelled in the classifier\'s classes; not drawn')
-    return out.getvalue()
+    return table
 
 
 if __name__ == '__main__':

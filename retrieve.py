@@ -12,8 +12,6 @@ standard error) and, with ``--out``, writes ``rank,name,label,similarity``; ``--
 query above its neighbours. For an unlabelled archive this is search by example.
 """
 import argparse
-import csv
-import io
 import os
 import sys
 
@@ -27,7 +25,7 @@ from feeder.info import PARTS
 from feeder.modalities import result_name
 from options.args import get_args_parser, get_eval_parser, positive_int
 from options.presets import KNN
-from utils.io import write_text_atomic
+from utils.io import csv_text, write_text_atomic
 from utils.plots import save_clip_pictures
 from utils.run import run_cli
 
@@ -74,17 +72,15 @@ def main(args):
     sims, rows = neighbours(query, features(gallery), args.k, index if part == 'train' else None)
 
     folder = gallery.folder
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator='\n')
-    writer.writerow(['rank', 'name', 'label', 'similarity'])
-    for rank, (sim, row) in enumerate(zip(sims.tolist(), rows.tolist()), 1):
-        writer.writerow([rank, folder.names[row], run.dataset.class_name(folder.labels[row]), f'{sim:.6f}'])
+    table = csv_text(['rank', 'name', 'label', 'similarity'],
+                     [[rank, folder.names[row], run.dataset.class_name(folder.labels[row]), f'{sim:.6f}']
+                      for rank, (sim, row) in enumerate(zip(sims.tolist(), rows.tolist()), 1)])
     # the table alone on standard output, after the run's header, so that it can be read as CSV
     print(f'query: {part} clip {index}, {pool.folder.names[index]}; the nearest training clips by {feature} '
           'features (cosine):', file=sys.stderr)
-    print(out.getvalue(), end='')
+    print(table, end='')
     if args.out:
-        write_text_atomic(args.out, out.getvalue())
+        write_text_atomic(args.out, table)
         print(f'wrote {args.out}', file=sys.stderr)
     if args.plot:
         coordinates = slice(0, run.dataset.coordinates)  # a confidence channel is not drawn

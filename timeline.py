@@ -19,8 +19,6 @@ OpenPose frames as an estimator writes them into FOLDER (or JSON lines on standa
 a line per window as soon as its last frame arrives.
 """
 import argparse
-import csv
-import io
 import json
 import os
 
@@ -36,7 +34,7 @@ from recordings.model import load_classifier
 from recordings.read import RECORDING_FORMATS, read_recording
 from recordings.segments import person_scores, segments
 from recordings.windows import MIN_PRESENCE, WindowScorer
-from utils.io import write_text_atomic
+from utils.io import csv_text, write_text_atomic
 from utils.plots import save_timeline
 from utils.run import announce, run_cli
 
@@ -126,14 +124,6 @@ def check_layout(args, info):
         raise ValueError(f'--layout {args.layout} ({layout.num_joints} joints) does not match the classifier\'s '
                          f'layout {info.layout.name} ({info.layout.num_joints} joints)')
     return layout
-
-
-def csv_text(header, rows):
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator='\n')
-    writer.writerow(header)
-    writer.writerows(rows)
-    return out.getvalue()
 
 
 def window_rows(windows, class_name):

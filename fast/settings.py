@@ -19,7 +19,8 @@ def add_speed_arguments(parser):
     speed.add_argument('--speed', default=None, choices=['reference', 'fast'],
                        help='fast: every switch below that fits the run (default on CUDA); reference: the plain '
                             'model code, one step at a time (default on the CPU). Switches given explicitly win')
-    speed.add_argument('--amp', action='store_true', help='mixed precision (changes the arithmetic; see README)')
+    speed.add_argument('--amp', action='store_true',
+                       help='mixed precision (changes the arithmetic; docs/pretraining.md)')
     speed.add_argument('--amp-dtype', default='bfloat16', choices=['bfloat16', 'float16'],
                        help='bfloat16 (CPU or CUDA), or float16 with gradient scaling (CUDA)')
     speed.add_argument('--tf32', default=None, action=argparse.BooleanOptionalAction,
@@ -33,7 +34,7 @@ def add_speed_arguments(parser):
     speed.add_argument('--recurrent-fp16', default=None, action=argparse.BooleanOptionalAction,
                        help="round the grouped GRU layers' product operands to float16 (the forward's input "
                             'and recurrent products, the recurrent weights in the backward): TF32\'s 10-bit '
-                            'fraction in half the bytes (the arithmetic of TF32, see README; fast: on with '
+                            'fraction in half the bytes (the arithmetic of TF32, docs/fast-path.md; fast: on with '
                             'TF32 for the grouped recurrence without --amp)')
     speed.add_argument('--overlap-keys', default=None, action=argparse.BooleanOptionalAction,
                        help='compute the keys on a second CUDA stream beside the queries (same function; '
@@ -42,7 +43,7 @@ def add_speed_arguments(parser):
                        help='capture the whole training step as a CUDA graph (fast: on for one CUDA process '
                             'with --gru-impl grouped)')
     speed.add_argument('--augment-on', default=None, choices=['loader', 'device'],
-                       help='where the two views are made: per clip in the data-loader workers, or per batch '
+                       help='where the views are made: per clip in the data-loader workers, or per batch '
                             'on the training device (default: device on CUDA, loader on CPU)')
     speed.add_argument('--self-check', default='on', choices=['on', 'off'],
                        help='before the first step, compute steps with the fast path and the reference code and '

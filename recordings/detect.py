@@ -50,26 +50,40 @@ def truth_labels(truths, frames):
     return labels
 
 
-def detect_videos(videos, scorer, settings):
-    """The detection run over ``videos`` (:func:`pku_videos`): the results (mAP per threshold,
-    frame accuracy, per-class AP) and every segment found as (video, start, end, label, score)."""
+def score_videos(videos, scorer, window, stride, min_presence):
+    """Each video of ``videos`` (:func:`pku_videos`) cut into scene windows and scored:
+    [(video, labelled actions, per-frame scores, covered frames)]."""
+    scored = []
+    for video, path, labelled in videos:
+        recording = read_recording(path, scorer.info.layout, fmt='pku')
+        windows = scorer.windows(recording, window, stride, min_presence, scene=True)
+        scored.append((video, labelled, *frame_scores(windows, recording.frames, scorer.info.num_classes)))
+    return scored
+
+
+def evaluate_detection(scored, threshold, min_duration, class_name):
+    """The segments of scored videos (:func:`score_videos`) against their labelled actions: the
+    results (mAP per threshold, frame accuracy, per-class AP) and every segment found as (video,
+    start, end, label, score)."""
     detections, truths, found = [], [], []
     correct = total = 0
-    classes, layout = scorer.info.num_classes, scorer.info.layout
-    for video, path, labelled in videos:
-        recording = read_recording(path, layout, fmt='pku')
-        windows = scorer.windows(recording, settings.window, settings.stride, settings.min_presence, scene=True)
-        scores, covered = frame_scores(windows, recording.frames, classes)
-        segments_found, labels = segments(scores, covered, settings.threshold, settings.min_duration)
+    for video, labelled, scores, covered in scored:
+        segments_found, labels = segments(scores, covered, threshold, min_duration)
         found += [(video, *segment) for segment in segments_found]
         detections += [(video, s.label, s.start, s.end, s.score) for s in segments_found]
         truths += [(video, label, start, end) for label, start, end in labelled]
-        correct += int((labels == truth_labels(labelled, recording.frames)).sum())
-        total += recording.frames
+        correct += int((labels == truth_labels(labelled, len(labels))).sum())
+        total += len(labels)
     means, per_class = mean_average_precision(detections, truths, THRESHOLDS)
     results = {f'map@{t}': means[t] * 100 for t in THRESHOLDS}
     results['frame_accuracy'] = correct / max(total, 1) * 100
-    results['ap'] = {str(t): {scorer.info.class_name(c): None if ap is None else ap * 100 for c, ap in aps.items()}
+    results['ap'] = {str(t): {class_name(c): None if ap is None else ap * 100 for c, ap in aps.items()}
                      for t, aps in per_class.items()}
-    results.update(videos=len(videos), frames=total, actions=len(truths), segments=len(detections))
+    results.update(videos=len(scored), frames=total, actions=len(truths), segments=len(detections))
     return results, found
+
+
+def detect_videos(videos, scorer, settings):
+    """The detection run over ``videos`` (:func:`pku_videos`) with ``timeline.py``'s settings."""
+    scored = score_videos(videos, scorer, settings.window, settings.stride, settings.min_presence)
+    return evaluate_detection(scored, settings.threshold, settings.min_duration, scorer.info.class_name)

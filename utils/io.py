@@ -1,6 +1,8 @@
 """Atomic file writing and JSON lines, without heavy imports (data preparation uses it in worker
 processes)."""
+import csv
 import errno
+import io
 import json
 import os
 
@@ -76,6 +78,15 @@ class _Recording:
 
 def write_text_atomic(path, text, durable=True):
     write_atomic(path, lambda f: f.write(text.encode()), durable)
+
+
+def csv_text(header, rows):
+    """CSV text of a header row and rows, with plain newlines whatever the platform."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator='\n')
+    writer.writerow(header)
+    writer.writerows(rows)
+    return out.getvalue()
 
 
 def read_json(path, label=''):

@@ -1,4 +1,4 @@
-"""Atomic file writing and JSON lines, without heavy imports (data preparation uses it in worker
+"""Atomic file writing, JSON lines and CSV text, without heavy imports (data preparation uses it in worker
 processes)."""
 import csv
 import errno

@@ -103,26 +103,56 @@ def random_rotation(x, degrees, generator=None):
     return _planar(x, (_rand(len(x), x, generator).to(x.dtype) * 2 - 1) * (degrees * torch.pi / 180))
 
 
-def padded_crop(x, num_frames, frames: int, generator=None):
-    """SkeletonCLR's temporal crop (Li et al. 2021): each clip's ``num_frames`` valid frames resized
-    to ``frames``, mirrored by ``frames // 6`` frames at both ends (the edge frame not repeated), and
-    a window of ``frames`` from that, starting uniformly in ``[0, 2 (frames // 6)]``."""
-    n, pad = len(x), frames // 6
+def temporal_crop(x, start, pad: int):
+    """SkeletonCLR's temporal crop (Li et al. 2021, as published): each clip (N, C, T, V, M) mirrored
+    by ``pad`` frames at both ends, the edge frame repeated (frames ``pad - 1 .. 0 | 0 .. T - 1 |
+    T - 1 .. T - pad``), and the window of ``T`` frames from ``start`` (N,) in ``[0, 2 pad]``."""
+    n, frames = len(x), x.shape[2]
+    index = torch.arange(-pad, frames + pad, device=x.device)
+    index = torch.where(index < 0, -index - 1, torch.where(index > frames - 1, 2 * frames - 1 - index, index))
+    window = index[start.to(x.device)[:, None] + torch.arange(frames, device=x.device)]
+    return x[torch.arange(n, device=x.device)[:, None], :, window].permute(0, 2, 1, 3, 4)
+
+
+def padded_crop(x, num_frames, frames: int, generator=None, start=None):
+    """SkeletonCLR's crop on clips of any length: each clip's ``num_frames`` valid frames resized to
+    ``frames`` (the identity on clips of ``frames`` frames, such as the ST-GCN methods' 50-frame
+    clips, :func:`feeder.published.fifty_frames`), then :func:`temporal_crop` with ``frames // 6``
+    frames of padding (published: 8 of 50) from ``start``, drawn uniformly in ``[0, 2 pad]``."""
+    pad = frames // 6
     resized = resize_window(x, torch.zeros_like(num_frames), num_frames, frames)
-    index = torch.arange(-pad, frames + pad, device=x.device).abs()
-    index = torch.where(index > frames - 1, 2 * (frames - 1) - index, index)
-    start = (_rand(n, x, generator) * (2 * pad + 1)).long().clamp_(max=2 * pad)
-    window = index[start[:, None] + torch.arange(frames, device=x.device)]
-    return resized[torch.arange(n, device=x.device)[:, None], :, window].permute(0, 2, 1, 3, 4)
+    if start is None:
+        start = (_rand(len(x), x, generator) * (2 * pad + 1)).long().clamp_(max=2 * pad)
+    return temporal_crop(resized, start, pad)
 
 
-def random_flip(x, mirror, p=0.5, generator=None):
-    """With probability ``p`` per sample, every joint takes its ``mirror`` partner's place (a
-    permutation of the joints, :attr:`feeder.layouts.Layout.mirror`): AimCLR's flip, which swaps the
-    body's sides without reflecting the coordinates."""
+def shear(x, matrix, coordinates=None):
+    """Every point mapped ``p -> matrix @ p``, one (C, C) ``matrix`` per sample (N, C, C), C the
+    ``coordinates`` (default all channels; a confidence after them is carried along)."""
+    c = x.shape[1] if coordinates is None else coordinates
+    out = torch.einsum('ndc,nctvm->ndtvm', matrix.to(x.dtype), x[:, :c])
+    return out if c == x.shape[1] else torch.cat([out, x[:, c:]], dim=1)
+
+
+def random_shear(x, amplitude, coordinates=None, generator=None, matrix=None):
+    """SkeletonCLR's shear: :func:`shear` by a matrix with ones on the diagonal and off-diagonal
+    entries ``U(-amplitude, amplitude)`` drawn per sample (or the given ``matrix``)."""
+    if matrix is None:
+        c = x.shape[1] if coordinates is None else coordinates
+        eye = torch.eye(c, dtype=x.dtype, device=x.device)
+        amount = (_rand((len(x), c, c), x, generator).to(x.dtype) * 2 - 1) * amplitude
+        matrix = torch.where(eye.bool(), eye, amount)
+    return shear(x, matrix, coordinates)
+
+
+def random_flip(x, mirror, p=0.5, generator=None, flip=None):
+    """With probability ``p`` per sample (or where ``flip`` (N,) is true), every joint takes its
+    ``mirror`` partner's place (a permutation of the joints, :attr:`feeder.layouts.Layout.mirror`):
+    AimCLR's flip, which swaps the body's sides without reflecting the coordinates."""
     index = torch.as_tensor(mirror, device=x.device)
-    flip = (_rand(len(x), x, generator) < p)[:, None, None, None, None]
-    return torch.where(flip, x[:, :, :, index], x)
+    if flip is None:
+        flip = _rand(len(x), x, generator) < p
+    return torch.where(flip.to(x.device)[:, None, None, None, None], x[:, :, :, index], x)
 
 
 def _turn(a, b, angle):
@@ -136,71 +166,93 @@ def _planar(x, angle):
     return torch.cat([torch.stack(_turn(x[:, 0], x[:, 1], angle), dim=1), x[:, 2:]], dim=1)
 
 
-def _euler(x, angles):
-    """3D ``x`` turned about x, then y, then z by ``angles`` (N, 3) radians; channels after the
-    three coordinates unchanged."""
+def rotate_xyz(x, angles):
+    """3D ``x`` mapped by ``R_z R_y R_x`` with ``angles`` (N, 3) radians, the matrices as AimCLR's
+    and MAMP's published rotations build them (``R_x = [[1, 0, 0], [0, c, s], [0, -s, c]]`` and
+    likewise, each a turn by minus the angle in the right-handed sense); channels after the three
+    coordinates unchanged."""
     p = [x[:, 0], x[:, 1], x[:, 2]]
     for k, (i, j) in enumerate(((1, 2), (2, 0), (0, 1))):
-        p[i], p[j] = _turn(p[i], p[j], angles[:, k])
+        p[i], p[j] = _turn(p[i], p[j], -angles[:, k].to(x.dtype))
     return torch.cat([torch.stack(p, dim=1), x[:, 3:]], dim=1)
 
 
-def random_axis_rotation(x, main=30.0, other=1.0, coordinates=None, generator=None):
+def random_axis_rotation(x, main=30.0, other=1.0, coordinates=None, generator=None, angles=None):
     """AimCLR's rotation: per sample one axis, drawn uniformly, turns by ``U(0, main)`` degrees and
-    the other two by ``U(0, other)``, applied about x, then y, then z. A 2D clip turns in the image
-    plane by ``U(0, main)``. Channels from ``coordinates`` on (a confidence) stay as they are."""
+    the other two by ``U(0, other)``, applied about x, then y, then z (:func:`rotate_xyz`), or by
+    the given ``angles`` (N, 3) in radians. A 2D clip turns in the image plane by ``U(0, main)``.
+    Channels from ``coordinates`` on (a confidence) stay as they are."""
     c = x.shape[1] if coordinates is None else coordinates
     n = len(x)
     if c == 2:
         return _planar(x, _rand(n, x, generator).to(x.dtype) * (main * torch.pi / 180))
-    axis = (_rand(n, x, generator) * 3).long().clamp_(max=2)
-    limits = torch.where(torch.arange(3, device=x.device)[None] == axis[:, None], main, other)
-    return _euler(x, _rand((n, 3), x, generator).to(x.dtype) * limits.to(x.dtype) * (torch.pi / 180))
+    if angles is None:
+        axis = (_rand(n, x, generator) * 3).long().clamp_(max=2)
+        limits = torch.where(torch.arange(3, device=x.device)[None] == axis[:, None], main, other)
+        angles = _rand((n, 3), x, generator).to(x.dtype) * limits.to(x.dtype) * (torch.pi / 180)
+    return rotate_xyz(x, angles)
 
 
 def random_euler_rotation(x, radians=0.3, coordinates=None, generator=None):
-    """MAMP's rotation: per sample three angles ``U(-radians, radians)``, turning the clip about x,
-    then y, then z, the same in every frame. A 2D clip turns in the image plane by the first angle.
-    Channels from ``coordinates`` on (a confidence) stay as they are."""
+    """MAMP's rotation: per sample three angles ``U(-radians, radians)``, the clip mapped by
+    :func:`rotate_xyz`, the same in every frame. A 2D clip turns in the image plane by the first
+    angle. Channels from ``coordinates`` on (a confidence) stay as they are."""
     c = x.shape[1] if coordinates is None else coordinates
     angles = (_rand((len(x), 3), x, generator).to(x.dtype) * 2 - 1) * radians
-    return _planar(x, angles[:, 0]) if c == 2 else _euler(x, angles)
+    return _planar(x, angles[:, 0]) if c == 2 else rotate_xyz(x, angles)
 
 
-def random_noise(x, std=0.01, p=0.5, coordinates=None, generator=None):
-    """With probability ``p`` per sample, Gaussian noise of ``std`` on every coordinate."""
+def random_noise(x, std=0.01, p=0.5, coordinates=None, generator=None, noise=None):
+    """With probability ``p`` per sample, Gaussian noise of ``std`` on every coordinate; or the
+    given ``noise`` (N, C, T, V, M), zero for a sample left as it is."""
     c = x.shape[1] if coordinates is None else coordinates
-    noisy = (_rand(len(x), x, generator) < p).to(x.dtype)[:, None, None, None, None]
-    noise = torch.randn(x[:, :c].shape, generator=generator, device=x.device, dtype=x.dtype)
-    return torch.cat([x[:, :c] + noisy * std * noise, x[:, c:]], dim=1)
+    if noise is None:
+        noisy = (_rand(len(x), x, generator) < p).to(x.dtype)[:, None, None, None, None]
+        noise = noisy * std * torch.randn(x[:, :c].shape, generator=generator, device=x.device, dtype=x.dtype)
+    return torch.cat([x[:, :c] + noise.to(x.dtype), x[:, c:]], dim=1)
 
 
-def random_blur(x, kernel=15, sigma=(0.1, 2.0), p=0.5, coordinates=None, generator=None):
-    """With probability ``p`` per sample, a Gaussian blur along time: ``kernel`` taps of weight
-    ``exp(-k^2 / 2 s^2)``, ``s ~ U(sigma)``, divided by their sum, the edge frames repeated past
-    the ends. AimCLR's blur does not divide, so it scales a clip by up to about 5 (docs/method.md)."""
+def blur_taps(sigma, kernel=15, normalise=True):
+    """The temporal blur's ``kernel`` weights ``exp(-k^2 / 2 s^2)``, ``k = -kernel // 2 ..``, per
+    ``sigma`` (N,): (N, kernel), divided by their sum where ``normalise``."""
+    radius = kernel // 2
+    taps = torch.arange(-radius, radius + 1, device=sigma.device, dtype=sigma.dtype)
+    weight = torch.exp(-taps[None] ** 2 / (2 * sigma[:, None] ** 2))
+    return weight / weight.sum(dim=1, keepdim=True) if normalise else weight
+
+
+def random_blur(x, kernel=15, sigma=(0.1, 2.0), p=0.5, coordinates=None, generator=None, normalise=True,
+                sigmas=None, blur=None):
+    """With probability ``p`` per sample (or where ``blur`` (N,) is true), a Gaussian blur along
+    time of ``kernel`` taps (:func:`blur_taps`), ``s ~ U(sigma)`` (or the given ``sigmas`` (N,)).
+    ``normalise``: the taps divided by their sum and the edge frames repeated past the ends, so a
+    still pose stays still; without it AimCLR's published blur: the taps as they are, zeros past
+    the ends, which scales a clip by up to about 5 (docs/method.md, "Published defects")."""
     c = x.shape[1] if coordinates is None else coordinates
     n, radius = len(x), kernel // 2
-    lo, hi = sigma
-    s = _rand(n, x, generator).to(x.dtype) * (hi - lo) + lo
-    taps = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
-    weight = torch.exp(-taps[None] ** 2 / (2 * s[:, None] ** 2))
-    weight = weight / weight.sum(dim=1, keepdim=True)
+    if sigmas is None:
+        lo, hi = sigma
+        sigmas = _rand(n, x, generator).to(x.dtype) * (hi - lo) + lo
+    weight = blur_taps(sigmas.to(device=x.device, dtype=x.dtype), kernel, normalise)
     points = x[:, :c]
-    padded = torch.cat([points[:, :, :1].expand(-1, -1, radius, -1, -1), points,
-                        points[:, :, -1:].expand(-1, -1, radius, -1, -1)], dim=2)
+    edges = (points[:, :, :1], points[:, :, -1:]) if normalise else (torch.zeros_like(points[:, :, :1]),) * 2
+    padded = torch.cat([edges[0].expand(-1, -1, radius, -1, -1), points, edges[1].expand(-1, -1, radius, -1, -1)],
+                       dim=2)
     blurred = torch.einsum('nctvmk,nk->nctvm', padded.unfold(2, 2 * radius + 1, 1), weight)
-    blur = (_rand(n, x, generator) < p)[:, None, None, None, None]
-    return torch.cat([torch.where(blur, blurred, points), x[:, c:]], dim=1)
+    if blur is None:
+        blur = _rand(n, x, generator) < p
+    return torch.cat([torch.where(blur.to(x.device)[:, None, None, None, None], blurred, points), x[:, c:]], dim=1)
 
 
-def random_axis_mask(x, p=0.5, coordinates=None, generator=None):
-    """With probability ``p`` per sample, one coordinate, drawn uniformly, set to zero everywhere."""
+def random_axis_mask(x, p=0.5, coordinates=None, generator=None, axis=None):
+    """With probability ``p`` per sample, one coordinate, drawn uniformly, set to zero everywhere;
+    or the given ``axis`` (N,), -1 for a sample left as it is."""
     c = x.shape[1] if coordinates is None else coordinates
     n = len(x)
-    axis = (_rand(n, x, generator) * c).long().clamp_(max=c - 1)
-    masked = _rand(n, x, generator) < p
-    zero = (torch.arange(c, device=x.device)[None] == axis[:, None]) & masked[:, None]
+    if axis is None:
+        drawn = (_rand(n, x, generator) * c).long().clamp_(max=c - 1)
+        axis = torch.where(_rand(n, x, generator) < p, drawn, -1)
+    zero = torch.arange(c, device=x.device)[None] == axis.to(x.device)[:, None]
     return torch.cat([x[:, :c].masked_fill(zero[:, :, None, None, None], 0), x[:, c:]], dim=1)
 
 
@@ -224,17 +276,23 @@ class ViewAugment:
     ``rotation``) a random turn, then always a shear of amplitude ``shear`` (its recipe: 0.5).
 
     ``extreme``: AimCLR's strong view: ``skeletonclr``, then a flip of the body's sides (``mirror``:
-    the layout's joint permutation; none, no flip), a rotation, noise, a temporal blur and an axis
+    the layout's joint permutation; none, no flip), a rotation, noise, a temporal blur (published:
+    not normalised; ``normalise_blur`` divides it, docs/method.md "Published defects") and an axis
     mask (:func:`random_flip` to :func:`random_axis_mask`).
 
     ``mamp``: MAMP's view: a random crop of U(0.5, 1) of each clip (at least ``min_crop`` frames),
     resized to ``frames``, then a turn of U(-0.3, 0.3) radians about each axis
-    (:func:`random_euler_rotation`)."""
+    (:func:`random_euler_rotation`).
+
+    A recipe called with ``draws`` ({name: tensor}) takes those of its random draws from there
+    instead of drawing them: ``start`` (the crop), ``shear`` (the matrices), ``flip``, ``angles``,
+    ``noise``, ``sigmas``, ``blur``, ``axis``: each the parameter of that name of the function it
+    goes to."""
 
     RECIPES = ('normal', 'skeletonclr', 'extreme', 'mamp')
 
     def __init__(self, num_joints, views=('normal', 'normal'), frames=64, min_crop=None, scale=(0.1, 1.0), shear=1.0,
-                 corruption=0.5, rotation=0.0, coordinates=None, mirror=None):
+                 corruption=0.5, rotation=0.0, coordinates=None, mirror=None, normalise_blur=False):
         unknown = [name for name in views if name not in self.RECIPES]
         if unknown:
             raise ValueError(f'unknown view recipe {unknown[0]!r}; known: {", ".join(self.RECIPES)}')
@@ -243,7 +301,7 @@ class ViewAugment:
         self.min_crop = frames if min_crop is None else min_crop
         self.corrupt_joints = corrupt_count(num_joints)
         self.shear, self.corruption, self.rotation = shear, corruption, rotation
-        self.coordinates, self.mirror = coordinates, mirror
+        self.coordinates, self.mirror, self.normalise_blur = coordinates, mirror, normalise_blur
 
     def normal(self, clips, num_frames):
         x = random_crop_resize(clips, num_frames, self.frames, self.scale, self.min_crop)
@@ -252,21 +310,24 @@ class ViewAugment:
         return random_spatial(x, self.corrupt_joints, shear=self.shear, corruption=self.corruption,
                               coordinates=self.coordinates)
 
-    def skeletonclr(self, clips, num_frames):
-        x = padded_crop(clips, num_frames, self.frames)
+    def skeletonclr(self, clips, num_frames, draws=None):
+        draws = draws or {}
+        x = padded_crop(clips, num_frames, self.frames, start=draws.get('start'))
         if self.rotation:
             x = random_rotation(x, self.rotation)
-        return random_spatial(x, self.corrupt_joints, shear=self.shear, corruption=0.0, coordinates=self.coordinates)
+        return random_shear(x, self.shear, self.coordinates, matrix=draws.get('shear'))
 
-    def extreme(self, clips, num_frames):
-        x = self.skeletonclr(clips, num_frames)
+    def extreme(self, clips, num_frames, draws=None):
+        draws = draws or {}
+        x = self.skeletonclr(clips, num_frames, draws)
         if self.mirror is not None:
-            x = random_flip(x, self.mirror)
+            x = random_flip(x, self.mirror, flip=draws.get('flip'))
         c = self.coordinates
-        x = random_axis_rotation(x, coordinates=c)
-        x = random_noise(x, coordinates=c)
-        x = random_blur(x, coordinates=c)
-        return random_axis_mask(x, coordinates=c)
+        x = random_axis_rotation(x, coordinates=c, angles=draws.get('angles'))
+        x = random_noise(x, coordinates=c, noise=draws.get('noise'))
+        x = random_blur(x, coordinates=c, normalise=self.normalise_blur, sigmas=draws.get('sigmas'),
+                        blur=draws.get('blur'))
+        return random_axis_mask(x, coordinates=c, axis=draws.get('axis'))
 
     def mamp(self, clips, num_frames):
         x = random_crop_resize(clips, num_frames, self.frames, (0.5, 1.0), self.min_crop)
@@ -278,7 +339,8 @@ class ViewAugment:
     @classmethod
     def from_args(cls, args, layout, coordinates=None, views=('normal', 'normal')):
         """The pretraining views of parsed arguments (``frames``, ``min_crop``, ``shear``,
-        ``corruption``, ``rotation``; a ``min_crop`` of ``None`` means ``frames``) for clips of
+        ``corruption``, ``rotation``, ``fix_defects``; a ``min_crop`` of ``None`` means ``frames``) for clips of
         ``layout`` (a :class:`feeder.layouts.Layout`)."""
         return cls(layout.num_joints, views, args.frames, args.min_crop or args.frames, shear=args.shear,
-                   corruption=args.corruption, rotation=args.rotation, coordinates=coordinates, mirror=layout.mirror)
+                   corruption=args.corruption, rotation=args.rotation, coordinates=coordinates, mirror=layout.mirror,
+                   normalise_blur=bool(getattr(args, 'fix_defects', False)))

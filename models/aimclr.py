@@ -7,8 +7,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from models.encoder import FIX_DEFECTS
 from models.losses import distribution_matching, multi_positive_nce, neighbour_positives, topk_accuracy
-from models.moco import MoCo, MoCoConfig, check_topk, mining_start
+from models.moco import MoCo, MoCoConfig, check_topk, mining_start, processor_init
 
 
 def attention_drop(feature_map, keep=0.7, eps=1e-4):
@@ -32,6 +33,7 @@ def attention_drop(feature_map, keep=0.7, eps=1e-4):
 @dataclass(frozen=True)
 class AimCLRConfig(MoCoConfig):
     topk: int
+    fix_defects: bool
 
 
 class AimCLR(MoCo):
@@ -40,21 +42,28 @@ class AimCLR(MoCo):
     the key and the ``topk`` queue neighbours of q, of the extreme query and of its dropped copy),
     plus half the sum of the D3M cross-entropies of the extreme and the dropped extreme query's
     distributions against ``softmax(l)``. Only the keys enter the queue. The encoder must expose its
-    last map (``feature_map``/``pool``, models/encoder.py): ST-GCN does."""
+    last map (``feature_map``/``pool``, models/encoder.py): ST-GCN does. Initialised as SkeletonCLR
+    (:func:`models.moco.processor_init`).
+
+    As published, D3M takes the log of a softmax and the extreme view's blur is not normalised;
+    ``fix_defects`` takes a log-softmax and a normalised blur (docs/method.md, "Published defects";
+    the blur is the view's, :class:`feeder.augment.ViewAugment`)."""
 
     VIEWS = ('skeletonclr', 'skeletonclr', 'extreme')
     CONFIG = AimCLRConfig
+    SETTINGS = (FIX_DEFECTS,)
     KEEP = 0.7  # EADM's threshold in the published code (docs/method.md)
 
     def __init__(self, make_encoder, layout, modalities=('joint',), dim=128, queue_size=32768, momentum_key=0.999,
-                 contrast_t=0.07, topk=1, mining_epoch=150, coordinates=None):
+                 contrast_t=0.07, topk=1, mining_epoch=150, coordinates=None, fix_defects=False):
         check_topk(topk, queue_size)
         super().__init__(make_encoder, layout, modalities, dim, queue_size, momentum_key, contrast_t, coordinates)
         encoder = next(iter(self.encoder_q.values()))
         if not (hasattr(encoder, 'feature_map') and hasattr(encoder, 'pool')):
             raise ValueError(f'aimclr drops features of the encoder\'s last map, which {type(encoder).__name__} does '
                              'not expose (feature_map and pool, docs/method.md "Encoders"); use --encoder stgcn')
-        self.topk, self.mining_epoch = topk, mining_epoch
+        self.topk, self.mining_epoch, self.fix_defects = topk, mining_epoch, fix_defects
+        processor_init(self)
 
     @classmethod
     def build(cls, make_encoder, args, dataset, **extra):
@@ -81,7 +90,7 @@ class AimCLR(MoCo):
                 positives = neighbour_positives(queue.shape[2], logits[:, 1:], logits_e[:, 1:], logits_ed[:, 1:],
                                                 topk=self.topk)
                 nce = multi_positive_nce(logits, positives)
-            d3m = (distribution_matching(logits, logits_e) + distribution_matching(logits, logits_ed)) / 2
+            d3m = sum(distribution_matching(logits, z, self.fix_defects) for z in (logits_e, logits_ed)) / 2
             total = total + nce + d3m
             stats.update({f'infonce_{m}': nce.detach(), f'd3m_{m}': d3m.detach(), f'acc_{m}': topk_accuracy(logits)})
         self._dequeue_and_enqueue(torch.stack([k[m] for m in self.modalities]))

@@ -11,8 +11,8 @@ from feeder.modalities import to_modality
 @dataclass(frozen=True)
 class Setting:
     """One of an encoder's own settings: the argument ``name`` (its flag is ``--name-with-dashes``),
-    its ``type`` (an ``int`` is at least 1), its ``default`` (the published recipe's), ``help`` and,
-    for a choice, ``choices``."""
+    its ``type`` (an ``int`` is at least 1; a ``bool`` is a switch, ``--name`` / ``--no-name``), its
+    ``default`` (the published recipe's), ``help`` and, for a choice, ``choices``."""
     name: str
     type: type
     default: object
@@ -22,6 +22,13 @@ class Setting:
     @property
     def flag(self):
         return '--' + self.name.replace('_', '-')
+
+
+# The one switch of a method whose published code has defects: off, the method computes what its
+# published code computes; on, what its paper describes (docs/method.md, "Published defects").
+FIX_DEFECTS = Setting('fix_defects', bool, False,
+                      "crossclr, aimclr, mamp: fix the published code's defects (docs/method.md, \"Published "
+                      'defects"); default: as published')
 
 
 def projection_head(in_dim, dim, mlp):
@@ -61,6 +68,20 @@ class Encoder(nn.Module):
 
     def features(self, x):
         raise NotImplementedError(f'{type(self).__name__} has no features()')
+
+    def released_name(self, name):
+        """The name that this encoder's state entry ``name`` has in the authors' released layout
+        (docs/checkpoints.md, "Published layouts"): by default the same."""
+        return name
+
+    def released_state_dict(self):
+        """This encoder's state in the authors' released layout."""
+        return {self.released_name(k): v for k, v in self.state_dict().items()}
+
+    def load_released_state_dict(self, state):
+        """Load one encoder in the authors' released layout; returns the missing and unexpected keys."""
+        ours = {self.released_name(k): k for k in self.state_dict()}
+        return self.load_state_dict({ours.get(k, k): v for k, v in state.items()}, strict=False)
 
     def forward(self, x):
         return self.fc(self.features(x))

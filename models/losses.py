@@ -62,12 +62,14 @@ def cross_positive_nce(q, k, sims, partner_sims, topk, temperature):
     return -positives.mean(dim=1).mean()
 
 
-def distribution_matching(target_logits, logits):
+def distribution_matching(target_logits, logits, log_softmax=True):
     """AimCLR's D3M term: the cross-entropy ``H(p, p')`` of ``p = softmax(target_logits)`` (held fixed)
-    and ``p' = softmax(logits)``, averaged over the batch; computed with log-softmax, as the
-    published code's log of a softmax can underflow (docs/method.md)."""
+    and ``p' = softmax(logits)``, averaged over the batch. ``log_softmax``: ``log p'`` computed as a
+    log-softmax; without it as the log of the softmax, as published, which underflows to ``-inf``
+    when a probability does (docs/method.md, "Published defects")."""
     target = F.softmax(target_logits.detach(), dim=1)
-    return -(target * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+    log_p = F.log_softmax(logits, dim=1) if log_softmax else torch.log(F.softmax(logits, dim=1))
+    return -(target * log_p).sum(dim=1).mean()
 
 
 def neighbour_positives(size, *sims, topk=1):

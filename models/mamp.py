@@ -8,7 +8,7 @@ from torch import nn
 
 from feeder.info import MAX_FRAMES
 from feeder.modalities import to_modality
-from models.encoder import Setting, StreamEncoder
+from models.encoder import FIX_DEFECTS, Setting, StreamEncoder
 from models.losses import masked_mse
 from models.transformer import Block, init_weights
 
@@ -27,18 +27,33 @@ def motion_prior(patches):
     return torch.cat([motion[:, :1], motion], dim=1)
 
 
-def keep_tokens(motion, keep, tau, generator=None):
-    """The ``keep`` tokens kept per sample (B, keep), of ``motion`` (B, L): with ``pi`` the softmax
-    of ``motion / (tau * max motion)`` over a sample's tokens, the tokens of the lowest
-    ``log pi + Gumbel noise`` are kept, so the masked ones are a draw without replacement in
-    proportion to ``pi``: moving tokens are masked more often. ``tau <= 0``: uniform random
-    masking (MAE)."""
-    noise = torch.rand(motion.shape, generator=generator, device=motion.device).clamp_(min=1e-20)
-    gumbel = -torch.log((-torch.log(noise)).clamp_(min=1e-20))
-    if tau > 0:
-        scale = tau * motion.amax(dim=1, keepdim=True).clamp(min=torch.finfo(motion.dtype).tiny)
-        gumbel = gumbel + F.log_softmax(motion / scale, dim=1)
-    return gumbel.argsort(dim=1)[:, :keep]
+def masking_key(motion, tau, noise):
+    """The published masking's sort key of each token (B, L) of ``motion`` (B, L) given uniform draws
+    ``noise`` (B, L): with ``pi`` the softmax of ``motion / (tau * max motion + 1e-10)`` over a
+    sample's tokens, ``log pi + g``, ``g = -log(-log(noise + 1e-10) + 1e-10)`` Gumbel noise; with
+    ``tau <= 0`` (random masking, MAE) the draws themselves."""
+    if tau <= 0:
+        return noise
+    scaled = motion / (motion.amax(dim=1, keepdim=True) * tau + 1e-10)
+    return torch.log(F.softmax(scaled, dim=1)) - torch.log(-torch.log(noise + 1e-10) + 1e-10)
+
+
+def keep_tokens(motion, keep, tau, generator=None, noise=None):
+    """The ``keep`` tokens kept per sample (B, keep), of ``motion`` (B, L): those of the lowest
+    :func:`masking_key`, so the masked ones are a draw without replacement in proportion to the
+    softmax of the motion and moving tokens are masked more often. ``noise``: the uniform draws
+    (B, L), drawn where not given."""
+    if noise is None:
+        noise = torch.rand(motion.shape, generator=generator, device=motion.device, dtype=motion.dtype)
+    return masking_key(motion, tau, noise).argsort(dim=1)[:, :keep]
+
+
+def kept_count(tokens, mask_ratio, rounded=False):
+    """How many of a sample's ``tokens`` the encoder sees: ``int(tokens * (1 - mask_ratio))`` as
+    published (74 of 750 at 0.9: the float product falls just short of 75), or with ``rounded`` the
+    nearest whole number; at least one."""
+    share = tokens * (1 - mask_ratio)
+    return max(1, round(share) if rounded else int(share))
 
 
 def motion_target(x, patch):
@@ -68,6 +83,16 @@ class Decoder(nn.Module):
         for param in (self.mask_token, self.spatial, self.temporal):
             nn.init.trunc_normal_(param, std=0.02)
 
+    def released_name(self, name):
+        # MAMP's model_mamp/transformer.py names
+        for ours, theirs in (('embed.', 'decoder_embed.'), ('spatial', 'decoder_pos_embed'),
+                             ('temporal', 'decoder_temp_embed'), ('blocks.', 'decoder_blocks.'),
+                             ('norm.', 'decoder_norm.'), ('head.', 'decoder_pred.')):
+            if name.startswith(ours):
+                name = theirs + name[len(ours):]
+                break
+        return name.replace('.mlp.0.', '.mlp.fc1.').replace('.mlp.2.', '.mlp.fc2.')
+
     def forward(self, latent, kept, patches, joints):
         """Predictions (B, ``patches`` * ``joints``, out) from the latents (B, K, width) of the
         tokens at positions ``kept`` (B, K)."""
@@ -84,8 +109,12 @@ class MAMP(nn.Module):
     """Per modality a transformer encoder (``make_encoder()``, one that exposes ``tokens`` and
     ``encode``: :class:`models.transformer.TransformerEncoder`) and a decoder; the loss is the sum
     over modalities of :func:`models.losses.masked_mse` between the decoder's predictions and
-    :func:`motion_target` of that modality's input. Each person is a sample of its own; persons
-    absent from a clip (all zero) carry no loss. A method of ``models.METHODS``."""
+    :func:`motion_target` of that modality's input. Each person is a sample of its own. A method of
+    ``models.METHODS``.
+
+    As published, persons absent from a clip (all zero) are samples too, and the encoder sees
+    :func:`kept_count` tokens rounded down; ``fix_defects``: absent persons carry no loss and the
+    count is rounded to the nearest (docs/method.md, "Published defects")."""
 
     VIEWS = ('mamp',)
     SETTINGS = (
@@ -93,15 +122,16 @@ class MAMP(nn.Module):
         Setting('mask_tau', float, 0.8, "mamp: the masking's temperature over the tokens' motion (0: random "
                                         'masking, as MAE)'),
         Setting('decoder_depth', int, 3, "mamp: the decoder's blocks"),
+        FIX_DEFECTS,
     )
 
     def __init__(self, make_encoder, layout, modalities=('joint',), mask_ratio=0.9, mask_tau=0.8, decoder_depth=3,
-                 coordinates=None):
+                 coordinates=None, fix_defects=False):
         super().__init__()
         if not 0 < mask_ratio < 1:
             raise ValueError(f'--mask-ratio {mask_ratio}: expected a share between 0 and 1')
         self.layout, self.modalities, self.coordinates = layout, tuple(modalities), coordinates
-        self.mask_ratio, self.mask_tau = mask_ratio, mask_tau
+        self.mask_ratio, self.mask_tau, self.fix_defects = mask_ratio, mask_tau, fix_defects
         self.encoder = nn.ModuleDict({m: make_encoder() for m in self.modalities})
         first = self.encoder[self.modalities[0]]
         if not hasattr(first, 'tokens'):
@@ -115,12 +145,45 @@ class MAMP(nn.Module):
     @classmethod
     def build(cls, make_encoder, args, dataset):
         return cls(make_encoder, dataset.layout, args.modalities, args.mask_ratio, args.mask_tau, args.decoder_depth,
-                   dataset.coordinates)
+                   dataset.coordinates, bool(getattr(args, 'fix_defects', False)))
 
     def encoders(self):
         return {m: StreamEncoder(e, m, self.layout, self.coordinates) for m, e in self.encoder.items()}
 
-    def stream_loss(self, modality, view):
+    def released_name(self, name):
+        """The name of our entry ``name`` (``encoder.<modality>.*``, ``decoder.<modality>.*``) in the
+        published pretraining model of that modality (docs/checkpoints.md, "Published layouts")."""
+        part, modality, rest = name.split('.', 2)
+        return getattr(self, part)[modality].released_name(rest)
+
+    def released_state_dict(self, modality='joint'):
+        """The published pretraining model of ``modality``'s stream (MAMP trains one per modality)."""
+        return {self.released_name(k): v for k, v in self.state_dict().items()
+                if k.split('.')[1] == modality and not k.startswith(f'encoder.{modality}.fc.')}
+
+    @torch.no_grad()
+    def load_released_state_dict(self, state, modality='joint'):
+        """Load the published pretraining model of ``modality``'s stream (:meth:`released_state_dict`)."""
+        state = dict(state)
+        for key in ('temp_embed', 'decoder_temp_embed'):  # positions of the published frames: the first of ours
+            ours = self.encoder[modality].temporal if key == 'temp_embed' else self.decoder[modality].temporal
+            if key in state:
+                full = ours.detach().clone()
+                full[:, :state[key].shape[1]] = state[key]
+                state[key] = full
+        names = {self.released_name(k): k for k in self.state_dict() if k.split('.')[1] == modality}
+        unknown = sorted(set(state) - set(names))
+        if unknown:
+            raise KeyError(f'MAMP layout: unexpected {unknown}')
+        missing, _ = self.load_state_dict({names[k]: v for k, v in state.items()}, strict=False)
+        missing = [k for k in missing if k.split('.')[1] == modality and not k.startswith(f'encoder.{modality}.fc.')]
+        if missing:
+            raise KeyError(f'MAMP layout: missing {missing}')
+
+    def predict(self, modality, view, noise=None):
+        """One modality's masked prediction: the decoder's predictions and the targets (B, L, values),
+        persons as samples, and each token's loss weight (B, L): 1 where masked, 0 where kept (and,
+        with ``fix_defects``, for absent persons). ``noise``: the masking's uniform draws (B, L)."""
         encoder = self.encoder[modality]
         x = to_modality(view, modality, self.layout, self.coordinates)
         tokens, _ = encoder.tokens(x)
@@ -129,13 +192,17 @@ class MAMP(nn.Module):
         frames = x.permute(0, 4, 1, 2, 3).flatten(0, 1)[:, :self.coordinates]
         frames = torch.cat([frames, frames[:, :, -1:].expand(-1, -1, patches * encoder.patch - frames.shape[2], -1)],
                            dim=2)
-        keep = max(1, round(patches * joints * (1 - self.mask_ratio)))
-        kept = keep_tokens(motion_prior(patchify(frames, encoder.patch)).flatten(1), keep, self.mask_tau)
+        keep = kept_count(patches * joints, self.mask_ratio, rounded=self.fix_defects)
+        kept = keep_tokens(motion_prior(patchify(frames, encoder.patch)).flatten(1), keep, self.mask_tau, noise=noise)
         latent = encoder.encode(tokens.flatten(1, 2).gather(1, kept[..., None].expand(-1, -1, width)))
         prediction = self.decoder[modality](latent, kept, patches, joints)
-        masked = torch.ones(b, patches * joints, device=x.device).scatter_(1, kept, 0.0)
-        present = frames.flatten(1).ne(0).any(dim=1)
-        return masked_mse(prediction, motion_target(frames, encoder.patch).flatten(1, 2), masked * present[:, None])
+        weight = torch.ones(b, patches * joints, device=x.device, dtype=prediction.dtype).scatter_(1, kept, 0.0)
+        if self.fix_defects:
+            weight = weight * frames.flatten(1).ne(0).any(dim=1)[:, None]
+        return prediction, motion_target(frames, encoder.patch).flatten(1, 2), weight
+
+    def stream_loss(self, modality, view, noise=None):
+        return masked_mse(*self.predict(modality, view, noise))
 
     def forward(self, views):
         (view,) = views

@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from feeder.modalities import MODALITIES, to_modality
-from models.encoder import StreamEncoder
+from models.checkpoint import RELEASED_SUFFIX, released_encoder_state, strip_module
+from models.encoder import FIX_DEFECTS, StreamEncoder
 from models.losses import cross_positive_nce, infonce, topk_accuracy
 from utils.dist import concat_all_gather
 
@@ -49,13 +50,17 @@ class MoCo(nn.Module):
         super().__init__()
         self.layout, self.modalities, self.coordinates = layout, tuple(modalities), coordinates
         self.momentum_key, self.contrast_t = momentum_key, contrast_t
-        self.encoder_q = nn.ModuleDict({m: make_encoder() for m in self.modalities})
+        self.encoder_q = self.query_encoders(make_encoder)
         self.encoder_k = copy.deepcopy(self.encoder_q)
         for param in self.encoder_k.parameters():
             param.requires_grad = False
         self.register_buffer('queue', F.normalize(torch.randn(len(self.modalities), dim, queue_size), dim=1))
         self.register_buffer('queue_ptr', torch.zeros(1, dtype=torch.long))
         self.epoch = 0
+
+    def query_encoders(self, make_encoder):
+        """The query encoders, {modality: encoder}; the key encoders start as their copy."""
+        return nn.ModuleDict({m: make_encoder() for m in self.modalities})
 
     @classmethod
     def build(cls, make_encoder, args, dataset, **extra):
@@ -84,6 +89,39 @@ class MoCo(nn.Module):
         """The trained encoders, {modality: :class:`models.encoder.StreamEncoder`}: what evaluation
         uses (the query encoders)."""
         return {m: StreamEncoder(e, m, self.layout, self.coordinates) for m, e in self.encoder_q.items()}
+
+    def released_name(self, name):
+        """The name of our parameter ``name`` in the authors' released layout: ``encoder_q.motion.X``
+        is ``encoder_q_motion.`` and the encoder's released name of ``X``."""
+        branch, modality, rest = name.split('.', 2)
+        return f'{branch}{RELEASED_SUFFIX[modality]}.{self.encoder_q[modality].released_name(rest)}'
+
+    def released_state_dict(self):
+        """The model in the authors' released layout, which CMD, SkeletonCLR, CrosSCLR and AimCLR
+        share (``encoder_q``, ``encoder_k_motion``, ``queue_bone``, ``queue_ptr``, ...: docs/checkpoints.md)."""
+        state = {}
+        for i, m in enumerate(self.modalities):
+            suffix = RELEASED_SUFFIX[m]
+            for branch, encoders in (('q', self.encoder_q), ('k', self.encoder_k)):
+                state.update({f'encoder_{branch}{suffix}.{k}': v for k, v in encoders[m].released_state_dict().items()})
+            state[f'queue{suffix}'], state[f'queue_ptr{suffix}'] = self.queue[i].clone(), self.queue_ptr.clone()
+        return state
+
+    @torch.no_grad()
+    def load_released_state_dict(self, state):
+        """Load a whole model in the authors' released layout (:meth:`released_state_dict`)."""
+        state = strip_module(state)
+        for i, m in enumerate(self.modalities):
+            suffix = RELEASED_SUFFIX[m]
+            for branch, encoders in (('q', self.encoder_q), ('k', self.encoder_k)):
+                sub = released_encoder_state(state, branch, m)
+                if not sub:
+                    raise KeyError(f'no encoder_{branch}{suffix}.* entries in the released checkpoint')
+                missing, unexpected = encoders[m].load_released_state_dict(sub)
+                if missing or unexpected:
+                    raise KeyError(f'encoder_{branch}{suffix}: missing {missing}, unexpected {unexpected}')
+            self.queue[i].copy_(state[f'queue{suffix}'])
+        self.queue_ptr.copy_(state[f'queue_ptr{RELEASED_SUFFIX[self.modalities[0]]}'].view(1))
 
     def inputs(self, view, modality):
         """One modality of a view: what that modality's encoders take."""
@@ -158,37 +196,90 @@ def mining_start(args):
     return args.mining_epoch if getattr(args, 'mining_epoch', None) is not None else args.epochs // 2
 
 
+@torch.no_grad()
+def processor_init(model):
+    """The initialisation of SkeletonCLR's, CrosSCLR's and AimCLR's published processors (their
+    ``weights_init``, applied to the whole model after the key encoders were copied, so query and
+    key start from different draws): every convolution and linear layer's weight ``N(0, 0.02^2)``
+    and bias 0, every BatchNorm's weight ``N(1, 0.02^2)`` and bias 0; running statistics, edge
+    importances and queues as they were (docs/method.md, "Methods")."""
+    for module in model.modules():
+        kind = type(module).__name__
+        if any(name in kind for name in ('Conv1d', 'Conv2d', 'Linear')):
+            module.weight.normal_(0.0, 0.02)
+            if module.bias is not None:
+                module.bias.zero_()
+        elif 'BatchNorm' in kind and module.weight is not None:
+            module.weight.normal_(1.0, 0.02)
+            module.bias.zero_()
+
+
 class SkeletonCLR(MoCo):
     """SkeletonCLR (Li et al., CVPR 2021): MoCo on one modality (``--modalities joint``, or motion or
-    bone) with its published views: a padded temporal crop, then a shear (docs/method.md)."""
+    bone) with its published views (a padded temporal crop, then a shear) and initialisation
+    (:func:`processor_init`; docs/method.md)."""
 
     VIEWS = ('skeletonclr', 'skeletonclr')
+
+    def __init__(self, make_encoder, layout, modalities=('joint',), dim=128, queue_size=32768, momentum_key=0.999,
+                 contrast_t=0.07, coordinates=None):
+        super().__init__(make_encoder, layout, modalities, dim, queue_size, momentum_key, contrast_t, coordinates)
+        processor_init(self)
 
 
 @dataclass(frozen=True)
 class CrosSCLRConfig(MoCoConfig):
     topk: int
+    fix_defects: bool
 
 
 class CrosSCLR(MoCo):
-    """CrosSCLR (Li et al., CVPR 2021): MoCo on each modality with SkeletonCLR's views; from
-    ``mining_epoch`` on, each modality's loss takes as extra positives the queue entries nearest to
-    the sample in every other modality, with the context block (``models.losses.cross_positive_nce``).
-    Unlike the published code, every modality keeps its own projection head and every key encoder
-    its momentum update: what the paper describes (docs/method.md, "Methods")."""
+    """CrosSCLR (Li et al., CVPR 2021): MoCo on each modality with SkeletonCLR's views and
+    initialisation; from ``mining_epoch`` on, each modality's loss takes as extra positives the queue
+    entries nearest to the sample in every other modality, with the context block
+    (``models.losses.cross_positive_nce``).
+
+    As published (docs/method.md, "Published defects"): with an MLP head, the other modalities'
+    heads are a Linear and a ReLU before the first modality's head itself (its layers shared), and
+    each step momentum-updates every modality's key encoder in turn (so the shared key head three
+    times), from ``mining_epoch`` on the motion key encoder alone. ``fix_defects``: a head of its own
+    per modality and every key encoder updated once per step, as the paper describes."""
 
     VIEWS = ('skeletonclr', 'skeletonclr')
     CONFIG = CrosSCLRConfig
+    SETTINGS = (FIX_DEFECTS,)
 
     def __init__(self, make_encoder, layout, modalities=MODALITIES, dim=128, queue_size=32768, momentum_key=0.999,
-                 contrast_t=0.07, topk=1, mining_epoch=150, coordinates=None):
+                 contrast_t=0.07, topk=1, mining_epoch=150, coordinates=None, fix_defects=False):
         check_topk(topk, queue_size)
+        self.fix_defects = fix_defects
         super().__init__(make_encoder, layout, modalities, dim, queue_size, momentum_key, contrast_t, coordinates)
         self.topk, self.mining_epoch = topk, mining_epoch
+        processor_init(self)
 
     @classmethod
     def build(cls, make_encoder, args, dataset, **extra):
         return super().build(make_encoder, args, dataset, mining_epoch=mining_start(args), **extra)
+
+    def query_encoders(self, make_encoder):
+        encoders = super().query_encoders(make_encoder)
+        first = encoders[self.modalities[0]]
+        if self.fix_defects or not isinstance(first.fc, nn.Sequential):
+            return encoders
+        for m in self.modalities[1:]:
+            width = first.fc[0].in_features
+            encoders[m].fc = nn.Sequential(nn.Linear(width, width), nn.ReLU(inplace=True), first.fc)
+        return encoders
+
+    @torch.no_grad()
+    def _momentum_update_key_encoder(self):
+        if self.fix_defects:
+            return super()._momentum_update_key_encoder()
+        mining = self.epoch >= self.mining_epoch and len(self.modalities) > 1
+        for m in self.modalities:
+            if not mining or m == 'motion':
+                torch._foreach_lerp_(list(self.encoder_k[m].parameters()),
+                                     [p.detach() for p in self.encoder_q[m].parameters()], 1 - self.momentum_key)
 
     def objective(self, q, k, queue):
         total, stats, sims = self.contrast(q, k, queue)

@@ -83,6 +83,7 @@ class STGCNEncoder(Encoder):
     (16, 16, 16, 16, 32/2, 32, 32, 64/2, 64, 256 channels at ``base_channels=16``), learnable
     edge importance, global average pooling over (T, V), mean over persons, then ``fc``."""
 
+
     @classmethod
     def build(cls, settings, layout, persons, channels, dim, mlp):
         return cls(layout, in_channels=channels, dim=dim, mlp=mlp)
@@ -103,6 +104,10 @@ class STGCNEncoder(Encoder):
         self.edge_importance = nn.ParameterList(nn.Parameter(torch.ones_like(self.A)) for _ in self.blocks)
         self.feature_dim = out_channels
         self.fc = projection_head(out_channels, dim, mlp)
+
+    def released_name(self, name):
+        # the published Model (CrosSCLR's and AimCLR's net/st_gcn.py) calls its blocks st_gcn_networks
+        return 'st_gcn_networks.' + name[len('blocks.'):] if name.startswith('blocks.') else name
 
     def feature_map(self, x):
         """The last block's map (N * M, ``feature_dim``, T', V) of clips ``x`` (N, C, T, V, M), and M."""

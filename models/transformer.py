@@ -39,9 +39,10 @@ class Block(nn.Module):
 
 
 def init_weights(module):
-    """Linear layers truncated-normal (std 0.02) with zero bias, LayerNorms the identity."""
+    """MAMP's published initialisation: linear layers Xavier-uniform with zero bias, LayerNorms the
+    identity (the patch embedding keeps PyTorch's default)."""
     if isinstance(module, nn.Linear):
-        nn.init.trunc_normal_(module.weight, std=0.02)
+        nn.init.xavier_uniform_(module.weight)
         nn.init.zeros_(module.bias)
     elif isinstance(module, nn.LayerNorm):
         nn.init.ones_(module.weight)
@@ -101,6 +102,23 @@ class TransformerEncoder(Encoder):
         for block in self.blocks:
             tokens = block(tokens)
         return self.norm(tokens)
+
+    def released_name(self, name):
+        # MAMP's model/transformer.py names
+        for ours, theirs in (('embed.', 'joints_embed.proj.'), ('spatial', 'pos_embed'), ('temporal', 'temp_embed')):
+            if name.startswith(ours):
+                return theirs + name[len(ours):]
+        return name.replace('.mlp.0.', '.mlp.fc1.').replace('.mlp.2.', '.mlp.fc2.')
+
+    def load_released_state_dict(self, state):
+        """As :meth:`models.encoder.Encoder.load_released_state_dict`; the published temporal positions
+        (as many as its clips have patches: 30 of 120 frames) fill the first of ours."""
+        state = dict(state)
+        if 'temp_embed' in state:
+            temporal = self.temporal.detach().clone()
+            temporal[:, :state['temp_embed'].shape[1]] = state['temp_embed']
+            state['temp_embed'] = temporal
+        return super().load_released_state_dict(state)
 
     @property
     def decay_layers(self):

@@ -73,6 +73,9 @@ def add_settings(group, settings):
     """The flags of ``settings`` (:class:`models.encoder.Setting`), each defaulting to ``None``: the
     recipe fills what the command line leaves open."""
     for setting in settings:
+        if setting.type is bool:
+            group.add_argument(setting.flag, default=None, action=argparse.BooleanOptionalAction, help=setting.help)
+            continue
         kind = positive_int if setting.type is int else setting.type
         group.add_argument(setting.flag, type=kind, default=None, choices=setting.choices, help=setting.help)
 

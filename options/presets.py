@@ -81,9 +81,10 @@ SMALL_DEFAULT = dict(method='cmd', encoder='gru',
                          'transformer and of MAMP (benchmarks/RESULTS.md, "Small-data presets")')
 
 # What a checkpoint that does not record one of these settings was trained with: the code then
-# had no such setting and did what the published method does.
+# had no such setting and did what the published method does (what its paper describes, for the
+# defects that --fix-defects now fixes).
 UNRECORDED_DEFAULTS = dict(gru_mode='published', gru_pool='last', shear=1.0, corruption=0.5, rotation=0.0,
-                           optimizer='sgd', min_lr=0.0, warmup_epochs=0)
+                           optimizer='sgd', min_lr=0.0, warmup_epochs=0, fix_defects=True)
 
 # The rules' constants (docs/protocols.md, "Small datasets").
 RULES = dict(max_batch=64, clips_per_batch=8, lr_per_64=0.05, queue_share=1 / 3, topk_share=0.5, steps=2250,

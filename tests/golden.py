@@ -1,12 +1,10 @@
-"""The golden values of the published implementation (docs/checkpoints.md, "Golden values"), a
-model of their configuration and a whole CMD model to and from the released layout, shared by the
-CPU and CUDA parity tests."""
+"""The golden values of the published implementation (docs/checkpoints.md, "Golden values") and a
+model of their configuration, shared by the CPU and CUDA parity tests."""
 import os
 
 import torch
 
 from feeder.layouts import NTU25
-from models.checkpoint import RELEASED_SUFFIX, released_encoder_state, strip_module
 from models.cmd import CMD
 from models.gru import GRUEncoder
 
@@ -23,31 +21,19 @@ def build(config, cls=CMD, **options):
                student_t=config['student_T'], cmd_weight=config['cmd_weight'], **options)
 
 
-@torch.no_grad()
-def load_released_cmd(model, state):
-    """Load a released CMD ``state_dict`` (GRU encoders) into a :class:`models.cmd.CMD`."""
-    state = strip_module(state)
-    for m, suffix in ((m, RELEASED_SUFFIX[m]) for m in model.modalities):
-        for branch, encoders in (('q', model.encoder_q), ('k', model.encoder_k)):
-            sub = released_encoder_state(state, branch, m)
-            if not sub:
-                raise KeyError(f'no encoder_{branch}{suffix}.* entries in the released checkpoint')
-            missing, unexpected = encoders[m].load_released_state_dict(sub)
-            if missing or unexpected:
-                raise KeyError(f'encoder_{branch}{suffix}: missing {missing}, unexpected {unexpected}')
-    for i, m in enumerate(model.modalities):
-        model.queue[i].copy_(state[f'queue{RELEASED_SUFFIX[m]}'])
-    model.queue_ptr.copy_(state['queue_ptr'].view(1))
+def load_golden(method):
+    """The golden values of ``method``'s published code (tests/data/<method>_published_tiny.pt)."""
+    return torch.load(os.path.join(os.path.dirname(__file__), 'data', f'{method}_published_tiny.pt'), weights_only=True)
 
 
-def released_cmd_state(model):
-    """A :class:`models.cmd.CMD` with GRU encoders in the released key layout."""
-    state = {}
-    for i, m in enumerate(model.modalities):
-        suffix = RELEASED_SUFFIX[m]
-        for branch, encoders in (('q', model.encoder_q), ('k', model.encoder_k)):
-            for k, v in encoders[m].released_state_dict().items():
-                state[f'encoder_{branch}{suffix}.{k}'] = v
-        state[f'queue{suffix}'] = model.queue[i].clone()
-        state[f'queue_ptr{suffix}'] = model.queue_ptr.clone()
-    return state
+def assert_golden(actual, expected, what):
+    """The golden files' tolerance: a floating tensor within ``1e-10 * max(1, max |expected|)`` of the
+    expected one (compared in float64), any other exactly."""
+    actual = torch.as_tensor(actual).detach()
+    assert actual.shape == expected.shape, f'{what}: shape {tuple(actual.shape)}, expected {tuple(expected.shape)}'
+    if not expected.is_floating_point():
+        assert torch.equal(actual.to(expected.dtype), expected), what
+        return
+    error = float((actual.double() - expected).abs().max()) if expected.numel() else 0.0
+    bound = 1e-10 * max(1.0, float(expected.abs().max()) if expected.numel() else 0.0)
+    assert error <= bound, f'{what}: off by {error:.3g} (tolerance {bound:.3g})'

@@ -16,7 +16,6 @@ from fast.recurrence import gru_recurrence
 from fast.step import GraphedStep
 from feeder.augment import center_crop_resize, random_crop_resize, random_spatial, resize_window
 from feeder.layouts import NTU25
-from tests.golden import load_released_cmd, released_cmd_state
 from models.gru import GRUEncoder
 from tests.conftest import run_pretrain, tf32_switches
 from tests.golden import GOLDEN, build
@@ -109,7 +108,7 @@ def test_golden_step_on_the_gpu(full_float32, grouped):
     golden = torch.load(GOLDEN, weights_only=True)
     config = golden['config']
     model = (build(config, FastCMD, grouped=True) if grouped else build(config)).to(CUDA).train()
-    load_released_cmd(model, {k: v.to(CUDA) for k, v in golden['state_dict_before'].items()})
+    model.load_released_state_dict({k: v.to(CUDA) for k, v in golden['state_dict_before'].items()})
     optimizer = torch.optim.SGD(model.parameters(), lr=config['lr'], momentum=config['momentum'],
                                 weight_decay=config['weight_decay'])
     total, stats = model((golden['inputs']['view_query'].to(CUDA), golden['inputs']['view_key'].to(CUDA)))
@@ -118,7 +117,7 @@ def test_golden_step_on_the_gpu(full_float32, grouped):
     optimizer.zero_grad()
     total.backward()
     optimizer.step()
-    after = released_cmd_state(model)
+    after = model.released_state_dict()
     for key, value in golden['state_dict_after_one_sgd_step'].items():
         torch.testing.assert_close(after[key].cpu().to(value.dtype), value, atol=1e-4, rtol=1e-3, msg=key)
 

@@ -14,7 +14,6 @@ import linear_eval
 from evaluation.classifier import Classifier, fit_classifiers
 from feeder.layouts import NTU25
 from finetune import balanced_subset
-from tests.golden import released_cmd_state
 from models.cmd import CMD
 from models.encoder import StreamEncoder
 from models.gru import GRUEncoder
@@ -66,10 +65,10 @@ def test_frozen_training_leaves_encoder_bit_identical():
 
 
 def _released_file(tmp_path, model):
-    state = {f'module.{k}': v for k, v in released_cmd_state(model).items()}
+    state = {f'module.{k}': v for k, v in model.released_state_dict().items()}
     path = tmp_path / 'checkpoint_0450.pth.tar'
     torch.save({'epoch': 451, 'state_dict': state, 'optimizer': {}}, path)
-    return path, released_cmd_state(model)
+    return path, model.released_state_dict()
 
 
 def test_released_layout_checkpoint_matches_the_frame_by_frame_oracle(tmp_path):

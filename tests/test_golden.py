@@ -5,7 +5,7 @@ import torch
 
 from fast.model import FastCMD
 from models.losses import infonce
-from tests.golden import GOLDEN, build, load_released_cmd, released_cmd_state
+from tests.golden import GOLDEN, build
 
 
 @pytest.fixture(scope='module')
@@ -15,8 +15,8 @@ def golden():
 
 def test_released_layout_round_trip(golden):
     model = build(golden['config'])
-    load_released_cmd(model, golden['state_dict_before'])
-    exported = released_cmd_state(model)
+    model.load_released_state_dict(golden['state_dict_before'])
+    exported = model.released_state_dict()
     before = golden['state_dict_before']
     assert set(exported) == set(before)
     for key, value in before.items():
@@ -29,7 +29,7 @@ def test_one_step_reproduces_the_published_implementation(golden, grouped):
     config = golden['config']
     def loaded():
         model = build(config, FastCMD, grouped=True) if grouped else build(config)
-        load_released_cmd(model, golden['state_dict_before'])
+        model.load_released_state_dict(golden['state_dict_before'])
         return model.train()
     model = loaded()
     optimizer = torch.optim.SGD(model.parameters(), lr=config['lr'], momentum=config['momentum'],
@@ -49,7 +49,7 @@ def test_one_step_reproduces_the_published_implementation(golden, grouped):
     optimizer.zero_grad()
     total.backward()
     optimizer.step()
-    after = released_cmd_state(model)
+    after = model.released_state_dict()
     expected = golden['state_dict_after_one_sgd_step']
     assert set(after) == set(expected)
     for key, value in expected.items():
@@ -64,7 +64,7 @@ def test_one_step_reproduces_the_published_implementation(golden, grouped):
 def test_bfloat16_autocast_stays_close_to_the_published_losses(golden):
     # --amp changes the arithmetic: this bounds by how much on the golden step (CPU autocast).
     model = build(golden['config'])
-    load_released_cmd(model, golden['state_dict_before'])
+    model.load_released_state_dict(golden['state_dict_before'])
     with torch.autocast('cpu', dtype=torch.bfloat16):
         total, stats = model.train()((golden['inputs']['view_query'], golden['inputs']['view_key']))
     for key, value in golden['losses'].items():

@@ -1,5 +1,6 @@
 """Methods as plug-ins (docs/method.md, "Methods"): a new method is one class and one row of
 ``models.METHODS``; it pretrains, and every evaluation takes its checkpoint."""
+import copy
 import json
 import math
 
@@ -104,6 +105,16 @@ def test_views_are_made_by_name():
 # --- SkeletonCLR -------------------------------------------------------------------------------
 
 
+def momentum_updated(model, modality, m):
+    """A copy of ``model``'s key encoder of ``modality`` after one momentum update, written out:
+    ``k <- m k + (1 - m) q`` (the ST-GCN methods' query and key start from different draws)."""
+    key = copy.deepcopy(model.encoder_k[modality])
+    with torch.no_grad():
+        for k, q in zip(key.parameters(), model.encoder_q[modality].parameters()):
+            k.copy_(m * k + (1 - m) * q)
+    return key
+
+
 def test_skeletonclr_loss_is_moco_infonce_written_out():
     import math
 
@@ -115,9 +126,9 @@ def test_skeletonclr_loss_is_moco_infonce_written_out():
                         momentum_key=0.9, contrast_t=0.07).eval().double()
     x_q, x_k = torch.randn(4, 3, 10, 25, 2, dtype=torch.float64), torch.randn(4, 3, 10, 25, 2, dtype=torch.float64)
     queue = model.queue[0].clone()
-    with torch.no_grad():  # the key encoder starts as a copy: its momentum update leaves it so
+    with torch.no_grad():
         q = F.normalize(model.encoder_q['joint'](x_q), dim=1)
-        k = F.normalize(model.encoder_q['joint'](x_k), dim=1)
+        k = F.normalize(momentum_updated(model, 'joint', 0.9)(x_k), dim=1)
     loss, stats = model((x_q, x_k))
     expected = 0.0
     for i in range(4):
@@ -139,7 +150,8 @@ def test_skeletonclrs_crop_is_a_window_of_the_mirrored_clip():
     resized = resize_window(clips, torch.zeros_like(lengths), lengths, frames).numpy()
     starts = []
     for i in range(64):
-        mirrored = np.pad(resized[i], ((0, 0), (pad, pad), (0, 0), (0, 0)), mode='reflect')
+        # the edge frame repeated, as published: numpy's 'symmetric'
+        mirrored = np.pad(resized[i], ((0, 0), (pad, pad), (0, 0), (0, 0)), mode='symmetric')
         found = [s for s in range(2 * pad + 1) if np.array_equal(mirrored[:, s:s + frames], out[i].numpy())]
         assert found, i
         starts.append(found[0])
@@ -329,8 +341,9 @@ def test_aimclrs_loss_is_its_formula_written_out():
                    mining_epoch=1).eval().double()
     views = tuple(torch.randn(4, 3, 12, 25, 2, dtype=torch.float64) for _ in range(3))
     encoder = model.encoder_q['joint']
-    with torch.no_grad():  # the key encoder starts as a copy: its momentum update leaves it so
-        q, k, e = (F.normalize(encoder(v), dim=1) for v in views)
+    with torch.no_grad():
+        q, e = (F.normalize(encoder(v), dim=1) for v in (views[0], views[2]))
+        k = F.normalize(momentum_updated(model, 'joint', 0.999)(views[1]), dim=1)
         feature_map, persons = encoder.feature_map(views[2])
         ed = F.normalize(encoder.fc(encoder.pool(attention_drop(feature_map), persons)), dim=1)
     queue = model.queue[0].clone()
@@ -354,13 +367,12 @@ def test_aimclrs_loss_is_its_formula_written_out():
                     positives |= {1 + j for j in sorted(range(size), key=lambda j: -row[1 + j])[:2]}
             nce = -sum(log_softmax(lq)[j] for j in positives) / len(positives)
             expected += (nce + d3m) / 4
-        model.set_epoch(epoch)
-        model.queue[0] = queue
-        model.queue_ptr.zero_()
-        loss, stats = model(views)
+        step = copy.deepcopy(model)  # each epoch's step from the same state
+        step.set_epoch(epoch)
+        loss, stats = step(views)
         assert float(loss.detach()) == pytest.approx(expected, rel=1e-9)
         assert {'infonce_joint', 'd3m_joint', 'acc_joint'} == set(stats)
-    torch.testing.assert_close(model.queue[0, :, :4], k.T)  # only the keys enter the queue
+    torch.testing.assert_close(step.queue[0, :, :4], k.T)  # only the keys enter the queue
 
 
 def test_aimclr_needs_an_encoder_that_exposes_its_last_map(data_root, tmp_path):

@@ -223,10 +223,12 @@ def test_crossclr_mines_positives_from_its_mining_epoch():
 
 def test_crossclr_pretrains_with_its_recipe_and_evaluates_every_stream(data_root, tmp_path):
     out = tmp_path / 'crossclr'
-    run_pretrain(data_root, out, '--method', 'crossclr', '--epochs', '2', '--mining-epoch', '1', '--frames', '16',
-                 '--knn-every', '0')
+    model = run_pretrain(data_root, out, '--method', 'crossclr', '--epochs', '2', '--mining-epoch', '1', '--frames',
+                         '16', '--knn-every', '0')
     args = json.loads((out / 'args.json').read_text())
     assert (args['method'], args['encoder'], args['shear'], args['mining_epoch']) == ('crossclr', 'stgcn', 0.5, 1)
+    assert args['fix_defects'] is False and args['sources']['fix_defects'].startswith('published recipe')
+    assert model.encoder_q['motion'].fc[2] is model.encoder_q['joint'].fc  # the published shared heads
     from options.presets import recipe
     published = recipe('ntu60', method='crossclr')[0]  # (the tiny run's --topk is 4)
     assert (published['topk'], published['frames'], published['epochs'], published['queue_size'],
@@ -395,6 +397,22 @@ def test_aimclr_pretrains_with_its_recipe_and_evaluates(data_root, tmp_path):
     assert {'infonce_joint', 'd3m_joint'} <= set(log[1]) and all(math.isfinite(log[1][k]) for k in ('loss', 'd3m_joint'))
     knn, linear = evaluate(data_root, out, tmp_path)
     assert 0 <= knn['accuracy']['joint']['top1@k=1'] <= 100 and 0 <= linear['accuracy']['joint']['top1'] <= 100
+
+
+def test_the_fix_is_one_switch_recorded_and_old_checkpoints_read_as_trained(data_root, tmp_path):
+    from options.presets import recipe
+    out = tmp_path / 'fixed'
+    model = run_pretrain(data_root, out, '--method', 'crossclr', '--epochs', '1', '--frames', '16', '--knn-every', '0',
+                         '--fix-defects')
+    args = json.loads((out / 'args.json').read_text())
+    assert args['fix_defects'] is True and args['sources']['fix_defects'] == 'command line'
+    assert model.encoder_q['motion'].fc[0].out_features == model.encoder_q['motion'].fc[2].in_features
+    assert all(model.encoder_q['motion'].fc[i] is not model.encoder_q['joint'].fc[i] for i in (0, 2))
+    # a checkpoint that predates the switch was trained with the fixes (the code then did what the paper says)
+    assert recipe('ntu60', method='crossclr', recorded={'method': 'crossclr'})[0]['fix_defects'] is True
+    assert recipe('ntu60', method='crossclr', recorded={'fix_defects': False})[0]['fix_defects'] is False
+    knn, _ = evaluate(data_root, out, tmp_path, '--stream', 'motion')
+    assert 0 <= knn['accuracy']['motion']['top1@k=1'] <= 100
 
 
 def test_the_small_data_rules_leave_what_a_method_is_to_its_recipe():

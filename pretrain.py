@@ -25,6 +25,7 @@ from feeder.augment import ViewAugment
 from feeder.datasets import PretrainDataset, SkeletonFolder, collate_clips
 from feeder.info import dataset_info
 from feeder.modalities import MODALITIES
+from feeder.offline import check_step, offline_transform
 from models import METHODS, build_method, method_settings
 from options.args import (add_settings, check_places, format_default, get_args_parser, get_augment_parser,
                           get_optim_parser, non_negative_int, positive_int, settle_device, show_defaults)
@@ -293,7 +294,9 @@ def main(args):
     if args.speed_fallback:
         print(f'continuing on --speed reference, as this run has since its self-check: {args.speed_fallback}')
     rules = rules_report(args)
-    folder = SkeletonFolder(os.path.join(args.data_root, args.protocol), 'train')
+    check_step(args.offline_step, dataset)
+    transform = offline_transform(args.offline_step, dataset.layout)
+    folder = SkeletonFolder(os.path.join(args.data_root, args.protocol), 'train', transform)
     check_settings(args, folder, dataset)
     if is_main_process():
         aside = run_folder.claim(args.output_dir, args.resume, args.auto_resume, args.overwrite)
@@ -334,7 +337,8 @@ def main(args):
                         collate_fn=collate_clips if on_device else None)
     step = speed.step(model, optimizer, scaler)
     views = speed.views()
-    monitor = KNNMonitor(folder.root, dataset, args.frames, args.knn_every, args.epochs, args.workers, device)
+    monitor = KNNMonitor(folder.root, dataset, args.frames, args.knn_every, args.epochs, args.workers, device,
+                         transform)
     if monitor.note:
         print(monitor.note)
     writer = None

@@ -17,6 +17,7 @@ import torch
 from feeder.augment import ViewAugment
 from feeder.datasets import SkeletonFolder
 from feeder.info import PARTS, dataset_info
+from feeder.offline import check_step, offline_transform
 from models import METHODS
 from options.args import get_args_parser, get_augment_parser, resolve_common
 from options.presets import recipe
@@ -46,7 +47,9 @@ def draw_clip(args):
     dataset = dataset_info(args.dataset, args.data_root)
     defaults = recipe(dataset, args.encoder, args.method, args.protocol)[0]
     resolve_common(args, dataset, defaults, output_required=False)
-    folder = SkeletonFolder(os.path.join(args.data_root, args.protocol), args.part)
+    check_step(args.offline_step, dataset)  # the clip as the method's recipe prepares it
+    folder = SkeletonFolder(os.path.join(args.data_root, args.protocol), args.part,
+                            offline_transform(args.offline_step, dataset.layout))
     folder.check(dataset)
     index = folder.find(args.name, args.index)
     clip = folder.clip(index)

@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader
 from feeder.datasets import DownstreamDataset, SkeletonFolder
 from feeder.info import DatasetInfo, dataset_info
 from feeder.modalities import MODALITIES
+from feeder.offline import check_step, offline_transform
 from evaluation.pretrained import NO_CHECKPOINT, encoder_settings, load_encoders, open_pretrained, streams_held
 from models import encoder_setting_names
 from options.args import check_places, settle_device
@@ -34,8 +35,9 @@ class Evaluation:
 
     def folder(self, part, labelled=True):
         """One part of the benchmark, checked against the dataset (joints, persons, channels and,
-        with ``labelled``, the labels: evaluating unlabelled clips is an error)."""
-        folder = SkeletonFolder(self.root, part)
+        with ``labelled``, the labels: evaluating unlabelled clips is an error), each clip after
+        the run's offline step."""
+        folder = SkeletonFolder(self.root, part, offline_transform(self.args.offline_step, self.dataset.layout))
         folder.check(self.dataset, labelled=labelled)
         return folder
 
@@ -106,6 +108,9 @@ def setup_evaluation(args, recipe, output_required=True):
         sources[key] = 'command line' if fixed != 'checkpoint' and getattr(args, key, None) is not None else fixed
     if values['frames'] is None:
         values['frames'], sources['frames'] = settings['frames'], fixed
+    if values['offline_step'] is None:  # the clips are prepared as the encoder was trained on them
+        values['offline_step'], sources['offline_step'] = settings['offline_step'], fixed
+    check_step(values['offline_step'], dataset)
     args = Settings(values, sources)
     announce(args)
     streams = streams_of(args.stream, streams_held(pretrained))

@@ -18,7 +18,7 @@ def knn_every_default(epochs):
 
 
 class KNNMonitor:
-    def __init__(self, root, dataset, frames, every, epochs, workers, device):
+    def __init__(self, root, dataset, frames, every, epochs, workers, device, transform=None):
         self.dataset, self.every, self.epochs, self.workers, self.device = dataset, every, epochs, workers, device
         self.note, self.parts = None, {}
         if not every:
@@ -26,7 +26,8 @@ class KNNMonitor:
         if not os.path.isfile(os.path.join(root, 'val_data_joint.npy')):
             self.note = 'kNN monitor skipped: the benchmark has no val part'
             return
-        self.parts = {part: DownstreamDataset(SkeletonFolder(root, part), frames=frames) for part in ('train', 'val')}
+        self.parts = {part: DownstreamDataset(SkeletonFolder(root, part, transform), frames=frames)
+                      for part in ('train', 'val')}
         if any((p.folder.labels < 0).any() for p in self.parts.values()):
             self.note = 'kNN monitor skipped: the data has unlabelled clips'
         self.ks = sorted({1, min(20, len(self.parts['train']))})

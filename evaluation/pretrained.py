@@ -51,7 +51,8 @@ def describe(checkpoint):
     if isinstance(checkpoint, dict) and 'model' in checkpoint and 'args' in checkpoint:
         return 'ours', checkpoint['args']
     if is_heads(checkpoint):
-        return 'heads', dict(checkpoint['encoder'], frames=checkpoint['frames'], modalities=checkpoint['streams'])
+        return 'heads', dict(checkpoint['encoder'], frames=checkpoint['frames'], modalities=checkpoint['streams'],
+                             offline_step=(checkpoint.get('args') or {}).get('offline_step'))
     if isinstance(checkpoint, dict) and isinstance(checkpoint.get('state_dict'), dict):
         state = strip_module(checkpoint['state_dict'])
         if any(k.startswith('encoder_q.') for k in state):

@@ -11,10 +11,12 @@ def save_results(output_path, protocol, args, info, streams, settings, **extra):
     :func:`evaluation.pretrained.load_encoders`), how (``settings``: names of ``args`` or a dict),
     and the accuracies and whatever else ``extra`` holds; for settings named from ``args``, where
     each value came from."""
-    sources = {}
-    if not isinstance(settings, dict):
-        sources = {k: args.sources[k] for k in settings if k in getattr(args, 'sources', {})}
-        settings = {k: getattr(args, k) for k in settings}
+    known = getattr(args, 'sources', {})
+    named = [] if isinstance(settings, dict) else list(settings)
+    named.append('offline_step')  # how every clip was prepared, whatever the protocol
+    given = settings if isinstance(settings, dict) else {}
+    settings = {**given, **{k: getattr(args, k, None) for k in named}}
+    sources = {k: known[k] for k in named if k in known}
     record = {'protocol': protocol, 'dataset': args.dataset, 'benchmark': args.protocol,
               'checkpoint': info['checkpoint'], 'checkpoint_sha256': info['sha256'],
               'encoder_kind': info['kind'], 'pretrain_dataset': info['pretrain_args'].get('dataset'),

@@ -14,10 +14,11 @@ class SkeletonFolder:
     """One part (``train`` or ``val``) of a prepared benchmark folder, memory-mapped.
 
     Checks the three files against each other on open; the array is opened lazily in each process
-    (data-loader workers included) so nothing large is copied or pickled.
+    (data-loader workers included) so nothing large is copied or pickled. ``transform``: what every
+    clip goes through first (an offline step, :func:`feeder.offline.offline_transform`), if anything.
     """
 
-    def __init__(self, root, part):
+    def __init__(self, root, part, transform=None):
         if part not in PARTS:
             raise ValueError(f'part must be one of {PARTS}, got {part!r}')
         self.root, self.part = root, part
@@ -42,6 +43,7 @@ class SkeletonFolder:
         if (self.num_frames < 1).any():
             raise ValueError(f'{frames_path}: every clip needs at least one frame')
         self._data = None
+        self.transform = transform
 
     def check(self, dataset, labelled=False):
         """Clear errors where the arrays do not fit ``dataset`` (a :class:`feeder.info.DatasetInfo`):
@@ -80,10 +82,11 @@ class SkeletonFolder:
         return index
 
     def clip(self, index):
-        """(C, n, V, M) float32 tensor of the clip's true frames (n <= 300)."""
+        """(C, n, V, M) float32 tensor of the clip's true frames (n <= 300), after the ``transform``."""
         if self._data is None:
             self._data = np.load(self.data_path, mmap_mode='r')
-        return torch.from_numpy(np.array(self._data[index, :, :self.num_frames[index]]))
+        clip = torch.from_numpy(np.array(self._data[index, :, :self.num_frames[index]]))
+        return clip if self.transform is None else self.transform(clip)
 
     def __getstate__(self):
         return {**self.__dict__, '_data': None}

@@ -6,6 +6,7 @@ import torch
 
 from feeder.info import BUILTIN_DATASETS, DATASET_NAMES
 from feeder.modalities import MODALITIES
+from feeder.offline import STEPS
 from models import ENCODERS, own_settings
 
 
@@ -50,6 +51,10 @@ def get_args_parser(add_help=False, encoder_flags=True):
                       help='folder written by feeder.prepare: DIR/<benchmark>/train_data_joint.npy ...')
     data.add_argument('--output-dir', default=None, help='where checkpoints, logs and results go')
     data.add_argument('--frames', type=positive_int, default=None, help='frames per clip after the temporal crop')
+    data.add_argument('--offline-step', default=None, choices=STEPS,
+                      help="what every clip goes through before anything else: stgcn50, the ST-GCN methods' published "
+                           'step (valid frames, centred, resized to 50 frames, turned so that the shoulders lie along '
+                           'x; docs/protocols.md); an evaluation takes its checkpoint\'s'),
     data.add_argument('--batch-size', type=positive_int, default=None, help='per process')
     data.add_argument('--workers', type=non_negative_int, default=default_workers(),
                       help='data-loader processes (default: the cores available, at most 4)')

@@ -12,7 +12,7 @@ PRETRAIN = dict(
     batch_size=64, frames=64, min_crop=None, queue_size=16384, topk=8192, contrast_t=0.07,
     teacher_t=0.05, student_t=0.1, momentum_key=0.999, cmd_weight=1.0, mlp=True,
     dim=128, save_every=10, seed=42, shear=1.0, corruption=0.5, rotation=0.0, modalities=['joint', 'motion', 'bone'],
-    optimizer='sgd', cos=False, min_lr=0.0, warmup_epochs=0)
+    optimizer='sgd', cos=False, min_lr=0.0, warmup_epochs=0, offline_step='none')
 
 # Per-encoder changes to that recipe (an encoder without a row trains with it): ST-GCN as
 # CrosSCLR/AimCLR train it.
@@ -44,6 +44,9 @@ METHOD_DATASET_RECIPES = {
     ('mamp', 'ntu120'): dict(mask_tau=0.75, decoder_depth=5),
     ('mamp', 'pku1'): dict(decoder_depth=5),
     ('mamp', 'pku2'): dict(decoder_depth=5),
+    # the ST-GCN methods train and evaluate on their published 50-frame clips (feeder/offline.py)
+    **{(method, kind): dict(offline_step='stgcn50') for method in ('skeletonclr', 'crossclr', 'aimclr')
+       for kind in ('ntu60', 'ntu120', 'pku1', 'pku2')},
 }
 
 # The small-data preset (docs/protocols.md, "Small datasets"): settings chosen by measurement on
@@ -84,7 +87,8 @@ SMALL_DEFAULT = dict(method='cmd', encoder='gru',
 # had no such setting and did what the published method does (what its paper describes, for the
 # defects that --fix-defects now fixes).
 UNRECORDED_DEFAULTS = dict(gru_mode='published', gru_pool='last', shear=1.0, corruption=0.5, rotation=0.0,
-                           optimizer='sgd', min_lr=0.0, warmup_epochs=0, fix_defects=True)
+                           optimizer='sgd', min_lr=0.0, warmup_epochs=0, fix_defects=True,
+                           offline_step='none')
 
 # The rules' constants (docs/protocols.md, "Small datasets").
 RULES = dict(max_batch=64, clips_per_batch=8, lr_per_64=0.05, queue_share=1 / 3, topk_share=0.5, steps=2250,

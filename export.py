@@ -22,7 +22,7 @@ import torch
 
 from evaluation.deploy import CentreCrop, Deployable, export_onnx, export_torchscript, write_description
 from evaluation.features import StreamFeatures
-from evaluation.heads import Probabilities, is_heads, load_classifiers
+from evaluation.heads import classifier_model, is_heads, load_classifiers
 from evaluation.pretrained import load_encoders, open_pretrained
 from feeder.info import DATASET_NAMES, DatasetInfo, dataset_info
 from feeder.modalities import MODALITIES
@@ -56,7 +56,7 @@ def deployable(args):
                 raise ValueError(f'--checkpoint {args.checkpoint} has no {args.stream} head (its streams: '
                                  f'{", ".join(classifiers)})')
             classifiers = {args.stream: classifiers[args.stream]}
-        return Deployable(CentreCrop(checkpoint['frames']), Probabilities(classifiers)), info, 'probabilities'
+        return classifier_model(checkpoint, classifiers), info, 'probabilities'
     if args.dataset:
         info = dataset_info(args.dataset, args.data_root)
     elif kind == 'ours' and isinstance(checkpoint.get('dataset'), dict):

@@ -23,6 +23,7 @@ from evaluation.report import class_report, save_confusion
 from evaluation.results import save_results
 from options.args import (add_report_arguments, get_args_parser, get_eval_parser, get_supervised_parser,
                           positive_int, show_defaults)
+from models import HEADS
 from options.presets import FINETUNE
 from utils.rng import seed_everything
 from utils.run import run_cli
@@ -35,10 +36,18 @@ def get_finetune_parser():
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--label-fraction', type=float, default=1.0, help='share of training labels used')
     parser.add_argument('--repeats', type=positive_int, default=1, help='runs with seeds seed, seed+1, ...')
-    parser.add_argument('--layer-decay', type=float, default=1.0,
+    parser.add_argument('--layer-decay', type=float, default=None,
                         help="layer-wise lr decay: the encoder's layer i of L (the transformer's: embeddings 0, "
                              'blocks 1 to depth, then the final norm) learns at lr x D^(L - i), the head at lr '
                              '(MAMP: 0.8); 1 turns it off')
+    parser.add_argument('--head', default=None, choices=['linear', *HEADS],
+                        help="linear: one layer on the pooled features; mamp: MAMP's fine-tuning head on the "
+                             "transformer's token grid (dropout 0.3, mean over time, joints side by side, mean over "
+                             'persons, Linear 2048, BatchNorm, ReLU, Linear)')
+    parser.add_argument('--drop-path', type=float, default=None,
+                        help="the transformer's stochastic depth while fine-tuning: block b of L drops its branches "
+                             'with probability R b / (L - 1) (MAMP: 0.3)')
+    parser.add_argument('--label-smoothing', type=float, default=None, help='of the cross-entropy (MAMP: 0.1)')
     add_report_arguments(parser)
     show_defaults(parser, lambda dataset: FINETUNE)
     return parser
@@ -72,7 +81,7 @@ def main(args):
     if args.checkpoint == 'raw':
         raise SystemExit('error: --checkpoint raw has no encoder to fine-tune; measure the prepared coordinates with '
                          'linear_eval.py or knn_eval.py --checkpoint raw')
-    run = setup_evaluation(args, FINETUNE)
+    run = setup_evaluation(args, FINETUNE, protocol='finetune')
     args = run.args
     labels = run.folder('train').labels
     runs = []
@@ -81,7 +90,12 @@ def main(args):
         seed_everything(seed)
         subset = balanced_subset(labels, args.label_fraction, seed)
         encoders, info, _ = run.load_encoders()
-        classifier = Classifier(encoders[args.stream], run.dataset.num_classes).to(run.device)
+        classifier = Classifier(encoders[args.stream], run.dataset.num_classes, head=args.head).to(run.device)
+        if args.drop_path:
+            if not hasattr(classifier.encoder, 'set_drop_path'):
+                raise SystemExit(f'error: --drop-path {args.drop_path:g}: the {type(classifier.encoder).__name__} has '
+                                 'no blocks to drop; it applies to --encoder transformer')
+            classifier.encoder.set_drop_path(args.drop_path)
         train_loader, test_loader, args = run.supervised_loaders(info['frames'], subset)
         print(f'run {repeat + 1}/{args.repeats}: seed {seed}, {len(subset)} labelled clips of {len(labels)}')
         scales = layer_scales(classifier, args.stream, args.layer_decay) if args.layer_decay != 1 else None
@@ -101,7 +115,8 @@ def main(args):
           f'{args.repeats} run(s), last epoch: top-1 {summary["top1_mean"]:.2f} +- {summary["top1_std"]:.2f}')
     results = save_results(os.path.join(args.output_dir, 'results.json'), 'finetune', args, info, [args.stream],
                            ('label_fraction', 'repeats', 'seed', 'epochs', 'optimizer', 'lr', 'schedule', 'cos',
-                            'min_lr', 'warmup_epochs', 'layer_decay', 'momentum', 'weight_decay', 'batch_size'),
+                            'min_lr', 'warmup_epochs', 'layer_decay', 'momentum', 'betas', 'weight_decay', 'batch_size',
+                            'head', 'drop_path', 'label_smoothing', 'whole_clips', 'rotate_train'),
                            accuracy=summary, **report, runs=runs)
     save_confusion(report, args.plot_confusion, f'{args.dataset} {args.protocol} val, fine-tuned')
     return results

@@ -15,7 +15,7 @@ import os
 
 import torch
 
-from evaluation.classifier import Classifier, fit_classifiers, summarise
+from evaluation.classifier import FUSIONS, Classifier, fit_classifiers, summarise
 from evaluation.common import setup_evaluation
 from evaluation.heads import heads_record, save_heads
 from evaluation.report import class_report, save_confusion
@@ -30,9 +30,15 @@ def get_linear_parser():
     parser = argparse.ArgumentParser('CMD linear evaluation', description=__doc__,
                                      parents=[get_args_parser(), get_eval_parser(), get_supervised_parser()],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--batchnorm', action='store_true',
-                        help='a BatchNorm without affine parameters before each linear head (the probe of MAE and '
-                             'MAMP, whose transformer features differ in scale by channel)')
+    parser.add_argument('--batchnorm', default=None, action=argparse.BooleanOptionalAction,
+                        help='a BatchNorm without affine parameters (eps 1e-6) before each linear head (the probe of '
+                             'MAE and MAMP, whose transformer features differ in scale by channel)')
+    parser.add_argument('--fusion', default=None, choices=FUSIONS,
+                        help="--stream all: softmax, the sum of the separately trained heads' softmax scores; "
+                             "logits-mean, one loss on the mean of the heads' logits, trained together (CrosSCLR); "
+                             'logits-weighted, the logits summed with --fusion-weights (AimCLR: 0.6 0.4 0.6)')
+    parser.add_argument('--fusion-weights', type=float, nargs=3, default=None, metavar=('JOINT', 'MOTION', 'BONE'),
+                        help='the weight of each stream in --fusion logits-weighted')
     add_report_arguments(parser)
     show_defaults(parser, lambda dataset: LINEAR)
     return parser
@@ -43,7 +49,7 @@ def snapshot(module):
 
 
 def main(args):
-    run = setup_evaluation(args, LINEAR)
+    run = setup_evaluation(args, LINEAR, protocol='linear')
     args = run.args
     seed_everything(args.seed)
     encoders, info, report = run.load_encoders()
@@ -79,7 +85,8 @@ def main(args):
     save_heads(os.path.join(args.output_dir, 'heads.pth'), heads_record('linear', classifiers, args, run.dataset, info))
     results = save_results(os.path.join(args.output_dir, 'results.json'), 'linear', args, info, run.streams,
                            ('epochs', 'optimizer', 'lr', 'schedule', 'cos', 'min_lr', 'warmup_epochs', 'momentum',
-                            'weight_decay', 'batch_size', 'batchnorm', 'eval_every', 'seed'),
+                            'betas', 'weight_decay', 'batch_size', 'batchnorm', 'fusion', 'fusion_weights',
+                            'whole_clips', 'rotate_train', 'eval_every', 'seed'),
                            accuracy=last, **report, best_test_epoch_for_reference=best, history=history)
     save_confusion(report, args.plot_confusion, f'{args.dataset} {args.protocol} val, linear')
     return results

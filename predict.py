@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from evaluation.common import setup_evaluation
-from evaluation.heads import Probabilities, load_classifiers, read_heads
+from evaluation.heads import classifier_model, load_classifiers, read_heads
 from evaluation.report import class_report, save_confusion
 from feeder.info import PARTS
 from feeder.modalities import result_name
@@ -64,7 +64,7 @@ def main(args):
     if trained_on.skeleton != run.dataset.skeleton:
         raise SystemExit(f'error: --checkpoint {args.checkpoint} classifies clips of {trained_on.name}, whose '
                          f'skeleton differs from that of {run.dataset.name}')
-    model = Probabilities(classifiers)
+    model = classifier_model(record, classifiers).body  # the clips below are cropped as it was tested
     # the dataset's labels are the classifier's classes only where both name the same classes
     names = run.dataset.class_names, trained_on.class_names
     same_classes = run.dataset.num_classes == trained_on.num_classes and (not all(names) or names[0] == names[1])
@@ -73,7 +73,8 @@ def main(args):
     parts = args.parts or [p for p in PARTS if os.path.isfile(os.path.join(run.root, f'{p}_data_joint.npy'))]
     rows = []
     for part in parts:
-        clips = run.clips(part, record['frames'], labelled=False)
+        whole = bool((record.get('args') or {}).get('whole_clips'))  # as the classifier was tested
+        clips = run.clips(part, record['frames'], labelled=False, whole=whole)
         probs = predict(model, clips, run.device, args.batch_size, args.workers)
         top = probs.topk(min(TOP, probs.shape[1]), dim=1)
         for name, label, p, c in zip(clips.folder.names, clips.folder.labels, top.values.tolist(), top.indices.tolist()):

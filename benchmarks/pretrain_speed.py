@@ -212,10 +212,10 @@ def time_data_pipeline(device, frames, batch, workers, clips=1024):
                                 collate_fn=collate_clips if where == 'device' else None,
                                 pin_memory=device.type == 'cuda')
             start, pairs, first_batch = time.perf_counter(), 0, None
-            for batch in loader:
+            for clips in loader:  # (not ``batch``: that is the batch size, read again on the next pass)
                 if first_batch is None:
                     first_batch = time.perf_counter() - start
-                views = to_views(batch, device, augment if where == 'device' else None)
+                views = to_views(clips, device, augment if where == 'device' else None)
                 pairs += len(views[0])
             sync(device)
             out[where] = pairs / (time.perf_counter() - start), first_batch

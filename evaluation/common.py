@@ -12,7 +12,7 @@ from feeder.info import DatasetInfo, dataset_info
 from feeder.modalities import MODALITIES
 from feeder.offline import check_step, offline_transform
 from evaluation.pretrained import NO_CHECKPOINT, encoder_settings, load_encoders, open_pretrained, streams_held
-from models import encoder_setting_names
+from models import METHODS, encoder_setting_names
 from options.args import check_places, settle_device
 from options.settings import Settings
 from utils.dist import launch_env
@@ -47,8 +47,14 @@ class Evaluation:
         return load_encoders(self.args.checkpoint, streams or self.streams, self.dataset, self.args.frames,
                              vars(self.args), self.pretrained, self.args.protocol)
 
-    def clips(self, part, frames, train=False, labelled=True):
-        return DownstreamDataset(self.folder(part, labelled), frames=frames, train=train)
+    def clips(self, part, frames, train=False, labelled=True, whole=None):
+        """One part's clips as the protocol prepares them (``--whole-clips``, or ``whole``;
+        ``--rotate-train``)."""
+        args = self.args
+        whole = bool(getattr(args, 'whole_clips', False)) if whole is None else whole
+        return DownstreamDataset(self.folder(part, labelled), frames=frames, train=train, whole=whole,
+                                 rotation=getattr(args, 'rotate_train', 0.0) or 0.0,
+                                 coordinates=self.dataset.coordinates)
 
     def supervised_loaders(self, frames, train_indices=None):
         """Random 0.5-1.0 crops for training, the 95% centre crop for testing (docs/protocols.md),
@@ -74,12 +80,31 @@ def streams_of(stream, held=MODALITIES):
     return [m for m in MODALITIES if m in held] if stream == 'all' else [stream]
 
 
-def setup_evaluation(args, recipe, output_required=True):
+def pretrained_method(pretrained):
+    """The method a checkpoint (what :func:`evaluation.pretrained.open_pretrained` read) was
+    pretrained with, where it records one (ours; the authors' released files are CMD's); ``None``
+    for random and raw features and for classifiers."""
+    kind, _, ckpt_args = pretrained
+    if kind == 'ours':
+        return ckpt_args.get('method') or 'cmd'  # checkpoints that predate methods are CMD's
+    return 'cmd' if kind == 'released' else None
+
+
+def protocol_of(method, protocol):
+    """The settings in which ``method``'s published ``protocol`` (``linear``, ``finetune``) differs
+    from CMD's, and where they come from."""
+    cls = METHODS.get(method)
+    rows = getattr(cls, 'PROTOCOLS', {}).get(protocol, {}) if protocol else {}
+    return rows, f'{method} protocol (published, {getattr(cls, "PUBLISHED", None)})'
+
+
+def setup_evaluation(args, recipe, output_required=True, protocol=None):
     """The start of every evaluation script: check the benchmark and the output folder, and resolve
-    the settings once: the command line, then the protocol's ``recipe``, the device, and the
-    encoder's settings and frames (a checkpoint's own, else the pretraining recipe's). Prints the
-    revision and the settings; the returned :class:`Evaluation`'s ``args`` are those settings,
-    frozen (:class:`options.settings.Settings`), what the script reads from then on."""
+    the settings once: the command line, then where the checkpoint's method was published with
+    another ``protocol`` (``linear``, ``finetune``) that method's, then the protocol's ``recipe``,
+    the device, and the encoder's settings and frames (a checkpoint's own, else the pretraining
+    recipe's). Prints the revision and the settings; the returned :class:`Evaluation`'s ``args`` are
+    those settings, frozen (:class:`options.settings.Settings`), what the script reads from then on."""
     processes = launch_env()[1]
     if processes > 1:
         raise SystemExit(f'error: {os.path.basename(sys.argv[0])} runs as one process, but was started as one of '
@@ -88,13 +113,15 @@ def setup_evaluation(args, recipe, output_required=True):
     check_places(args, dataset, output_required)
     values = dict(vars(args))
     sources = {k: 'not set' if v is None else 'command line' for k, v in values.items()}
-    for key, value in recipe.items():
-        if values.get(key) is None:
-            values[key], sources[key] = value, 'evaluation recipe'
+    pretrained = open_pretrained(args.checkpoint)
+    rows, published = protocol_of(pretrained_method(pretrained), protocol)
+    for layer, source in ((rows, published), (recipe, 'evaluation recipe')):
+        for key, value in layer.items():
+            if values.get(key) is None:
+                values[key], sources[key] = value, source
     values['device'] = settle_device(args.device)
     sources['device'] = 'command line' if args.device else 'CUDA available' if values['device'] == 'cuda' else \
         'no CUDA device'
-    pretrained = open_pretrained(args.checkpoint)
     # a checkpoint decides the architecture; the settings say what is used, so they print it
     fixed = 'checkpoint' if pretrained[0] not in NO_CHECKPOINT else 'pretraining recipe'
     settings = encoder_settings(pretrained, dataset, values, args.protocol)

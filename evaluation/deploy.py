@@ -11,16 +11,17 @@ from utils.io import write_text_atomic
 
 
 class CentreCrop(torch.nn.Module):
-    """Clips (N, C, T, V, M) of one length T, any T >= 1: the test-time crop, the centre 95%
-    resized to ``frames`` (:func:`feeder.augment.center_crop_resize`)."""
+    """Clips (N, C, T, V, M) of one length T, any T >= 1: the test-time crop, the centre ``keep``
+    (95%; the whole clip under ``--whole-clips``) resized to ``frames``
+    (:func:`feeder.augment.center_crop_resize`)."""
 
-    def __init__(self, frames):
+    def __init__(self, frames, keep: float = 0.95):
         super().__init__()
-        self.frames = frames
+        self.frames, self.keep = frames, keep
 
     def forward(self, clips):
         lengths = torch.full((clips.shape[0],), clips.shape[2], dtype=torch.long, device=clips.device)
-        return center_crop_resize(clips, lengths, self.frames)
+        return center_crop_resize(clips, lengths, self.frames, self.keep)
 
 
 class Deployable(torch.nn.Module):

@@ -10,7 +10,8 @@ import os
 
 import torch
 
-from evaluation.classifier import Classifier
+from evaluation.classifier import Classifier, fuse, stream_weights
+from evaluation.deploy import CentreCrop, Deployable
 from evaluation.features import RawFeatures
 from feeder.info import DatasetInfo
 from models import EncoderConfig, build_encoder, encoder_setting_names
@@ -74,21 +75,38 @@ def load_classifiers(record):
     classifiers = {}
     for stream in record['streams']:
         head = record['heads'][stream]
+        kind = (record.get('args') or {}).get('head') or 'linear'
+        classes = head['head.weight' if kind == 'linear' else 'head.fc2.weight'].shape[0]
         classifier = Classifier(StreamEncoder(stream_encoder(record, stream), stream, info.layout, info.coordinates),
-                                head['head.weight'].shape[0], batchnorm='norm.running_mean' in head)
+                                classes, batchnorm='norm.running_mean' in head, head=kind)
         classifier.load_state_dict(head)
         classifiers[stream] = classifier.eval()
     return classifiers, info
 
 
 class Probabilities(torch.nn.Module):
-    """Class probabilities of clips (N, C, T, V, M), prepared as the test set is: each stream's
-    softmax, and for several streams their mean (whose argmax is ``linear_eval.py``'s fusion)."""
+    """Class probabilities of clips (N, C, T, V, M), prepared as the test set is: one stream's
+    softmax; for several streams, as they were fused (:func:`evaluation.classifier.fuse`): the mean
+    of their softmax, or the softmax of their fused logits."""
 
-    def __init__(self, classifiers):
+    def __init__(self, classifiers, fusion='softmax', weights=None):
         super().__init__()
         self.classifiers = torch.nn.ModuleDict(classifiers)
+        self.fusion, self.weights = fusion, stream_weights(weights, list(classifiers))
 
     @torch.no_grad()
     def forward(self, clips):
-        return torch.stack([c(clips).softmax(dim=1) for c in self.classifiers.values()]).mean(0)
+        logits = {s: c(clips) for s, c in self.classifiers.items()}
+        if len(logits) == 1 or self.fusion == 'softmax':
+            return torch.stack([v.softmax(dim=1) for v in logits.values()]).mean(0)
+        return fuse(logits, self.fusion, self.weights).softmax(dim=1)
+
+
+def classifier_model(record, classifiers=None):
+    """A ``heads.pth`` record's classifier as one module (:class:`evaluation.deploy.Deployable`):
+    clips of any length in, the test-time crop it was tested with, class probabilities out.
+    ``classifiers``: some of its streams' (default: all, :func:`load_classifiers`)."""
+    classifiers = classifiers or load_classifiers(record)[0]
+    args = record.get('args') or {}
+    crop = CentreCrop(record['frames'], 1.0 if args.get('whole_clips') else 0.95)
+    return Deployable(crop, Probabilities(classifiers, args.get('fusion') or 'softmax', args.get('fusion_weights')))

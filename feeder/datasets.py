@@ -5,7 +5,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from feeder.augment import center_crop_resize, random_crop_resize
+from feeder.augment import center_crop_resize, random_crop_resize, random_euler_rotation
 from feeder.info import MAX_FRAMES, PARTS
 from utils import safe_pickle
 
@@ -138,11 +138,15 @@ def collate_clips(batch):
 
 
 class DownstreamDataset(Dataset):
-    """(clip, label): random 0.5-1.0 crop for training, 95% centre crop for testing."""
+    """(clip, label): random 0.5-1.0 crop for training, 95% centre crop for testing; with ``whole``,
+    the whole clip for both (the ST-GCN methods' linear protocol); each resized to ``frames``. Training
+    clips are then turned by ``rotation`` radians at most about each axis (MAMP's protocols), where
+    given."""
 
-    def __init__(self, folder, frames=64, train=False, min_crop=None):
-        self.folder, self.frames, self.train = folder, frames, train
+    def __init__(self, folder, frames=64, train=False, min_crop=None, whole=False, rotation=0.0, coordinates=None):
+        self.folder, self.frames, self.train, self.whole = folder, frames, train, whole
         self.min_crop = frames if min_crop is None else min_crop
+        self.rotation, self.coordinates = rotation, coordinates
 
     def __len__(self):
         return len(self.folder)
@@ -150,8 +154,10 @@ class DownstreamDataset(Dataset):
     def __getitem__(self, index):
         clip = self.folder.clip(index)[None]
         n = torch.tensor([clip.shape[2]])
-        if self.train:
+        if self.train and not self.whole:
             x = random_crop_resize(clip, n, self.frames, (0.5, 1.0), self.min_crop)
         else:
-            x = center_crop_resize(clip, n, self.frames)
+            x = center_crop_resize(clip, n, self.frames, 1.0 if self.whole else 0.95)
+        if self.train and self.rotation:
+            x = random_euler_rotation(x, self.rotation, self.coordinates)
         return x[0], int(self.folder.labels[index])

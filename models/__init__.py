@@ -6,13 +6,16 @@ from dataclasses import dataclass
 from models.aimclr import AimCLR
 from models.cmd import CMD
 from models.gru import GRUEncoder
-from models.mamp import MAMP
+from models.mamp import MAMP, FinetuneHead
 from models.moco import CrosSCLR, SkeletonCLR
 from models.stgcn import STGCNEncoder
 from models.transformer import TransformerEncoder
 
 ENCODERS = {'gru': GRUEncoder, 'stgcn': STGCNEncoder, 'transformer': TransformerEncoder}
 METHODS = {'cmd': CMD, 'skeletonclr': SkeletonCLR, 'crossclr': CrosSCLR, 'aimclr': AimCLR, 'mamp': MAMP}
+# The supervised protocols' heads besides a linear one (``--head``): built from the encoder's token
+# grid's width, the layout's joints and the classes.
+HEADS = {'mamp': FinetuneHead}
 # What every encoder takes; then each encoder's own settings (``Encoder.SETTINGS``).
 COMMON_SETTINGS = ('encoder', 'dim', 'mlp')
 

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from models.encoder import FIX_DEFECTS
 from models.losses import distribution_matching, multi_positive_nce, neighbour_positives, topk_accuracy
-from models.moco import MoCo, MoCoConfig, check_topk, mining_start, processor_init
+from models.moco import STGCN_LINEAR, MoCo, MoCoConfig, check_topk, mining_start, processor_init
 
 
 def attention_drop(feature_map, keep=0.7, eps=1e-4):
@@ -52,6 +52,10 @@ class AimCLR(MoCo):
     VIEWS = ('skeletonclr', 'skeletonclr', 'extreme')
     CONFIG = AimCLRConfig
     SETTINGS = (FIX_DEFECTS,)
+    # a head per stream, and the three-stream ensemble of ensemble_ntu_cs.py: 0.6 joint + 0.4 motion
+    # + 0.6 bone logits
+    PROTOCOLS = {'linear': dict(STGCN_LINEAR, fusion='logits-weighted', fusion_weights=[0.6, 0.4, 0.6])}
+    PUBLISHED = 'Levigty/AimCLR@6cd7376'
     KEEP = 0.7  # EADM's threshold in the published code (docs/method.md)
 
     def __init__(self, make_encoder, layout, modalities=('joint',), dim=128, queue_size=32768, momentum_key=0.999,

@@ -105,6 +105,24 @@ class Decoder(nn.Module):
         return self.head(self.norm(tokens))
 
 
+class FinetuneHead(nn.Module):
+    """MAMP's fine-tuning head (its model/transformer.py, ActionHeadFinetune): dropout on the encoder's
+    token grid (N, M, T', V, width), the mean over time, the joints' features side by side (V x
+    width), the mean over persons, then Linear(V x width, ``hidden``), BatchNorm, ReLU and
+    Linear(``hidden``, classes)."""
+
+    def __init__(self, width, joints, classes, hidden=2048, dropout=0.3):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.fc1, self.bn, self.fc2 = nn.Linear(joints * width, hidden), nn.BatchNorm1d(hidden), nn.Linear(hidden, classes)
+        for fc in (self.fc1, self.fc2):
+            init_weights(fc)
+
+    def forward(self, grid):
+        x = self.dropout(grid).mean(dim=2).flatten(2).mean(dim=1)
+        return self.fc2(F.relu(self.bn(self.fc1(x))))
+
+
 class MAMP(nn.Module):
     """Per modality a transformer encoder (``make_encoder()``, one that exposes ``tokens`` and
     ``encode``: :class:`models.transformer.TransformerEncoder`) and a decoder; the loss is the sum
@@ -117,6 +135,20 @@ class MAMP(nn.Module):
     count is rounded to the nearest (docs/method.md, "Published defects")."""
 
     VIEWS = ('mamp',)
+    # main_linprobe.py and main_finetune.py with their configs (config/*/linprobe_t120_layer8.yaml,
+    # finetune_t120_layer8_decay.yaml) and scripts (lr 3e-4, min_lr 1e-5): the training clips turned
+    # as in pretraining; the probe a BatchNorm (eps 1e-6) and a linear head by SGD, the lr absolute for
+    # a batch of 256 (2 GPUs x 128), cosine at every step; fine-tuning with MAMP's head
+    # (:class:`FinetuneHead`), AdamW (betas 0.9, 0.999), layer decay 0.8, drop path 0.3 and label
+    # smoothing 0.1, the lr absolute for a batch of 48 (2 x 24)
+    PROTOCOLS = {
+        'linear': dict(batchnorm=True, optimizer='sgd', lr=0.1, momentum=0.9, weight_decay=0.0, epochs=100, cos=True,
+                       min_lr=0.0, warmup_epochs=0, schedule=[], batch_size=256, rotate_train=0.3),
+        'finetune': dict(head='mamp', optimizer='adamw', betas=[0.9, 0.999], lr=3e-4, min_lr=1e-5, warmup_epochs=5,
+                         cos=True, schedule=[], epochs=100, batch_size=48, weight_decay=0.05, layer_decay=0.8,
+                         drop_path=0.3, label_smoothing=0.1, rotate_train=0.3),
+    }
+    PUBLISHED = 'maoyunyao/MAMP@09e6252'
     SETTINGS = (
         Setting('mask_ratio', float, 0.9, 'mamp: the share of tokens masked'),
         Setting('mask_tau', float, 0.8, "mamp: the masking's temperature over the tokens' motion (0: random "

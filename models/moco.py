@@ -44,6 +44,9 @@ class MoCo(nn.Module):
 
     VIEWS = ('normal', 'normal')  # the query's and the key's (feeder/augment.py recipes)
     CONFIG = MoCoConfig
+    # the evaluation protocols where the method's published code differs from CMD's
+    # (options/presets.py LINEAR, FINETUNE): {'linear': {setting: value}, ...}, and whose they are
+    PROTOCOLS, PUBLISHED = {}, None
 
     def __init__(self, make_encoder, layout, modalities=MODALITIES, dim=128, queue_size=16384, momentum_key=0.999,
                  contrast_t=0.07, coordinates=None):
@@ -196,6 +199,13 @@ def mining_start(args):
     return args.mining_epoch if getattr(args, 'mining_epoch', None) is not None else args.epochs // 2
 
 
+# The ST-GCN methods' published linear protocol (CrosSCLR's config/linear_eval/*.yaml and
+# processor/linear_evaluation.py; AimCLR's the same): SGD with momentum 0.9 at lr 3.0 without weight
+# decay, batch 128, 100 epochs with the lr divided by 10 at 80, on the whole clips (no crop)
+STGCN_LINEAR = dict(epochs=100, optimizer='sgd', lr=3.0, schedule=[80], cos=False, warmup_epochs=0, momentum=0.9,
+                    weight_decay=0.0, batch_size=128, whole_clips=True)
+
+
 @torch.no_grad()
 def processor_init(model):
     """The initialisation of SkeletonCLR's, CrosSCLR's and AimCLR's published processors (their
@@ -220,6 +230,7 @@ class SkeletonCLR(MoCo):
     (:func:`processor_init`; docs/method.md)."""
 
     VIEWS = ('skeletonclr', 'skeletonclr')
+    PROTOCOLS, PUBLISHED = {'linear': STGCN_LINEAR}, 'LinguoLi/CrosSCLR@792b70c'
 
     def __init__(self, make_encoder, layout, modalities=('joint',), dim=128, queue_size=32768, momentum_key=0.999,
                  contrast_t=0.07, coordinates=None):
@@ -248,6 +259,10 @@ class CrosSCLR(MoCo):
     VIEWS = ('skeletonclr', 'skeletonclr')
     CONFIG = CrosSCLRConfig
     SETTINGS = (FIX_DEFECTS,)
+    # view 'all': one head per stream, trained together on the mean of their logits
+    PROTOCOLS = {'linear': dict(STGCN_LINEAR, fusion='logits-mean')}
+    PUBLISHED = 'LinguoLi/CrosSCLR@792b70c'
+
 
     def __init__(self, make_encoder, layout, modalities=MODALITIES, dim=128, queue_size=32768, momentum_key=0.999,
                  contrast_t=0.07, topk=1, mining_epoch=150, coordinates=None, fix_defects=False):

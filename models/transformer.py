@@ -24,18 +24,29 @@ class Attention(nn.Module):
         return self.proj(x.transpose(1, 2).reshape(n, length, width))
 
 
+def drop_path(x, rate, training):
+    """Stochastic depth (Huang et al., 2016): in training, each sample's residual branch ``x``
+    (B, ...) is dropped with probability ``rate`` and kept ones are scaled by ``1 / (1 - rate)``."""
+    if not training or rate == 0:
+        return x
+    keep = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(1 - rate)
+    return x * keep / (1 - rate)
+
+
 class Block(nn.Module):
-    """Pre-LN: x + attention(LN(x)), then x + MLP(LN(x)) with a GELU."""
+    """Pre-LN: x + attention(LN(x)), then x + MLP(LN(x)) with a GELU; each branch dropped per
+    sample with probability ``drop_path`` in training (0 unless fine-tuning sets it)."""
 
     def __init__(self, width, heads, mlp_ratio):
         super().__init__()
         self.norm1, self.attn = nn.LayerNorm(width), Attention(width, heads)
         self.norm2 = nn.LayerNorm(width)
         self.mlp = nn.Sequential(nn.Linear(width, width * mlp_ratio), nn.GELU(), nn.Linear(width * mlp_ratio, width))
+        self.drop_path = 0.0
 
     def forward(self, x):
-        x = x + self.attn(self.norm1(x))
-        return x + self.mlp(self.norm2(x))
+        x = x + drop_path(self.attn(self.norm1(x)), self.drop_path, self.training)
+        return x + drop_path(self.mlp(self.norm2(x)), self.drop_path, self.training)
 
 
 def init_weights(module):
@@ -134,7 +145,17 @@ class TransformerEncoder(Encoder):
             return int(name.split('.')[1]) + 1
         return self.decay_layers
 
-    def features(self, x):
+    def set_drop_path(self, rate):
+        """Stochastic depth for fine-tuning: block b of the L drops its branches with probability
+        ``rate * b / (L - 1)``, as MAE and MAMP fine-tune."""
+        for b, block in enumerate(self.blocks):
+            block.drop_path = rate * b / max(len(self.blocks) - 1, 1)
+
+    def token_grid(self, x):
+        """The encoded tokens of clips ``x`` (N, C, T, V, M) as (N, M, T / ``patch``, V, width)."""
         tokens, m = self.tokens(x)
-        out = self.encode(tokens.flatten(1, 2))
-        return out.mean(dim=1).view(-1, m, out.shape[-1]).mean(dim=1)
+        n, patches, joints, width = tokens.shape
+        return self.encode(tokens.flatten(1, 2)).view(n // m, m, patches, joints, width)
+
+    def features(self, x):
+        return self.token_grid(x).mean(dim=(1, 2, 3))

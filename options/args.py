@@ -92,7 +92,7 @@ def get_optim_parser(add_help=False):
     opt = parser.add_argument_group('optimisation')
     opt.add_argument('--epochs', type=positive_int, default=None)
     opt.add_argument('--optimizer', default=None, choices=['sgd', 'adamw'],
-                     help='sgd: weight decay on every parameter; adamw: betas (0.9, 0.95), no decay on 1-D parameters')
+                     help='sgd: weight decay on every parameter; adamw: --betas, no decay on 1-D parameters')
     opt.add_argument('--lr', type=float, default=None, help='base learning rate')
     opt.add_argument('--schedule', type=int, nargs='*', default=None, help='epochs where lr drops x0.1')
     opt.add_argument('--cos', default=None, action=argparse.BooleanOptionalAction,
@@ -101,6 +101,7 @@ def get_optim_parser(add_help=False):
     opt.add_argument('--warmup-epochs', type=non_negative_int, default=None,
                      help='a linear warm-up from 0 over the first N epochs; the lr is then set at every step')
     opt.add_argument('--momentum', type=float, default=None, help='SGD momentum')
+    opt.add_argument('--betas', type=float, nargs=2, default=None, metavar=('B1', 'B2'), help="AdamW's betas")
     opt.add_argument('--weight-decay', type=float, default=None)
     return parser
 
@@ -138,9 +139,16 @@ def add_report_arguments(parser):
 
 
 def get_supervised_parser(add_help=False):
-    """Arguments of the supervised protocols (linear evaluation, fine-tuning)."""
+    """Arguments of the supervised protocols (linear evaluation, fine-tuning); their defaults are the
+    protocol's, or where the checkpoint's method was published with another, that method's
+    (docs/protocols.md, "Evaluation protocols")."""
     parser = argparse.ArgumentParser('CMD supervised', add_help=add_help, parents=[get_optim_parser()])
     parser.add_argument('--eval-every', type=positive_int, default=1, help='test every N epochs (and after the last)')
+    parser.add_argument('--whole-clips', default=None, action=argparse.BooleanOptionalAction,
+                        help='train and test on whole clips resized to --frames, no crop (the ST-GCN methods\' '
+                             'protocol), instead of random 0.5-1 crops to train and the centre 95%% to test')
+    parser.add_argument('--rotate-train', type=float, default=None, metavar='RADIANS',
+                        help='turn each training clip by U(-R, R) radians about x, y and z (MAMP\'s protocols: 0.3)')
     parser.add_argument('--quiet', action='store_true', help='no progress bars')
     return parser
 

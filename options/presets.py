@@ -12,7 +12,7 @@ PRETRAIN = dict(
     batch_size=64, frames=64, min_crop=None, queue_size=16384, topk=8192, contrast_t=0.07,
     teacher_t=0.05, student_t=0.1, momentum_key=0.999, cmd_weight=1.0, mlp=True,
     dim=128, save_every=10, seed=42, shear=1.0, corruption=0.5, rotation=0.0, modalities=['joint', 'motion', 'bone'],
-    optimizer='sgd', cos=False, min_lr=0.0, warmup_epochs=0, offline_step='none')
+    optimizer='sgd', cos=False, min_lr=0.0, warmup_epochs=0, betas=[0.9, 0.95], offline_step='none')
 
 # Per-encoder changes to that recipe (an encoder without a row trains with it): ST-GCN as
 # CrosSCLR/AimCLR train it.
@@ -210,6 +210,8 @@ def recipe(dataset, encoder=None, method='cmd', benchmark=None, world_size=1, re
 
 # Evaluation protocols: frozen-feature linear classification and fine-tuning.
 LINEAR = dict(epochs=80, optimizer='sgd', lr=0.1, schedule=[50, 70], cos=False, min_lr=0.0, warmup_epochs=0,
-              momentum=0.9, weight_decay=0.0, batch_size=64, seed=PRETRAIN['seed'])
-FINETUNE = dict(LINEAR, lr=0.01)
+              momentum=0.9, betas=PRETRAIN['betas'], weight_decay=0.0, batch_size=64, seed=PRETRAIN['seed'],
+              batchnorm=False, fusion='softmax', fusion_weights=None, whole_clips=False, rotate_train=0.0)
+FINETUNE = dict({k: v for k, v in LINEAR.items() if k not in ('batchnorm', 'fusion', 'fusion_weights')}, lr=0.01,
+                head='linear', drop_path=0.0, label_smoothing=0.0, layer_decay=1.0)
 KNN = dict(batch_size=256)

@@ -7,8 +7,8 @@ import os
 import numpy as np
 import torch
 
-from evaluation.deploy import CentreCrop, Deployable, description_path
-from evaluation.heads import Probabilities, load_classifiers, read_heads
+from evaluation.deploy import description_path
+from evaluation.heads import classifier_model, load_classifiers, read_heads
 from feeder.info import DatasetInfo
 from utils.io import read_json
 
@@ -42,7 +42,7 @@ def load_classifier(path, device):
     if not path.lower().endswith(EXPORTED):
         record = read_heads(path)
         classifiers, info = load_classifiers(record)
-        model = Deployable(CentreCrop(record['frames']), Probabilities(classifiers))
+        model = classifier_model(record, classifiers)
         return Classifier(_torch_runner(model, device), info, record['frames'])
     described = description_path(path)
     if not os.path.isfile(described):

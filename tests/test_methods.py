@@ -237,6 +237,12 @@ def test_crossclr_pretrains_with_its_recipe_and_evaluates_every_stream(data_root
     assert 'cross_joint' not in log[0] and {'cross_joint', 'cross_motion', 'cross_bone'} <= set(log[1])
     knn, linear = evaluate(data_root, out, tmp_path, '--stream', 'all')
     assert set(knn['accuracy']) == set(linear['accuracy']) == {'joint', 'motion', 'bone', 'fused'}
+    # its published linear protocol, where the command line leaves it open
+    settings, sources = linear['settings'], linear['sources']
+    assert (settings['lr'], settings['schedule'], settings['whole_clips'], settings['fusion']) == \
+        (3.0, [80], True, 'logits-mean')
+    assert sources['lr'] == 'crossclr protocol (published, LinguoLi/CrosSCLR@792b70c)'
+    assert (settings['epochs'], sources['epochs']) == (1, 'command line')
 
 
 # --- AimCLR ------------------------------------------------------------------------------------

@@ -10,12 +10,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import finetune
+from evaluation.classifier import Classifier
 from feeder.augment import ViewAugment, padded_crop, temporal_crop
 from feeder.layouts import NTU25
 from models.aimclr import AimCLR, attention_drop
 from models.losses import (cross_positive_nce, distribution_matching, infonce, masked_mse, multi_positive_nce,
                            neighbour_positives)
-from models.mamp import MAMP, keep_tokens, masking_key, motion_prior, patchify
+from models.mamp import MAMP, FinetuneHead, keep_tokens, masking_key, motion_prior, patchify
 from models.moco import CrosSCLR, SkeletonCLR
 from models.stgcn import STGCNEncoder
 from models.transformer import TransformerEncoder
@@ -384,9 +386,10 @@ def test_mamps_initialisation_is_the_published_one(mamp):
         else:  # the position embeddings and the mask token: N(0, 0.02^2)
             assert abs(float(value.std()) / 0.02 - 1) < 0.1, name
     released = [m for name, m in model.named_modules() if '.fc' not in name]
-    assert all(float(m.bias.abs().max()) == 0 for m in released if isinstance(m, torch.nn.Linear))
+    assert all(float(m.bias.detach().abs().max()) == 0 for m in released if isinstance(m, torch.nn.Linear))
     norms = [m for m in released if isinstance(m, torch.nn.LayerNorm)]
-    assert all(torch.equal(m.weight, torch.ones_like(m.weight)) and float(m.bias.abs().max()) == 0 for m in norms)
+    assert all(torch.equal(m.weight, torch.ones_like(m.weight)) and float(m.bias.detach().abs().max()) == 0
+               for m in norms)
 
 
 def test_absent_persons_and_the_token_count_under_the_fix(mamp):
@@ -395,3 +398,109 @@ def test_absent_persons_and_the_token_count_under_the_fix(mamp):
     _, _, weight = model.predict('joint', mamp['input'], noise=mamp['uniform_noise'])
     absent = [n * 2 + 1 for n in mamp['config']['absent_second_person']]
     assert float(weight[absent].sum()) == 0 and float(weight.sum()) == (8 - len(absent)) * 90  # 10 of 100 kept
+
+
+# --- each method's evaluation protocol ---------------------------------------------------------
+
+
+def test_mamps_linear_probe_is_the_published_one(mamp):
+    golden = mamp['linear_probe']
+    encoder = mamp_model(mamp).encoders()['joint']
+    classifier = Classifier(encoder, 5, batchnorm=True).double()
+    classifier.encoder.eval()
+    with torch.no_grad():
+        classifier.head.weight.copy_(golden['fc_weight'])
+        classifier.head.bias.copy_(golden['fc_bias'])
+        assert_golden(classifier.features(mamp['input']), golden['pooled'], 'pooled')
+        classifier.norm.train()
+        assert_golden(classifier(mamp['input']), golden['logits_train_mode'], 'logits, train mode')
+        assert_golden(classifier.norm.running_mean, golden['running_mean_after'], 'running mean')
+        assert_golden(classifier.norm.running_var, golden['running_var_after'], 'running variance')
+        classifier.eval()
+        assert_golden(classifier(mamp['input']), golden['logits_eval_mode'], 'logits, eval mode')
+    assert (classifier.norm.eps, classifier.norm.affine, classifier.norm.momentum) == \
+        (golden['bn_eps'], golden['bn_affine'], golden['bn_momentum'])
+
+
+def test_mamps_fine_tuning_head_and_layer_decay_are_the_published_ones(mamp):
+    golden = mamp['finetune_head']
+    encoder = mamp_model(mamp).encoders()['joint']
+    classifier = Classifier(encoder, 5, head='mamp').double()
+    hidden = golden['hidden_dim_here']
+    classifier.head = FinetuneHead(16, 25, 5, hidden=hidden, dropout=golden['dropout_p']).double()
+    classifier.head.load_state_dict(golden['state_dict'])
+    classifier.eval()
+    with torch.no_grad():
+        assert_golden(classifier(mamp['input']), golden['output_eval'], 'fine-tuning head')
+        assert_golden(classifier.encoder.token_grid(classifier.inputs(mamp['input'])), mamp['encoder_all_tokens_eval'],
+                      'token grid')
+    assert FinetuneHead(16, 25, 5).fc1.out_features == golden['hidden_dim_published']
+    published = MAMP.PROTOCOLS['finetune']
+    assert (published['drop_path'], published['label_smoothing'], published['betas']) == \
+        (golden['drop_path_rate'], golden['label_smoothing'], [0.9, 0.999])
+    transformer = TransformerEncoder(25, 3, 16, 8, 2, 4, 4)
+    transformer.set_drop_path(golden['drop_path_rate'])
+    assert_golden(torch.tensor([b.drop_path for b in transformer.blocks], dtype=torch.float64),
+                  torch.tensor(golden['drop_path_per_block_published'], dtype=torch.float64), 'drop path per block')
+
+    decay = mamp['layer_decay']
+    scales = finetune.layer_scales(classifier, 'joint', decay['layer_decay'])
+    args = argparse.Namespace(optimizer='adamw', lr=1.0, weight_decay=decay['weight_decay'], betas=[0.9, 0.999])
+    named = [(f'joint.{n}', p) for n, p in classifier.named_parameters()]
+    optimizer = make_optimizer(named, args, scales)
+    released = {id(p): ('head.' + n[len('head.'):] if n.startswith('head.') else encoder.encoder.released_name(n[8:]))
+                for n, p in classifier.named_parameters()}
+    found = {released[id(p)]: (g['lr_scale'], g['weight_decay']) for g in optimizer.param_groups for p in g['params']}
+    for name, expected in decay['per_parameter'].items():
+        assert found[name][0] == pytest.approx(expected['lr_scale'], rel=1e-12) and found[name][1] == \
+            expected['weight_decay'], name
+
+
+def test_each_method_evaluates_with_its_published_protocol_and_flags_win():
+    from evaluation.common import protocol_of
+    linear, source = protocol_of('crossclr', 'linear')
+    assert (linear['lr'], linear['epochs'], linear['schedule'], linear['batch_size'], linear['weight_decay'],
+            linear['whole_clips'], linear['fusion']) == (3.0, 100, [80], 128, 0.0, True, 'logits-mean')
+    assert source == 'crossclr protocol (published, LinguoLi/CrosSCLR@792b70c)'
+    aimclr, _ = protocol_of('aimclr', 'linear')
+    assert (aimclr['fusion'], aimclr['fusion_weights']) == ('logits-weighted', [0.6, 0.4, 0.6])
+    probe, _ = protocol_of('mamp', 'linear')
+    assert (probe['batchnorm'], probe['lr'], probe['epochs'], probe['batch_size'], probe['cos'], probe['min_lr'],
+            probe['rotate_train']) == (True, 0.1, 100, 256, True, 0.0, 0.3)
+    assert protocol_of('cmd', 'linear')[0] == {} and protocol_of('mamp', None)[0] == {}
+
+
+class Fixed(torch.nn.Module):
+    """A stand-in classifier: the same logits for any clips."""
+
+    def __init__(self, logits):
+        super().__init__()
+        self.logits = torch.nn.Parameter(logits)
+
+    def forward(self, clips):
+        return self.logits
+
+
+def test_the_fusions_are_their_formulas():
+    from evaluation.classifier import fuse, train_classifiers_one_epoch
+    from evaluation.heads import Probabilities
+    torch.manual_seed(0)
+    a, b, c = (torch.randn(6, 5, dtype=torch.float64) for _ in range(3))
+    logits = {'joint': a, 'motion': b, 'bone': c}
+    torch.testing.assert_close(fuse(logits), a.softmax(1) + b.softmax(1) + c.softmax(1))
+    torch.testing.assert_close(fuse(logits, 'logits-mean'), (a + b + c) / 3)
+    torch.testing.assert_close(fuse(logits, 'logits-weighted', [0.6, 0.4, 0.6]), 0.6 * a + 0.4 * b + 0.6 * c)
+    probabilities = Probabilities({s: Fixed(v) for s, v in logits.items() if s != 'motion'}, 'logits-weighted',
+                                  [0.6, 0.4, 0.6])  # the weights are the modalities': joint and bone keep 0.6
+    torch.testing.assert_close(probabilities(None), (0.6 * a + 0.6 * c).softmax(1))
+    with pytest.raises(ValueError, match='needs one weight per stream'):
+        fuse(logits, 'logits-weighted', [1.0])
+    # CrosSCLR's view all: one cross-entropy of the mean logits, with the labels smoothed as asked
+    labels = torch.randint(0, 5, (6,))
+    streams = {s: Fixed(v.clone()) for s, v in logits.items()}
+    optimizer = torch.optim.SGD([p for m in streams.values() for p in m.parameters()], lr=0.0)
+    loss = train_classifiers_one_epoch(streams, [(torch.zeros(6), labels)], optimizer, 'cpu', frozen=False, quiet=True,
+                                       together=True, smoothing=0.1)
+    mean = (a + b + c) / 3
+    expected = 0.9 * F.cross_entropy(mean, labels) - 0.1 * mean.log_softmax(1).mean(1).mean()
+    assert loss == pytest.approx(float(expected), rel=1e-12)

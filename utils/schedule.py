@@ -3,14 +3,15 @@ import math
 
 import torch
 
-# AdamW's betas as MAE and MAMP train with them
+# AdamW's betas as MAE and MAMP pretrain with them (a run's --betas, where it has one, wins)
 ADAMW_BETAS = (0.9, 0.95)
 
 
 def make_optimizer(named_parameters, args, lr_scales=None, **options):
     """``--optimizer`` over the trainable ``named_parameters``: SGD with ``--momentum`` and
     ``--weight-decay`` on every parameter (the published CMD recipe), or AdamW with
-    :data:`ADAMW_BETAS` and ``--weight-decay`` on all but the 1-D parameters (biases, norms).
+    ``--betas`` (default :data:`ADAMW_BETAS`) and ``--weight-decay`` on all but the 1-D parameters
+    (biases, norms).
     ``lr_scales``: {name: factor} for layer-wise lr decay (each group's ``lr_scale``, applied by
     :func:`adjust_learning_rate`); ``options``: the optimiser's own (``fused``)."""
     groups = {}
@@ -23,7 +24,8 @@ def make_optimizer(named_parameters, args, lr_scales=None, **options):
     groups = [{'params': params, 'weight_decay': decay, 'lr_scale': scale}
               for (decay, scale), params in groups.items()]
     if args.optimizer == 'adamw':
-        return torch.optim.AdamW(groups, lr=args.lr, betas=ADAMW_BETAS, **options)
+        betas = tuple(getattr(args, 'betas', None) or ADAMW_BETAS)
+        return torch.optim.AdamW(groups, lr=args.lr, betas=betas, **options)
     return torch.optim.SGD(groups, lr=args.lr, momentum=args.momentum, **options)
 
 
@@ -49,8 +51,8 @@ def adjust_learning_rate(optimizer, epoch, args):
 
 
 def per_step_schedule(optimizer, epoch, steps, args):
-    """With a warm-up, ``before_step(i)`` setting the lr of step ``i`` of ``epoch``'s ``steps`` (MAE's
-    and MAMP's schedule); else ``None``: the lr set once per epoch stands."""
-    if not args.warmup_epochs:
+    """With a warm-up or cosine decay, ``before_step(i)`` setting the lr of step ``i`` of ``epoch``'s
+    ``steps`` (MAE's and MAMP's schedule); else ``None``: the lr set once per epoch stands."""
+    if not (args.warmup_epochs or args.cos):
         return None
     return lambda i: adjust_learning_rate(optimizer, epoch + i / steps, args)

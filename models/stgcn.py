@@ -57,6 +57,18 @@ class GraphConv(nn.Module):
         return torch.einsum('nkctv,kvw->nctw', x, adjacency).contiguous()
 
 
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` (the same distribution: each entry kept with probability 1 - p and scaled by
+    1 / (1 - p)), its mask drawn on the CPU as uniform numbers below 1 - p, several times faster
+    there than PyTorch's Bernoulli draws."""
+
+    def forward(self, x):
+        if not self.training or self.p == 0 or x.is_cuda:
+            return super().forward(x)
+        keep = 1 - self.p
+        return x * (torch.rand_like(x) < keep).to(x.dtype).mul_(1 / keep)
+
+
 class STGCNBlock(nn.Module):
     def __init__(self, in_channels, out_channels, kernels, stride=1, dropout=0.0, residual=True, temporal_kernel=9):
         super().__init__()
@@ -64,7 +76,7 @@ class STGCNBlock(nn.Module):
         self.tcn = nn.Sequential(
             nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True),
             nn.Conv2d(out_channels, out_channels, (temporal_kernel, 1), (stride, 1), ((temporal_kernel - 1) // 2, 0)),
-            nn.BatchNorm2d(out_channels), nn.Dropout(dropout, inplace=True))
+            nn.BatchNorm2d(out_channels), Dropout(dropout, inplace=True))
         if not residual:
             self.residual = None
         elif in_channels == out_channels and stride == 1:

@@ -12,7 +12,8 @@ import torch.nn.functional as F
 
 import finetune
 from evaluation.classifier import Classifier
-from feeder.augment import ViewAugment, padded_crop, temporal_crop
+from feeder.augment import (ViewAugment, blur_taps, padded_crop, random_axis_mask, random_axis_rotation, random_blur,
+                            random_flip, random_noise, temporal_crop)
 from feeder.layouts import NTU25
 from models.aimclr import AimCLR, attention_drop
 from models.losses import (cross_positive_nce, distribution_matching, infonce, masked_mse, multi_positive_nce,
@@ -200,6 +201,11 @@ def test_crossclr_steps_equal_the_published_ones(crossclr, phase):
         for v in model.modalities:
             if v != m:
                 pair = STREAMS[m] + STREAMS[v]
+                size, mined = sims[m].shape[1], golden['top1_queue_index'][v]
+                positives = torch.zeros(len(mined), 1 + 2 * size, dtype=torch.float64)
+                positives[:, 0] = 1
+                positives.scatter_(1, 1 + mined, 1.0).scatter_(1, 1 + size + mined, 1.0)
+                assert torch.equal(positives, golden['pos_masks'][pair])  # the key, v's neighbour twice
                 context = torch.cat([logits, sims[m] * sims[v] / t], dim=1)
                 assert_golden(context, golden['logits'][pair], f'{pair} logits')
                 loss = cross_positive_nce(q[m], k[m], sims[m], sims[v], config['topk'], t)
@@ -240,8 +246,19 @@ def test_the_extreme_view_is_the_published_one(aimclr, case):
     frames = clip.shape[2]
     augment = ViewAugment(25, ('extreme',), frames, shear=golden['shear_amplitude'], mirror=NTU25.mirror)
     assert NTU25.mirror == tuple(golden['transform_order_ntu'])
-    skeletonclr = augment.skeletonclr(clip, torch.tensor([frames]), given)
-    assert_golden(skeletonclr[0], stages['shear'], 'crop then shear')
+    assert_golden(blur_taps(torch.tensor([1.3], dtype=torch.float64), normalise=False)[0], golden['blur_kernel_a'],
+                  'blur taps')
+    x = augment.skeletonclr(clip, torch.tensor([frames]), given)
+    assert_golden(x[0], stages['shear'], 'crop then shear')
+    for stage, apply in (('random_spatial_flip', lambda x: random_flip(x, NTU25.mirror, flip=given['flip'])),
+                         ('random_rotate', lambda x: random_axis_rotation(x, angles=given['angles'])),
+                         ('gaus_noise', lambda x: random_noise(x, noise=given['noise'])),
+                         ('gaus_filter', lambda x: random_blur(x, normalise=False, sigmas=given['sigmas'],
+                                                               blur=given['blur'])),
+                         ('axis_mask', lambda x: random_axis_mask(x, axis=given['axis']))):
+        x = apply(x)
+        if stage in stages:  # the stages that ran (set b: the rotation alone)
+            assert_golden(x[0], stages[stage], stage)
     assert_golden(augment.extreme(clip, torch.tensor([frames]), given)[0], golden[case]['output'], 'extreme view')
 
 
@@ -252,6 +269,8 @@ def test_the_attention_drop_is_the_published_one(aimclr):
     assert_golden(out, golden['output'], 'EADM output')
     out.sum().backward()
     assert_golden(x.grad, golden['grad_input_of_output_sum'], 'EADM gradient')
+    elements = golden['element_keep'].view(4, 8, 25, 5).transpose(2, 3)  # rows c * 25 + v, as (N, C, T, V)
+    assert torch.equal(x.grad != 0, (golden['joint_keep'][:, None, None, :] * elements) != 0)  # where kept
 
 
 @pytest.mark.parametrize('phase', ['phase1', 'phase2'])
@@ -315,6 +334,9 @@ def test_mamps_tokens_patches_and_masking_are_the_published_ones(mamp):
     assert_golden(patches, mamp['patches'], 'patches')
     motion = motion_prior(patches).flatten(1)
     noise = mamp['uniform_noise']
+    normalised = motion / (motion.amax(dim=1, keepdim=True) * config['motion_aware_tau'] + 1e-10)
+    assert_golden(normalised, mamp['motion_aware_masking']['motion_normalised'], 'motion, normalised')
+    assert_golden(normalised.softmax(dim=1), mamp['motion_aware_masking']['motion_prob'], 'masking probabilities')
     for case, tau in (('motion_aware_masking', config['motion_aware_tau']), ('random_masking', 0.0)):
         golden = mamp[case]
         if tau:
@@ -323,6 +345,8 @@ def test_mamps_tokens_patches_and_masking_are_the_published_ones(mamp):
         assert torch.equal(kept, golden['ids_keep']), case
         masked = torch.ones_like(noise).scatter_(1, kept, 0.0)
         assert torch.equal(masked, golden['mask'])
+        order = keep_tokens(motion, motion.shape[1], tau, noise=noise)  # every token, kept first
+        assert torch.equal(order.argsort(dim=1), golden['ids_restore'])
         with torch.no_grad():
             latent = encoder.encode(tokens.flatten(1, 2).gather(1, kept[..., None].expand(-1, -1, config['dim_feat'])))
         assert_golden(latent, golden['latent'], f'{case} latent')
@@ -413,10 +437,13 @@ def test_mamps_linear_probe_is_the_published_one(mamp):
         classifier.head.bias.copy_(golden['fc_bias'])
         assert_golden(classifier.features(mamp['input']), golden['pooled'], 'pooled')
         classifier.norm.train()
+        assert_golden(classifier.norm(golden['pooled']), golden['bn_output_train_mode'], 'BatchNorm, train mode')
+        classifier.norm.reset_running_stats()
         assert_golden(classifier(mamp['input']), golden['logits_train_mode'], 'logits, train mode')
         assert_golden(classifier.norm.running_mean, golden['running_mean_after'], 'running mean')
         assert_golden(classifier.norm.running_var, golden['running_var_after'], 'running variance')
         classifier.eval()
+        assert_golden(classifier.norm(golden['pooled']), golden['bn_output_eval_mode'], 'BatchNorm, eval mode')
         assert_golden(classifier(mamp['input']), golden['logits_eval_mode'], 'logits, eval mode')
     assert (classifier.norm.eps, classifier.norm.affine, classifier.norm.momentum) == \
         (golden['bn_eps'], golden['bn_affine'], golden['bn_momentum'])
@@ -444,6 +471,10 @@ def test_mamps_fine_tuning_head_and_layer_decay_are_the_published_ones(mamp):
                   torch.tensor(golden['drop_path_per_block_published'], dtype=torch.float64), 'drop path per block')
 
     decay = mamp['layer_decay']
+    depth8 = TransformerEncoder(25, 3, 16, 8, 2, 4, 4)
+    scales = [decay['layer_decay'] ** (depth8.decay_layers - i) for i in range(depth8.decay_layers + 1)]
+    assert_golden(torch.tensor(scales, dtype=torch.float64),
+                  torch.tensor(decay['layer_scales_published_depth8'], dtype=torch.float64), 'scales at depth 8')
     scales = finetune.layer_scales(classifier, 'joint', decay['layer_decay'])
     args = argparse.Namespace(optimizer='adamw', lr=1.0, weight_decay=decay['weight_decay'], betas=[0.9, 0.999])
     named = [(f'joint.{n}', p) for n, p in classifier.named_parameters()]

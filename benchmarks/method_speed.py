@@ -1,0 +1,132 @@
+"""Each method's training step beside its published code's, at the same function and size: the
+published step written out (``benchmarks/published_steps.py``) and ours (``pretrain.py``'s step,
+``engine.train_step``) on the same starting weights and views, timed in turns in one run.
+
+    python benchmarks/method_speed.py [--methods skeletonclr crossclr aimclr mamp] [--batch 16]
+        [--frames 50] [--width 16] [--threads 1] [--steps 3] [--rounds 3]
+
+Before timing, one step of each side from the same state in float64 (dropout off) must give the same
+loss: the two compute one function. Then, in float32 with the published dropout, ``--rounds`` turns
+of ``--steps`` steps each, alternating; the table gives the median milliseconds per step and ours
+over the published. ST-GCN methods: its published width 16 (``--width``), 50 frames; MAMP: the
+published transformer (width 256, 8 blocks, 3 decoder blocks) on 120 frames (``--mamp-frames``).
+"""
+import argparse
+import copy
+import functools
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import torch  # noqa: E402
+
+from benchmarks.published_steps import (PublishedAimCLRStep, PublishedMAMPStep, PublishedMoCoStep,  # noqa: E402
+                                        check_same_function)
+from engine import train_step  # noqa: E402
+from feeder.layouts import NTU25  # noqa: E402
+from models.aimclr import AimCLR  # noqa: E402
+from models.mamp import MAMP  # noqa: E402
+from models.moco import CrosSCLR, SkeletonCLR  # noqa: E402
+from models.stgcn import STGCNEncoder  # noqa: E402
+from models.transformer import TransformerEncoder  # noqa: E402
+from utils.schedule import make_optimizer  # noqa: E402
+
+METHODS = ('skeletonclr', 'crossclr', 'aimclr', 'mamp')
+
+
+def build(method, args, dropout):
+    """Our model of ``method`` at the benchmark's size, its optimiser's settings, the published step
+    class and the number of views."""
+    if method == 'mamp':
+        model = MAMP(lambda: TransformerEncoder(25, 3, args.mamp_width, args.mamp_depth, 8, 4, 4), NTU25,
+                     decoder_depth=3)
+        return model, dict(optimizer='adamw', lr=1e-3, weight_decay=0.05), PublishedMAMPStep, 1
+
+    def encoder():
+        return STGCNEncoder(NTU25, 3, args.width, 16 * args.width, 128, True, dropout)
+    cls, published, views = {'skeletonclr': (SkeletonCLR, PublishedMoCoStep, 2), 'crossclr': (CrosSCLR, PublishedMoCoStep, 2),
+                              'aimclr': (AimCLR, PublishedAimCLRStep, 3)}[method]
+    model = cls(encoder, NTU25, queue_size=args.queue)
+    return model, dict(optimizer='sgd', lr=0.1, momentum=0.9, weight_decay=1e-4), published, views
+
+
+def sides(model, optimizer_settings, published_cls):
+    """Two copies of ``model`` and their steps: ours (``engine.train_step`` with the project's
+    optimiser) and the published one."""
+    ours, theirs = copy.deepcopy(model), copy.deepcopy(model)
+    optimizer = make_optimizer(ours.named_parameters(), argparse.Namespace(betas=None, **optimizer_settings))
+    scaler = torch.amp.GradScaler('cpu', enabled=False)
+    ours.train(), theirs.train()
+
+    def our_step(views):
+        return train_step(ours, optimizer, scaler, views)[0]
+    return our_step, published_cls(theirs, lr=optimizer_settings['lr'])
+
+
+def clips(args, method, count, dtype):
+    frames = args.mamp_frames if method == 'mamp' else args.frames
+    generator = torch.Generator().manual_seed(1)
+    views = [torch.randn(args.batch, 3, frames, 25, 2, generator=generator, dtype=dtype) for _ in range(count)]
+    for view in views:
+        view[::2, :, :, :, 1] = 0  # half the clips have one person, as in NTU
+    return tuple(views)
+
+
+def seeded(step, views):
+    """``step(views)`` after seeding the global generator (the masking's draws)."""
+    torch.manual_seed(2)
+    return step(views)
+
+
+def measure(method, args):
+    torch.manual_seed(0)
+    model, settings, published_cls, count = build(method, args, dropout=0.0)
+    model = model.double()
+    ours, published = sides(model, settings, published_cls)
+    error = check_same_function(functools.partial(seeded, ours), functools.partial(seeded, published),
+                                clips(args, method, count, torch.float64))
+    torch.manual_seed(0)
+    model, settings, published_cls, count = build(method, args, dropout=0.5)
+    ours, published = sides(model, settings, published_cls)
+    views = clips(args, method, count, torch.float32)
+    times = {'published': [], 'ours': []}
+    for _ in range(args.rounds):
+        for name, step in (('published', published), ('ours', ours)):
+            step(views)  # warm
+            start = time.perf_counter()
+            for _ in range(args.steps):
+                step(views)
+            times[name].append((time.perf_counter() - start) / args.steps * 1000)
+    return {name: statistics.median(values) for name, values in times.items()}, error
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--methods', nargs='+', default=list(METHODS), choices=METHODS)
+    parser.add_argument('--batch', type=int, default=16)
+    parser.add_argument('--frames', type=int, default=50)
+    parser.add_argument('--width', type=int, default=16, help="the ST-GCN's first width (published 16)")
+    parser.add_argument('--queue', type=int, default=32768)
+    parser.add_argument('--mamp-frames', type=int, default=120)
+    parser.add_argument('--mamp-width', type=int, default=256)
+    parser.add_argument('--mamp-depth', type=int, default=8)
+    parser.add_argument('--threads', type=int, default=1)
+    parser.add_argument('--steps', type=int, default=3)
+    parser.add_argument('--rounds', type=int, default=3)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f'torch {torch.__version__}, {args.threads} thread(s); batch {args.batch}, ST-GCN width {args.width} on '
+          f'{args.frames} frames, MAMP width {args.mamp_width} x {args.mamp_depth} blocks on {args.mamp_frames} frames; '
+          f'median of {args.rounds} turns of {args.steps} steps')
+    print(f'{"method":<12} {"published ms":>13} {"ours ms":>9} {"ours/published":>15} {"float64 loss gap":>17}')
+    for method in args.methods:
+        times, error = measure(method, args)
+        print(f'{method:<12} {times["published"]:>13.1f} {times["ours"]:>9.1f} '
+              f'{times["ours"] / times["published"]:>15.2f} {error:>17.2g}', flush=True)
+
+
+if __name__ == '__main__':
+    main()

@@ -6,27 +6,44 @@
 # unpacked in .bench_old, its default in the same run), then the CUDA tests and the parity
 # tests. Logs go to $OUT (or ./gpu_check) as well as stdout.
 #   bash benchmarks/gpu_check.sh
+# Ends with one line naming the steps that exited non-zero (or saying that none did).
 set -uo pipefail
 cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+if ! "$PYTHON" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+    echo "gpu_check.sh: no CUDA device here (PyTorch under $PYTHON sees none, or is not installed); nothing run"
+    exit 1
+fi
 out="${OUT:-gpu_check}"
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1 TRITON_PRINT_AUTOTUNING=1
+failed=()
+# step NAME COMMAND...: COMMAND's output on stdout and in $out/NAME.log; a non-zero exit noted
+step() {
+    local name=$1
+    shift
+    "$@" 2>&1 | tee "$out/$name.log"
+    [ "${PIPESTATUS[0]}" -eq 0 ] || failed+=("$name")
+}
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv,noheader | tee "$out/device.txt"
-python3 -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__)" | tee -a "$out/device.txt"
-timeout 150 python3 benchmarks/self_check.py --runs '' ' --amp' ' --gru-kernels triton-frame' 2>&1 \
-    | tee "$out/self_check.log"
-timeout 120 python3 benchmarks/recurrence_speed.py 2>&1 | tee "$out/recurrence.log"
+"$PYTHON" -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__)" | tee -a "$out/device.txt"
+step self_check timeout 150 "$PYTHON" benchmarks/self_check.py --runs '' ' --amp' ' --gru-kernels triton-frame'
+step recurrence timeout 120 "$PYTHON" benchmarks/recurrence_speed.py
 default='grouped+graph overlap frame fp16-ops tf32'
 # E2E=CLIPS adds pretrain.py's own runs (defaults and --amp) on that many random clips
 e2e=()
 [ -n "${E2E:-}" ] && e2e=(--end-to-end "$E2E" --end-to-end-args "" " --amp")
-timeout 330 python3 benchmarks/pretrain_speed.py --device cuda --config published --steps 20 \
+step bench timeout 330 "$PYTHON" benchmarks/pretrain_speed.py --device cuda --config published --steps 20 \
     --variants 'frame-by-frame tf32' "$default" 'grouped+graph overlap tf32' 'grouped+graph overlap bf16*' \
-               'grouped+graph overlap frame bf16*' --profile 'grouped frame fp16-ops tf32' "${e2e[@]}" 2>&1 \
-    | tee "$out/bench.log"
+               'grouped+graph overlap frame bf16*' --profile 'grouped frame fp16-ops tf32' "${e2e[@]}"
 if [ -d .bench_old ]; then
-    (cd .bench_old && TRITON_PRINT_AUTOTUNING=0 timeout 90 python3 benchmarks/pretrain_speed.py --device cuda \
-        --config published --steps 20 --variants "$default" 2>&1 | tee "$out/bench_old.log")
+    step bench_old bash -c "cd .bench_old && TRITON_PRINT_AUTOTUNING=0 timeout 90 '$PYTHON' benchmarks/pretrain_speed.py \
+        --device cuda --config published --steps 20 --variants '$default'"
 fi
-timeout 200 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_grouped.py tests/test_golden.py 2>&1 \
-    | tee "$out/tests.log" | tail -25
+step tests timeout 200 "$PYTHON" -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_grouped.py \
+    tests/test_golden.py tests/test_published.py
+if (( ${#failed[@]} )); then
+    echo "gpu_check.sh: exited non-zero: ${failed[*]}"
+    exit 1
+fi
+echo "gpu_check.sh: every step exited 0"

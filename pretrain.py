@@ -1,4 +1,4 @@
-"""Self-supervised CMD pretraining.
+"""Self-supervised pretraining, with any method of ``models.METHODS``.
 
     python pretrain.py --dataset ntu60 --protocol xsub --data-root DATA --output-dir OUT
 
@@ -26,10 +26,10 @@ from feeder.datasets import PretrainDataset, SkeletonFolder, collate_clips
 from feeder.info import dataset_info
 from feeder.modalities import MODALITIES
 from feeder.offline import check_step, offline_transform
-from models import METHODS, build_method, method_settings
+from models import DEFAULT_METHOD, ENCODERS, METHODS, build_method, method_class, method_settings, readers
 from options.args import (add_settings, check_places, format_default, get_args_parser, get_augment_parser,
                           get_optim_parser, non_negative_int, positive_int, settle_device, show_defaults)
-from options.presets import ENCODER_RECIPES, METHOD_RECIPES, default_choice, recipe
+from options.presets import default_choice, reads, recipe
 from options.settings import Settings
 from utils import run_folder
 from utils.checkpoint_io import BackgroundSaver, read_checkpoint
@@ -41,28 +41,17 @@ from utils.schedule import adjust_learning_rate, make_optimizer, per_step_schedu
 
 
 def get_pretrain_parser():
-    parser = argparse.ArgumentParser('CMD pretraining', parents=[get_args_parser(), get_optim_parser(), get_augment_parser()],
+    parser = argparse.ArgumentParser('pretraining', parents=[get_args_parser(), get_optim_parser(), get_augment_parser()],
                                      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--method', default=None, choices=list(METHODS),
-                        help='the self-supervised method (models.METHODS; docs/method.md, "Methods"; default: cmd, on '
-                             'small data with no --encoder the small-data default (docs/protocols.md), or what the '
-                             'checkpoint resumed records)')
+                        help=f'the self-supervised method (models.METHODS; docs/method.md, "Methods"; default: '
+                             f'{DEFAULT_METHOD}, on small data with no --encoder the small-data default '
+                             '(docs/protocols.md), or what the checkpoint resumed records)')
+    parser.add_argument('--modalities', nargs='+', default=None, choices=MODALITIES,
+                        help='the streams the method trains, each from its modality of the clips')
     add_speed_arguments(parser)
-    cmd = parser.add_argument_group('CMD')
-    cmd.add_argument('--modalities', nargs='+', default=None, choices=MODALITIES,
-                     help='one modality gives plain MoCo')
-    cmd.add_argument('--queue-size', type=positive_int, default=None)
-    cmd.add_argument('--topk', type=positive_int, default=None, help="teacher's neighbours used for distillation")
-    cmd.add_argument('--contrast-t', type=float, default=None, help='InfoNCE temperature')
-    cmd.add_argument('--teacher-t', type=float, default=None)
-    cmd.add_argument('--student-t', type=float, default=None)
-    cmd.add_argument('--momentum-key', type=float, default=None, help='key encoder momentum')
-    cmd.add_argument('--cmd-weight', type=float, default=None, help='0 turns distillation off')
-    cmd.add_argument('--mining-epoch', type=non_negative_int, default=None,
-                     help='crossclr, aimclr: the epoch (0-based) from which mined neighbours (in the other '
-                          'modalities, or of the query and its extreme views) are positives (default: half the '
-                          'epochs; published 150 of 300)')
-    add_settings(parser.add_argument_group("each method's own settings (models.METHODS)"), method_settings().values())
+    add_settings(parser.add_argument_group("each method's own settings (models.METHODS; a method refuses another's)"),
+                 method_settings().values())
     out = parser.add_argument_group('output')
     out.add_argument('--save-every', type=positive_int, default=None, help='keep checkpoint_XXXX.pth every N epochs')
     out.add_argument('--resume', default=None, help='checkpoint to continue from')
@@ -74,12 +63,15 @@ def get_pretrain_parser():
                      help='kNN monitor (1-NN and 20-NN top-1 on the benchmark\'s val part) every N epochs and '
                           'at the last; 0 turns it off (default: a tenth of the run)')
     out.add_argument('--quiet', action='store_true', help='no progress bars')
+    out.add_argument('--drop-unread', action='store_true',
+                     help="drop, with a line saying so, the flags that the run's method and encoder do not read, "
+                          'instead of refusing them (for scripts that give one set of flags to several methods)')
     out.add_argument('--print-freq', type=positive_int, default=20,
                      help='steps between progress updates (and checks for a non-finite loss)')
 
     def note(key):
-        changed = [(f'--encoder {e}', r[key]) for e, r in ENCODER_RECIPES.items() if key in r]
-        changed += [(f'--method {m}', r[key]) for m, r in METHOD_RECIPES.items() if key in r]
+        changed = [(f'--encoder {e}', cls.RECIPE[key]) for e, cls in ENCODERS.items() if key in cls.RECIPE]
+        changed += [(f'--method {m}', cls.RECIPE[key]) for m, cls in METHODS.items() if key in cls.RECIPE]
         return '; '.join(f'{who}: {format_default(v)}' for who, v in changed) or None
     show_defaults(parser, lambda dataset: recipe(dataset)[0], note)
     return parser
@@ -104,11 +96,13 @@ def resolve_settings(args, dataset, device, launch=(0, 1, 0), recorded=None, res
     past = recorded or {}
     method, encoder = args.method or past.get('method'), args.encoder or past.get('encoder')
     chose = None
-    if method is None:  # checkpoints that predate methods are CMD's
+    if method is None:  # checkpoints that predate methods are the default method's
         method, encoder, chose = default_choice(dataset, args.protocol) if encoder is None and recorded is None \
-            else ('cmd', encoder, None)
+            else (DEFAULT_METHOD, encoder, None)
     defaults, why = recipe(dataset, encoder, method, args.protocol, world_size, recorded,
                            batch_size=args.batch_size, epochs=args.epochs)
+    refuse_unread(values, reads(defaults['encoder'], method), method, defaults['encoder'], args.drop_unread)
+    values = {k: v for k, v in values.items() if k in defaults or k not in own_setting_names()}
 
     def set_(key, value, source):
         values[key], sources[key] = value, source
@@ -116,8 +110,9 @@ def resolve_settings(args, dataset, device, launch=(0, 1, 0), recorded=None, res
     for key, value in defaults.items():
         if values.get(key) is None:
             set_(key, value, why[key])
-    if args.method is None:
-        set_('method', method, 'checkpoint' if past.get('method') else chose or 'default')
+    if args.method is None:  # a resumed run keeps where its method came from
+        set_('method', method, (past.get('sources') or {}).get('method') or
+             ('checkpoint' if past.get('method') else chose or 'default'))
     if chose:
         set_('encoder', encoder, chose)
     set_('device', device, sources['device'] if args.device else 'CUDA available' if device == 'cuda' else
@@ -127,6 +122,8 @@ def resolve_settings(args, dataset, device, launch=(0, 1, 0), recorded=None, res
         set_(key, value, 'launch environment (torchrun)' if world_size > 1 else 'one process')
     if values['min_crop'] is None:
         set_('min_crop', values['frames'], 'the frames')
+    for key, (value, reason) in method_class(method).resolve(values).items():
+        set_(key, value, reason)
     if values['knn_every'] is None:
         set_('knn_every', knn_every_default(values['epochs']), 'a tenth of the run')
     values['modalities'] = list(dict.fromkeys(values['modalities']))
@@ -142,6 +139,30 @@ def resolve_settings(args, dataset, device, launch=(0, 1, 0), recorded=None, res
     if fell_back:
         return SpeedSettings.reference_instead(settings, 'checkpoint: its self-check fell back to the reference code')
     return settings, SpeedSettings.from_settings(settings)
+
+
+def own_setting_names():
+    """Every encoder's and method's own settings' names: the flags that one run may not read."""
+    return {name for name in method_settings()} | {s.name for cls in ENCODERS.values() for s in cls.SETTINGS}
+
+
+def refuse_unread(values, read, method, encoder, drop=False):
+    """A flag given on the command line (in ``values``) that the run's ``method`` and ``encoder``
+    do not read is refused, in one line naming those that read it; with ``drop``, a line says it is
+    dropped."""
+    unread = [k for k in own_setting_names() - read if values.get(k) is not None]
+    if not unread:
+        return
+    if drop:
+        print(f'--drop-unread: --method {method} with --encoder {encoder} does not read '
+              + ', '.join(f'--{k.replace("_", "-")}' for k in sorted(unread)) + '; dropped')
+        return
+    lines = []
+    for key in sorted(unread):
+        methods, encoders = readers(key)
+        who = ', '.join([f'--method {m}' for m in methods] + [f'--encoder {e}' for e in encoders])
+        lines.append(f'--{key.replace("_", "-")} is read by {who}, not by --method {method} with --encoder {encoder}')
+    raise SystemExit('error: ' + '\n       '.join(lines))
 
 
 def rules_report(settings):
@@ -191,12 +212,20 @@ def checkpoint_to_resume(args):
     return None, None
 
 
+def views_of(args, dataset):
+    """The pretraining views of the run's method (its ``VIEWS``), its own settings at hand."""
+    method = method_class(args.method)
+    return ViewAugment.from_args(args, dataset.layout, dataset.coordinates, method.VIEWS,
+                                 [s.name for s in getattr(method, 'SETTINGS', ())])
+
+
 def save_state(model, optimizer, scaler, epoch, args, dataset, record):
     """Everything a run continues from (docs/checkpoints.md): the model, optimizer and scaler
     states, the epochs done, the arguments, rank 0's RNG state, the dataset's description and the
     last epoch's log line (restored if a kill came between the checkpoint and the log)."""
     return {'model': model.state_dict(), 'optimizer': optimizer.state_dict(), 'scaler': scaler.state_dict(),
-            'epoch': epoch, 'args': plain(vars(args)), 'rng': get_rng_state(), 'dataset': dataset.to_json(),
+            'epoch': epoch, 'args': plain(dict(vars(args), sources=args.sources)), 'rng': get_rng_state(),
+            'dataset': dataset.to_json(),
             'log': record}
 
 
@@ -312,7 +341,7 @@ def main(args):
     seed_everything(args.seed)  # the same initial model and queues on every rank
     model, optimizer, scaler = build_training(args, dataset, speed, device)
     seed_everything(args.seed + args.rank)  # different augmentations on every rank
-    augment = ViewAugment.from_args(args, dataset.layout, dataset.coordinates, METHODS[args.method].VIEWS)
+    augment = views_of(args, dataset)
     on_device = speed.augment_on == 'device'
     clips = PretrainDataset(folder, augment=None if on_device else augment)
 

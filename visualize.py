@@ -54,14 +54,15 @@ def draw_clip(args):
     index = folder.find(args.name, args.index)
     clip = folder.clip(index)
     torch.manual_seed(args.seed)
-    augment = ViewAugment.from_args(args, dataset.layout, dataset.coordinates, METHODS[args.method].VIEWS)
+    augment = ViewAugment.from_args(args, dataset.layout, dataset.coordinates, METHODS[args.method].VIEWS,
+                                    [s.name for s in getattr(METHODS[args.method], 'SETTINGS', ())])
     views = augment(clip[None], torch.tensor([clip.shape[1]]))
     name = folder.names[index]
     prefix = args.out or name
     coordinates = slice(0, dataset.coordinates)  # a confidence channel is not drawn
     panels = {f'{name}\n{clip.shape[1]} frames': clip[coordinates].numpy(),
               **{f'view {i + 1} ({kind})': view[0, coordinates].numpy()
-                 for i, (kind, view) in enumerate(zip(augment.views, views))}}
+                 for i, (kind, view) in enumerate(zip(augment.names, views))}}
     save_clip_pictures(dataset.layout, panels, f'{prefix}.gif', f'{prefix}.png')
     print(f'wrote {prefix}.gif and {prefix}.png')
 

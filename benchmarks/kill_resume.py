@@ -50,7 +50,7 @@ def differences(expected_dir, got_dir):
     b = torch.load(os.path.join(got_dir, 'checkpoint.pth'), weights_only=True)
     for part in ('model', 'optimizer', 'scaler', 'epoch', 'rng'):
         out += [f'checkpoint {part}: {d}' for d in _tree_differences(a[part], b[part])]
-    args_a, args_b = ({k: v for k, v in c['args'].items() if k not in RUN_ARGS} for c in (a, b))
+    args_a, args_b = (_run_args_left_out(c['args']) for c in (a, b))
     out += [f'checkpoint args: {d}' for d in _tree_differences(args_a, args_b)]
     logs = [_log(os.path.join(d, 'log.txt')) for d in (expected_dir, got_dir)]
     if [r['epoch'] for r in logs[0]] != [r['epoch'] for r in logs[1]]:
@@ -61,6 +61,14 @@ def differences(expected_dir, got_dir):
             if changed:
                 out.append(f'log epoch {ra["epoch"]}: {", ".join(changed)} differ')
     return out
+
+
+def _run_args_left_out(args):
+    """A checkpoint's args and their sources without those that say how the run was started."""
+    kept = {k: v for k, v in args.items() if k not in RUN_ARGS}
+    if isinstance(kept.get('sources'), dict):
+        kept['sources'] = {k: v for k, v in kept['sources'].items() if k not in RUN_ARGS}
+    return kept
 
 
 def _log(path):

@@ -40,6 +40,7 @@ from evaluation.monitor import KNNMonitor  # noqa: E402
 from fast.model import FastCMD  # noqa: E402
 from fast.step import GraphedStep  # noqa: E402
 from feeder.augment import ViewAugment  # noqa: E402
+from models.method import normal  # noqa: E402
 from feeder.datasets import PretrainDataset, SkeletonFolder, collate_clips  # noqa: E402
 from feeder.info import dataset_info  # noqa: E402
 from feeder.layouts import NTU25  # noqa: E402
@@ -205,7 +206,7 @@ def time_data_pipeline(device, frames, batch, workers, clips=1024):
     with tempfile.TemporaryDirectory() as root:
         write_random_split(root, clips, min_frames=30)
         folder = SkeletonFolder(root, 'train')
-        augment = ViewAugment(25, frames=frames)
+        augment = ViewAugment(25, (normal, normal), frames=frames)
         for where in ('loader', 'device'):
             dataset = PretrainDataset(folder, augment=augment if where == 'loader' else None)
             loader = DataLoader(dataset, batch_size=batch, num_workers=workers, drop_last=True,

@@ -19,7 +19,6 @@ sys.path.insert(0, ROOT)
 import torch  # noqa: E402
 
 import pretrain  # noqa: E402
-from feeder.augment import ViewAugment  # noqa: E402
 from feeder.info import MAX_FRAMES, dataset_info  # noqa: E402
 from options.args import settle_device  # noqa: E402
 from utils.rng import seed_everything  # noqa: E402
@@ -36,8 +35,7 @@ def check(extra):
     speed.set_matmul_precision()
     seed_everything(args.seed)
     model, optimizer, scaler = pretrain.build_training(args, dataset, speed, device)
-    augment = ViewAugment.from_args(args, dataset.layout, dataset.coordinates,
-                                    pretrain.METHODS[args.method].VIEWS)
+    augment = pretrain.views_of(args, dataset)
     shape = (args.batch_size, len(dataset.channels), MAX_FRAMES, dataset.layout.num_joints, dataset.persons)
     clips = torch.randn(shape).cumsum(dim=2) * 0.02  # smooth random walks, like moving joints
     lengths = torch.randint(MAX_FRAMES // 2, MAX_FRAMES + 1, (args.batch_size,))

@@ -17,7 +17,7 @@ FUSIONS = ('softmax', 'logits-mean', 'logits-weighted')
 class Classifier(StreamEncoder):
     """One stream's encoder (a :class:`models.encoder.StreamEncoder`; its features, not its ``fc``)
     and a new head: ``linear`` on the pooled features (with ``batchnorm``, after a BatchNorm without
-    affine parameters and eps 1e-6: the linear probe of MAE and MAMP, for features whose scale
+    affine parameters and eps 1e-6: MAE's linear probe, for features whose scale
     varies by channel), or one of ``models.HEADS`` on the encoder's token grid."""
 
     def __init__(self, stream, num_classes, batchnorm=False, head='linear'):
@@ -45,8 +45,8 @@ class Classifier(StreamEncoder):
 def fuse(logits, fusion='softmax', weights=None):
     """The fused class scores of several streams' ``logits`` ({stream: (N, classes)}, in the
     modalities' order): ``softmax``, the sum of their softmax; ``logits-mean``, the mean of the
-    logits (CrosSCLR's ``view all``); ``logits-weighted``, their sum weighted by ``weights`` (one per
-    stream; AimCLR's ensemble)."""
+    logits, one head on them trained together; ``logits-weighted``, their sum weighted by
+    ``weights`` (one per stream). A method's protocol says which (its ``PROTOCOLS``)."""
     if fusion == 'softmax':
         return sum(v.softmax(dim=1) for v in logits.values())
     if fusion == 'logits-mean':

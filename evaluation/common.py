@@ -12,7 +12,7 @@ from feeder.info import DatasetInfo, dataset_info
 from feeder.modalities import MODALITIES
 from feeder.offline import check_step, offline_transform
 from evaluation.pretrained import NO_CHECKPOINT, encoder_settings, load_encoders, open_pretrained, streams_held
-from models import METHODS, encoder_setting_names
+from models import DEFAULT_METHOD, METHODS, encoder_of, encoder_setting_names
 from options.args import check_places, settle_device
 from options.settings import Settings
 from utils.dist import launch_env
@@ -82,17 +82,18 @@ def streams_of(stream, held=MODALITIES):
 
 def pretrained_method(pretrained):
     """The method a checkpoint (what :func:`evaluation.pretrained.open_pretrained` read) was
-    pretrained with, where it records one (ours; the authors' released files are CMD's); ``None``
+    pretrained with, where it records one (ours; the authors' released files are the default
+    method's); ``None``
     for random and raw features and for classifiers."""
     kind, _, ckpt_args = pretrained
     if kind == 'ours':
-        return ckpt_args.get('method') or 'cmd'  # checkpoints that predate methods are CMD's
-    return 'cmd' if kind == 'released' else None
+        return ckpt_args.get('method') or DEFAULT_METHOD  # checkpoints that predate methods are its
+    return DEFAULT_METHOD if kind == 'released' else None
 
 
 def protocol_of(method, protocol):
     """The settings in which ``method``'s published ``protocol`` (``linear``, ``finetune``) differs
-    from CMD's, and where they come from."""
+    from the default one, and where they come from."""
     cls = METHODS.get(method)
     rows = getattr(cls, 'PROTOCOLS', {}).get(protocol, {}) if protocol else {}
     return rows, f'{method} protocol (published, {getattr(cls, "PUBLISHED", None)})'
@@ -130,9 +131,14 @@ def setup_evaluation(args, recipe, output_required=True, protocol=None):
                if values.get(k) is not None and values[k] != settings.get(k)]
     if ignored:
         print(f'the checkpoint fixes the encoder; ignored: {", ".join(ignored)}')
+    used = encoder_of(settings)  # only the encoder's own settings: those of another encoder say nothing
     for key in names:
-        values[key] = settings.get(key)
-        sources[key] = 'command line' if fixed != 'checkpoint' and getattr(args, key, None) is not None else fixed
+        if key in used:
+            values[key] = used[key]
+            sources[key] = 'command line' if fixed != 'checkpoint' and getattr(args, key, None) is not None else fixed
+        else:
+            values.pop(key, None)
+            sources.pop(key, None)
     if values['frames'] is None:
         values['frames'], sources['frames'] = settings['frames'], fixed
     if values['offline_step'] is None:  # the clips are prepared as the encoder was trained on them

@@ -14,7 +14,7 @@ from evaluation.classifier import Classifier, fuse, stream_weights
 from evaluation.deploy import CentreCrop, Deployable
 from evaluation.features import RawFeatures
 from feeder.info import DatasetInfo
-from models import EncoderConfig, build_encoder, encoder_setting_names
+from models import EncoderConfig, build_encoder, encoder_of
 from models.encoder import StreamEncoder
 from utils.checkpoint_io import read_checkpoint
 from utils.io import write_atomic
@@ -27,7 +27,7 @@ def heads_record(kind, classifiers, args, dataset, loaded):
     """What ``heads.pth`` holds; ``classifiers``: {stream: :class:`Classifier`}, ``loaded``: the
     record :func:`evaluation.pretrained.load_encoders` returned."""
     return {'kind': kind, 'streams': list(classifiers), 'frames': loaded['frames'],
-            'encoder': plain({k: getattr(args, k, None) for k in encoder_setting_names()}),
+            'encoder': plain(encoder_of(vars(args))),
             'encoder_kind': loaded['kind'], 'dataset': dataset.to_json(),
             'heads': {s: {k: v.detach().cpu().clone() for k, v in c.state_dict().items()}
                       for s, c in classifiers.items()},

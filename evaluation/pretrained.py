@@ -14,7 +14,7 @@ from evaluation.features import RawFeatures, StreamFeatures
 from evaluation.heads import is_heads, stream_encoder
 from feeder.info import BUILTIN_DATASETS, DatasetInfo, dataset_info
 from feeder.modalities import MODALITIES
-from models import METHODS, EncoderConfig, build_encoder, build_method, encoder_setting_names
+from models import DEFAULT_METHOD, METHODS, EncoderConfig, build_encoder, build_method, encoder_setting_names
 from models.encoder import StreamEncoder
 from models.checkpoint import RELEASED_SUFFIX, released_encoder_state, strip_module
 from options.presets import PRETRAIN, UNRECORDED_DEFAULTS, default_choice, recipe
@@ -58,7 +58,7 @@ def describe(checkpoint):
         if any(k.startswith('encoder_q.') for k in state):
             return 'released', _released_gru_args(state)
     keys = sorted(checkpoint)[:20] if isinstance(checkpoint, dict) else type(checkpoint).__name__
-    raise ValueError(f'not a CMD checkpoint: expected ours ({{"model", "args", ...}}) or the released layout '
+    raise ValueError(f'not a pretraining checkpoint: expected ours ({{"model", "args", ...}}) or the released layout '
                      f'({{"state_dict": {{"encoder_q.encoder.gru...", ...}}}}); found {keys}')
 
 
@@ -120,13 +120,13 @@ def encoder_settings(pretrained, dataset, random_args=None, benchmark=None):
     architecture entries of ``random_args``."""
     kind, _, ckpt_args = pretrained
     if kind not in NO_CHECKPOINT:
-        return recipe(dataset, ckpt_args.get('encoder') or PRETRAIN['encoder'], ckpt_args.get('method') or 'cmd',
+        return recipe(dataset, ckpt_args.get('encoder') or PRETRAIN['encoder'], ckpt_args.get('method'),
                       benchmark, recorded=ckpt_args)[0]
     names = encoder_setting_names()
     chosen = {k: v for k, v in (random_args or {}).items() if k in names and v is not None}
     method, encoder, _ = default_choice(dataset, benchmark)  # the encoder a run on this dataset trains by default
     if chosen.get('encoder', encoder) != encoder:
-        method = 'cmd'
+        method = DEFAULT_METHOD
     return dict(recipe(dataset, chosen.get('encoder') or encoder, method, benchmark=benchmark)[0], **chosen)
 
 
@@ -134,13 +134,12 @@ def _pretrained_method(path, checkpoint, args, settings, info):
     """The pretraining model of one of our checkpoints, rebuilt from the settings it records
     (``settings``, its ``args`` over the recipe) and loaded whole: evaluation reads the trained
     encoders through the method's ``encoders()`` (docs/method.md, "Methods")."""
-    method = args.get('method') or 'cmd'  # checkpoints that predate methods are CMD's
+    method = args.get('method') or DEFAULT_METHOD  # checkpoints that predate methods are its
     if method not in METHODS:
         raise ValueError(f'--checkpoint {path} was pretrained with --method {method}, which this code does not know '
                          f'(known: {", ".join(METHODS)})')
     torch.manual_seed(PRETRAIN['seed'])
-    model = build_method(argparse.Namespace(**dict(settings, method=method, mining_epoch=args.get('mining_epoch'))),
-                         info)
+    model = build_method(argparse.Namespace(**dict(settings, method=method)), info)
     try:
         model.load_state_dict(strip_module(checkpoint['model']))
     except RuntimeError as e:

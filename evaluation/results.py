@@ -2,13 +2,15 @@
 import json
 import os
 
+from models import encoder_of
 from utils.io import write_text_atomic
-from utils.run import git_revision
+from utils.run import git_revision, plain
 
 
 def save_results(output_path, protocol, args, info, streams, settings, **extra):
     """Write ``results.json``: what was evaluated (``info`` from
-    :func:`evaluation.pretrained.load_encoders`), how (``settings``: names of ``args`` or a dict),
+    :func:`evaluation.pretrained.load_encoders`, and the encoder's architecture, a random one's
+    too; none for raw coordinates), how (``settings``: names of ``args`` or a dict),
     and the accuracies and whatever else ``extra`` holds; for settings named from ``args``, where
     each value came from."""
     known = getattr(args, 'sources', {})
@@ -19,7 +21,9 @@ def save_results(output_path, protocol, args, info, streams, settings, **extra):
     sources = {k: known[k] for k in named if k in known}
     record = {'protocol': protocol, 'dataset': args.dataset, 'benchmark': args.protocol,
               'checkpoint': info['checkpoint'], 'checkpoint_sha256': info['sha256'],
-              'encoder_kind': info['kind'], 'pretrain_dataset': info['pretrain_args'].get('dataset'),
+              'encoder_kind': info['kind'],
+              'encoder': None if info['kind'] == 'raw' else plain(encoder_of(vars(args))),  # what was evaluated
+              'pretrain_dataset': info['pretrain_args'].get('dataset'),
               'pretrain_epoch': info['epoch'], 'streams': streams,
               'settings': {**settings, 'frames': info['frames']}, 'sources': sources,
               **extra, 'git_revision': git_revision()}

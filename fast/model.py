@@ -10,6 +10,11 @@ from fast.grouped import grouped_features
 from models.cmd import CMD
 
 
+def computes(method):
+    """Whether the fast model computes ``method`` (a method's class): CMD alone."""
+    return method is CMD
+
+
 class FastCMD(CMD):
     """``grouped``: all modalities' encoders of one side computed together
     (:func:`fast.grouped.grouped_features`, published-mode GRU encoders; ``kernels`` and

@@ -8,7 +8,8 @@ from dataclasses import dataclass, fields
 import torch
 
 from engine import device_views, train_step
-from fast.model import FastCMD
+from fast.model import FastCMD, computes
+from models import METHODS, method_class
 from fast.recurrence import KERNELS
 from fast.step import GraphedStep, prefetch_views
 
@@ -67,8 +68,8 @@ def fill_switches(values):
             why[name] = f'speed default ({where}, --method {v["method"]})'
 
     fill('speed', 'fast' if cuda else 'reference')
-    # the fast model and its captured step are CMD's (fast/model.py); other methods run the reference code
-    fast = v['speed'] == 'fast' and v['method'] == 'cmd'
+    # the fast model and its captured step compute one method (fast/model.py); others run the reference code
+    fast = v['speed'] == 'fast' and computes(method_class(v['method']))
     published_gru = v['encoder'] == 'gru' and v['gru_mode'] == 'published'
     fill('augment_on', 'device' if cuda else 'loader')
     # grouped pays off through the CUDA graph (one process); eager, cuDNN's fused call is faster
@@ -109,11 +110,12 @@ class SpeedSettings:
             raise SystemExit('error: ' + '\n       '.join(problems))
         return speed
 
-    def problems(self, single, published_gru, method='cmd'):
+    def problems(self, single, published_gru, method=None):
         """The settings that contradict each other or the run, as sentences."""
         out = []
-        if method != 'cmd' and (self.gru_impl == 'grouped' or self.overlap_keys or self.cuda_graph):
-            out.append(f'--gru-impl grouped, --overlap-keys and --cuda-graph compute --method cmd, not {method}')
+        if not computes(method_class(method)) and (self.gru_impl == 'grouped' or self.overlap_keys or self.cuda_graph):
+            fast = next(name for name, cls in METHODS.items() if computes(cls))
+            out.append(f'--gru-impl grouped, --overlap-keys and --cuda-graph compute --method {fast}, not {method}')
         if self.float16_scaling and not self.cuda:
             out.append('--amp --amp-dtype float16 needs --device cuda (bfloat16 also runs on the CPU)')
         if self.gru_impl == 'grouped' and not published_gru:

@@ -1,6 +1,6 @@
 """Batched skeleton augmentations (docs/method.md, "Augmentations") as tensor functions, and
-:class:`ViewAugment`, the pretraining views they make by named recipes: the one place an
-augmentation is added.
+:class:`ViewAugment`, the pretraining views that the methods' view recipes (``VIEWS``) compose
+from them: the one place an augmentation is added.
 
 Every function takes a batch ``x`` of shape (N, C, T, V, M) (C: 2 or 3 coordinates, then perhaps
 a confidence) and per-sample clip lengths, draws its random numbers per sample, and runs on
@@ -117,7 +117,7 @@ def temporal_crop(x, start, pad: int):
 def padded_crop(x, num_frames, frames: int, generator=None, start=None):
     """SkeletonCLR's crop on clips of any length: each clip's ``num_frames`` valid frames resized to
     ``frames`` (the identity on clips of ``frames`` frames, such as the ST-GCN methods' 50-frame
-    clips, :func:`feeder.published.fifty_frames`), then :func:`temporal_crop` with ``frames // 6``
+    clips, :func:`feeder.offline.fifty_frames`), then :func:`temporal_crop` with ``frames // 6``
     frames of padding (published: 8 of 50) from ``start``, drawn uniformly in ``[0, 2 pad]``."""
     pad = frames // 6
     resized = resize_window(x, torch.zeros_like(num_frames), num_frames, frames)
@@ -262,85 +262,45 @@ def corrupt_count(num_joints):
 
 
 class ViewAugment:
-    """The pretraining views of a batch of clips: one per entry of ``views``, each made by the
-    recipe of that name, independently (docs/method.md, "Augmentations"). A method asks for its
-    views by name (its ``VIEWS``). Works on any device, so it serves data-loader workers (a batch
-    of one clip) and whole batches on the GPU alike.
+    """The pretraining views of a batch of clips: one per view recipe of ``views``, each drawn
+    independently. A view recipe is a function ``recipe(augment, clips, num_frames, draws=None)``
+    composed from the functions above, that reads its settings from ``augment`` (this object); a
+    method declares its recipes in ``VIEWS`` (docs/method.md, "Augmentations"). Works on any
+    device, so it serves data-loader workers (a batch of one clip) and whole batches on the GPU
+    alike.
 
-    ``normal``: random crop-resize, then (with ``rotation`` degrees) a random turn, then joint
-    corruption or shear (``shear``: the shear's amplitude, ``corruption``: the probability of
-    corruption instead); the defaults are the published augmentations. ``coordinates``: how many
-    leading channels are coordinates (default all; a confidence after them is carried along).
+    The settings: ``frames`` and ``min_crop`` (the crop), ``scale`` (the crop's share), ``shear``
+    (its amplitude), ``corruption`` (the probability of joint corruption instead of a shear; the
+    joints corrupted: :func:`corrupt_count` of the layout's), ``rotation`` (degrees), ``coordinates``
+    (how many leading channels are coordinates; a confidence after them is carried along),
+    ``mirror`` (the layout's left/right joint permutation, :attr:`feeder.layouts.Layout.mirror`) and
+    ``options``, the method's own settings ({name: value}) for the recipes that read them."""
 
-    ``skeletonclr``: SkeletonCLR's padded temporal crop (:func:`padded_crop`), then (with
-    ``rotation``) a random turn, then always a shear of amplitude ``shear`` (its recipe: 0.5).
-
-    ``extreme``: AimCLR's strong view: ``skeletonclr``, then a flip of the body's sides (``mirror``:
-    the layout's joint permutation; none, no flip), a rotation, noise, a temporal blur (published:
-    not normalised; ``normalise_blur`` divides it, docs/method.md "Published defects") and an axis
-    mask (:func:`random_flip` to :func:`random_axis_mask`).
-
-    ``mamp``: MAMP's view: a random crop of U(0.5, 1) of each clip (at least ``min_crop`` frames),
-    resized to ``frames``, then a turn of U(-0.3, 0.3) radians about each axis
-    (:func:`random_euler_rotation`).
-
-    A recipe called with ``draws`` ({name: tensor}) takes those of its random draws from there
-    instead of drawing them: ``start`` (the crop), ``shear`` (the matrices), ``flip``, ``angles``,
-    ``noise``, ``sigmas``, ``blur``, ``axis``: each the parameter of that name of the function it
-    goes to."""
-
-    RECIPES = ('normal', 'skeletonclr', 'extreme', 'mamp')
-
-    def __init__(self, num_joints, views=('normal', 'normal'), frames=64, min_crop=None, scale=(0.1, 1.0), shear=1.0,
-                 corruption=0.5, rotation=0.0, coordinates=None, mirror=None, normalise_blur=False):
-        unknown = [name for name in views if name not in self.RECIPES]
-        if unknown:
-            raise ValueError(f'unknown view recipe {unknown[0]!r}; known: {", ".join(self.RECIPES)}')
+    def __init__(self, num_joints, views, frames=64, min_crop=None, scale=(0.1, 1.0), shear=1.0, corruption=0.5,
+                 rotation=0.0, coordinates=None, mirror=None, options=None):
+        if not views or not all(callable(view) for view in views):
+            raise ValueError(f'views: one view recipe (a function) per view, got {views!r}')
         self.views = tuple(views)
         self.frames, self.scale = frames, scale
         self.min_crop = frames if min_crop is None else min_crop
         self.corrupt_joints = corrupt_count(num_joints)
         self.shear, self.corruption, self.rotation = shear, corruption, rotation
-        self.coordinates, self.mirror, self.normalise_blur = coordinates, mirror, normalise_blur
+        self.coordinates, self.mirror, self.options = coordinates, mirror, dict(options or {})
 
-    def normal(self, clips, num_frames):
-        x = random_crop_resize(clips, num_frames, self.frames, self.scale, self.min_crop)
-        if self.rotation:
-            x = random_rotation(x, self.rotation)
-        return random_spatial(x, self.corrupt_joints, shear=self.shear, corruption=self.corruption,
-                              coordinates=self.coordinates)
-
-    def skeletonclr(self, clips, num_frames, draws=None):
-        draws = draws or {}
-        x = padded_crop(clips, num_frames, self.frames, start=draws.get('start'))
-        if self.rotation:
-            x = random_rotation(x, self.rotation)
-        return random_shear(x, self.shear, self.coordinates, matrix=draws.get('shear'))
-
-    def extreme(self, clips, num_frames, draws=None):
-        draws = draws or {}
-        x = self.skeletonclr(clips, num_frames, draws)
-        if self.mirror is not None:
-            x = random_flip(x, self.mirror, flip=draws.get('flip'))
-        c = self.coordinates
-        x = random_axis_rotation(x, coordinates=c, angles=draws.get('angles'))
-        x = random_noise(x, coordinates=c, noise=draws.get('noise'))
-        x = random_blur(x, coordinates=c, normalise=self.normalise_blur, sigmas=draws.get('sigmas'),
-                        blur=draws.get('blur'))
-        return random_axis_mask(x, coordinates=c, axis=draws.get('axis'))
-
-    def mamp(self, clips, num_frames):
-        x = random_crop_resize(clips, num_frames, self.frames, (0.5, 1.0), self.min_crop)
-        return random_euler_rotation(x, coordinates=self.coordinates)
+    @property
+    def names(self):
+        """The views' recipes by name."""
+        return tuple(view.__name__ for view in self.views)
 
     def __call__(self, clips, num_frames):
-        return tuple(getattr(self, name)(clips, num_frames) for name in self.views)
+        return tuple(view(self, clips, num_frames) for view in self.views)
 
     @classmethod
-    def from_args(cls, args, layout, coordinates=None, views=('normal', 'normal')):
-        """The pretraining views of parsed arguments (``frames``, ``min_crop``, ``shear``,
-        ``corruption``, ``rotation``, ``fix_defects``; a ``min_crop`` of ``None`` means ``frames``) for clips of
-        ``layout`` (a :class:`feeder.layouts.Layout`)."""
+    def from_args(cls, args, layout, coordinates, views, options=()):
+        """The pretraining ``views`` of a run's settings ``args`` (``frames``, ``min_crop``,
+        ``shear``, ``corruption``, ``rotation``, and the settings named in ``options``; a
+        ``min_crop`` of ``None`` means ``frames``) for clips of ``layout`` (a
+        :class:`feeder.layouts.Layout`)."""
         return cls(layout.num_joints, views, args.frames, args.min_crop or args.frames, shear=args.shear,
                    corruption=args.corruption, rotation=args.rotation, coordinates=coordinates, mirror=layout.mirror,
-                   normalise_blur=bool(getattr(args, 'fix_defects', False)))
+                   options={name: getattr(args, name, None) for name in options})

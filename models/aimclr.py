@@ -7,9 +7,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from models.encoder import FIX_DEFECTS
 from models.losses import distribution_matching, multi_positive_nce, neighbour_positives, topk_accuracy
-from models.moco import STGCN_LINEAR, MoCo, MoCoConfig, check_topk, mining_start, processor_init
+from feeder.augment import random_axis_mask, random_axis_rotation, random_blur, random_flip, random_noise
+from models.moco import (MINING_SETTINGS, MOCO_SETTINGS, STGCN_DATA, STGCN_LINEAR, MoCo, MoCoConfig, check_topk,
+                         mining_start, processor_init, resolve_mining, skeletonclr)
 
 
 def attention_drop(feature_map, keep=0.7, eps=1e-4):
@@ -30,6 +31,26 @@ def attention_drop(feature_map, keep=0.7, eps=1e-4):
     return feature_map * joints[:, None, None, :] * elements
 
 
+def extreme(augment, clips, num_frames, draws=None):
+    """AimCLR's strong view recipe: SkeletonCLR's view, then a flip of the body's sides (``mirror``:
+    the layout's joint permutation; none, no flip), a rotation, noise, a temporal blur (as
+    published not normalised; with the ``fix_defects`` option normalised, docs/method.md
+    "Published defects") and an axis mask (:func:`feeder.augment.random_flip` to
+    :func:`feeder.augment.random_axis_mask`). ``draws``: any of ``start``, ``shear``, ``flip``,
+    ``angles``, ``noise``, ``sigmas``, ``blur``, ``axis`` (each the parameter of that name of the
+    function it goes to), where given."""
+    draws = draws or {}
+    x = skeletonclr(augment, clips, num_frames, draws)
+    if augment.mirror is not None:
+        x = random_flip(x, augment.mirror, flip=draws.get('flip'))
+    c = augment.coordinates
+    x = random_axis_rotation(x, coordinates=c, angles=draws.get('angles'))
+    x = random_noise(x, coordinates=c, noise=draws.get('noise'))
+    x = random_blur(x, coordinates=c, normalise=bool(augment.options.get('fix_defects')), sigmas=draws.get('sigmas'),
+                    blur=draws.get('blur'))
+    return random_axis_mask(x, coordinates=c, axis=draws.get('axis'))
+
+
 @dataclass(frozen=True)
 class AimCLRConfig(MoCoConfig):
     topk: int
@@ -47,11 +68,13 @@ class AimCLR(MoCo):
 
     As published, D3M takes the log of a softmax and the extreme view's blur is not normalised;
     ``fix_defects`` takes a log-softmax and a normalised blur (docs/method.md, "Published defects";
-    the blur is the view's, :class:`feeder.augment.ViewAugment`)."""
+    the blur is the view's, :func:`extreme`)."""
 
-    VIEWS = ('skeletonclr', 'skeletonclr', 'extreme')
+    VIEWS = (skeletonclr, skeletonclr, extreme)
     CONFIG = AimCLRConfig
-    SETTINGS = (FIX_DEFECTS,)
+    SETTINGS = MOCO_SETTINGS + MINING_SETTINGS
+    # one modality with SkeletonCLR's views and an extreme one, one mined neighbour per query
+    ENCODER, RECIPE, DATASET_RECIPES = 'stgcn', dict(modalities=['joint'], shear=0.5, topk=1), STGCN_DATA
     # a head per stream, and the three-stream ensemble of ensemble_ntu_cs.py: 0.6 joint + 0.4 motion
     # + 0.6 bone logits
     PROTOCOLS = {'linear': dict(STGCN_LINEAR, fusion='logits-weighted', fusion_weights=[0.6, 0.4, 0.6])}
@@ -72,6 +95,10 @@ class AimCLR(MoCo):
     @classmethod
     def build(cls, make_encoder, args, dataset, **extra):
         return super().build(make_encoder, args, dataset, mining_epoch=mining_start(args), **extra)
+
+    @classmethod
+    def resolve(cls, values):
+        return resolve_mining(values)
 
     def extreme(self, encoder, view):
         """Normalised embeddings of the extreme view, and of the same with EADM on the last map."""

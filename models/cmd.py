@@ -4,7 +4,8 @@ from dataclasses import dataclass
 
 from feeder.modalities import MODALITIES
 from models.losses import cmd_loss
-from models.moco import MoCo, MoCoConfig, check_topk
+from models.encoder import Setting
+from models.moco import MOCO_SETTINGS, MoCo, MoCoConfig, check_topk
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,12 @@ class CMD(MoCo):
     every other modality's keys (docs/method.md, "The objective")."""
 
     CONFIG = CMDConfig
+    SETTINGS = MOCO_SETTINGS + (
+        Setting('topk', int, 8192, "cmd: the teacher's queue neighbours the distillation compares"),
+        Setting('teacher_t', float, 0.05, "cmd: the teacher's temperature"),
+        Setting('student_t', float, 0.1, "cmd: the student's temperature"),
+        Setting('cmd_weight', float, 1.0, "cmd: the distillation's weight; 0 turns it off"),
+    )
 
     def __init__(self, make_encoder, layout, modalities=MODALITIES, dim=128, queue_size=16384,
                  momentum_key=0.999, contrast_t=0.07, topk=8192, teacher_t=0.05, student_t=0.1, cmd_weight=1.0,

@@ -10,14 +10,16 @@ from feeder.modalities import to_modality
 
 @dataclass(frozen=True)
 class Setting:
-    """One of an encoder's own settings: the argument ``name`` (its flag is ``--name-with-dashes``),
-    its ``type`` (an ``int`` is at least 1; a ``bool`` is a switch, ``--name`` / ``--no-name``), its
-    ``default`` (the published recipe's), ``help`` and, for a choice, ``choices``."""
+    """One of an encoder's or a method's own settings: the argument ``name`` (its flag is
+    ``--name-with-dashes``), its ``type`` (an ``int`` is at least ``low``; a ``bool`` is a switch,
+    ``--name`` / ``--no-name``), its ``default`` (the published recipe's; ``None``: resolved from
+    the other settings), ``help`` and, for a choice, ``choices``."""
     name: str
     type: type
     default: object
     help: str
     choices: tuple = None
+    low: int = 1
 
     @property
     def flag(self):
@@ -55,9 +57,14 @@ class Encoder(nn.Module):
     A new encoder subclasses this, declares its own settings in ``SETTINGS`` (:class:`Setting`:
     the flags of every entry script and their defaults are made from them), builds itself in
     :meth:`build`, and is registered in ``models.ENCODERS``; a recipe of its own (other lr,
-    frames, ...) is an optional entry in ``options.presets.ENCODER_RECIPES``."""
+    frames, ...) is its ``RECIPE``."""
 
     SETTINGS = ()
+    # its recipe, the changes over the published recipe that pretraining with it takes (frames, lr,
+    # ...), and its changes on small data (options/presets.py layers them)
+    RECIPE, SMALL_RECIPE = {}, {}
+    # entries its parameters hold at zero by construction, not counted as trained
+    fixed_zeros = 0
 
     @classmethod
     def build(cls, settings, layout, persons, channels, dim, mlp):

@@ -8,8 +8,10 @@ from torch import nn
 
 from feeder.info import MAX_FRAMES
 from feeder.modalities import to_modality
+from feeder.augment import random_crop_resize, random_euler_rotation
 from models.encoder import FIX_DEFECTS, Setting, StreamEncoder
 from models.losses import masked_mse
+from models.method import Method
 from models.transformer import Block, init_weights
 
 
@@ -105,6 +107,14 @@ class Decoder(nn.Module):
         return self.head(self.norm(tokens))
 
 
+def mamp(augment, clips, num_frames, draws=None):
+    """MAMP's view recipe: a random crop of U(0.5, 1) of each clip (at least ``min_crop`` frames),
+    resized to ``frames``, then a turn of U(-0.3, 0.3) radians about each axis
+    (:func:`feeder.augment.random_euler_rotation`)."""
+    x = random_crop_resize(clips, num_frames, augment.frames, (0.5, 1.0), augment.min_crop)
+    return random_euler_rotation(x, coordinates=augment.coordinates)
+
+
 class FinetuneHead(nn.Module):
     """MAMP's fine-tuning head (its model/transformer.py, ActionHeadFinetune): dropout on the encoder's
     token grid (N, M, T', V, width), the mean over time, the joints' features side by side (V x
@@ -123,7 +133,7 @@ class FinetuneHead(nn.Module):
         return self.fc2(F.relu(self.bn(self.fc1(x))))
 
 
-class MAMP(nn.Module):
+class MAMP(Method):
     """Per modality a transformer encoder (``make_encoder()``, one that exposes ``tokens`` and
     ``encode``: :class:`models.transformer.TransformerEncoder`) and a decoder; the loss is the sum
     over modalities of :func:`models.losses.masked_mse` between the decoder's predictions and
@@ -134,7 +144,18 @@ class MAMP(nn.Module):
     :func:`kept_count` tokens rounded down; ``fix_defects``: absent persons carry no loss and the
     count is rounded to the nearest (docs/method.md, "Published defects")."""
 
-    VIEWS = ('mamp',)
+    VIEWS = (mamp,)
+    # the joint stream on the transformer, 120 frames cropped to at least 64, AdamW at an absolute lr of
+    # 1e-3 (4 GPUs x 32 clips) warmed up over 20 epochs, then cosine to 5e-4
+    ENCODER = 'transformer'
+    RECIPE = dict(modalities=['joint'], frames=120, min_crop=64, epochs=400, batch_size=128, optimizer='adamw',
+                  lr=1e-3, min_lr=5e-4, warmup_epochs=20, cos=True, weight_decay=0.05)
+    DATASET_RECIPES = {'ntu120': dict(mask_tau=0.75, decoder_depth=5), 'pku1': dict(decoder_depth=5),
+                       'pku2': dict(decoder_depth=5)}
+    # on small data (chosen on the validation benchmarks, benchmarks/RESULTS.md "Small-data presets")
+    SMALL_RECIPE = dict(modalities=['joint'], width=128, depth=4, heads=4, mlp_ratio=4, decoder_depth=2, batch_size=32,
+                        epochs=60, optimizer='adamw', lr=1e-3, min_lr=1e-5, warmup_epochs=10, cos=True,
+                        weight_decay=0.05)
     # main_linprobe.py and main_finetune.py with their configs (config/*/linprobe_t120_layer8.yaml,
     # finetune_t120_layer8_decay.yaml) and scripts (lr 3e-4, min_lr 1e-5): the training clips turned
     # as in pretraining; the probe a BatchNorm (eps 1e-6) and a linear head by SGD, the lr absolute for

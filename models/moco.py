@@ -10,9 +10,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from feeder.modalities import MODALITIES, to_modality
+from feeder.augment import padded_crop, random_rotation, random_shear
 from models.checkpoint import RELEASED_SUFFIX, released_encoder_state, strip_module
-from models.encoder import FIX_DEFECTS, StreamEncoder
+from models.encoder import FIX_DEFECTS, Setting, StreamEncoder
 from models.losses import cross_positive_nce, infonce, topk_accuracy
+from models.method import Method
 from utils.dist import concat_all_gather
 
 
@@ -31,22 +33,34 @@ class MoCoConfig:
         return cls(**{f.name: values[f.name] for f in fields(cls)})
 
 
-class MoCo(nn.Module):
+# The settings of every MoCo method
+MOCO_SETTINGS = (
+    Setting('queue_size', int, 16384, 'MoCo methods: the keys in each modality\'s queue'),
+    Setting('contrast_t', float, 0.07, 'MoCo methods: the InfoNCE temperature'),
+    Setting('momentum_key', float, 0.999, "MoCo methods: the key encoders' momentum"),
+)
+# CrosSCLR's and AimCLR's mining of positives
+MINING_SETTINGS = (
+    Setting('topk', int, 1, "crossclr, aimclr: the queue neighbours mined as positives (of each other modality's "
+                            'query, or of the query and its extreme views)'),
+    Setting('mining_epoch', int, None, 'crossclr, aimclr: the epoch (0-based) from which mined neighbours are '
+                                       'positives (default: half the epochs; published 150 of 300)', low=0),
+    FIX_DEFECTS,
+)
+
+
+class MoCo(Method):
     """Query encoders, momentum key encoders and one key queue per modality.
 
     ``encoder_q``/``encoder_k`` are ``ModuleDict``s keyed by modality; ``queue`` is one buffer
     (modalities, dim, K) filled at a shared pointer, so index i of every modality's queue holds the
     same sample (what lets one modality's neighbours be looked up in another's). ``coordinates``:
     how many leading input channels are coordinates (default all; the rest, a confidence, is carried
-    into every modality unchanged). A method of ``models.METHODS``: ``VIEWS``, ``build``,
-    ``forward(views)`` and :meth:`encoders`.
+    into every modality unchanged. Its views: the default ones, the query's and the key's.
     """
 
-    VIEWS = ('normal', 'normal')  # the query's and the key's (feeder/augment.py recipes)
     CONFIG = MoCoConfig
-    # the evaluation protocols where the method's published code differs from CMD's
-    # (options/presets.py LINEAR, FINETUNE): {'linear': {setting: value}, ...}, and whose they are
-    PROTOCOLS, PUBLISHED = {}, None
+    SETTINGS = MOCO_SETTINGS
 
     def __init__(self, make_encoder, layout, modalities=MODALITIES, dim=128, queue_size=16384, momentum_key=0.999,
                  contrast_t=0.07, coordinates=None):
@@ -72,21 +86,17 @@ class MoCo(nn.Module):
         return cls(make_encoder, dataset.layout, **asdict(cls.CONFIG.from_dict(vars(args))),
                    coordinates=dataset.coordinates, **extra)
 
-    @staticmethod
-    def problems(args, global_batch):
+    @classmethod
+    def problems(cls, args, global_batch):
         """What in the run's settings cannot work for a queue of keys: said before any work starts."""
         out = []
-        if args.topk > args.queue_size:
-            out.append(f'--topk {args.topk} exceeds --queue-size {args.queue_size}')
+        topk = getattr(args, 'topk', None)
+        if topk is not None and topk > args.queue_size:
+            out.append(f'--topk {topk} exceeds --queue-size {args.queue_size}')
         if args.queue_size % global_batch:
             out.append(f'--queue-size {args.queue_size} is not a multiple of the global batch {global_batch} '
                        f'(--batch-size {args.batch_size} x {args.world_size} processes)')
         return out
-
-    def set_epoch(self, epoch):
-        """The training loop says which epoch (0-based) the next steps belong to: a method whose loss
-        changes during the run (mining from ``mining_epoch`` on) reads ``self.epoch``."""
-        self.epoch = epoch
 
     def encoders(self):
         """The trained encoders, {modality: :class:`models.encoder.StreamEncoder`}: what evaluation
@@ -199,11 +209,29 @@ def mining_start(args):
     return args.mining_epoch if getattr(args, 'mining_epoch', None) is not None else args.epochs // 2
 
 
+def resolve_mining(values):
+    """``mining_epoch`` left open: half the epochs."""
+    if values.get('mining_epoch') is not None:
+        return {}
+    return {'mining_epoch': (values['epochs'] // 2, 'half the epochs (published 150 of 300)')}
+
+
 # The ST-GCN methods' published linear protocol (CrosSCLR's config/linear_eval/*.yaml and
 # processor/linear_evaluation.py; AimCLR's the same): SGD with momentum 0.9 at lr 3.0 without weight
 # decay, batch 128, 100 epochs with the lr divided by 10 at 80, on the whole clips (no crop)
 STGCN_LINEAR = dict(epochs=100, optimizer='sgd', lr=3.0, schedule=[80], cos=False, warmup_epochs=0, momentum=0.9,
                     weight_decay=0.0, batch_size=128, whole_clips=True)
+
+
+def skeletonclr(augment, clips, num_frames, draws=None):
+    """SkeletonCLR's view recipe: its padded temporal crop (:func:`feeder.augment.padded_crop`), then
+    (with ``rotation``) a random turn, then always a shear of amplitude ``shear`` (its recipe: 0.5).
+    ``draws``: the crop's ``start`` and the ``shear`` matrices, where given."""
+    draws = draws or {}
+    x = padded_crop(clips, num_frames, augment.frames, start=draws.get('start'))
+    if augment.rotation:
+        x = random_rotation(x, augment.rotation)
+    return random_shear(x, augment.shear, augment.coordinates, matrix=draws.get('shear'))
 
 
 @torch.no_grad()
@@ -224,12 +252,18 @@ def processor_init(model):
             module.bias.zero_()
 
 
+# The ST-GCN methods' data as published: their 50-frame clips on NTU and PKU-MMD (feeder/offline.py)
+STGCN_DATA = {kind: dict(offline_step='stgcn50') for kind in ('ntu60', 'ntu120', 'pku1', 'pku2')}
+
+
 class SkeletonCLR(MoCo):
     """SkeletonCLR (Li et al., CVPR 2021): MoCo on one modality (``--modalities joint``, or motion or
     bone) with its published views (a padded temporal crop, then a shear) and initialisation
-    (:func:`processor_init`; docs/method.md)."""
+    (:func:`processor_init`; docs/method.md). Its recipe: the ST-GCN's, one modality, shear
+    ``U(-0.5, 0.5)``."""
 
-    VIEWS = ('skeletonclr', 'skeletonclr')
+    VIEWS = (skeletonclr, skeletonclr)
+    ENCODER, RECIPE, DATASET_RECIPES = 'stgcn', dict(modalities=['joint'], shear=0.5), STGCN_DATA
     PROTOCOLS, PUBLISHED = {'linear': STGCN_LINEAR}, 'LinguoLi/CrosSCLR@792b70c'
 
     def __init__(self, make_encoder, layout, modalities=('joint',), dim=128, queue_size=32768, momentum_key=0.999,
@@ -256,9 +290,12 @@ class CrosSCLR(MoCo):
     times), from ``mining_epoch`` on the motion key encoder alone. ``fix_defects``: a head of its own
     per modality and every key encoder updated once per step, as the paper describes."""
 
-    VIEWS = ('skeletonclr', 'skeletonclr')
+    VIEWS = (skeletonclr, skeletonclr)
     CONFIG = CrosSCLRConfig
-    SETTINGS = (FIX_DEFECTS,)
+    SETTINGS = MOCO_SETTINGS + MINING_SETTINGS
+    # the three modalities, SkeletonCLR's views, one mined positive per other modality (the top-k
+    # is fixed here: it counts mined positives, which the small-data rules do not scale)
+    ENCODER, RECIPE, DATASET_RECIPES = 'stgcn', dict(shear=0.5, topk=1), STGCN_DATA
     # view 'all': one head per stream, trained together on the mean of their logits
     PROTOCOLS = {'linear': dict(STGCN_LINEAR, fusion='logits-mean')}
     PUBLISHED = 'LinguoLi/CrosSCLR@792b70c'
@@ -275,6 +312,10 @@ class CrosSCLR(MoCo):
     @classmethod
     def build(cls, make_encoder, args, dataset, **extra):
         return super().build(make_encoder, args, dataset, mining_epoch=mining_start(args), **extra)
+
+    @classmethod
+    def resolve(cls, values):
+        return resolve_mining(values)
 
     def query_encoders(self, make_encoder):
         encoders = super().query_encoders(make_encoder)

@@ -96,6 +96,9 @@ class STGCNEncoder(Encoder):
     edge importance, global average pooling over (T, V), mean over persons, then ``fc``."""
 
 
+    # as CrosSCLR and AimCLR train it on NTU-60
+    RECIPE = dict(frames=50, lr=0.1, batch_size=128, epochs=300, schedule=[250], queue_size=32768)
+
     @classmethod
     def build(cls, settings, layout, persons, channels, dim, mlp):
         return cls(layout, in_channels=channels, dim=dim, mlp=mlp)

@@ -76,6 +76,11 @@ class TransformerEncoder(Encoder):
         Setting('patch', int, 4, 'frames per token of the transformer'),
     )
 
+    # on small data: a quarter of the published width, two blocks, and the optimiser transformers train
+    # with (chosen on the validation benchmarks, benchmarks/RESULTS.md "Small-data presets")
+    SMALL_RECIPE = dict(width=64, depth=2, heads=4, mlp_ratio=2, optimizer='adamw', lr=1e-3, weight_decay=0.05,
+                        warmup_epochs=6, cos=True, min_lr=0.0, epochs=60)
+
     @classmethod
     def build(cls, settings, layout, persons, channels, dim, mlp):
         return cls(layout.num_joints, channels, settings['width'], settings['depth'], settings['heads'],

@@ -41,7 +41,7 @@ def get_args_parser(add_help=False, encoder_flags=True):
     """Arguments common to pretraining and evaluation; scripts add theirs via ``parents=``. With
     ``encoder_flags``, every encoder's settings, made from ``models.ENCODERS`` (a script that
     builds no encoder of its own choosing leaves them out)."""
-    parser = argparse.ArgumentParser('CMD', add_help=add_help)
+    parser = argparse.ArgumentParser('common', add_help=add_help)
     data = parser.add_argument_group('data')
     data.add_argument('--dataset', default='synthetic', choices=DATASET_NAMES,
                       help="a built-in dataset, or custom: what DATA_ROOT/dataset.json describes")
@@ -81,14 +81,14 @@ def add_settings(group, settings):
         if setting.type is bool:
             group.add_argument(setting.flag, default=None, action=argparse.BooleanOptionalAction, help=setting.help)
             continue
-        kind = positive_int if setting.type is int else setting.type
+        kind = (positive_int if setting.low >= 1 else non_negative_int) if setting.type is int else setting.type
         group.add_argument(setting.flag, type=kind, default=None, choices=setting.choices, help=setting.help)
 
 
 def get_optim_parser(add_help=False):
     """The optimiser and its schedule (utils/schedule.py), for pretraining and the supervised
     protocols alike."""
-    parser = argparse.ArgumentParser('CMD optimisation', add_help=add_help)
+    parser = argparse.ArgumentParser('optimisation', add_help=add_help)
     opt = parser.add_argument_group('optimisation')
     opt.add_argument('--epochs', type=positive_int, default=None)
     opt.add_argument('--optimizer', default=None, choices=['sgd', 'adamw'],
@@ -108,7 +108,7 @@ def get_optim_parser(add_help=False):
 
 def get_augment_parser(add_help=False):
     """The pretraining views' augmentations (docs/method.md); their defaults are the published ones."""
-    parser = argparse.ArgumentParser('CMD augmentation', add_help=add_help)
+    parser = argparse.ArgumentParser('augmentation', add_help=add_help)
     aug = parser.add_argument_group('augmentation (docs/method.md)')
     aug.add_argument('--min-crop', type=positive_int, default=None, help='shortest temporal crop (none: --frames)')
     aug.add_argument('--shear', type=float, default=None, help="the shear's amplitude: off-diagonal entries U(-A, A)")
@@ -121,7 +121,7 @@ def get_augment_parser(add_help=False):
 
 def get_eval_parser(fusion=True, add_help=False):
     """What every evaluation reads: the checkpoint and the streams (``fusion``: ``all`` allowed)."""
-    parser = argparse.ArgumentParser('CMD evaluation', add_help=add_help)
+    parser = argparse.ArgumentParser('evaluation', add_help=add_help)
     parser.add_argument('--checkpoint', default=None,
                         help="ours, the authors' released file, 'random' (an untrained encoder) or 'raw' (no encoder: "
                              "the prepared coordinates themselves, flattened)")
@@ -142,13 +142,13 @@ def get_supervised_parser(add_help=False):
     """Arguments of the supervised protocols (linear evaluation, fine-tuning); their defaults are the
     protocol's, or where the checkpoint's method was published with another, that method's
     (docs/protocols.md, "Evaluation protocols")."""
-    parser = argparse.ArgumentParser('CMD supervised', add_help=add_help, parents=[get_optim_parser()])
+    parser = argparse.ArgumentParser('supervised', add_help=add_help, parents=[get_optim_parser()])
     parser.add_argument('--eval-every', type=positive_int, default=1, help='test every N epochs (and after the last)')
     parser.add_argument('--whole-clips', default=None, action=argparse.BooleanOptionalAction,
                         help='train and test on whole clips resized to --frames, no crop (the ST-GCN methods\' '
                              'protocol), instead of random 0.5-1 crops to train and the centre 95%% to test')
     parser.add_argument('--rotate-train', type=float, default=None, metavar='RADIANS',
-                        help='turn each training clip by U(-R, R) radians about x, y and z (MAMP\'s protocols: 0.3)')
+                        help='turn each training clip by U(-R, R) radians about x, y and z (docs/protocols.md)')
     parser.add_argument('--quiet', action='store_true', help='no progress bars')
     return parser
 

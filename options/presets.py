@@ -1,53 +1,19 @@
-"""The one table of recipes: every default of pretraining and evaluation, per encoder and dataset
-(docs/protocols.md). What the datasets themselves are lives in ``feeder/info.py``; an encoder's
-own settings and their defaults live with the encoder (``Encoder.SETTINGS``)."""
+"""The recipes: every default of pretraining and evaluation that no encoder or method owns, per
+dataset, and how a run's defaults are layered (docs/protocols.md). What the datasets themselves are
+lives in ``feeder/info.py``; an encoder's and a method's own settings, recipes and protocols live
+with them (``SETTINGS``, ``RECIPE``, ...)."""
 import math
 
-from models import method_settings, own_settings
+from models import DEFAULT_METHOD, ENCODERS, SMALL_DEFAULT, method_class
 
-# Published CMD pretraining recipe with the GRU encoder (whose published size is its settings'
-# defaults: 3 x 1024, the published chains, the last frame).
+# The published recipe of the default method (models.DEFAULT_METHOD), with its encoder, the GRU (whose
+# published size is its settings' defaults: 3 x 1024, the published chains, the last frame); every
+# run starts from it, and its encoder's and method's own settings and recipes change it.
 PRETRAIN = dict(
     encoder='gru', epochs=451, schedule=[351], lr=0.01, momentum=0.9, weight_decay=1e-4,
-    batch_size=64, frames=64, min_crop=None, queue_size=16384, topk=8192, contrast_t=0.07,
-    teacher_t=0.05, student_t=0.1, momentum_key=0.999, cmd_weight=1.0, mlp=True,
-    dim=128, save_every=10, seed=42, shear=1.0, corruption=0.5, rotation=0.0, modalities=['joint', 'motion', 'bone'],
-    optimizer='sgd', cos=False, min_lr=0.0, warmup_epochs=0, betas=[0.9, 0.95], offline_step='none')
-
-# Per-encoder changes to that recipe (an encoder without a row trains with it): ST-GCN as
-# CrosSCLR/AimCLR train it.
-ENCODER_RECIPES = {
-    'stgcn': dict(frames=50, lr=0.1, batch_size=128, epochs=300, schedule=[250], queue_size=32768),
-}
-
-# Per-method changes, over the encoder's: each method's published recipe (docs/protocols.md), with
-# the encoder it was published with (``--encoder`` chooses another); a method without a row trains
-# with the published CMD recipe.
-METHOD_RECIPES = {
-    'cmd': {},
-    # SkeletonCLR (Li et al., CVPR 2021): one stream of MoCo on the quarter-width ST-GCN, whose
-    # recipe is ENCODER_RECIPES['stgcn']; its views shear by U(-0.5, 0.5)
-    'skeletonclr': dict(encoder='stgcn', modalities=['joint'], shear=0.5),
-    # CrosSCLR (the same paper): the three modalities, SkeletonCLR's views, one mined positive per
-    # other modality from half the run on (--mining-epoch: published 150 of 300 epochs)
-    'crossclr': dict(encoder='stgcn', shear=0.5, topk=1),
-    # AimCLR (Guo et al., AAAI 2022): one stream with SkeletonCLR's views and an extreme one, one mined
-    # neighbour per query from half the run on (--mining-epoch: published 150 of 300 epochs)
-    'aimclr': dict(encoder='stgcn', modalities=['joint'], shear=0.5, topk=1),
-    # MAMP (Mao et al., ICCV 2023): the joint stream on the transformer, 120 frames cropped to at least
-    # 64, AdamW at an absolute lr of 1e-3 (4 GPUs x 32 clips) warmed up over 20 epochs, then cosine
-    'mamp': dict(encoder='transformer', modalities=['joint'], frames=120, min_crop=64, epochs=400, batch_size=128,
-                 optimizer='adamw', lr=1e-3, min_lr=5e-4, warmup_epochs=20, cos=True, weight_decay=0.05),
-}
-# A method's published changes for one dataset, over its row above.
-METHOD_DATASET_RECIPES = {
-    ('mamp', 'ntu120'): dict(mask_tau=0.75, decoder_depth=5),
-    ('mamp', 'pku1'): dict(decoder_depth=5),
-    ('mamp', 'pku2'): dict(decoder_depth=5),
-    # the ST-GCN methods train and evaluate on their published 50-frame clips (feeder/offline.py)
-    **{(method, kind): dict(offline_step='stgcn50') for method in ('skeletonclr', 'crossclr', 'aimclr')
-       for kind in ('ntu60', 'ntu120', 'pku1', 'pku2')},
-}
+    batch_size=64, frames=64, min_crop=None, mlp=True, dim=128, save_every=10, seed=42, shear=1.0, corruption=0.5,
+    rotation=0.0, modalities=['joint', 'motion', 'bone'], optimizer='sgd', cos=False, min_lr=0.0, warmup_epochs=0,
+    betas=[0.9, 0.95], offline_step='none')
 
 # The small-data preset (docs/protocols.md, "Small datasets"): settings chosen by measurement on
 # validation benchmarks (NW-UCLA xview_dev, SBU fold 1 split by subject pairs); the published
@@ -62,27 +28,10 @@ DATASET_RECIPES = {
     'synthetic': dict(SMALL, batch_size=32, epochs=60, schedule=[50], save_every=20),
 }
 # Datasets trained with the small-data preset and its rules; a custom dataset is, below
-# SMALL_DATA_CLIPS training clips, and is trained with the published recipe above.
+# SMALL_DATA_CLIPS training clips, and is trained with the published recipe above. An encoder's and
+# a method's own changes on small data are their SMALL_RECIPE.
 SMALL_DATASETS = ('ucla', 'custom')
 SMALL_DATA_CLIPS = 5000
-# The small-data sizes of an encoder, over its recipe, and a method's small-data recipe, which
-# replaces its published one on small data (the rules give what it leaves); chosen on the
-# validation benchmarks like the preset (benchmarks/RESULTS.md, "Small-data presets").
-SMALL_ENCODER_RECIPES = {
-    # a quarter of the published width, two blocks, and the optimiser transformers train with
-    'transformer': dict(width=64, depth=2, heads=4, mlp_ratio=2, optimizer='adamw', lr=1e-3, weight_decay=0.05,
-                        warmup_epochs=6, cos=True, min_lr=0.0, epochs=60),
-}
-SMALL_METHOD_RECIPES = {
-    'mamp': dict(modalities=['joint'], width=128, depth=4, heads=4, mlp_ratio=4, decoder_depth=2, batch_size=32,
-                 epochs=60, optimizer='adamw', lr=1e-3, min_lr=1e-5, warmup_epochs=10, cos=True, weight_decay=0.05),
-}
-# What a small dataset pretrains with when the command line names neither a method nor an encoder:
-# what learned best on the validation benchmarks (docs/protocols.md, "The default for small data").
-SMALL_DEFAULT = dict(method='cmd', encoder='gru',
-                     why='CMD with the GRU learned best on NW-UCLA xview_dev and SBU dev, ahead of CMD with the '
-                         'transformer and of MAMP (benchmarks/RESULTS.md, "Small-data presets")')
-
 # What a checkpoint that does not record one of these settings was trained with: the code then
 # had no such setting and did what the published method does (what its paper describes, for the
 # defects that --fix-defects now fixes).
@@ -134,64 +83,77 @@ def is_small(kind, train_clips=None):
 
 def default_choice(dataset, benchmark=None):
     """The method and encoder a run on ``dataset`` (a :class:`feeder.info.DatasetInfo`, or a kind
-    by name) takes when the command line names neither, and why: ``SMALL_DEFAULT`` on a small
-    dataset (its training set for ``benchmark`` decides a custom one's size), else CMD with the GRU
-    as published."""
+    by name) takes when the command line names neither, and why: ``models.SMALL_DEFAULT`` on a small
+    dataset (its training set for ``benchmark`` decides a custom one's size), else the default
+    method with the encoder it was published with."""
     kind = dataset if isinstance(dataset, str) else dataset.kind
     clips = None if isinstance(dataset, str) else dataset.sizes.get(benchmark, {}).get('train')
     if is_small(kind, clips):
         return SMALL_DEFAULT['method'], SMALL_DEFAULT['encoder'], f'small-data default: {SMALL_DEFAULT["why"]}'
-    return 'cmd', default_encoder('cmd'), 'published recipe'
+    return DEFAULT_METHOD, default_encoder(DEFAULT_METHOD), 'published recipe'
 
 
-def default_encoder(method='cmd'):
+def default_encoder(method=None):
     """The encoder ``method`` was published with."""
-    return METHOD_RECIPES.get(method, {}).get('encoder', PRETRAIN['encoder'])
+    return method_class(method).ENCODER or PRETRAIN['encoder']
 
 
-def recipe(dataset, encoder=None, method='cmd', benchmark=None, world_size=1, recorded=None, train_clips=None,
+def reads(encoder, method=None):
+    """The settings a run of ``method`` with ``encoder`` reads: the recipe's, the encoder's and the
+    method's own (what its settings and ``args.json`` hold, and nothing else)."""
+    return set(PRETRAIN) | {s.name for s in ENCODERS[encoder].SETTINGS} | \
+        {s.name for s in getattr(method_class(method), 'SETTINGS', ())}
+
+
+def recipe(dataset, encoder=None, method=None, benchmark=None, world_size=1, recorded=None, train_clips=None,
            median_length=None, **given):
     """The defaults of a pretraining run and where each comes from: ``(values, sources)``, two dicts
-    by argument name, a source being a short phrase ("published recipe", "small-data rule: ...").
+    by setting name, a source being a short phrase ("published recipe", "small-data rule: ...").
+    Only the settings the run reads (:func:`reads`) are there.
 
-    The layers, each over the one before: the published recipe with every encoder's setting
-    defaults; ``encoder``'s recipe (default: the one ``method`` was published with); the small-data
-    preset (for ``SMALL_DATASETS``; a custom dataset below ``SMALL_DATA_CLIPS`` training clips) and
-    the encoder's row of ``SMALL_ENCODER_RECIPES``; the dataset's recipe; the small-data rules for a
-    training set of known size, but for what the small-data rows fix (``given``: the batch size and
-    epochs a command line fixes, which the rest follows, as it follows a row's); the method's recipe,
-    whose values say what the method is (CrosSCLR's and AimCLR's top-k counts mined positives, CMD's
-    the distilled neighbours), on small data its row of ``SMALL_METHOD_RECIPES`` instead; then, for
-    a checkpoint's run, what it records (``recorded``, its args), else
-    ``UNRECORDED_DEFAULTS``. ``dataset``: a :class:`feeder.info.DatasetInfo`, whose description gives
-    the training set's size and median length for ``benchmark`` where it was prepared here, or a
-    dataset's kind by name; ``train_clips`` and ``median_length`` given win."""
+    The layers, each over the one before: the published recipe; the encoder's and the method's
+    setting defaults; the encoder's ``RECIPE`` (default encoder: the one ``method`` was published
+    with); the small-data preset (for ``SMALL_DATASETS``; a custom dataset below ``SMALL_DATA_CLIPS``
+    training clips) and the encoder's ``SMALL_RECIPE``; the dataset's recipe; the small-data rules
+    for a training set of known size, but for what the small-data rows fix (``given``: the batch size
+    and epochs a command line fixes, which the rest follows, as it follows a row's); the method's
+    ``RECIPE`` with its ``DATASET_RECIPES`` row, whose values say what the method is (a top-k that
+    counts mined positives stays, where the rules scale one of distilled neighbours), on small data its
+    ``SMALL_RECIPE`` where it has one; then, for a checkpoint's run, what it records (``recorded``,
+    its args, with their sources where it records them), else ``UNRECORDED_DEFAULTS``.
+    ``dataset``: a :class:`feeder.info.DatasetInfo`, whose description gives the training set's size
+    and median length for ``benchmark`` where it was prepared here, or a dataset's kind by name;
+    ``train_clips`` and ``median_length`` given win."""
     kind = dataset if isinstance(dataset, str) else dataset.kind
     if not isinstance(dataset, str) and benchmark is not None:
         train_clips = train_clips or dataset.sizes.get(benchmark, {}).get('train')
         median_length = median_length or (dataset.lengths.get(benchmark, {}).get('train') or {}).get('median')
+    cls = method_class(method)
+    method = method or DEFAULT_METHOD
     encoder = encoder or default_encoder(method)
+    encoder_cls, read = ENCODERS[encoder], reads(encoder, method)
     values, sources = {}, {}
 
     def layer(changes, source):
+        changes = {k: v for k, v in changes.items() if k in read}
         values.update(changes)
         sources.update(dict.fromkeys(changes, source))
 
     layer(PRETRAIN, 'published recipe')
-    layer({name: s.default for name, s in own_settings().items()}, 'published recipe (the encoders\' defaults)')
-    layer({name: s.default for name, s in method_settings().items()}, 'published recipe (the methods\' defaults)')
-    layer(ENCODER_RECIPES.get(encoder, {}), f'encoder recipe ({encoder})')
+    layer({s.name: s.default for s in encoder_cls.SETTINGS}, f'published recipe ({encoder}\'s defaults)')
+    layer({s.name: s.default for s in getattr(cls, 'SETTINGS', ())}, f'published recipe ({method}\'s defaults)')
+    layer(encoder_cls.RECIPE, f'encoder recipe ({encoder})')
     small = is_small(kind, train_clips)
-    small_encoder = SMALL_ENCODER_RECIPES.get(encoder, {}) if small else {}
+    small_encoder = encoder_cls.SMALL_RECIPE if small else {}
     if small:
         layer(SMALL, 'small-data preset')
         layer(small_encoder, f'small-data preset ({encoder})')
     layer(DATASET_RECIPES.get(kind, {}), f'dataset recipe ({kind})')
-    own = {**METHOD_RECIPES.get(method, {}), **METHOD_DATASET_RECIPES.get((method, kind), {})}
+    own = {**getattr(cls, 'RECIPE', {}), **getattr(cls, 'DATASET_RECIPES', {}).get(kind, {})}
     own_source = f'method recipe ({method})'
-    if small and method in SMALL_METHOD_RECIPES:
-        own, own_source = SMALL_METHOD_RECIPES[method], f'small-data preset ({method})'
-    own = {k: v for k, v in own.items() if k != 'encoder'}
+    if small and getattr(cls, 'SMALL_RECIPE', None) is not None:
+        own, own_source = cls.SMALL_RECIPE, f'small-data preset ({method})'
+    own = {k: v for k, v in own.items() if k in read}
     if small and train_clips:
         # what a row fixes stays, and the rules follow its batch and epochs as they follow the command line's
         fixed = {**small_encoder, **own}
@@ -200,11 +162,13 @@ def recipe(dataset, encoder=None, method='cmd', benchmark=None, world_size=1, re
         for key in ruled.keys() - fixed.keys():
             layer({key: ruled[key]}, f'small-data rule: {why[key]}')
     layer(own, own_source)
-    layer({'encoder': encoder}, f'method recipe ({method})' if 'encoder' in METHOD_RECIPES.get(method, {})
-          else 'published recipe')
+    layer({'encoder': encoder}, f'method recipe ({method})' if cls.ENCODER else 'published recipe')
     if recorded is not None:
         layer({k: v for k, v in UNRECORDED_DEFAULTS.items() if k in values}, 'what the code did before the setting')
-        layer({k: recorded[k] for k in values if recorded.get(k) is not None}, 'checkpoint')
+        kept = recorded.get('sources') or {}
+        for key in values:
+            if recorded.get(key) is not None:
+                values[key], sources[key] = recorded[key], kept.get(key, 'checkpoint')
     return values, sources
 
 

@@ -79,7 +79,7 @@ done = os.path.isfile(log) and os.path.isfile(args) and open(log).read().strip()
     json.loads(open(log).read().splitlines()[-1])["epoch"] + 1 == json.load(open(args))["epochs"]
 print("yes" if done else "no")' "$folder/pretrain")
         [[ $finished == yes ]] || "$PYTHON" pretrain.py "${common[@]}" --method "$method" "${choice[@]}" \
-            --output-dir "$folder/pretrain" --auto-resume --quiet "${extra[@]}"
+            --output-dir "$folder/pretrain" --auto-resume --quiet --drop-unread "${extra[@]}"
         encoder=$("$PYTHON" -c 'import json, sys; print(json.load(open(sys.argv[1]))["encoder"])' \
             "$folder/pretrain/args.json")
         evaluate "$folder/pretrain/checkpoint.pth" all "$folder"  # every stream it has, fused

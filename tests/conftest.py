@@ -44,11 +44,30 @@ TINY_PRETRAIN = ['--hidden-size', '8', '--num-layers', '2', '--gru-mode', 'publi
                  '--quiet', '--seed', '3']
 
 
+def tiny_flags(method=None, encoder=None):
+    """The flags of ``TINY_PRETRAIN`` that a run of ``method`` with ``encoder`` reads (a flag it does
+    not read is refused)."""
+    from options.presets import default_encoder, reads
+    read = reads(encoder or default_encoder(method), method)
+    out, flags = [], list(TINY_PRETRAIN)
+    while flags:
+        flag = flags.pop(0)
+        values = []
+        while flags and not flags[0].startswith('--'):
+            values.append(flags.pop(0))
+        name = flag[2:].replace('-', '_')
+        if name in read or name in ('workers', 'device', 'quiet'):
+            out += [flag, *values]
+    return out
+
+
 def run_pretrain(data_root, out, *extra):
     import pretrain
+    chosen = {flag: value for flag, value in zip(extra, extra[1:]) if flag in ('--method', '--encoder')}
+    tiny = tiny_flags(chosen.get('--method'), chosen.get('--encoder'))
     # later flags win, so ``extra`` may override the tiny defaults (e.g. --device cuda)
     args = pretrain.get_pretrain_parser().parse_args(
-        ['--dataset', 'synthetic', '--data-root', str(data_root), '--output-dir', str(out), *TINY_PRETRAIN, *extra])
+        ['--dataset', 'synthetic', '--data-root', str(data_root), '--output-dir', str(out), *tiny, *extra])
     # pretrain.main sets the process-wide TF32 switches on CUDA; later tests must not inherit them
     with tf32_switches():
         return pretrain.main(args)

@@ -162,9 +162,11 @@ def test_pretraining_and_pictures_build_their_views_from_the_same_arguments():
     import argparse
     from feeder.augment import ViewAugment
     from feeder.layouts import NTU25
-    args = argparse.Namespace(frames=8, min_crop=None, shear=0.5, corruption=0.2, rotation=10.0)
-    augment = ViewAugment.from_args(args, NTU25, coordinates=2)
+    from models.method import normal
+    args = argparse.Namespace(frames=8, min_crop=None, shear=0.5, corruption=0.2, rotation=10.0, fix_defects=True)
+    augment = ViewAugment.from_args(args, NTU25, 2, (normal, normal), ['fix_defects'])
     assert (augment.frames, augment.min_crop, augment.shear, augment.corruption, augment.rotation) == (8, 8, 0.5, 0.2, 10)
     assert augment.corrupt_joints == 15 and augment.coordinates == 2 and augment.mirror == NTU25.mirror
+    assert augment.options == {'fix_defects': True} and augment.names == ('normal', 'normal')
     args.min_crop = 4
-    assert ViewAugment.from_args(args, NTU25).min_crop == 4
+    assert ViewAugment.from_args(args, NTU25, None, (normal,)).min_crop == 4

@@ -130,7 +130,7 @@ def test_retrieval_first_neighbour_is_the_1nn_prediction(data_root, tiny_checkpo
 
 
 def _encoder(settings):
-    full = dict(recipe('ntu60', 'gru')[0])
+    full = dict(recipe('ntu60', settings['encoder'])[0])
     full.update(settings)
     torch.manual_seed(0)
     return build_encoder(EncoderConfig.from_dict(full), get_layout('ntu25'), 2, 3).eval()

@@ -120,7 +120,7 @@ def test_unsafe_or_foreign_checkpoints_are_refused(tmp_path):
         assert 'weights_only' not in str(e.value)
     foreign = tmp_path / 'foreign.pth'
     torch.save({'net': {'conv.weight': torch.zeros(1)}}, foreign)
-    with pytest.raises(ValueError, match=r"not a CMD checkpoint.*\['net'\]"):
+    with pytest.raises(ValueError, match=r"not a pretraining checkpoint.*\['net'\]"):
         load_encoders(str(foreign), ['joint'], 'ntu60')
     with pytest.raises(FileNotFoundError, match='no such file'):
         load_encoders(str(tmp_path / 'missing.pth'), ['joint'], 'ntu60')

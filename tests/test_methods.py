@@ -7,29 +7,41 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 import knn_eval
 import linear_eval
 import models
-from feeder.augment import ViewAugment
-from models.encoder import StreamEncoder
+from feeder.augment import ViewAugment, center_crop_resize
+from models.encoder import Setting, StreamEncoder
+from models.method import Method, normal
 from tests.conftest import run_pretrain
 
 
-class Toy(nn.Module):
-    """A toy method, written as a user would: the joint stream's two views pulled together, the
-    batch's embeddings spread apart (alignment and uniformity, Wang and Isola 2020)."""
+def reversed_or_not(augment, clips, num_frames, draws=None):
+    """The toy's own view recipe: the whole clip resized to ``frames``, played backwards with
+    probability 1/2."""
+    x = center_crop_resize(clips, num_frames, augment.frames, 1.0)
+    backwards = torch.rand(len(x), device=x.device) < 0.5
+    return torch.where(backwards[:, None, None, None, None], x.flip(2), x)
 
-    VIEWS = ('normal', 'normal')
 
-    def __init__(self, make_encoder, layout, coordinates):
+class Toy(Method):
+    """A toy method, written as a user would, in one file with its own setting, recipe and view: the
+    joint stream's two views pulled together, the batch's embeddings spread apart (alignment and
+    uniformity, Wang and Isola 2020), the uniformity weighted by its own ``--uniformity``."""
+
+    VIEWS = (reversed_or_not, reversed_or_not)
+    SETTINGS = (Setting('uniformity', float, 1.0, "toy: the uniformity term's weight"),)
+    RECIPE = dict(lr=0.05, frames=24)
+
+    def __init__(self, make_encoder, layout, coordinates, uniformity):
         super().__init__()
         self.joint = StreamEncoder(make_encoder(), 'joint', layout, coordinates)
+        self.uniformity = uniformity
 
     @classmethod
     def build(cls, make_encoder, args, dataset):
-        return cls(make_encoder, dataset.layout, dataset.coordinates)
+        return cls(make_encoder, dataset.layout, dataset.coordinates, args.uniformity)
 
     def encoders(self):
         return {'joint': self.joint}
@@ -38,7 +50,7 @@ class Toy(nn.Module):
         a, b = (F.normalize(self.joint(v), dim=1) for v in views)
         align = (a - b).pow(2).sum(1).mean()
         uniform = torch.pdist(a).pow(2).mul(-2).exp().mean().log()
-        return align + uniform, {'align': align.detach(), 'uniform': uniform.detach()}
+        return align + self.uniformity * uniform, {'align': align.detach(), 'uniform': uniform.detach()}
 
 
 @pytest.fixture
@@ -58,11 +70,20 @@ def evaluate(data_root, out, tmp_path, *extra):
 
 def test_a_new_method_is_one_class_and_one_row(toy, data_root, tmp_path):
     out = tmp_path / 'toy'
-    model = run_pretrain(data_root, out, '--method', 'toy', '--epochs', '2', '--knn-every', '1')
-    assert isinstance(model, Toy)
+    model = run_pretrain(data_root, out, '--method', 'toy', '--epochs', '2', '--knn-every', '1', '--uniformity', '0.5')
+    assert isinstance(model, Toy) and model.uniformity == 0.5
     log = [json.loads(line) for line in (out / 'log.txt').read_text().splitlines()]
     assert [r['epoch'] for r in log] == [0, 1] and {'align', 'uniform', 'knn1_joint'} <= set(log[-1])
-    assert json.loads((out / 'args.json').read_text())['method'] == 'toy'
+    args = json.loads((out / 'args.json').read_text())
+    assert (args['method'], args['uniformity'], args['sources']['uniformity']) == ('toy', 0.5, 'command line')
+    assert (args['lr'], args['sources']['lr']) == (0.05, 'method recipe (toy)')  # its recipe row
+    assert not {'queue_size', 'topk', 'mask_ratio', 'width'} & set(args)  # nothing it does not read
+    with pytest.raises(SystemExit, match='--uniformity is read by --method toy, not by --method cmd'):
+        run_pretrain(data_root, tmp_path / 'cmd', '--epochs', '1', '--uniformity', '0.5')
+    resumed = run_pretrain(data_root, out, '--method', 'toy', '--epochs', '3', '--knn-every', '1', '--auto-resume')
+    assert isinstance(resumed, Toy) and resumed.uniformity == 0.5  # resumes as it started
+    log = [json.loads(line) for line in (out / 'log.txt').read_text().splitlines()]
+    assert [r['epoch'] for r in log] == [0, 1, 2]
     knn, linear = evaluate(data_root, out, tmp_path)
     assert knn['accuracy']['joint']['top1@k=1'] == log[-1]['knn1_joint']  # the monitor saw what evaluation sees
     assert 0 <= linear['accuracy']['joint']['top1'] <= 100
@@ -78,6 +99,21 @@ def test_the_fast_path_is_cmds_alone(toy, data_root, tmp_path):
         models.build_method(args, None, cls=FastCMD)
 
 
+def test_no_code_outside_the_methods_names_one():
+    # what pretrains, evaluates and resolves settings reads what a method declares; the fast path
+    # names the one method it computes in fast/model.py alone (docs/code.md)
+    import glob
+    import os
+    import re
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    names = re.compile(r'\b(' + '|'.join(models.METHODS) + r')\b', re.IGNORECASE)
+    files = ['pretrain.py', 'engine.py', 'fast/settings.py', 'fast/step.py', 'fast/self_check.py',
+             *glob.glob('evaluation/*.py', root_dir=root), *glob.glob('options/*.py', root_dir=root)]
+    found = [f'{name}:{i}: {line.strip()}' for name in files
+             for i, line in enumerate(open(os.path.join(root, name)).read().splitlines(), 1) if names.search(line)]
+    assert not found, '\n'.join(found)
+
+
 def test_runs_record_their_method_and_checkpoints_without_one_are_cmd(data_root, tmp_path):
     out = tmp_path / 'run'
     run_pretrain(data_root, out, '--epochs', '1', '--knn-every', '0')
@@ -90,16 +126,17 @@ def test_runs_record_their_method_and_checkpoints_without_one_are_cmd(data_root,
     assert type(model) is models.METHODS['cmd']
 
 
-def test_views_are_made_by_name():
+def test_views_are_made_by_their_recipes():
     clips, lengths = torch.randn(3, 3, 20, 25, 2), torch.tensor([20, 12, 7])
     torch.manual_seed(0)
-    three = ViewAugment(25, views=('normal',) * 3, frames=8)(clips, lengths)
+    three = ViewAugment(25, (normal,) * 3, frames=8)(clips, lengths)
     torch.manual_seed(0)
-    two = ViewAugment(25, frames=8)(clips, lengths)
+    two = ViewAugment(25, (normal, normal), frames=8)(clips, lengths)
     assert len(three) == 3 and all(v.shape == (3, 3, 8, 25, 2) for v in three)
     assert torch.equal(three[0], two[0]) and torch.equal(three[1], two[1])  # drawn in turn, view by view
-    with pytest.raises(ValueError, match="unknown view recipe 'wild'; known: normal"):
-        ViewAugment(25, views=('normal', 'wild'))
+    assert ViewAugment(25, (normal, reversed_or_not)).names == ('normal', 'reversed_or_not')
+    with pytest.raises(ValueError, match="views: one view recipe \\(a function\\) per view, got \\('normal',\\)"):
+        ViewAugment(25, ('normal',))
 
 
 # --- SkeletonCLR -------------------------------------------------------------------------------
@@ -165,7 +202,7 @@ def test_skeletonclr_pretrains_with_its_recipe_and_evaluates(data_root, tmp_path
     args = json.loads((out / 'args.json').read_text())
     assert (args['method'], args['encoder'], args['modalities'], args['shear']) == ('skeletonclr', 'stgcn',
                                                                                      ['joint'], 0.5)
-    assert list(model.encoders()) == ['joint'] and type(model).VIEWS == ('skeletonclr', 'skeletonclr')
+    assert list(model.encoders()) == ['joint'] and ViewAugment(25, type(model).VIEWS).names == ('skeletonclr', 'skeletonclr')
     knn, linear = evaluate(data_root, out, tmp_path, '--stream', 'all')  # all: the one stream it has
     assert knn['streams'] == linear['streams'] == ['joint'] and set(knn['accuracy']) == set(linear['accuracy']) == {
         'joint'}
@@ -395,7 +432,7 @@ def test_aimclr_pretrains_with_its_recipe_and_evaluates(data_root, tmp_path):
                          '--frames', '16', '--knn-every', '0')
     args = json.loads((out / 'args.json').read_text())
     assert (args['method'], args['encoder'], args['modalities'], args['shear']) == ('aimclr', 'stgcn', ['joint'], 0.5)
-    assert type(model).VIEWS == ('skeletonclr', 'skeletonclr', 'extreme') and list(model.encoders()) == ['joint']
+    assert ViewAugment(25, type(model).VIEWS).names == ('skeletonclr', 'skeletonclr', 'extreme') and list(model.encoders()) == ['joint']
     from options.presets import recipe
     published = recipe('ntu60', method='aimclr')[0]
     assert (published['topk'], published['frames'], published['epochs'], published['queue_size']) == (1, 50, 300, 32768)
@@ -427,6 +464,43 @@ def test_the_small_data_rules_leave_what_a_method_is_to_its_recipe():
     for method in ('crossclr', 'aimclr'):  # their top-k counts mined positives, not distilled neighbours
         values, why = recipe('ucla', 'stgcn', method, train_clips=1019, median_length=40)
         assert values['topk'] == 1 and why['topk'] == f'method recipe ({method})'
-        assert {k: v for k, v in values.items() if k not in ('topk', 'shear', 'modalities')} == \
-            {k: v for k, v in cmd.items() if k not in ('topk', 'shear', 'modalities')}  # the rest as the rules say
+        shared = (set(values) & set(cmd)) - {'topk', 'shear', 'modalities'}
+        assert {'queue_size', 'momentum_key', 'batch_size', 'epochs', 'lr'} <= shared
+        assert {k: values[k] for k in shared} == {k: cmd[k] for k in shared}  # the rest as the rules say
+        assert not {'teacher_t', 'cmd_weight'} & set(values) and {'mining_epoch', 'fix_defects'} <= set(values)
     assert cmd['topk'] == cmd['queue_size'] // 2 and sources['topk'].startswith('small-data rule')
+
+
+@pytest.mark.parametrize('method', sorted(models.METHODS))
+def test_a_runs_args_json_alone_rebuilds_its_model(method, data_root, tmp_path):
+    import argparse
+
+    from feeder.info import dataset_info
+    out = tmp_path / method
+    extra = {'mamp': ['--width', '16', '--depth', '1', '--heads', '2', '--decoder-depth', '1', '--frames', '16'],
+             'aimclr': ['--frames', '16'], 'crossclr': ['--frames', '16'], 'skeletonclr': ['--frames', '16']}
+    trained = run_pretrain(data_root, out, '--method', method, '--epochs', '1', '--knn-every', '0',
+                           *extra.get(method, []))
+    args = json.loads((out / 'args.json').read_text())
+    others = {s.name for cls in models.METHODS.values() if cls is not models.METHODS[method] for s in cls.SETTINGS}
+    mine = {s.name for s in models.METHODS[method].SETTINGS}
+    assert mine <= set(args) and not (others - mine) & set(args)  # what it reads, and nothing else
+    rebuilt = models.build_method(argparse.Namespace(**args), dataset_info('synthetic', str(data_root)))
+    rebuilt.load_state_dict(torch.load(out / 'checkpoint.pth', weights_only=True)['model'])  # strict: the same model
+    clips = torch.randn(2, 3, args['frames'], 25, 2)
+    with torch.no_grad():
+        for stream, encoder in trained.eval().encoders().items():
+            torch.testing.assert_close(rebuilt.eval().encoders()[stream].features(clips), encoder.features(clips))
+
+
+def test_a_resumed_run_keeps_where_each_setting_came_from(data_root, tmp_path):
+    out = tmp_path / 'run'
+    run_pretrain(data_root, out, '--method', 'crossclr', '--epochs', '1', '--knn-every', '0', '--frames', '16')
+    first = json.loads((out / 'args.json').read_text())
+    run_pretrain(data_root, out, '--method', 'crossclr', '--epochs', '2', '--knn-every', '0', '--frames', '16',
+                 '--auto-resume')
+    again = json.loads((out / 'args.json').read_text())
+    kept = ('lr', 'queue_size', 'topk', 'mining_epoch', 'fix_defects', 'shear', 'offline_step')
+    assert {k: again['sources'][k] for k in kept} == {k: first['sources'][k] for k in kept}
+    assert (first['mining_epoch'], first['sources']['mining_epoch']) == (0, 'half the epochs (published 150 of 300)')
+    assert again['epochs'] == 2 and again['sources']['epochs'] == 'command line'

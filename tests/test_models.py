@@ -215,18 +215,23 @@ def test_every_recipe_key_has_a_flag_and_every_encoder_setting_a_default():
     from models import ENCODERS, EncoderConfig, build_encoder, encoder_setting_names
     from models.encoder import Encoder
     from models import METHODS
-    from options.presets import (DATASET_RECIPES, ENCODER_RECIPES, METHOD_DATASET_RECIPES, METHOD_RECIPES, PRETRAIN,
-                                 SMALL, recipe)
+    from options.presets import DATASET_RECIPES, PRETRAIN, SMALL, recipe
     parser = pretrain.get_pretrain_parser()
     flags = {a.dest: a for a in parser._actions}
-    for table in (PRETRAIN, SMALL, *ENCODER_RECIPES.values(), *METHOD_RECIPES.values(), *DATASET_RECIPES.values(),
-                  *METHOD_DATASET_RECIPES.values()):
+    tables = [PRETRAIN, SMALL, *DATASET_RECIPES.values()]
+    tables += [t for cls in ENCODERS.values() for t in (cls.RECIPE, cls.SMALL_RECIPE)]
+    tables += [t for cls in METHODS.values() for t in (cls.RECIPE, cls.SMALL_RECIPE or {}, *cls.DATASET_RECIPES.values())]
+    for table in tables:
         assert set(table) <= set(flags), set(table) - set(flags)
-    assert set(METHOD_RECIPES) == set(METHODS) == set(flags['method'].choices)
-    assert set(ENCODER_RECIPES) <= set(ENCODERS) == set(flags['encoder'].choices)
+    assert set(METHODS) == set(flags['method'].choices) and set(ENCODERS) == set(flags['encoder'].choices)
+    assert all(cls.ENCODER in (None, *ENCODERS) for cls in METHODS.values())
     assert all(key in flags for key in encoder_setting_names())  # every setting has a flag, made from its encoder
+    for name, cls in ENCODERS.items():  # each its defaults, and nothing of another encoder's
+        values = recipe('ntu60', name)[0]
+        assert all(values.get(s.name) is not None for s in cls.SETTINGS)
+        assert not {s.name for other in ENCODERS.values() if other is not cls for s in other.SETTINGS} - \
+            {s.name for s in cls.SETTINGS} & set(values)
     published = recipe('ntu60', 'gru')[0]
-    assert all(published.get(key) is not None for key in encoder_setting_names())  # and a default
     for name, cls in ENCODERS.items():
         assert issubclass(cls, Encoder)
         encoder = build_encoder(EncoderConfig.from_dict(dict(recipe('ntu60', name)[0], hidden_size=8)),

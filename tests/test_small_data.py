@@ -69,7 +69,7 @@ def test_pretraining_prints_the_rules_and_the_command_line_wins(tmp_path, capsys
     assert settings.sources['batch_size'] == 'command line'
     assert settings.sources['min_crop'] == 'small-data rule: half the frames'
     assert settings.sources['hidden_size'] == 'small-data preset' and settings.sources['lr'].startswith('small-data rule')
-    assert settings.sources['contrast_t'] == 'published recipe' and args.frames is None  # the command line as parsed
+    assert settings.sources['contrast_t'] == "published recipe (cmd's defaults)" and args.frames is None  # the command line as parsed
     with pytest.raises(AttributeError, match='settings are resolved once and frozen: lr cannot be set'):
         settings.lr = 1.0
     resumed = pretrain.get_pretrain_parser().parse_args(['--dataset', 'ucla', '--protocol', 'xview', '--data-root',
@@ -87,15 +87,18 @@ def test_random_and_raw_baselines_see_the_trained_recipes_frames(tmp_path):
 
 
 def test_a_small_data_row_fixes_what_it_names_and_the_rules_follow_its_batch_and_epochs():
-    from options.presets import SMALL_ENCODER_RECIPES, SMALL_METHOD_RECIPES
+    from models.mamp import MAMP
+    from models.transformer import TransformerEncoder
     prepared = _prepared(None, 1020, 34)
     for method, encoder, row, source in (
-            ('cmd', 'transformer', SMALL_ENCODER_RECIPES['transformer'], 'small-data preset (transformer)'),
-            ('mamp', None, SMALL_METHOD_RECIPES['mamp'], 'small-data preset (mamp)')):
+            ('cmd', 'transformer', TransformerEncoder.SMALL_RECIPE, 'small-data preset (transformer)'),
+            ('mamp', None, MAMP.SMALL_RECIPE, 'small-data preset (mamp)')):
         values, why = recipe(prepared, encoder, method, benchmark='xview')
         assert {k: values[k] for k in row} == row and all(why[k] == source for k in row)
         ruled, _ = small_data_rules(1020, 34, batch_size=values['batch_size'], epochs=row['epochs'])
-        assert values['momentum_key'] == ruled['momentum_key'] and values['schedule'] == ruled['schedule']
+        assert values['schedule'] == ruled['schedule']
+        assert values.get('momentum_key', ruled['momentum_key']) == ruled['momentum_key']  # a MoCo method's
+        assert ('momentum_key' in values) == (method == 'cmd')  # MAMP has no key encoder to set
         assert (values['frames'], values['min_crop']) == (32, 16) and why['frames'].startswith('small-data rule')
         assert values['encoder'] == 'transformer'
     assert recipe(prepared, 'transformer', 'cmd', benchmark='xview', epochs=7)[0]['epochs'] == 60  # the row's, in
@@ -108,7 +111,8 @@ def test_a_small_data_row_fixes_what_it_names_and_the_rules_follow_its_batch_and
 
 
 def test_small_data_without_a_method_or_encoder_takes_the_small_data_default():
-    from options.presets import SMALL_DEFAULT, default_choice
+    from models import SMALL_DEFAULT
+    from options.presets import default_choice
     prepared = _prepared(None, 1020, 34)
     args = pretrain.get_pretrain_parser().parse_args(['--dataset', 'ucla', '--protocol', 'xview', '--data-root', 'x',
                                                       '--output-dir', 'y'])

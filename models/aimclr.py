@@ -9,8 +9,8 @@ import torch.nn.functional as F
 
 from models.losses import distribution_matching, multi_positive_nce, neighbour_positives, topk_accuracy
 from feeder.augment import random_axis_mask, random_axis_rotation, random_blur, random_flip, random_noise
-from models.moco import (MINING_SETTINGS, MOCO_SETTINGS, STGCN_DATA, STGCN_LINEAR, MoCo, MoCoConfig, check_topk,
-                         mining_start, processor_init, resolve_mining, skeletonclr)
+from models.moco import (INIT, MINING_SETTINGS, MOCO_SETTINGS, STGCN_DATA, STGCN_LINEAR, MoCo, SkeletonCLRConfig,
+                         check_topk, mining_start, processor_init, resolve_mining, skeletonclr)
 
 
 def attention_drop(feature_map, keep=0.7, eps=1e-4):
@@ -52,7 +52,7 @@ def extreme(augment, clips, num_frames, draws=None):
 
 
 @dataclass(frozen=True)
-class AimCLRConfig(MoCoConfig):
+class AimCLRConfig(SkeletonCLRConfig):
     topk: int
     fix_defects: bool
 
@@ -72,9 +72,10 @@ class AimCLR(MoCo):
 
     VIEWS = (skeletonclr, skeletonclr, extreme)
     CONFIG = AimCLRConfig
-    SETTINGS = MOCO_SETTINGS + MINING_SETTINGS
+    SETTINGS = MOCO_SETTINGS + MINING_SETTINGS + (INIT,)
     # one modality with SkeletonCLR's views and an extreme one, one mined neighbour per query
     ENCODER, RECIPE, DATASET_RECIPES = 'stgcn', dict(modalities=['joint'], shear=0.5, topk=1), STGCN_DATA
+    SMALL_RECIPE = dict(RECIPE, init='pytorch')
     # a head per stream, and the three-stream ensemble of ensemble_ntu_cs.py: 0.6 joint + 0.4 motion
     # + 0.6 bone logits
     PROTOCOLS = {'linear': dict(STGCN_LINEAR, fusion='logits-weighted', fusion_weights=[0.6, 0.4, 0.6])}
@@ -82,7 +83,7 @@ class AimCLR(MoCo):
     KEEP = 0.7  # EADM's threshold in the published code (docs/method.md)
 
     def __init__(self, make_encoder, layout, modalities=('joint',), dim=128, queue_size=32768, momentum_key=0.999,
-                 contrast_t=0.07, topk=1, mining_epoch=150, coordinates=None, fix_defects=False):
+                 contrast_t=0.07, topk=1, mining_epoch=150, coordinates=None, fix_defects=False, init='published'):
         check_topk(topk, queue_size)
         super().__init__(make_encoder, layout, modalities, dim, queue_size, momentum_key, contrast_t, coordinates)
         encoder = next(iter(self.encoder_q.values()))
@@ -90,7 +91,8 @@ class AimCLR(MoCo):
             raise ValueError(f'aimclr drops features of the encoder\'s last map, which {type(encoder).__name__} does '
                              'not expose (feature_map and pool, docs/method.md "Encoders"); use --encoder stgcn')
         self.topk, self.mining_epoch, self.fix_defects = topk, mining_epoch, fix_defects
-        processor_init(self)
+        if init == 'published':
+            processor_init(self)
 
     @classmethod
     def build(cls, make_encoder, args, dataset, **extra):

@@ -39,6 +39,11 @@ MOCO_SETTINGS = (
     Setting('contrast_t', float, 0.07, 'MoCo methods: the InfoNCE temperature'),
     Setting('momentum_key', float, 0.999, "MoCo methods: the key encoders' momentum"),
 )
+# How the ST-GCN methods start: their published processors' initialisation, or PyTorch's defaults (their
+# small-data preset: with the published one they collapse there, docs/protocols.md "Small datasets")
+INIT = Setting('init', str, 'published', "skeletonclr, crossclr, aimclr: published, the processors' initialisation "
+               '(weights N(0, 0.02), zero biases); pytorch, the layers\' own defaults (their small-data preset)',
+               choices=('published', 'pytorch'))
 # CrosSCLR's and AimCLR's mining of positives
 MINING_SETTINGS = (
     Setting('topk', int, 1, "crossclr, aimclr: the queue neighbours mined as positives (of each other modality's "
@@ -256,6 +261,11 @@ def processor_init(model):
 STGCN_DATA = {kind: dict(offline_step='stgcn50') for kind in ('ntu60', 'ntu120', 'pku1', 'pku2')}
 
 
+@dataclass(frozen=True)
+class SkeletonCLRConfig(MoCoConfig):
+    init: str
+
+
 class SkeletonCLR(MoCo):
     """SkeletonCLR (Li et al., CVPR 2021): MoCo on one modality (``--modalities joint``, or motion or
     bone) with its published views (a padded temporal crop, then a shear) and initialisation
@@ -263,17 +273,21 @@ class SkeletonCLR(MoCo):
     ``U(-0.5, 0.5)``."""
 
     VIEWS = (skeletonclr, skeletonclr)
+    CONFIG = SkeletonCLRConfig
+    SETTINGS = MOCO_SETTINGS + (INIT,)
     ENCODER, RECIPE, DATASET_RECIPES = 'stgcn', dict(modalities=['joint'], shear=0.5), STGCN_DATA
+    SMALL_RECIPE = dict(RECIPE, init='pytorch')
     PROTOCOLS, PUBLISHED = {'linear': STGCN_LINEAR}, 'LinguoLi/CrosSCLR@792b70c'
 
     def __init__(self, make_encoder, layout, modalities=('joint',), dim=128, queue_size=32768, momentum_key=0.999,
-                 contrast_t=0.07, coordinates=None):
+                 contrast_t=0.07, coordinates=None, init='published'):
         super().__init__(make_encoder, layout, modalities, dim, queue_size, momentum_key, contrast_t, coordinates)
-        processor_init(self)
+        if init == 'published':
+            processor_init(self)
 
 
 @dataclass(frozen=True)
-class CrosSCLRConfig(MoCoConfig):
+class CrosSCLRConfig(SkeletonCLRConfig):
     topk: int
     fix_defects: bool
 
@@ -292,22 +306,24 @@ class CrosSCLR(MoCo):
 
     VIEWS = (skeletonclr, skeletonclr)
     CONFIG = CrosSCLRConfig
-    SETTINGS = MOCO_SETTINGS + MINING_SETTINGS
+    SETTINGS = MOCO_SETTINGS + MINING_SETTINGS + (INIT,)
     # the three modalities, SkeletonCLR's views, one mined positive per other modality (the top-k
     # is fixed here: it counts mined positives, which the small-data rules do not scale)
     ENCODER, RECIPE, DATASET_RECIPES = 'stgcn', dict(shear=0.5, topk=1), STGCN_DATA
+    SMALL_RECIPE = dict(RECIPE, init='pytorch')
     # view 'all': one head per stream, trained together on the mean of their logits
     PROTOCOLS = {'linear': dict(STGCN_LINEAR, fusion='logits-mean')}
     PUBLISHED = 'LinguoLi/CrosSCLR@792b70c'
 
 
     def __init__(self, make_encoder, layout, modalities=MODALITIES, dim=128, queue_size=32768, momentum_key=0.999,
-                 contrast_t=0.07, topk=1, mining_epoch=150, coordinates=None, fix_defects=False):
+                 contrast_t=0.07, topk=1, mining_epoch=150, coordinates=None, fix_defects=False, init='published'):
         check_topk(topk, queue_size)
         self.fix_defects = fix_defects
         super().__init__(make_encoder, layout, modalities, dim, queue_size, momentum_key, contrast_t, coordinates)
         self.topk, self.mining_epoch = topk, mining_epoch
-        processor_init(self)
+        if init == 'published':
+            processor_init(self)
 
     @classmethod
     def build(cls, make_encoder, args, dataset, **extra):

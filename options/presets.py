@@ -37,7 +37,7 @@ SMALL_DATA_CLIPS = 5000
 # defects that --fix-defects now fixes).
 UNRECORDED_DEFAULTS = dict(gru_mode='published', gru_pool='last', shear=1.0, corruption=0.5, rotation=0.0,
                            optimizer='sgd', min_lr=0.0, warmup_epochs=0, fix_defects=True,
-                           offline_step='none')
+                           offline_step='none', init='pytorch')
 
 # The rules' constants (docs/protocols.md, "Small datasets").
 RULES = dict(max_batch=64, clips_per_batch=8, lr_per_64=0.05, queue_share=1 / 3, topk_share=0.5, steps=2250,

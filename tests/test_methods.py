@@ -463,7 +463,8 @@ def test_the_small_data_rules_leave_what_a_method_is_to_its_recipe():
     cmd, sources = recipe('ucla', 'stgcn', 'cmd', train_clips=1019, median_length=40)
     for method in ('crossclr', 'aimclr'):  # their top-k counts mined positives, not distilled neighbours
         values, why = recipe('ucla', 'stgcn', method, train_clips=1019, median_length=40)
-        assert values['topk'] == 1 and why['topk'] == f'method recipe ({method})'
+        assert values['topk'] == 1 and why['topk'] == f'small-data preset ({method})'  # its row, not the rules'
+        assert (values['init'], why['init']) == ('pytorch', f'small-data preset ({method})')
         shared = (set(values) & set(cmd)) - {'topk', 'shear', 'modalities'}
         assert {'queue_size', 'momentum_key', 'batch_size', 'epochs', 'lr'} <= shared
         assert {k: values[k] for k in shared} == {k: cmd[k] for k in shared}  # the rest as the rules say

@@ -1,14 +1,24 @@
-"""The pretraining loop: one optimisation step, the batches' views on the training device, and
-one epoch. The entry script ``pretrain.py`` does the set-up; :mod:`fast.step` computes the same
-step and views faster on CUDA."""
+"""The pretraining loop: one optimisation step, the batches' views on the training device, one
+epoch, and the run's epochs with their checkpoints and logs. The entry script ``pretrain.py`` does
+the set-up; :mod:`fast.step` computes the same step and views faster on CUDA."""
+import contextlib
+import json
 import math
+import os
 import time
 
 import torch
 import torch.distributed as dist
+from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from utils.dist import is_main_process, world_size
+from feeder.datasets import collate_clips
+from utils import run_folder
+from utils.checkpoint_io import BackgroundSaver, run_state
+from utils.dist import RankStopped, RankWatch, is_main_process, world_size
+from utils.io import WriteError, append_jsonl, write_text_atomic
+from utils.run import plain
+from utils.schedule import adjust_learning_rate, per_step_schedule
 
 
 def train_step(model, optimizer, scaler, views, amp=False, amp_dtype=torch.bfloat16, autocast_cache=True):
@@ -28,6 +38,13 @@ def to_views(batch, device, augment=None):
     :class:`feeder.augment.ViewAugment`) the views made from its raw clips and their lengths."""
     batch = [x.to(device, non_blocking=True) for x in batch]
     return tuple(batch) if augment is None else augment(*batch)
+
+
+def first_views(clips, augment, on_device, device, batch_size):
+    """The views of the first clips, one batch, as the training loop would make them."""
+    batch = [clips[i] for i in range(batch_size)]
+    return to_views((collate_clips if on_device else torch.utils.data.default_collate)(batch), device,
+                    augment if on_device else None)
 
 
 def device_views(loader, device, augment=None):
@@ -108,3 +125,81 @@ class DivergenceGuard:
                 f'{norm:.3g}, {norm / self.norm:.3g} times the previous epoch\'s {self.norm:.3g}')
         raise FloatingPointError(f'the parameters diverged at epoch {epoch} (norm {what}); stopping before saving '
                                  f'it. The last checkpoint written before: {last_checkpoint or "none"}')
+
+
+@contextlib.contextmanager
+def stopped_in_one_line(saver, args):
+    """The training loop's faults as one line each, the last checkpoint written (``saver``'s) named:
+    a file that cannot be written, and under torchrun a rank that died (:class:`utils.dist.RankWatch`)."""
+    watch = RankWatch()
+    try:
+        with watch():
+            yield
+        saver.wait()
+    except WriteError as e:
+        raise WriteError(f'{e}. The checkpoint written before is as it was ({saver.written or args.resume or "none"}); '
+                         'make room and continue with --auto-resume') from None
+    except (RankStopped, RuntimeError) as e:
+        if not args.distributed or not (isinstance(e, RankStopped) or watch.collective_error(e)):
+            raise
+        saver.wait()
+        raise SystemExit(f'error: {watch.explain(e)}; stopped. The last checkpoint, '
+                         f'{saver.written or args.resume or "none yet"}, is intact: continue with --auto-resume')
+    finally:
+        saver.wait()
+
+
+def pretrain_epochs(model, optimizer, scaler, speed, loader, sampler, augment, monitor, args, dataset, start_epoch,
+                    last_record=None):
+    """The run's epochs from ``start_epoch`` on, each followed by its checkpoint and log line
+    (rank 0; docs/pretraining.md, "A run's folder"): ``augment`` makes the views on the device
+    where given (else the loader makes them), ``monitor`` is the kNN monitor, ``last_record`` the
+    log line the resumed checkpoint holds."""
+    base = model.module if args.distributed else model
+    writer, log = None, os.path.join(args.output_dir, 'log.txt')
+    if is_main_process():
+        os.makedirs(args.output_dir, exist_ok=True)
+        if start_epoch:
+            run_folder.reconcile_log(args.output_dir, start_epoch, last_record)
+        write_text_atomic(os.path.join(args.output_dir, 'args.json'),
+                          json.dumps(plain(dict(vars(args), sources=args.sources)), indent=1))
+        # purge_step: TensorBoard drops points of epochs from start_epoch on, left by a run resumed here
+        writer = SummaryWriter(log_dir=os.path.join(args.output_dir, 'tensorboard'), purge_step=start_epoch or None)
+    step, views = speed.step(model, optimizer, scaler), speed.views()
+    saver, guard = BackgroundSaver(), DivergenceGuard(base)
+    # the run's minutes so far, across resumes (a checkpoint that predates the count starts it at 0)
+    minutes = (last_record or {}).get('minutes', 0.0) if start_epoch else 0.0
+    with stopped_in_one_line(saver, args):
+        for epoch in range(start_epoch, args.epochs):
+            started = time.perf_counter()
+            if sampler is not None:
+                sampler.set_epoch(epoch)
+            base.set_epoch(epoch)
+            lr = adjust_learning_rate(optimizer, epoch, args)
+            stats = train_one_epoch(model, views(loader, loader_device(model), augment), len(loader), step, epoch,
+                                    args, per_step_schedule(optimizer, epoch, len(loader), args))
+            stats['lr'] = lr
+            saver.wait()
+            guard.check(epoch, saver.written or args.resume)
+            if monitor.due(epoch):
+                stats.update(monitor(base.encoders()))
+            minutes = stats['minutes'] = minutes + (time.perf_counter() - started) / 60
+            if is_main_process():
+                record = {'epoch': epoch, **stats}
+                state = run_state(base, optimizer, scaler, epoch + 1, args, dataset, record)
+                # the snapshot before checkpoint.pth: a kill between the two redoes the epoch and both
+                paths = [os.path.join(args.output_dir, run_folder.LATEST)]
+                if epoch % args.save_every == 0 or epoch + 1 == args.epochs:
+                    paths.insert(0, os.path.join(args.output_dir, f'checkpoint_{epoch:04d}.pth'))
+                saver.save(state, paths, then=lambda record=record: append_jsonl(log, record))
+                for key, value in stats.items():
+                    writer.add_scalar(f'pretrain/{key}', value, epoch)
+                writer.flush()
+                print(f'epoch {epoch}: {", ".join(f"{k} {v:.4g}" for k, v in stats.items())}')
+    if writer is not None:
+        writer.close()
+
+
+def loader_device(model):
+    """The device the model trains on, where the batches go."""
+    return next(model.parameters()).device

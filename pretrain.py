@@ -7,19 +7,15 @@ reproduces the published run; every recipe value (docs/protocols.md) is a defaul
 pretrain.py ...`` (``--batch-size`` is per process).
 """
 import argparse
-import contextlib
 import inspect
-import json
 import os
-import time
 
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
-from torch.utils.tensorboard import SummaryWriter
 
-from engine import DivergenceGuard, to_views, train_one_epoch
+from engine import first_views, pretrain_epochs
 from evaluation.monitor import KNNMonitor, knn_every_default
-from fast.self_check import self_check
+from fast.self_check import check_before_run
 from fast.settings import SpeedSettings, add_speed_arguments, fill_switches
 from feeder.augment import ViewAugment
 from feeder.datasets import PretrainDataset, SkeletonFolder, collate_clips
@@ -32,12 +28,11 @@ from options.args import (add_settings, check_places, format_default, get_args_p
 from options.presets import default_choice, reads, recipe
 from options.settings import Settings
 from utils import run_folder
-from utils.checkpoint_io import BackgroundSaver, read_checkpoint
-from utils.dist import RankStopped, RankWatch, barrier, init_distributed, is_main_process, launch_env
-from utils.io import WriteError, append_jsonl, write_text_atomic
+from utils.checkpoint_io import read_checkpoint, restore_run_state
+from utils.dist import barrier, init_distributed, is_main_process, launch_env
 from utils.rng import get_rng_state, seed_everything, set_rng_state
-from utils.run import announce, plain, run_cli
-from utils.schedule import adjust_learning_rate, make_optimizer, per_step_schedule
+from utils.run import announce, run_cli
+from utils.schedule import make_optimizer
 
 
 def get_pretrain_parser():
@@ -219,29 +214,38 @@ def views_of(args, dataset):
                                  [s.name for s in getattr(method, 'SETTINGS', ())])
 
 
-def save_state(model, optimizer, scaler, epoch, args, dataset, record):
-    """Everything a run continues from (docs/checkpoints.md): the model, optimizer and scaler
-    states, the epochs done, the arguments, rank 0's RNG state, the dataset's description and the
-    last epoch's log line (restored if a kill came between the checkpoint and the log)."""
-    return {'model': model.state_dict(), 'optimizer': optimizer.state_dict(), 'scaler': scaler.state_dict(),
-            'epoch': epoch, 'args': plain(dict(vars(args), sources=args.sources)), 'rng': get_rng_state(),
-            'dataset': dataset.to_json(),
-            'log': record}
+def start_run(args, dataset):
+    """What a run checks and says before it builds anything: the offline step and the settings
+    against the training part (returned), the output folder claimed (rank 0), the settings and
+    the small-data rules that gave some of them printed."""
+    if args.speed_fallback:
+        print(f'continuing on --speed reference, as this run has since its self-check: {args.speed_fallback}')
+    rules = rules_report(args)
+    check_step(args.offline_step, dataset)
+    folder = SkeletonFolder(os.path.join(args.data_root, args.protocol), 'train',
+                            offline_transform(args.offline_step, dataset.layout))
+    check_settings(args, folder, dataset)
+    if is_main_process():
+        aside = run_folder.claim(args.output_dir, args.resume, args.auto_resume, args.overwrite)
+        if aside:
+            print(f'--overwrite: moved the earlier run in {args.output_dir} to {aside}')
+    barrier()
+    announce(args)
+    if rules:
+        print(f'small-data rules (docs/protocols.md) for the {folder.part} part of {args.protocol}:', *rules, sep='\n')
+    return folder
 
 
-def load_state(checkpoint, model, optimizer, scaler, args):
-    """The inverse of :func:`save_state` for ``--resume``; returns the epoch to continue from."""
-    try:
-        model.load_state_dict(checkpoint['model'])
-        optimizer.load_state_dict(checkpoint['optimizer'])
-    except (RuntimeError, ValueError, KeyError, TypeError) as e:
-        raise ValueError(f'--resume {args.resume} does not fit this model (was it trained with other '
-                         f'settings? its args: {checkpoint.get("args")}): {str(e)[:500]}') from None
-    scaler.load_state_dict(checkpoint['scaler'])
-    set_rng_state(checkpoint['rng'])
-    if args.rank:  # only rank 0's RNG state is saved; keep the ranks' streams apart
-        seed_everything(args.seed + args.rank + 1000 * checkpoint['epoch'])
-    return checkpoint['epoch']
+def unwrapped(model):
+    """The model itself, without its DDP wrapper."""
+    return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+
+
+def print_parameters(model):
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    fixed = sum(s.encoder.fixed_zeros for s in model.encoders().values())
+    zeros = f' (plus {fixed:,} entries held at zero by the encoders\' construction)' if fixed else ''
+    print(f'trainable parameters: {trainable - fixed:,}{zeros}')
 
 
 def optimizer_for(model, args, speed):
@@ -252,61 +256,6 @@ def build_training(args, dataset, speed, device):
     """The model (DDP-wrapped when distributed), its optimizer and gradient scaler."""
     model = wrap_distributed(build_method(args, dataset, **speed.model_options()).to(device), args, device)
     return model, optimizer_for(model, args, speed), torch.amp.GradScaler(device.type, enabled=speed.float16_scaling)
-
-
-def first_views(clips, augment, on_device, device, batch_size):
-    """The views of the first clips, one batch, as the training loop would make them."""
-    batch = [clips[i] for i in range(batch_size)]
-    return to_views((collate_clips if on_device else torch.utils.data.default_collate)(batch), device,
-                    augment if on_device else None)
-
-
-def check_fast_path(model, optimizer, scaler, speed, args, dataset, views):
-    """The self-check (``fast/self_check.py``): returns the run's settings, speed settings, model,
-    optimizer and scaler it goes on with, on the reference code if the fast path failed it (on any
-    rank: all ranks go on alike)."""
-    device = views[0].device
-    result = self_check(model.module if args.distributed else model, optimizer, scaler, speed,
-                        lambda: build_method(args, dataset).to(device), lambda m: optimizer_for(m, args, speed), views)
-    if args.distributed:
-        verdicts = [None] * args.world_size
-        torch.distributed.all_gather_object(verdicts, (result.passed, result.reason))
-        failed = [r for r, (passed, _) in enumerate(verdicts) if not passed]
-        if failed and result.passed:
-            result.passed, result.reason = False, f'rank {failed[0]}: {verdicts[failed[0]][1]}'
-    if result.passed:
-        print(result.line())
-        return args, speed, model, optimizer, scaler
-    print(f'{result.line()}; continuing on --speed reference (recorded as speed_fallback in args.json and the '
-          'checkpoints; --self-check off skips the check)')
-    args, speed = SpeedSettings.reference_instead(args.replace('self-check', speed_fallback=result.reason),
-                                                  'self-check: the fast path differed')
-    reference, reference_optimizer, _ = build_training(args, dataset, speed, device)
-    reference.load_state_dict(model.state_dict())
-    reference_optimizer.load_state_dict(optimizer.state_dict())
-    return args, speed, reference, reference_optimizer, scaler
-
-
-@contextlib.contextmanager
-def stopped_in_one_line(saver, args):
-    """The training loop's faults as one line each, the last checkpoint written (``saver``'s) named:
-    a file that cannot be written, and under torchrun a rank that died (:class:`utils.dist.RankWatch`)."""
-    watch = RankWatch()
-    try:
-        with watch():
-            yield
-        saver.wait()
-    except WriteError as e:
-        raise WriteError(f'{e}. The checkpoint written before is as it was ({saver.written or args.resume or "none"}); '
-                         'make room and continue with --auto-resume') from None
-    except (RankStopped, RuntimeError) as e:
-        if not args.distributed or not (isinstance(e, RankStopped) or watch.collective_error(e)):
-            raise
-        saver.wait()
-        raise SystemExit(f'error: {watch.explain(e)}; stopped. The last checkpoint, '
-                         f'{saver.written or args.resume or "none yet"}, is intact: continue with --auto-resume')
-    finally:
-        saver.wait()
 
 
 def main(args):
@@ -320,21 +269,7 @@ def main(args):
     recorded = checkpoint.get('args') if isinstance(checkpoint, dict) else None
     args, speed = resolve_settings(args, dataset, device, launch, recorded if isinstance(recorded, dict) else None,
                                    resume)
-    if args.speed_fallback:
-        print(f'continuing on --speed reference, as this run has since its self-check: {args.speed_fallback}')
-    rules = rules_report(args)
-    check_step(args.offline_step, dataset)
-    transform = offline_transform(args.offline_step, dataset.layout)
-    folder = SkeletonFolder(os.path.join(args.data_root, args.protocol), 'train', transform)
-    check_settings(args, folder, dataset)
-    if is_main_process():
-        aside = run_folder.claim(args.output_dir, args.resume, args.auto_resume, args.overwrite)
-        if aside:
-            print(f'--overwrite: moved the earlier run in {args.output_dir} to {aside}')
-    barrier()
-    announce(args)
-    if rules:
-        print(f'small-data rules (docs/protocols.md) for the {folder.part} part of {args.protocol}:', *rules, sep='\n')
+    folder = start_run(args, dataset)
 
     device = torch.device(args.device, args.local_rank if args.device == 'cuda' else None)
     speed.set_matmul_precision()
@@ -344,79 +279,27 @@ def main(args):
     augment = views_of(args, dataset)
     on_device = speed.augment_on == 'device'
     clips = PretrainDataset(folder, augment=None if on_device else augment)
-
-    start_epoch = 0
-    if args.resume:
-        start_epoch = load_state(checkpoint, model.module if args.distributed else model, optimizer, scaler, args)
-        print(f'resumed from {args.resume} at epoch {start_epoch}')
+    start_epoch = restore_run_state(checkpoint, unwrapped(model), optimizer, scaler, args) if args.resume else 0
     if speed.computes_differently and args.self_check == 'on':
         rng = get_rng_state()  # the run draws as it would without the check
-        batch = first_views(clips, augment, on_device, device, args.batch_size)
-        args, speed, model, optimizer, scaler = check_fast_path(model, optimizer, scaler, speed, args, dataset, batch)
+        views = first_views(clips, augment, on_device, device, args.batch_size)
+        args, speed, model, optimizer, scaler = check_before_run(
+            model, optimizer, scaler, speed, args, views, lambda: build_method(args, dataset).to(device),
+            lambda a, s: build_training(a, dataset, s, device), optimizer_for)
         set_rng_state(rng)
-    model_without_ddp = model.module if args.distributed else model
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    fixed = sum(getattr(s.encoder, 'fixed_zeros', 0) for s in model_without_ddp.encoders().values())
-    zeros = f' (plus {fixed:,} entries held at zero in the block-diagonal GRU matrices)' if fixed else ''
-    print(f'trainable parameters: {trainable - fixed:,}{zeros}')
+    print_parameters(unwrapped(model))
 
     sampler = DistributedSampler(clips, seed=args.seed) if args.distributed else None
     loader = DataLoader(clips, batch_size=args.batch_size, shuffle=sampler is None, sampler=sampler,
                         num_workers=args.workers, pin_memory=device.type == 'cuda', drop_last=True,
                         collate_fn=collate_clips if on_device else None)
-    step = speed.step(model, optimizer, scaler)
-    views = speed.views()
     monitor = KNNMonitor(folder.root, dataset, args.frames, args.knn_every, args.epochs, args.workers, device,
-                         transform)
+                         folder.transform)
     if monitor.note:
         print(monitor.note)
-    writer = None
-    log = os.path.join(args.output_dir, 'log.txt')
-    if is_main_process():
-        os.makedirs(args.output_dir, exist_ok=True)
-        if start_epoch:
-            run_folder.reconcile_log(args.output_dir, start_epoch, checkpoint.get('log'))
-        write_text_atomic(os.path.join(args.output_dir, 'args.json'),
-                          json.dumps(plain(dict(vars(args), sources=args.sources)), indent=1))
-        # purge_step: TensorBoard drops points of epochs from start_epoch on, left by a run resumed here
-        writer = SummaryWriter(log_dir=os.path.join(args.output_dir, 'tensorboard'), purge_step=start_epoch or None)
-
-    saver = BackgroundSaver()
-    guard = DivergenceGuard(model_without_ddp)
-    # the run's minutes so far, across resumes (a checkpoint that predates the count starts it at 0)
-    minutes = (checkpoint.get('log') or {}).get('minutes', 0.0) if start_epoch else 0.0
-    with stopped_in_one_line(saver, args):
-        for epoch in range(start_epoch, args.epochs):
-            started = time.perf_counter()
-            if sampler is not None:
-                sampler.set_epoch(epoch)
-            if hasattr(model_without_ddp, 'set_epoch'):  # a method whose loss changes with the epoch
-                model_without_ddp.set_epoch(epoch)
-            lr = adjust_learning_rate(optimizer, epoch, args)
-            stats = train_one_epoch(model, views(loader, device, augment if on_device else None), len(loader),
-                                    step, epoch, args, per_step_schedule(optimizer, epoch, len(loader), args))
-            stats['lr'] = lr
-            saver.wait()
-            guard.check(epoch, saver.written or args.resume)
-            if monitor.due(epoch):
-                stats.update(monitor(model_without_ddp.encoders()))
-            minutes = stats['minutes'] = minutes + (time.perf_counter() - started) / 60
-            if is_main_process():
-                record = {'epoch': epoch, **stats}
-                state = save_state(model_without_ddp, optimizer, scaler, epoch + 1, args, dataset, record)
-                # the snapshot before checkpoint.pth: a kill between the two redoes the epoch and both
-                paths = [os.path.join(args.output_dir, run_folder.LATEST)]
-                if epoch % args.save_every == 0 or epoch + 1 == args.epochs:
-                    paths.insert(0, os.path.join(args.output_dir, f'checkpoint_{epoch:04d}.pth'))
-                saver.save(state, paths, then=lambda record=record: append_jsonl(log, record))
-                for key, value in stats.items():
-                    writer.add_scalar(f'pretrain/{key}', value, epoch)
-                writer.flush()
-                shown = ', '.join(f'{k} {v:.4g}' for k, v in stats.items())
-                print(f'epoch {epoch}: {shown}')
-    if writer is not None:
-        writer.close()
-    return model_without_ddp
+    pretrain_epochs(model, optimizer, scaler, speed, loader, sampler, augment if on_device else None, monitor, args,
+                    dataset, start_epoch, checkpoint.get('log') if start_epoch else None)
+    return unwrapped(model)
 
 
 if __name__ == '__main__':

@@ -19,6 +19,7 @@ sys.path.insert(0, ROOT)
 import torch  # noqa: E402
 
 import pretrain  # noqa: E402
+from fast.self_check import check_before_run  # noqa: E402
 from feeder.info import MAX_FRAMES, dataset_info  # noqa: E402
 from options.args import settle_device  # noqa: E402
 from utils.rng import seed_everything  # noqa: E402
@@ -41,7 +42,8 @@ def check(extra):
     lengths = torch.randint(MAX_FRAMES // 2, MAX_FRAMES + 1, (args.batch_size,))
     views = augment(clips.to(device), lengths.to(device))
     print(f'{extra or "defaults"}: ', end='', flush=True)
-    pretrain.check_fast_path(model, optimizer, scaler, speed, args, dataset, views)
+    check_before_run(model, optimizer, scaler, speed, args, views, lambda: pretrain.build_method(args, dataset).to(device),
+                     lambda a, s: pretrain.build_training(a, dataset, s, device), pretrain.optimizer_for)
     return None
 
 

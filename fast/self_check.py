@@ -35,17 +35,15 @@ class CheckResult:
         return f'self-check of the fast path {verdict} in {self.seconds:.1f} s: {self.reason}'
 
 
-def _encoder_vector(encoders, modality):
-    return torch.cat([p.detach().double().flatten() for p in encoders[modality].parameters()])
-
-
 def _state(model):
-    """What a training step changes: every encoder's parameters and the key queue."""
-    out = {'queue': model.queue.detach().double().clone()}
-    for side in ('encoder_q', 'encoder_k'):
-        for m in model.modalities:
-            out[f'{side}.{m}'] = _encoder_vector(getattr(model, side), m)
-    return out
+    """What a training step changes: every floating tensor of the model's state (parameters,
+    BatchNorm statistics, queues), grouped by the first two parts of their names
+    (``encoder_q.motion``, ``queue``)."""
+    groups = {}
+    for name, value in model.state_dict().items():
+        if value.is_floating_point():
+            groups.setdefault('.'.join(name.split('.')[:2]), []).append(value.detach().double().flatten())
+    return {key: torch.cat(values) for key, values in groups.items()}
 
 
 def train_copy(model, optimizer, scaler, make_step, views, steps, rng):
@@ -141,6 +139,34 @@ def self_check(model, optimizer, scaler, settings, build_reference, make_optimiz
         settings.set_matmul_precision()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+
+def check_before_run(model, optimizer, scaler, speed, args, views, build_reference, build_training, optimizer_for):
+    """The self-check before a run's first step: returns the run's settings, speed settings, model,
+    optimizer and scaler it goes on with, on the reference code if the fast path failed it (on any
+    rank: all ranks go on alike). ``build_reference()`` builds the reference model on the run's
+    device; ``build_training(args, speed)`` a run's model (DDP-wrapped where distributed), optimizer
+    and scaler; ``optimizer_for(model, args, speed)`` an optimizer."""
+    from fast.settings import SpeedSettings  # (fast.settings builds on this module)
+    result = self_check(model.module if args.distributed else model, optimizer, scaler, speed, build_reference,
+                        lambda m: optimizer_for(m, args, speed), views)
+    if args.distributed:
+        verdicts = [None] * args.world_size
+        torch.distributed.all_gather_object(verdicts, (result.passed, result.reason))
+        failed = [r for r, (passed, _) in enumerate(verdicts) if not passed]
+        if failed and result.passed:
+            result.passed, result.reason = False, f'rank {failed[0]}: {verdicts[failed[0]][1]}'
+    if result.passed:
+        print(result.line())
+        return args, speed, model, optimizer, scaler
+    print(f'{result.line()}; continuing on --speed reference (recorded as speed_fallback in args.json and the '
+          'checkpoints; --self-check off skips the check)')
+    args, speed = SpeedSettings.reference_instead(args.replace('self-check', speed_fallback=result.reason),
+                                                  'self-check: the fast path differed')
+    reference, reference_optimizer, _ = build_training(args, speed)
+    reference.load_state_dict(model.state_dict())
+    reference_optimizer.load_state_dict(optimizer.state_dict())
+    return args, speed, reference, reference_optimizer, scaler
 
 
 class _full_float32:

@@ -9,6 +9,34 @@ import warnings
 import torch
 
 from utils.io import write_atomic
+from utils.rng import get_rng_state, seed_everything, set_rng_state
+from utils.run import plain
+
+
+def run_state(model, optimizer, scaler, epoch, args, dataset, record):
+    """Everything a run continues from (docs/checkpoints.md): the model, optimizer and scaler
+    states, the epochs done, the settings with their sources, rank 0's RNG state, the dataset's
+    description and the last epoch's log line (restored if a kill came between the checkpoint and
+    the log)."""
+    return {'model': model.state_dict(), 'optimizer': optimizer.state_dict(), 'scaler': scaler.state_dict(),
+            'epoch': epoch, 'args': plain(dict(vars(args), sources=args.sources)), 'rng': get_rng_state(),
+            'dataset': dataset.to_json(), 'log': record}
+
+
+def restore_run_state(checkpoint, model, optimizer, scaler, args):
+    """The inverse of :func:`run_state` for ``--resume``; returns the epoch to continue from."""
+    try:
+        model.load_state_dict(checkpoint['model'])
+        optimizer.load_state_dict(checkpoint['optimizer'])
+    except (RuntimeError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f'--resume {args.resume} does not fit this model (was it trained with other '
+                         f'settings? its args: {checkpoint.get("args")}): {str(e)[:500]}') from None
+    scaler.load_state_dict(checkpoint['scaler'])
+    set_rng_state(checkpoint['rng'])
+    if args.rank:  # only rank 0's RNG state is saved; keep the ranks' streams apart
+        seed_everything(args.seed + args.rank + 1000 * checkpoint['epoch'])
+    print(f'resumed from {args.resume} at epoch {checkpoint["epoch"]}')
+    return checkpoint['epoch']
 
 
 def read_checkpoint(path, label='--checkpoint'):

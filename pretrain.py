@@ -14,19 +14,19 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from engine import first_views, pretrain_epochs
-from evaluation.monitor import KNNMonitor, knn_every_default
+from evaluation.monitor import KNNMonitor
 from fast.self_check import check_before_run
-from fast.settings import SpeedSettings, add_speed_arguments, fill_switches
+from fast.settings import add_speed_arguments
 from feeder.augment import ViewAugment
 from feeder.datasets import PretrainDataset, SkeletonFolder, collate_clips
 from feeder.info import dataset_info
 from feeder.modalities import MODALITIES
 from feeder.offline import check_step, offline_transform
-from models import DEFAULT_METHOD, ENCODERS, METHODS, build_method, method_class, method_settings, readers
-from options.args import (add_settings, check_places, format_default, get_args_parser, get_augment_parser,
+from models import DEFAULT_METHOD, ENCODERS, METHODS, build_method, method_class, method_settings
+from options.args import (add_settings, format_default, get_args_parser, get_augment_parser,
                           get_optim_parser, non_negative_int, positive_int, settle_device, show_defaults)
-from options.presets import default_choice, reads, recipe
-from options.settings import Settings
+from options.presets import recipe
+from options.resolve import pretraining_settings, rules_report
 from utils import run_folder
 from utils.checkpoint_io import read_checkpoint, restore_run_state
 from utils.dist import barrier, init_distributed, is_main_process, launch_env
@@ -73,97 +73,8 @@ def get_pretrain_parser():
 
 
 def resolve_settings(args, dataset, device, launch=(0, 1, 0), recorded=None, resume=None):
-    """Every setting of the run, resolved once, as a frozen :class:`options.settings.Settings` whose
-    ``sources`` say where each value came from: the command line; for a resumed run (``resume``:
-    its checkpoint, ``recorded``: the args it records) what it started with, so that it continues as
-    it started even where a preset has changed since; the recipe (:func:`options.presets.recipe`:
-    published, encoder, small-data preset, dataset, small-data rules, method); then what follows
-    from them: ``device`` (settled), the processes (``launch``: rank, world size, local rank) and the
-    speed switches (:func:`fast.settings.fill_switches`). Returns the settings and their
-    :class:`fast.settings.SpeedSettings`."""
-    check_places(args, dataset)
-    parser = get_pretrain_parser()
-    values, sources = dict(vars(args)), {}
-    for key, value in values.items():
-        sources[key] = 'not set' if value is None else 'command line' if value != parser.get_default(key) \
-            else 'flag default'
-    rank, world_size, local_rank = launch
-    past = recorded or {}
-    method, encoder = args.method or past.get('method'), args.encoder or past.get('encoder')
-    chose = None
-    if method is None:  # checkpoints that predate methods are the default method's
-        method, encoder, chose = default_choice(dataset, args.protocol) if encoder is None and recorded is None \
-            else (DEFAULT_METHOD, encoder, None)
-    defaults, why = recipe(dataset, encoder, method, args.protocol, world_size, recorded,
-                           batch_size=args.batch_size, epochs=args.epochs)
-    refuse_unread(values, reads(defaults['encoder'], method), method, defaults['encoder'], args.drop_unread)
-    values = {k: v for k, v in values.items() if k in defaults or k not in own_setting_names()}
-
-    def set_(key, value, source):
-        values[key], sources[key] = value, source
-
-    for key, value in defaults.items():
-        if values.get(key) is None:
-            set_(key, value, why[key])
-    if args.method is None:  # a resumed run keeps where its method came from
-        set_('method', method, (past.get('sources') or {}).get('method') or
-             ('checkpoint' if past.get('method') else chose or 'default'))
-    if chose:
-        set_('encoder', encoder, chose)
-    set_('device', device, sources['device'] if args.device else 'CUDA available' if device == 'cuda' else
-         'no CUDA device')
-    for key, value in zip(('rank', 'world_size', 'local_rank', 'distributed'),
-                          (rank, world_size, local_rank, world_size > 1)):
-        set_(key, value, 'launch environment (torchrun)' if world_size > 1 else 'one process')
-    if values['min_crop'] is None:
-        set_('min_crop', values['frames'], 'the frames')
-    for key, (value, reason) in method_class(method).resolve(values).items():
-        set_(key, value, reason)
-    if values['knn_every'] is None:
-        set_('knn_every', knn_every_default(values['epochs']), 'a tenth of the run')
-    values['modalities'] = list(dict.fromkeys(values['modalities']))
-    if resume and not args.resume:
-        set_('resume', resume, '--auto-resume: the newest checkpoint that reads')
-    # a resumed run that fell back to the reference code continues there unless --speed says otherwise
-    fell_back = past.get('speed_fallback') if args.speed is None else None
-    set_('speed_fallback', fell_back, 'checkpoint' if fell_back else 'not set')
-    switches, reasons = fill_switches(values)
-    for key, value in switches.items():
-        set_(key, value, reasons[key])
-    settings = Settings(values, sources)
-    if fell_back:
-        return SpeedSettings.reference_instead(settings, 'checkpoint: its self-check fell back to the reference code')
-    return settings, SpeedSettings.from_settings(settings)
-
-
-def own_setting_names():
-    """Every encoder's and method's own settings' names: the flags that one run may not read."""
-    return {name for name in method_settings()} | {s.name for cls in ENCODERS.values() for s in cls.SETTINGS}
-
-
-def refuse_unread(values, read, method, encoder, drop=False):
-    """A flag given on the command line (in ``values``) that the run's ``method`` and ``encoder``
-    do not read is refused, in one line naming those that read it; with ``drop``, a line says it is
-    dropped."""
-    unread = [k for k in own_setting_names() - read if values.get(k) is not None]
-    if not unread:
-        return
-    if drop:
-        print(f'--drop-unread: --method {method} with --encoder {encoder} does not read '
-              + ', '.join(f'--{k.replace("_", "-")}' for k in sorted(unread)) + '; dropped')
-        return
-    lines = []
-    for key in sorted(unread):
-        methods, encoders = readers(key)
-        who = ', '.join([f'--method {m}' for m in methods] + [f'--encoder {e}' for e in encoders])
-        lines.append(f'--{key.replace("_", "-")} is read by {who}, not by --method {method} with --encoder {encoder}')
-    raise SystemExit('error: ' + '\n       '.join(lines))
-
-
-def rules_report(settings):
-    """A line per setting the small-data rules gave, with why."""
-    return [f'  {key} {format_default(getattr(settings, key))}: {source[len("small-data rule: "):]}'
-            for key, source in settings.ruled()]
+    """The run's settings and speed settings (:func:`options.resolve.pretraining_settings`)."""
+    return pretraining_settings(args, get_pretrain_parser(), dataset, device, launch, recorded, resume)
 
 
 def check_settings(args, folder, dataset):

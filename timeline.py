@@ -27,7 +27,7 @@ from feeder.layouts import get_layout
 from feeder.raw.readers import read_pku_labels
 from feeder.raw.sources.pku import SPLIT_FILES
 from options.args import positive_int, settle_device
-from options.settings import Settings
+from options.settings import Resolution
 from recordings.detect import detect_videos, pku_videos
 from recordings.follow import follow
 from recordings.model import load_classifier
@@ -92,27 +92,22 @@ def get_timeline_parser():
 
 def resolve(args, classifier, device):
     """The settings, each with its source: the command line, a default, or the classifier."""
-    values = dict(vars(args))
-    sources = {k: 'not set' if v is None else 'command line' for k, v in values.items()}
-    for key, value in (('min_presence', MIN_PRESENCE), ('threshold', THRESHOLD), ('batch_size', BATCH_SIZE)):
-        if values[key] is None:
-            values[key], sources[key] = value, 'default'
-    values['device'], sources['device'] = device, 'command line' if args.device else 'default'
-    if args.window is None:
-        values['window'], sources['window'] = classifier.frames, "the classifier's frames"
-    if args.stride is None:
-        values['stride'], sources['stride'] = max(1, values['window'] // 4), 'a quarter window'
-    if args.min_duration is None:
-        values['min_duration'], sources['min_duration'] = max(1, values['window'] // 4), 'a quarter window'
-    if args.image_size is None and classifier.info.preparation.get('image_size'):
-        values['image_size'], sources['image_size'] = classifier.info.preparation['image_size'], "classifier's dataset"
+    resolution = Resolution(args)
+    resolution.layer(dict(min_presence=MIN_PRESENCE, threshold=THRESHOLD, batch_size=BATCH_SIZE), 'default')
+    resolution.set('device', device, 'command line' if args.device else 'default')
+    resolution.layer({'window': classifier.frames}, "the classifier's frames")
+    values = resolution.values
+    resolution.layer({'stride': max(1, values['window'] // 4), 'min_duration': max(1, values['window'] // 4)},
+                     'a quarter window')
+    if classifier.info.preparation.get('image_size'):
+        resolution.layer({'image_size': classifier.info.preparation['image_size']}, "classifier's dataset")
     for key in ('min_presence', 'threshold'):
         if not 0 <= values[key] <= 1:
             raise ValueError(f'--{key.replace("_", "-")} {values[key]}: expected a number between 0 and 1')
     if values['window'] > MAX_FRAMES:
         raise ValueError(f'--window {values["window"]}: at most {MAX_FRAMES} frames, the longest clip preparation '
                          'stores')
-    return Settings(values, sources)
+    return resolution.settings()
 
 
 def check_layout(args, info):

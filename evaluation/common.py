@@ -14,7 +14,7 @@ from feeder.offline import check_step, offline_transform
 from evaluation.pretrained import NO_CHECKPOINT, encoder_settings, load_encoders, open_pretrained, streams_held
 from models import DEFAULT_METHOD, METHODS, encoder_of, encoder_setting_names
 from options.args import check_places, settle_device
-from options.settings import Settings
+from options.settings import Resolution
 from utils.dist import launch_env
 from utils.run import announce
 
@@ -112,17 +112,15 @@ def setup_evaluation(args, recipe, output_required=True, protocol=None):
                          f'{processes} (WORLD_SIZE); run it with python, not torchrun')
     dataset = dataset_info(args.dataset, args.data_root)
     check_places(args, dataset, output_required)
-    values = dict(vars(args))
-    sources = {k: 'not set' if v is None else 'command line' for k, v in values.items()}
+    resolution = Resolution(args)
+    values = resolution.values
     pretrained = open_pretrained(args.checkpoint)
     rows, published = protocol_of(pretrained_method(pretrained), protocol)
-    for layer, source in ((rows, published), (recipe, 'evaluation recipe')):
-        for key, value in layer.items():
-            if values.get(key) is None:
-                values[key], sources[key] = value, source
-    values['device'] = settle_device(args.device)
-    sources['device'] = 'command line' if args.device else 'CUDA available' if values['device'] == 'cuda' else \
-        'no CUDA device'
+    resolution.layer(rows, published)
+    resolution.layer(recipe, 'evaluation recipe')
+    device = settle_device(args.device)
+    resolution.set('device', device, 'command line' if args.device else 'CUDA available' if device == 'cuda' else
+                   'no CUDA device')
     # a checkpoint decides the architecture; the settings say what is used, so they print it
     fixed = 'checkpoint' if pretrained[0] not in NO_CHECKPOINT else 'pretraining recipe'
     settings = encoder_settings(pretrained, dataset, values, args.protocol)
@@ -132,19 +130,14 @@ def setup_evaluation(args, recipe, output_required=True, protocol=None):
     if ignored:
         print(f'the checkpoint fixes the encoder; ignored: {", ".join(ignored)}')
     used = encoder_of(settings)  # only the encoder's own settings: those of another encoder say nothing
-    for key in names:
-        if key in used:
-            values[key] = used[key]
-            sources[key] = 'command line' if fixed != 'checkpoint' and getattr(args, key, None) is not None else fixed
-        else:
-            values.pop(key, None)
-            sources.pop(key, None)
-    if values['frames'] is None:
-        values['frames'], sources['frames'] = settings['frames'], fixed
-    if values['offline_step'] is None:  # the clips are prepared as the encoder was trained on them
-        values['offline_step'], sources['offline_step'] = settings['offline_step'], fixed
+    resolution.drop(set(names) - set(used))
+    for key, value in used.items():
+        resolution.set(key, value, 'command line' if fixed != 'checkpoint' and getattr(args, key, None) is not None
+                       else fixed)
+    # the clips are prepared as the encoder was trained on them
+    resolution.layer({key: settings[key] for key in ('frames', 'offline_step')}, fixed)
     check_step(values['offline_step'], dataset)
-    args = Settings(values, sources)
+    args = resolution.settings()
     announce(args)
     streams = streams_of(args.stream, streams_held(pretrained))
     if args.stream == 'all' and len(streams) < len(MODALITIES):

@@ -1,6 +1,6 @@
 """One object that says how pretraining computes the published function, resolved from the
-arguments and checked once (docs/fast-path.md; README's speed table says what each switch
-changes)."""
+arguments and checked once (docs/fast-path.md; docs/pretraining.md, "The same function, faster",
+says what each switch changes)."""
 import argparse
 import functools
 from dataclasses import dataclass, fields
@@ -16,7 +16,8 @@ from fast.step import GraphedStep, prefetch_views
 
 def add_speed_arguments(parser):
     """``--speed`` and the individual switches it sets, which override it."""
-    speed = parser.add_argument_group('speed (docs/fast-path.md; README: which options change the arithmetic)')
+    speed = parser.add_argument_group('speed (docs/fast-path.md; docs/pretraining.md: which options change the '
+                                      'arithmetic)')
     speed.add_argument('--speed', default=None, choices=['reference', 'fast'],
                        help='fast: every switch below that fits the run (default on CUDA); reference: the plain '
                             'model code, one step at a time (default on the CPU). Switches given explicitly win')
@@ -183,5 +184,5 @@ class SpeedSettings:
         return functools.partial(train_step, model, optimizer, scaler, amp=self.amp, amp_dtype=amp_dtype)
 
     def views(self):
-        """``views(loader, device, augment)``: the loader's pairs of views on the training device."""
+        """``views(loader, device, augment)``: the loader's batches of views on the training device."""
         return prefetch_views if self.speed == 'fast' else device_views

@@ -1,5 +1,8 @@
 """A run's settings, resolved once at the top of an entry script: every value and where it came
-from (docs/pretraining.md, "A run's folder"). The rest of the run reads them and never writes."""
+from (docs/pretraining.md, "A run's folder"). The rest of the run reads them and never writes.
+:class:`Resolution` is how every entry script resolves them (``pretrain.py``, the evaluation
+scripts through ``evaluation/common.py``, ``timeline.py``): the command line, then layers of
+defaults, each value with its source."""
 import argparse
 
 
@@ -34,3 +37,34 @@ class Settings(argparse.Namespace):
         """The settings whose value a rule gave (their source says which), as ``(name, source)``."""
         return [(k, s) for k, s in self.sources.items() if s.startswith('small-data rule')]
 
+
+
+class Resolution:
+    """Settings being resolved: the parsed command line (``args``; a value that is not ``None``,
+    and not the flag's own default where ``parser`` is given, comes from the command line), then
+    layers that fill what is still open, each value recorded with where it came from; ``settings()``
+    freezes them."""
+
+    def __init__(self, args, parser=None):
+        self.values, self.sources = dict(vars(args)), {}
+        for key, value in self.values.items():
+            given = value is not None and (parser is None or value != parser.get_default(key))
+            self.sources[key] = 'command line' if given else 'flag default' if value is not None else 'not set'
+
+    def layer(self, changes, source):
+        """Fill the settings of ``changes`` still open (``None``) from it, as coming from ``source``."""
+        for key, value in changes.items():
+            if self.values.get(key) is None:
+                self.set(key, value, source)
+
+    def set(self, key, value, source):
+        self.values[key], self.sources[key] = value, source
+
+    def drop(self, keys):
+        """The settings ``keys`` are not this run's: gone from it."""
+        for key in keys:
+            self.values.pop(key, None)
+            self.sources.pop(key, None)
+
+    def settings(self):
+        return Settings(self.values, self.sources)

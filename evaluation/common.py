@@ -80,12 +80,14 @@ def streams_of(stream, held=MODALITIES):
     return [m for m in MODALITIES if m in held] if stream == 'all' else [stream]
 
 
-def pretrained_method(pretrained):
+def pretrained_method(pretrained, requested=None):
     """The method a checkpoint (what :func:`evaluation.pretrained.open_pretrained` read) was
     pretrained with, where it records one (ours; the authors' released files are the default
-    method's); ``None``
-    for random and raw features and for classifiers."""
+    method's); for random and raw features the ``requested`` one (``--method``), if any; ``None``
+    for classifiers."""
     kind, _, ckpt_args = pretrained
+    if kind in NO_CHECKPOINT:
+        return requested
     if kind == 'ours':
         return ckpt_args.get('method') or DEFAULT_METHOD  # checkpoints that predate methods are its
     return DEFAULT_METHOD if kind == 'released' else None
@@ -115,7 +117,10 @@ def setup_evaluation(args, recipe, output_required=True, protocol=None):
     resolution = Resolution(args)
     values = resolution.values
     pretrained = open_pretrained(args.checkpoint)
-    rows, published = protocol_of(pretrained_method(pretrained), protocol)
+    if getattr(args, 'method', None) and pretrained[0] not in NO_CHECKPOINT:
+        raise SystemExit(f'error: --method {args.method} is for --checkpoint random or raw; --checkpoint '
+                         f'{args.checkpoint} records its own')
+    rows, published = protocol_of(pretrained_method(pretrained, getattr(args, 'method', None)), protocol)
     resolution.layer(rows, published)
     resolution.layer(recipe, 'evaluation recipe')
     device = settle_device(args.device)

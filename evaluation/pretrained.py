@@ -116,8 +116,9 @@ def streams_held(pretrained):
 def encoder_settings(pretrained, dataset, random_args=None, benchmark=None):
     """The pretraining settings the encoders are built with: the recipe of ``dataset`` (a
     :class:`feeder.info.DatasetInfo`) for ``benchmark``, overridden by what the checkpoint records
-    (:func:`options.presets.recipe` with ``recorded``), or for a random encoder by the non-``None``
-    architecture entries of ``random_args``."""
+    (:func:`options.presets.recipe` with ``recorded``), or for a random encoder the recipe of
+    ``random_args``' method (by default what a run on the dataset pretrains) overridden by the
+    non-``None`` architecture entries of ``random_args``."""
     kind, _, ckpt_args = pretrained
     if kind not in NO_CHECKPOINT:
         return recipe(dataset, ckpt_args.get('encoder') or PRETRAIN['encoder'], ckpt_args.get('method'),
@@ -125,7 +126,10 @@ def encoder_settings(pretrained, dataset, random_args=None, benchmark=None):
     names = encoder_setting_names()
     chosen = {k: v for k, v in (random_args or {}).items() if k in names and v is not None}
     method, encoder, _ = default_choice(dataset, benchmark)  # the encoder a run on this dataset trains by default
-    if chosen.get('encoder', encoder) != encoder:
+    if (random_args or {}).get('method'):
+        method = random_args['method']
+        encoder = recipe(dataset, chosen.get('encoder'), method, benchmark=benchmark)[0]['encoder']
+    elif chosen.get('encoder', encoder) != encoder:
         method = DEFAULT_METHOD
     return dict(recipe(dataset, chosen.get('encoder') or encoder, method, benchmark=benchmark)[0], **chosen)
 

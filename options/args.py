@@ -7,7 +7,7 @@ import torch
 from feeder.info import BUILTIN_DATASETS, DATASET_NAMES
 from feeder.modalities import MODALITIES
 from feeder.offline import STEPS
-from models import ENCODERS, own_settings
+from models import ENCODERS, METHODS, own_settings
 
 
 def positive_int(text):
@@ -125,6 +125,10 @@ def get_eval_parser(fusion=True, add_help=False):
     parser.add_argument('--checkpoint', default=None,
                         help="ours, the authors' released file, 'random' (an untrained encoder) or 'raw' (no encoder: "
                              "the prepared coordinates themselves, flattened)")
+    parser.add_argument('--method', default=None, choices=list(METHODS),
+                        help="with --checkpoint random or raw: the method whose encoder (its recipe's, at its size) "
+                             'and evaluation protocol a baseline takes, to stand beside that method\'s checkpoint; a '
+                             'checkpoint records its own')
     parser.add_argument('--stream', default='joint', choices=list(MODALITIES) + (['all'] if fusion else []),
                         help="the modality evaluated{}".format(", or 'all': every stream the checkpoint has (results.json "
                                                    "lists them) and, for several, their fusion" if fusion else ''))

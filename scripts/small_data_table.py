@@ -1,5 +1,6 @@
 """Print the small-data table from the runs of ``scripts/small_data_table.sh``: per dataset folder,
-one row for the prepared coordinates (raw), one per random encoder and one per pretrained method,
+one row for the prepared coordinates (raw), one per random encoder (of a method's architecture,
+under its protocol) and one per pretrained method,
 each with 1-NN top-1 of the joint, motion and bone streams and their fusion, linear top-1 (fused,
 or the method's one stream), and the pretraining minutes (the run's epochs, resumes included).
 
@@ -38,7 +39,10 @@ def rows(run):
     entries = sorted(os.listdir(run))
     for entry in entries:
         if entry.startswith('random_'):
-            yield [name, f'random {entry[len("random_"):]}'] + cells(os.path.join(run, entry)) + ['']
+            with open(os.path.join(run, entry, 'knn', 'results.json')) as f:
+                encoder = json.load(f)['encoder']
+            yield [name, f'random {encoder["encoder"]} (as {entry[len("random_"):]})'] + \
+                cells(os.path.join(run, entry)) + ['']
     for entry in entries:
         log = os.path.join(run, entry, 'pretrain', 'log.txt')
         if os.path.isfile(log):

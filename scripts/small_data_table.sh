@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The small-data table (docs/protocols.md, "Small datasets"): for each prepared dataset given as
 # DATA_ROOT:BENCHMARK and each method, pretraining with the defaults (the small-data rules), then
-# 1-NN (each stream and fused) and linear evaluation of the pretrained encoders, beside the same of
-# the prepared coordinates (--checkpoint raw) and of a random encoder of each method's encoder;
-# then one row per dataset and method.
+# 1-NN (each stream and fused) and linear evaluation of the pretrained encoders (each with its
+# method's protocol), beside the same of the prepared coordinates (--checkpoint raw) and of a random
+# encoder of each pretrained one's architecture, evaluated with the same method's protocol; then
+# one row per dataset and method.
 #
 #   bash scripts/small_data_table.sh [--method NAME[:ENCODER]]... DATA_ROOT:BENCHMARK...
 #   bash scripts/small_data_table.sh --method cmd --method cmd:transformer data/sbu:fold1 data/NW-UCLA-AGCN:xview
@@ -66,7 +67,6 @@ for spec in "${specs[@]}"; do
     mkdir -p "$run"
     common=(--dataset "$kind" --data-root "$root" --protocol "$benchmark")
     evaluate raw all "$run/raw"
-    encoders=()
     for spec_method in "${methods[@]}"; do
         method=${spec_method%%:*}
         choice=()
@@ -80,13 +80,14 @@ done = os.path.isfile(log) and os.path.isfile(args) and open(log).read().strip()
 print("yes" if done else "no")' "$folder/pretrain")
         [[ $finished == yes ]] || "$PYTHON" pretrain.py "${common[@]}" --method "$method" "${choice[@]}" \
             --output-dir "$folder/pretrain" --auto-resume --quiet --drop-unread "${extra[@]}"
-        encoder=$("$PYTHON" -c 'import json, sys; print(json.load(open(sys.argv[1]))["encoder"])' \
-            "$folder/pretrain/args.json")
         evaluate "$folder/pretrain/checkpoint.pth" all "$folder"  # every stream it has, fused
-        [[ " ${encoders[*]-} " == *" $encoder "* ]] || encoders+=("$encoder")
-    done
-    for encoder in "${encoders[@]}"; do
-        evaluate random all "$run/random_$encoder" --encoder "$encoder"
+        # a random encoder of the same architecture, under the same method's protocol
+        read -r -a same <<< "$("$PYTHON" -c 'import json, sys
+from models import encoder_of
+args = json.load(open(sys.argv[1]))
+print(" ".join(f"--{k.replace(chr(95), chr(45))} {v}" for k, v in encoder_of(args).items() if not isinstance(v, bool))
+      + " --mlp" * bool(args.get("mlp")) + " --no-mlp" * (not args.get("mlp")))' "$folder/pretrain/args.json")"
+        evaluate random all "$run/random_${spec_method/:/_}" --method "$method" "${same[@]}"
     done
     runs+=("$run")
 done

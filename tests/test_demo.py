@@ -79,14 +79,20 @@ def test_the_small_data_table_script(tmp_path, rng):
     assert done.returncode == 0, done.stderr[-3000:]
     table = {tuple(c.strip() for c in line.strip('|').split('|')[:2]): [c.strip() for c in line.strip('|').split('|')[2:]]
              for line in done.stdout.splitlines() if line.startswith('| mine_b |')}
-    assert [row for _, row in table] == ['raw coordinates', 'random gru', 'random stgcn', 'random transformer',
-                                         'cmd (gru)', 'cmd_transformer (transformer)', 'mamp (transformer)',
-                                         'skeletonclr (stgcn)']
+    assert [row for _, row in table] == ['raw coordinates', 'random gru (as cmd)',
+                                         'random transformer (as cmd_transformer)', 'random transformer (as mamp)',
+                                         'random stgcn (as skeletonclr)', 'cmd (gru)', 'cmd_transformer (transformer)',
+                                         'mamp (transformer)', 'skeletonclr (stgcn)']
     assert all(len(cells) == 6 for cells in table.values())
     run = tmp_path / 'out' / 'mine_b'
     kinds = {json.loads((run / k / 'knn' / 'results.json').read_text())['encoder_kind'] for k in
-             ('cmd', 'random_gru', 'raw')}
+             ('cmd', 'random_cmd', 'raw')}
     assert kinds == {'ours', 'random', 'raw'}
+    # each random baseline has its method's trained architecture and is evaluated with its protocol
+    mamp_args = json.loads((run / 'mamp' / 'pretrain' / 'args.json').read_text())
+    random_mamp = json.loads((run / 'random_mamp' / 'linear' / 'results.json').read_text())
+    assert random_mamp['encoder'] == {k: mamp_args[k] for k in random_mamp['encoder']}
+    assert random_mamp['encoder']['width'] == 16 and random_mamp['settings']['batchnorm'] is True
     raw_fused = json.loads((run / 'raw' / 'knn' / 'results.json').read_text())['accuracy']['fused']['top1@k=1']
     assert f'{raw_fused:.1f}' == table[('mine_b', 'raw coordinates')][3]
     single = table[('mine_b', 'skeletonclr (stgcn)')]  # one stream pretrained: joint alone

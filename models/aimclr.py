@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from models.losses import distribution_matching, multi_positive_nce, neighbour_positives, topk_accuracy
 from feeder.augment import random_axis_mask, random_axis_rotation, random_blur, random_flip, random_noise
+from models.losses import distribution_matching, multi_positive_nce, neighbour_positives, topk_accuracy
 from models.moco import (INIT, MINING_SETTINGS, MOCO_SETTINGS, STGCN_DATA, STGCN_LINEAR, MoCo, SkeletonCLRConfig,
                          check_topk, mining_start, processor_init, resolve_mining, skeletonclr)
 

@@ -6,9 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from feeder.augment import random_crop_resize, random_euler_rotation
 from feeder.info import MAX_FRAMES
 from feeder.modalities import to_modality
-from feeder.augment import random_crop_resize, random_euler_rotation
 from models.encoder import FIX_DEFECTS, Setting, StreamEncoder
 from models.losses import masked_mse
 from models.method import Method

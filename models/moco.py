@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from feeder.modalities import MODALITIES, to_modality
 from feeder.augment import padded_crop, random_rotation, random_shear
+from feeder.modalities import MODALITIES, to_modality
 from models.checkpoint import RELEASED_SUFFIX, released_encoder_state, strip_module
 from models.encoder import FIX_DEFECTS, Setting, StreamEncoder
 from models.losses import cross_positive_nce, infonce, topk_accuracy
@@ -61,7 +61,7 @@ class MoCo(Method):
     (modalities, dim, K) filled at a shared pointer, so index i of every modality's queue holds the
     same sample (what lets one modality's neighbours be looked up in another's). ``coordinates``:
     how many leading input channels are coordinates (default all; the rest, a confidence, is carried
-    into every modality unchanged. Its views: the default ones, the query's and the key's.
+    into every modality unchanged). Its views: the default ones, the query's and the key's.
     """
 
     CONFIG = MoCoConfig

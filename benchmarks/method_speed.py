@@ -26,44 +26,50 @@ import torch  # noqa: E402
 from benchmarks.published_steps import (PublishedAimCLRStep, PublishedMAMPStep, PublishedMoCoStep,  # noqa: E402
                                         check_same_function)
 from engine import train_step  # noqa: E402
+from feeder.info import dataset_info  # noqa: E402
 from feeder.layouts import NTU25  # noqa: E402
-from models.aimclr import AimCLR  # noqa: E402
-from models.mamp import MAMP  # noqa: E402
-from models.moco import CrosSCLR, SkeletonCLR  # noqa: E402
+from models import METHODS, build_method  # noqa: E402
 from models.stgcn import STGCNEncoder  # noqa: E402
-from models.transformer import TransformerEncoder  # noqa: E402
+from pretrain import get_pretrain_parser, resolve_settings  # noqa: E402
 from utils.schedule import make_optimizer  # noqa: E402
 
-METHODS = ('skeletonclr', 'crossclr', 'aimclr', 'mamp')
+TIMED = ('skeletonclr', 'crossclr', 'aimclr', 'mamp')
+NTU60 = dataset_info('ntu60')
+
+
+def published_settings(method, *flags):
+    """What ``pretrain.py`` resolves for ``method`` on NTU-60 x-sub with ``flags``: its published recipe."""
+    argv = ['--data-root', '.', '--output-dir', '.', '--dataset', 'ntu60', '--protocol', 'xsub', '--method', method]
+    return resolve_settings(get_pretrain_parser().parse_args(argv + list(flags)), NTU60, torch.device('cpu'))[0]
 
 
 def build(method, args, dropout):
-    """Our model of ``method`` at the benchmark's size, its optimiser's settings, the published step
+    """Our model of ``method`` at the benchmark's size, its resolved settings, the published step
     class and the number of views."""
     if method == 'mamp':
-        model = MAMP(lambda: TransformerEncoder(25, 3, args.mamp_width, args.mamp_depth, 8, 4, 4), NTU25,
-                     decoder_depth=3)
-        return model, dict(optimizer='adamw', lr=1e-3, weight_decay=0.05), PublishedMAMPStep, 1
+        settings = published_settings(method, '--width', str(args.mamp_width), '--depth', str(args.mamp_depth))
+        return build_method(settings, NTU60), settings, PublishedMAMPStep, 1
+    settings = published_settings(method, '--queue-size', str(args.queue))
 
     def encoder():
-        return STGCNEncoder(NTU25, 3, args.width, 16 * args.width, 128, True, dropout)
-    cls, published, views = {'skeletonclr': (SkeletonCLR, PublishedMoCoStep, 2), 'crossclr': (CrosSCLR, PublishedMoCoStep, 2),
-                              'aimclr': (AimCLR, PublishedAimCLRStep, 3)}[method]
-    model = cls(encoder, NTU25, queue_size=args.queue)
-    return model, dict(optimizer='sgd', lr=0.1, momentum=0.9, weight_decay=1e-4), published, views
+        return STGCNEncoder(NTU25, base_channels=args.width, out_channels=16 * args.width, dim=settings.dim,
+                            mlp=settings.mlp, dropout=dropout)
+    published, views = {'crossclr': (PublishedMoCoStep, 2), 'skeletonclr': (PublishedMoCoStep, 2),
+                        'aimclr': (PublishedAimCLRStep, 3)}[method]
+    return METHODS[method].build(encoder, settings, NTU60), settings, published, views
 
 
-def sides(model, optimizer_settings, published_cls):
+def sides(model, settings, published_cls):
     """Two copies of ``model`` and their steps: ours (``engine.train_step`` with the project's
     optimiser) and the published one."""
     ours, theirs = copy.deepcopy(model), copy.deepcopy(model)
-    optimizer = make_optimizer(ours.named_parameters(), argparse.Namespace(betas=None, **optimizer_settings))
+    optimizer = make_optimizer(ours.named_parameters(), settings)
     scaler = torch.amp.GradScaler('cpu', enabled=False)
     ours.train(), theirs.train()
 
     def our_step(views):
         return train_step(ours, optimizer, scaler, views)[0]
-    return our_step, published_cls(theirs, lr=optimizer_settings['lr'])
+    return our_step, published_cls(theirs, lr=settings.lr)
 
 
 def clips(args, method, count, dtype):
@@ -105,7 +111,7 @@ def measure(method, args):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--methods', nargs='+', default=list(METHODS), choices=METHODS)
+    parser.add_argument('--methods', nargs='+', default=list(TIMED), choices=TIMED)
     parser.add_argument('--batch', type=int, default=16)
     parser.add_argument('--frames', type=int, default=50)
     parser.add_argument('--width', type=int, default=16, help="the ST-GCN's first width (published 16)")

@@ -44,11 +44,13 @@ from models.method import normal  # noqa: E402
 from feeder.datasets import PretrainDataset, SkeletonFolder, collate_clips  # noqa: E402
 from feeder.info import dataset_info  # noqa: E402
 from feeder.layouts import NTU25  # noqa: E402
-from models.gru import GRUEncoder  # noqa: E402
+from feeder.modalities import MODALITIES  # noqa: E402
+from models import EncoderConfig, build_encoder  # noqa: E402
 from tests.reference import FrameByFrameGRUEncoder  # noqa: E402
 from utils.rng import get_rng_state  # noqa: E402
 from utils.checkpoint_io import BackgroundSaver, save_atomic  # noqa: E402
 
+NTU60 = dataset_info('ntu60')
 CONFIGS = {
     # the published recipe (docs/protocols.md)
     'published': dict(batch=64, frames=64, hidden=1024, layers=3, queue=16384, topk=8192),
@@ -96,15 +98,29 @@ CPU_VARIANTS = ['frame-by-frame', 'fused', 'grouped']
 CUDA_VARIANTS = [name for name in VARIANTS if name != 'grouped']
 
 
+def cmd_settings(cfg):
+    """What ``pretrain.py`` resolves for CMD on NTU-60 x-sub at ``cfg``'s sizes (the rest its published recipe)."""
+    argv = ['--data-root', '.', '--output-dir', '.', '--dataset', 'ntu60', '--protocol', 'xsub', '--method', 'cmd',
+            '--hidden-size', str(cfg['hidden']), '--num-layers', str(cfg['layers']), '--queue-size', str(cfg['queue']),
+            '--topk', str(cfg['topk'])]
+    return pretrain.resolve_settings(pretrain.get_pretrain_parser().parse_args(argv), NTU60, torch.device('cpu'))[0]
+
+
+def published_gru(cfg):
+    """One encoder of CMD's published recipe at ``cfg``'s sizes."""
+    return build_encoder(EncoderConfig.from_dict(vars(cmd_settings(cfg))), NTU25, persons=2)
+
+
 def build(variant, cfg, device):
     def make_encoder():
-        cls = FrameByFrameGRUEncoder if variant['impl'] == 'frame-by-frame' else GRUEncoder
-        return cls(150, cfg['hidden'], cfg['layers'], 128, mlp=True)
+        if variant['impl'] == 'frame-by-frame':
+            return FrameByFrameGRUEncoder(150, cfg['hidden'], cfg['layers'], 128, mlp=True)
+        return published_gru(cfg)
     torch.manual_seed(0)
     with device:  # initialise on the device: the published sizes are slow to build on the host
-        model = FastCMD(make_encoder, NTU25, queue_size=cfg['queue'], topk=cfg['topk'],
-                        grouped=variant['impl'] == 'grouped', kernels=variant.get('kernels', 'auto'),
-                        recurrent_fp16=variant.get('fp16', False), overlap_keys=variant.get('overlap', False)).train()
+        model = FastCMD.build(make_encoder, cmd_settings(cfg), NTU60, grouped=variant['impl'] == 'grouped',
+                              kernels=variant.get('kernels', 'auto'), recurrent_fp16=variant.get('fp16', False),
+                              overlap_keys=variant.get('overlap', False)).train()
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.01, momentum=0.9,
                                 weight_decay=1e-4, fused=device.type == 'cuda')  # as pretrain.py
     return model, optimizer
@@ -189,8 +205,8 @@ def time_knn_monitor(cfg, device, workers, train, val):
         write_random_split(root, val, min_frames=30, seed=1, part='val')
         torch.manual_seed(0)
         with device:
-            encoders = {m: GRUEncoder(150, cfg['hidden'], cfg['layers'], 128) for m in ('joint', 'motion', 'bone')}
-        monitor = KNNMonitor(root, dataset_info('ntu60'), cfg['frames'], 1, 1, workers, device)
+            encoders = {m: published_gru(cfg) for m in MODALITIES}
+        monitor = KNNMonitor(root, NTU60, cfg['frames'], 1, 1, workers, device)
         monitor(encoders)  # warm-up: cuDNN plans, loader start
         sync(device)
         start = time.perf_counter()
@@ -206,7 +222,8 @@ def time_data_pipeline(device, frames, batch, workers, clips=1024):
     with tempfile.TemporaryDirectory() as root:
         write_random_split(root, clips, min_frames=30)
         folder = SkeletonFolder(root, 'train')
-        augment = ViewAugment(25, (normal, normal), frames=frames)
+        augment = ViewAugment(25, (normal, normal), frames=frames, min_crop=frames, shear=1.0, corruption=0.5,
+                              rotation=0.0)
         for where in ('loader', 'device'):
             dataset = PretrainDataset(folder, augment=augment if where == 'loader' else None)
             loader = DataLoader(dataset, batch_size=batch, num_workers=workers, drop_last=True,

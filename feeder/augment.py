@@ -276,13 +276,12 @@ class ViewAugment:
     ``mirror`` (the layout's left/right joint permutation, :attr:`feeder.layouts.Layout.mirror`) and
     ``options``, the method's own settings ({name: value}) for the recipes that read them."""
 
-    def __init__(self, num_joints, views, frames=64, min_crop=None, scale=(0.1, 1.0), shear=1.0, corruption=0.5,
-                 rotation=0.0, coordinates=None, mirror=None, options=None):
+    def __init__(self, num_joints, views, *, frames, min_crop, shear, corruption, rotation, scale=(0.1, 1.0),
+                 coordinates=None, mirror=None, options=None):
         if not views or not all(callable(view) for view in views):
             raise ValueError(f'views: one view recipe (a function) per view, got {views!r}')
         self.views = tuple(views)
-        self.frames, self.scale = frames, scale
-        self.min_crop = frames if min_crop is None else min_crop
+        self.frames, self.min_crop, self.scale = frames, min_crop, scale
         self.corrupt_joints = corrupt_count(num_joints)
         self.shear, self.corruption, self.rotation = shear, corruption, rotation
         self.coordinates, self.mirror, self.options = coordinates, mirror, dict(options or {})
@@ -301,6 +300,6 @@ class ViewAugment:
         ``shear``, ``corruption``, ``rotation``, and the settings named in ``options``; a
         ``min_crop`` of ``None`` means ``frames``) for clips of ``layout`` (a
         :class:`feeder.layouts.Layout`)."""
-        return cls(layout.num_joints, views, args.frames, args.min_crop or args.frames, shear=args.shear,
-                   corruption=args.corruption, rotation=args.rotation, coordinates=coordinates, mirror=layout.mirror,
+        return cls(layout.num_joints, views, frames=args.frames, min_crop=args.min_crop or args.frames,
+                   shear=args.shear, corruption=args.corruption, rotation=args.rotation, coordinates=coordinates, mirror=layout.mirror,
                    options={name: getattr(args, name, None) for name in options})

@@ -82,10 +82,9 @@ class AimCLR(MoCo):
     PUBLISHED = 'Levigty/AimCLR@6cd7376'
     KEEP = 0.7  # EADM's threshold in the published code (docs/method.md)
 
-    def __init__(self, make_encoder, layout, modalities=('joint',), dim=128, queue_size=32768, momentum_key=0.999,
-                 contrast_t=0.07, topk=1, mining_epoch=150, coordinates=None, fix_defects=False, init='published'):
-        check_topk(topk, queue_size)
-        super().__init__(make_encoder, layout, modalities, dim, queue_size, momentum_key, contrast_t, coordinates)
+    def __init__(self, make_encoder, layout, *, topk, mining_epoch, fix_defects, init, **moco):
+        check_topk(topk, moco['queue_size'])
+        super().__init__(make_encoder, layout, **moco)
         encoder = next(iter(self.encoder_q.values()))
         if not (hasattr(encoder, 'feature_map') and hasattr(encoder, 'pool')):
             raise ValueError(f'aimclr drops features of the encoder\'s last map, which {type(encoder).__name__} does '

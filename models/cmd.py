@@ -2,9 +2,8 @@
 (docs/method.md, "The objective")."""
 from dataclasses import dataclass
 
-from feeder.modalities import MODALITIES
-from models.losses import cmd_loss
 from models.encoder import Setting
+from models.losses import cmd_loss
 from models.moco import MOCO_SETTINGS, MoCo, MoCoConfig, check_topk
 
 
@@ -31,11 +30,9 @@ class CMD(MoCo):
         Setting('cmd_weight', float, 1.0, "cmd: the distillation's weight; 0 turns it off"),
     )
 
-    def __init__(self, make_encoder, layout, modalities=MODALITIES, dim=128, queue_size=16384,
-                 momentum_key=0.999, contrast_t=0.07, topk=8192, teacher_t=0.05, student_t=0.1, cmd_weight=1.0,
-                 coordinates=None):
-        check_topk(topk, queue_size)
-        super().__init__(make_encoder, layout, modalities, dim, queue_size, momentum_key, contrast_t, coordinates)
+    def __init__(self, make_encoder, layout, *, topk, teacher_t, student_t, cmd_weight, **moco):
+        check_topk(topk, moco['queue_size'])
+        super().__init__(make_encoder, layout, **moco)
         self.topk, self.teacher_t, self.student_t, self.cmd_weight = topk, teacher_t, student_t, cmd_weight
 
     def objective(self, q, k, queue):

@@ -55,11 +55,11 @@ class GRUEncoder(Encoder):
 
     @classmethod
     def build(cls, settings, layout, persons, channels, dim, mlp):
-        return cls(channels * layout.num_joints * persons, settings['hidden_size'], settings['num_layers'], dim,
-                   mlp=mlp, mode=settings['gru_mode'], pool=settings['gru_pool'])
+        return cls(channels * layout.num_joints * persons, hidden_size=settings['hidden_size'],
+                   num_layers=settings['num_layers'], dim=dim, mlp=mlp, mode=settings['gru_mode'],
+                   pool=settings['gru_pool'])
 
-    def __init__(self, in_features, hidden_size=1024, num_layers=3, dim=128, mlp=True, mode='published',
-                 pool='last'):
+    def __init__(self, in_features, *, hidden_size, num_layers, dim, mlp, mode, pool):
         super().__init__()
         if mode not in ('published', 'bidirectional'):
             raise ValueError(f"gru mode must be 'published' or 'bidirectional', got {mode!r}")

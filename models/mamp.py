@@ -178,8 +178,8 @@ class MAMP(Method):
         FIX_DEFECTS,
     )
 
-    def __init__(self, make_encoder, layout, modalities=('joint',), mask_ratio=0.9, mask_tau=0.8, decoder_depth=3,
-                 coordinates=None, fix_defects=False):
+    def __init__(self, make_encoder, layout, *, modalities, mask_ratio, mask_tau, decoder_depth, fix_defects,
+                 coordinates=None):
         super().__init__()
         if not 0 < mask_ratio < 1:
             raise ValueError(f'--mask-ratio {mask_ratio}: expected a share between 0 and 1')
@@ -197,8 +197,9 @@ class MAMP(Method):
 
     @classmethod
     def build(cls, make_encoder, args, dataset):
-        return cls(make_encoder, dataset.layout, args.modalities, args.mask_ratio, args.mask_tau, args.decoder_depth,
-                   dataset.coordinates, bool(getattr(args, 'fix_defects', False)))
+        return cls(make_encoder, dataset.layout, modalities=args.modalities, mask_ratio=args.mask_ratio,
+                   mask_tau=args.mask_tau, decoder_depth=args.decoder_depth, fix_defects=bool(args.fix_defects),
+                   coordinates=dataset.coordinates)
 
     def encoders(self):
         return {m: StreamEncoder(e, m, self.layout, self.coordinates) for m, e in self.encoder.items()}

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from feeder.augment import padded_crop, random_rotation, random_shear
-from feeder.modalities import MODALITIES, to_modality
+from feeder.modalities import to_modality
 from models.checkpoint import RELEASED_SUFFIX, released_encoder_state, strip_module
 from models.encoder import FIX_DEFECTS, Setting, StreamEncoder
 from models.losses import cross_positive_nce, infonce, topk_accuracy
@@ -67,8 +67,8 @@ class MoCo(Method):
     CONFIG = MoCoConfig
     SETTINGS = MOCO_SETTINGS
 
-    def __init__(self, make_encoder, layout, modalities=MODALITIES, dim=128, queue_size=16384, momentum_key=0.999,
-                 contrast_t=0.07, coordinates=None):
+    def __init__(self, make_encoder, layout, *, modalities, dim, queue_size, momentum_key, contrast_t,
+                 coordinates=None):
         super().__init__()
         self.layout, self.modalities, self.coordinates = layout, tuple(modalities), coordinates
         self.momentum_key, self.contrast_t = momentum_key, contrast_t
@@ -279,9 +279,8 @@ class SkeletonCLR(MoCo):
     SMALL_RECIPE = dict(RECIPE, init='pytorch')
     PROTOCOLS, PUBLISHED = {'linear': STGCN_LINEAR}, 'LinguoLi/CrosSCLR@792b70c'
 
-    def __init__(self, make_encoder, layout, modalities=('joint',), dim=128, queue_size=32768, momentum_key=0.999,
-                 contrast_t=0.07, coordinates=None, init='published'):
-        super().__init__(make_encoder, layout, modalities, dim, queue_size, momentum_key, contrast_t, coordinates)
+    def __init__(self, make_encoder, layout, *, init, **moco):
+        super().__init__(make_encoder, layout, **moco)
         if init == 'published':
             processor_init(self)
 
@@ -316,11 +315,10 @@ class CrosSCLR(MoCo):
     PUBLISHED = 'LinguoLi/CrosSCLR@792b70c'
 
 
-    def __init__(self, make_encoder, layout, modalities=MODALITIES, dim=128, queue_size=32768, momentum_key=0.999,
-                 contrast_t=0.07, topk=1, mining_epoch=150, coordinates=None, fix_defects=False, init='published'):
-        check_topk(topk, queue_size)
+    def __init__(self, make_encoder, layout, *, topk, mining_epoch, fix_defects, init, **moco):
+        check_topk(topk, moco['queue_size'])
         self.fix_defects = fix_defects
-        super().__init__(make_encoder, layout, modalities, dim, queue_size, momentum_key, contrast_t, coordinates)
+        super().__init__(make_encoder, layout, **moco)
         self.topk, self.mining_epoch = topk, mining_epoch
         if init == 'published':
             processor_init(self)

@@ -83,10 +83,10 @@ class TransformerEncoder(Encoder):
 
     @classmethod
     def build(cls, settings, layout, persons, channels, dim, mlp):
-        return cls(layout.num_joints, channels, settings['width'], settings['depth'], settings['heads'],
-                   settings['mlp_ratio'], settings['patch'], dim, mlp)
+        return cls(layout.num_joints, channels, width=settings['width'], depth=settings['depth'],
+                   heads=settings['heads'], mlp_ratio=settings['mlp_ratio'], patch=settings['patch'], dim=dim, mlp=mlp)
 
-    def __init__(self, num_joints, channels=3, width=256, depth=8, heads=8, mlp_ratio=4, patch=4, dim=128, mlp=True):
+    def __init__(self, num_joints, channels, *, width, depth, heads, mlp_ratio, patch, dim, mlp):
         super().__init__()
         self.channels, self.patch, self.heads, self.mlp_ratio = channels, patch, heads, mlp_ratio
         self.embed = nn.Conv2d(channels, width, kernel_size=(patch, 1), stride=(patch, 1))

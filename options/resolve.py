@@ -11,14 +11,16 @@ from options.settings import Resolution
 
 
 def pretraining_settings(args, parser, dataset, device, launch=(0, 1, 0), recorded=None, resume=None):
-    """Every setting of a pretraining run (``args``, parsed by ``parser``), resolved once, as a frozen :class:`options.settings.Settings` whose
-    ``sources`` say where each value came from: the command line; for a resumed run (``resume``:
-    its checkpoint, ``recorded``: the args it records) what it started with, so that it continues as
-    it started even where a preset has changed since; the recipe (:func:`options.presets.recipe`:
-    published, encoder, small-data preset, dataset, small-data rules, method); then what follows
-    from them: ``device`` (settled), the processes (``launch``: rank, world size, local rank) and the
-    speed switches (:func:`fast.settings.fill_switches`). Returns the settings and their
-    :class:`fast.settings.SpeedSettings`."""
+    """Every setting of a pretraining run (``args``, parsed by ``parser``), resolved once, as a
+    frozen :class:`options.settings.Settings` whose ``sources`` say where each value came from: the
+    command line; for a resumed run (``resume``: its checkpoint, ``recorded``: the args it records,
+    with their sources) what it started with, so that it continues as it started even where a
+    preset has changed since; the recipe (:func:`options.presets.recipe`: published, encoder,
+    small-data preset, dataset, small-data rules, method); then what follows from them: ``device``
+    (settled), the processes (``launch``: rank, world size, local rank), what the method resolves
+    (``Method.resolve``) and the speed switches (:func:`fast.settings.fill_switches`). A flag the
+    run's method and encoder do not read is refused (:func:`refuse_unread`). Returns the settings
+    and their :class:`fast.settings.SpeedSettings`."""
     check_places(args, dataset)
     resolution = Resolution(args, parser)
     rank, world_size, local_rank = launch

@@ -103,3 +103,42 @@ def tiny_checkpoint(data_root, tmp_path_factory):
     out = tmp_path_factory.mktemp('pretrained')
     run_pretrain(data_root, out, '--epochs', '1')
     return out / 'checkpoint.pth'
+
+
+def gru(hidden=8, layers=2, dim=16, mode='published', pool='last', mlp=True, inputs=150):
+    """A small GRU encoder for the tests (the published chains and last frame unless told)."""
+    from models.gru import GRUEncoder
+    return GRUEncoder(inputs, hidden_size=hidden, num_layers=layers, dim=dim, mlp=mlp, mode=mode, pool=pool)
+
+
+def transformer(width=16, depth=2, heads=2, mlp_ratio=4, patch=4, dim=8, mlp=True, joints=25, channels=3):
+    """A small transformer encoder for the tests."""
+    from models.transformer import TransformerEncoder
+    return TransformerEncoder(joints, channels, width=width, depth=depth, heads=heads, mlp_ratio=mlp_ratio,
+                              patch=patch, dim=dim, mlp=mlp)
+
+
+def with_defaults(cls, make_encoder, **given):
+    """A model of method class ``cls`` (or a faster subclass of one, with its switches in
+    ``given``) built as ``pretrain.py`` builds it from what the method's published NTU-60 recipe
+    resolves (``options.presets.recipe``, a 300-epoch run) changed by ``given``: the model of a
+    published run, at the sizes a test gives."""
+    import argparse
+
+    from feeder.info import dataset_info
+    from models import METHODS
+    from options.presets import recipe
+    name = next(name for name, method in METHODS.items() if method in cls.__mro__)
+    values = dict(recipe('ntu60', method=name)[0], epochs=300)
+    switches = {k: given.pop(k) for k in list(given) if k not in values}
+    values.update(given)
+    values.update({k: v for k, (v, _) in cls.resolve(values).items()})
+    return cls.build(make_encoder, argparse.Namespace(**values), dataset_info('ntu60'), **switches)
+
+
+def augment(views, frames=64, shear=1.0, corruption=0.5, rotation=0.0, **options):
+    """The view maker of CMD's recipe (its shear, corruption and rotation, crops of at least
+    ``frames``, unless told) for 25 joints."""
+    from feeder.augment import ViewAugment
+    options.setdefault('min_crop', frames)
+    return ViewAugment(25, views, frames=frames, shear=shear, corruption=corruption, rotation=rotation, **options)

@@ -5,6 +5,7 @@ import os
 import torch
 
 from feeder.layouts import NTU25
+from feeder.modalities import MODALITIES
 from models.cmd import CMD
 from models.gru import GRUEncoder
 
@@ -15,9 +16,10 @@ def build(config, cls=CMD, **options):
     """A CMD model (or ``cls``, e.g. :class:`fast.model.FastCMD` with its ``options``) of the
     golden configuration."""
     def make_encoder():
-        return GRUEncoder(150, config['hidden'], config['layers'], config['dim'], mlp=config['mlp'])
-    return cls(make_encoder, NTU25, dim=config['dim'], queue_size=config['K'], momentum_key=config['m'],
-               contrast_t=config['T'], topk=config['topk'], teacher_t=config['teacher_T'],
+        return GRUEncoder(150, hidden_size=config['hidden'], num_layers=config['layers'], dim=config['dim'],
+                          mlp=config['mlp'], mode='published', pool='last')
+    return cls(make_encoder, NTU25, modalities=MODALITIES, dim=config['dim'], queue_size=config['K'],
+               momentum_key=config['m'], contrast_t=config['T'], topk=config['topk'], teacher_t=config['teacher_T'],
                student_t=config['student_T'], cmd_weight=config['cmd_weight'], **options)
 
 

@@ -15,9 +15,7 @@ from fast.model import FastCMD
 from fast.recurrence import gru_recurrence
 from fast.step import GraphedStep
 from feeder.augment import center_crop_resize, random_crop_resize, random_spatial, resize_window
-from feeder.layouts import NTU25
-from models.gru import GRUEncoder
-from tests.conftest import run_pretrain, tf32_switches
+from tests.conftest import gru, run_pretrain, tf32_switches, with_defaults
 from tests.golden import GOLDEN, build
 from tests.reference import published_gru_features
 
@@ -34,19 +32,19 @@ def full_float32():
 
 def test_fused_gru_equals_frame_by_frame_on_cudnn(full_float32):
     torch.manual_seed(0)
-    encoder = GRUEncoder(150, 256, 3, dim=128).to(CUDA).eval()
-    gru = torch.nn.GRU(150, 256, 3, batch_first=True, bidirectional=True).to(CUDA)
-    gru.load_state_dict(encoder.released_gru_state())
+    encoder = gru(256, 3, dim=128).to(CUDA).eval()
+    published = torch.nn.GRU(150, 256, 3, batch_first=True, bidirectional=True).to(CUDA)
+    published.load_state_dict(encoder.released_gru_state())
     x = torch.randn(16, 3, 64, 25, 2, device=CUDA)
     with torch.no_grad():
-        torch.testing.assert_close(encoder.features(x), published_gru_features(gru, encoder.input_norm, x),
+        torch.testing.assert_close(encoder.features(x), published_gru_features(published, encoder.input_norm, x),
                                    atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize('kernels', ['triton', 'triton-frame', 'torch'])
 def test_grouped_recurrence_on_the_gpu_equals_cudnn(full_float32, kernels):
     torch.manual_seed(0)
-    fused = [GRUEncoder(150, 256, 3, dim=128).to(CUDA).train() for _ in range(3)]
+    fused = [gru(256, 3, dim=128).to(CUDA).train() for _ in range(3)]
     grouped = copy.deepcopy(fused)
     inputs = [torch.randn(16, 3, 64, 25, 2, device=CUDA) for _ in fused]
     weights = [torch.randn(16, 512, device=CUDA) for _ in fused]
@@ -83,7 +81,7 @@ def test_fp16_operand_encoders_are_as_accurate_as_tf32_on_the_gpu():
     # the whole grouped encoder (input products and recurrence) with float16 operands against
     # float64, next to the TF32 path: the errors must be of one size, in features and gradients
     torch.manual_seed(0)
-    base = [GRUEncoder(150, 256, 3, dim=128).train() for _ in range(3)]
+    base = [gru(256, 3, dim=128).train() for _ in range(3)]
     inputs = [torch.randn(16, 3, 32, 25, 2) for _ in base]
     weights = [torch.randn(16, 512) for _ in base]
 
@@ -170,8 +168,8 @@ def test_graphed_steps_equal_eager_steps(full_float32, amp, overlap, kernels, fp
     def train(graph):
         torch.manual_seed(0)
         with CUDA:
-            model = FastCMD(lambda: GRUEncoder(150, 64, 3, 128), NTU25, queue_size=256, topk=64, grouped=True,
-                            kernels=kernels, recurrent_fp16=fp16, overlap_keys=overlap and graph).train()
+            model = with_defaults(FastCMD, lambda: gru(64, 3, dim=128), queue_size=256, topk=64, grouped=True,
+                                  kernels=kernels, recurrent_fp16=fp16, overlap_keys=overlap and graph).train()
         optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.05, momentum=0.9,
                                     weight_decay=1e-4, fused=graph)  # fused SGD: the same update
         scaler = torch.amp.GradScaler('cuda', enabled=False)

@@ -6,9 +6,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from fast.step import prefetch_views
-from feeder.augment import ViewAugment
 from models.method import normal
 from feeder.datasets import DownstreamDataset, PretrainDataset, SkeletonFolder
+from tests.conftest import augment
 
 
 def _folder(root, n=6, joints=25, persons=2, frames=(30, 120, 300, 400, 70, 64)):
@@ -45,7 +45,7 @@ def test_folder_errors_name_the_problem(tmp_path):
 
 def test_pretrain_views_differ_and_load_in_workers(tmp_path):
     _folder(tmp_path)
-    dataset = PretrainDataset(SkeletonFolder(str(tmp_path), 'train'), ViewAugment(25, (normal, normal), frames=32))
+    dataset = PretrainDataset(SkeletonFolder(str(tmp_path), 'train'), augment((normal, normal), frames=32))
     loader = DataLoader(dataset, batch_size=3, num_workers=2)
     batches = list(loader)
     view1, view2 = batches[0]
@@ -71,17 +71,17 @@ def test_raw_clips_collate_and_augment_as_a_batch(tmp_path):
     assert clips.shape == (3, 3, 120, 25, 2) and lengths.tolist() == [30, 120, 70]
     np.testing.assert_array_equal(clips[2, :, :70].numpy(), data[4, :, :70])
     assert (clips[0, :, 30:] == 0).all()
-    view_q, view_k = ViewAugment(25, (normal, normal), frames=16)(clips, lengths)
+    view_q, view_k = augment((normal, normal), frames=16)(clips, lengths)
     assert view_q.shape == view_k.shape == (3, 3, 16, 25, 2) and not torch.equal(view_q, view_k)
 
 
 def test_prefetched_views_equal_views_made_in_turn():
     batches = [(torch.randn(4, 3, 20, 25, 2), torch.randint(5, 21, (4,))) for _ in range(3)]
-    augment = ViewAugment(25, (normal, normal), frames=8)
+    views = augment((normal, normal), frames=8)
     torch.manual_seed(0)
-    expected = [augment(clips, lengths) for clips, lengths in batches]
+    expected = [views(clips, lengths) for clips, lengths in batches]
     torch.manual_seed(0)
-    got = list(prefetch_views(batches, torch.device('cpu'), augment))
+    got = list(prefetch_views(batches, torch.device('cpu'), views))
     assert len(got) == 3
     for (a, b), (c, d) in zip(expected, got):
         assert torch.equal(a, c) and torch.equal(b, d)

@@ -16,10 +16,10 @@ from feeder.layouts import NTU25
 from finetune import balanced_subset
 from models.cmd import CMD
 from models.encoder import StreamEncoder
-from models.gru import GRUEncoder
 from options.presets import LINEAR
 from evaluation.pretrained import load_encoders
 from feeder.datasets import SkeletonFolder
+from tests.conftest import gru, with_defaults
 from tests.reference import published_gru_features
 from tests.golden import GOLDEN
 from evaluation.knn import knn_predict
@@ -52,7 +52,7 @@ def test_frozen_training_leaves_encoder_bit_identical():
     loader = DataLoader(TensorDataset(x, y), batch_size=4)
     args = argparse.Namespace(**dict(LINEAR, epochs=2, schedule=[1], eval_every=1, quiet=True))
     for frozen in (True, False):
-        encoder = GRUEncoder(150, 8, 2, dim=16)
+        encoder = gru(8, 2, dim=16)
         if frozen:
             for p in encoder.parameters():
                 p.requires_grad = False
@@ -73,7 +73,7 @@ def _released_file(tmp_path, model):
 
 def test_released_layout_checkpoint_matches_the_frame_by_frame_oracle(tmp_path):
     torch.manual_seed(0)
-    model = CMD(lambda: GRUEncoder(150, 12, 3, dim=32, mlp=True), NTU25, dim=32, queue_size=16, topk=4)
+    model = with_defaults(CMD, lambda: gru(12, 3, dim=32, mlp=True), dim=32, queue_size=16, topk=4)
     for enc in model.encoder_q.values():  # non-trivial BatchNorm statistics
         enc.train()(torch.randn(8, 3, 10, 25, 2))
     path, state = _released_file(tmp_path, model)
@@ -81,14 +81,14 @@ def test_released_layout_checkpoint_matches_the_frame_by_frame_oracle(tmp_path):
     assert info['kind'] == 'released' and not any(r['missing'] for r in report.values())
     x = torch.randn(5, 3, 10, 25, 2)
     for stream, suffix in (('joint', ''), ('motion', '_motion'), ('bone', '_bone')):
-        gru = torch.nn.GRU(150, 12, 3, batch_first=True, bidirectional=True)
-        gru.load_state_dict({k.split('encoder.gru.')[1]: v for k, v in state.items()
+        published = torch.nn.GRU(150, 12, 3, batch_first=True, bidirectional=True)
+        published.load_state_dict({k.split('encoder.gru.')[1]: v for k, v in state.items()
                              if k.startswith(f'encoder_q{suffix}.encoder.gru.')})
         norm = torch.nn.BatchNorm1d(150).eval()
         norm.load_state_dict({k.split('input_norm.')[1]: v for k, v in state.items()
                               if k.startswith(f'encoder_q{suffix}.input_norm.')})
         with torch.no_grad():
-            torch.testing.assert_close(encoders[stream].encoder.features(x), published_gru_features(gru, norm, x))
+            torch.testing.assert_close(encoders[stream].encoder.features(x), published_gru_features(published, norm, x))
 
 
 def test_golden_after_state_gives_the_published_eval_feature(tmp_path):

@@ -11,8 +11,7 @@ import torch
 from fast.grouped import grouped_features
 from fast.model import FastCMD
 from fast.recurrence import gru_recurrence, triton
-from feeder.layouts import NTU25
-from models.gru import GRUEncoder
+from tests.conftest import gru, with_defaults
 from tests.reference import published_gru_features
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -20,7 +19,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def encoders(count, hidden=12, layers=3, dtype=torch.float64, seed=0):
     torch.manual_seed(seed)
-    out = [GRUEncoder(150, hidden, layers, dim=8).to(dtype).train() for _ in range(count)]
+    out = [gru(hidden, layers, dim=8).to(dtype).train() for _ in range(count)]
     for encoder in out:  # larger, non-zero biases, so every term of the gate equations matters
         with torch.no_grad():
             for name, param in encoder.gru.named_parameters():
@@ -35,9 +34,9 @@ def test_grouped_features_equal_the_frame_by_frame_oracle(count, layers):
     inputs = [torch.randn(5, 3, 9, 25, 2, dtype=torch.float64) for _ in group]
     got = grouped_features(group, inputs, kernels='torch')
     for encoder, x, feature in zip(group, inputs, got):
-        gru = torch.nn.GRU(150, encoder.hidden_size, layers, batch_first=True, bidirectional=True).double()
-        gru.load_state_dict(encoder.released_gru_state())
-        torch.testing.assert_close(feature, published_gru_features(gru, encoder.input_norm, x), rtol=1e-10, atol=1e-10)
+        published = torch.nn.GRU(150, encoder.hidden_size, layers, batch_first=True, bidirectional=True).double()
+        published.load_state_dict(encoder.released_gru_state())
+        torch.testing.assert_close(feature, published_gru_features(published, encoder.input_norm, x), rtol=1e-10, atol=1e-10)
 
 
 @pytest.mark.parametrize('pool', ['last', 'mean'])
@@ -131,8 +130,8 @@ def test_grouped_products_follow_autocast():
 def test_grouped_cmd_step_equals_the_fused_step():
     def step(grouped):
         torch.manual_seed(0)
-        model = FastCMD(lambda: GRUEncoder(150, 8, 2, 16), NTU25, dim=16, queue_size=16, topk=8,
-                        grouped=grouped).double()
+        model = with_defaults(FastCMD, lambda: gru(8, 2, dim=16), dim=16, queue_size=16, topk=8,
+                              grouped=grouped).double()
         optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5, momentum=0.9)
         gen = torch.Generator().manual_seed(1)
         for _ in range(2):
@@ -149,7 +148,7 @@ def test_grouped_cmd_step_equals_the_fused_step():
 
 def test_grouped_needs_published_encoders_of_one_shape():
     with pytest.raises(ValueError, match='published-mode GRU encoders of one shape'):
-        grouped_features([GRUEncoder(150, 8, 2, 16, mode='bidirectional')], [torch.randn(2, 3, 4, 25, 2)])
+        grouped_features([gru(8, 2, dim=16, mode='bidirectional')], [torch.randn(2, 3, 4, 25, 2)])
     with pytest.raises(ValueError, match="kernels must be one of 'auto', 'torch', 'triton', 'triton-frame'"):
         gru_recurrence(torch.randn(2, 1, 1, 6), torch.randn(1, 6, 2), torch.randn(1, 1, 6), kernels='cuda')
     with pytest.raises(ValueError, match='recurrent_fp16 rounds float32 operands; the inputs are torch.bfloat16'):

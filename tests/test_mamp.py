@@ -13,13 +13,13 @@ from feeder.layouts import NTU25
 from models.losses import masked_mse
 from models.mamp import MAMP, keep_tokens, motion_prior, motion_target, patchify
 from models.transformer import TransformerEncoder
-from tests.conftest import run_pretrain
+from tests.conftest import gru, run_pretrain, transformer, with_defaults
 from tests.test_methods import evaluate
 
 
 def tiny_mamp(**kwargs):
     torch.manual_seed(0)
-    return MAMP(lambda: TransformerEncoder(25, 3, width=16, depth=2, heads=2, patch=4, dim=8), NTU25, **kwargs)
+    return with_defaults(MAMP, lambda: transformer(width=16, depth=2, heads=2, patch=4, dim=8), **kwargs)
 
 
 def test_patches_and_their_motion_are_the_formula_written_out():
@@ -98,9 +98,8 @@ def test_the_encoder_sees_only_the_kept_tokens_and_absent_persons_are_samples_as
 
 
 def test_mamp_needs_a_transformer():
-    from models.gru import GRUEncoder
     with pytest.raises(ValueError, match='--method mamp masks tokens: it needs --encoder transformer, not GRUEncoder'):
-        MAMP(lambda: GRUEncoder(150, 8, 1, dim=8), NTU25)
+        with_defaults(MAMP, lambda: gru(8, 1, dim=8))
 
 
 def test_the_euler_rotation_turns_each_clip_rigidly_within_its_bounds():
@@ -130,7 +129,7 @@ def test_warm_up_then_cosine_to_the_minimum_and_adamw_without_decay_on_1d_parame
     for epoch in (20, 133.25, 400):
         expected = 5e-4 + 0.5 * (1e-3 - 5e-4) * (1 + math.cos(math.pi * (epoch - 20) / 380))
         assert math.isclose(learning_rate(epoch, args), expected)
-    model = TransformerEncoder(25, 3, width=16, depth=1, heads=2, dim=8, mlp=False)
+    model = transformer(width=16, depth=1, heads=2, dim=8, mlp=False)
     optimizer = make_optimizer(model.named_parameters(), args, lr_scales={'fc.weight': 0.5})
     decay = {id(p) for g in optimizer.param_groups if g['weight_decay'] == 0.05 for p in g['params']}
     assert all((id(p) in decay) == (p.ndim > 1) for p in model.parameters())
@@ -189,12 +188,11 @@ def test_layer_decay_scales_each_layer_of_the_transformer():
     from evaluation.classifier import Classifier
     from finetune import layer_scales
     from models.encoder import StreamEncoder
-    encoder = TransformerEncoder(25, 3, width=16, depth=2, heads=2, dim=8)
+    encoder = transformer(width=16, depth=2, heads=2, dim=8)
     scales = layer_scales(Classifier(StreamEncoder(encoder, 'joint', NTU25), 5), 'joint', 0.8)
     assert scales['joint.encoder.embed.weight'] == scales['joint.encoder.temporal'] == pytest.approx(0.8 ** 3)
     assert scales['joint.encoder.blocks.0.attn.qkv.weight'] == pytest.approx(0.8 ** 2)
     assert scales['joint.encoder.blocks.1.mlp.0.bias'] == pytest.approx(0.8)
     assert scales['joint.encoder.norm.weight'] == 1 and 'joint.head.weight' not in scales  # the head: the lr itself
-    from models.gru import GRUEncoder
     with pytest.raises(SystemExit, match='the GRUEncoder does not number its layers'):
-        layer_scales(Classifier(StreamEncoder(GRUEncoder(150, 8, 1, dim=8), 'joint', NTU25), 5), 'joint', 0.8)
+        layer_scales(Classifier(StreamEncoder(gru(8, 1, dim=8), 'joint', NTU25), 5), 'joint', 0.8)

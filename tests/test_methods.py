@@ -11,10 +11,10 @@ import torch.nn.functional as F
 import knn_eval
 import linear_eval
 import models
-from feeder.augment import ViewAugment, center_crop_resize
+from feeder.augment import center_crop_resize
 from models.encoder import Setting, StreamEncoder
 from models.method import Method, normal
-from tests.conftest import run_pretrain
+from tests.conftest import augment, gru, run_pretrain, with_defaults
 
 
 def reversed_or_not(augment, clips, num_frames, draws=None):
@@ -129,14 +129,14 @@ def test_runs_record_their_method_and_checkpoints_without_one_are_cmd(data_root,
 def test_views_are_made_by_their_recipes():
     clips, lengths = torch.randn(3, 3, 20, 25, 2), torch.tensor([20, 12, 7])
     torch.manual_seed(0)
-    three = ViewAugment(25, (normal,) * 3, frames=8)(clips, lengths)
+    three = augment((normal,) * 3, frames=8)(clips, lengths)
     torch.manual_seed(0)
-    two = ViewAugment(25, (normal, normal), frames=8)(clips, lengths)
+    two = augment((normal, normal), frames=8)(clips, lengths)
     assert len(three) == 3 and all(v.shape == (3, 3, 8, 25, 2) for v in three)
     assert torch.equal(three[0], two[0]) and torch.equal(three[1], two[1])  # drawn in turn, view by view
-    assert ViewAugment(25, (normal, reversed_or_not)).names == ('normal', 'reversed_or_not')
+    assert augment((normal, reversed_or_not)).names == ('normal', 'reversed_or_not')
     with pytest.raises(ValueError, match="views: one view recipe \\(a function\\) per view, got \\('normal',\\)"):
-        ViewAugment(25, ('normal',))
+        augment(('normal',))
 
 
 # --- SkeletonCLR -------------------------------------------------------------------------------
@@ -155,12 +155,10 @@ def momentum_updated(model, modality, m):
 def test_skeletonclr_loss_is_moco_infonce_written_out():
     import math
 
-    from feeder.layouts import NTU25
-    from models.gru import GRUEncoder
     from models.moco import SkeletonCLR
     torch.manual_seed(0)
-    model = SkeletonCLR(lambda: GRUEncoder(150, 8, 1, dim=16), NTU25, ('joint',), dim=16, queue_size=8,
-                        momentum_key=0.9, contrast_t=0.07).eval().double()
+    model = with_defaults(SkeletonCLR, lambda: gru(8, 1, dim=16), dim=16, queue_size=8,
+                          momentum_key=0.9, contrast_t=0.07).eval().double()
     x_q, x_k = torch.randn(4, 3, 10, 25, 2, dtype=torch.float64), torch.randn(4, 3, 10, 25, 2, dtype=torch.float64)
     queue = model.queue[0].clone()
     with torch.no_grad():
@@ -202,7 +200,7 @@ def test_skeletonclr_pretrains_with_its_recipe_and_evaluates(data_root, tmp_path
     args = json.loads((out / 'args.json').read_text())
     assert (args['method'], args['encoder'], args['modalities'], args['shear']) == ('skeletonclr', 'stgcn',
                                                                                      ['joint'], 0.5)
-    assert list(model.encoders()) == ['joint'] and ViewAugment(25, type(model).VIEWS).names == ('skeletonclr', 'skeletonclr')
+    assert list(model.encoders()) == ['joint'] and augment(type(model).VIEWS).names == ('skeletonclr', 'skeletonclr')
     knn, linear = evaluate(data_root, out, tmp_path, '--stream', 'all')  # all: the one stream it has
     assert knn['streams'] == linear['streams'] == ['joint'] and set(knn['accuracy']) == set(linear['accuracy']) == {
         'joint'}
@@ -234,13 +232,11 @@ def test_crossclrs_loss_is_its_formula_written_out():
 
 
 def test_crossclr_mines_positives_from_its_mining_epoch():
-    from feeder.layouts import NTU25
-    from models.gru import GRUEncoder
     from models.losses import cross_positive_nce
     from models.moco import CrosSCLR
     torch.manual_seed(0)
-    model = CrosSCLR(lambda: GRUEncoder(150, 8, 1, dim=16), NTU25, dim=16, queue_size=8, topk=2,
-                     mining_epoch=3).eval().double()
+    model = with_defaults(CrosSCLR, lambda: gru(8, 1, dim=16), dim=16, queue_size=8, topk=2,
+                          mining_epoch=3).eval().double()
     views = tuple(torch.randn(4, 3, 10, 25, 2, dtype=torch.float64) for _ in range(2))
     with torch.no_grad():
         q, k = model.embed(*views)
@@ -382,8 +378,8 @@ def test_aimclrs_loss_is_its_formula_written_out():
     from models.stgcn import STGCNEncoder
     torch.manual_seed(0)
     size, t = 8, 0.07
-    model = AimCLR(lambda: STGCNEncoder(NTU25, dim=16), NTU25, ('joint',), dim=16, queue_size=size, topk=2,
-                   mining_epoch=1).eval().double()
+    model = with_defaults(AimCLR, lambda: STGCNEncoder(NTU25, dim=16), dim=16, queue_size=size, topk=2,
+                          mining_epoch=1).eval().double()
     views = tuple(torch.randn(4, 3, 12, 25, 2, dtype=torch.float64) for _ in range(3))
     encoder = model.encoder_q['joint']
     with torch.no_grad():
@@ -432,7 +428,7 @@ def test_aimclr_pretrains_with_its_recipe_and_evaluates(data_root, tmp_path):
                          '--frames', '16', '--knn-every', '0')
     args = json.loads((out / 'args.json').read_text())
     assert (args['method'], args['encoder'], args['modalities'], args['shear']) == ('aimclr', 'stgcn', ['joint'], 0.5)
-    assert ViewAugment(25, type(model).VIEWS).names == ('skeletonclr', 'skeletonclr', 'extreme') and list(model.encoders()) == ['joint']
+    assert augment(type(model).VIEWS).names == ('skeletonclr', 'skeletonclr', 'extreme') and list(model.encoders()) == ['joint']
     from options.presets import recipe
     published = recipe('ntu60', method='aimclr')[0]
     assert (published['topk'], published['frames'], published['epochs'], published['queue_size']) == (1, 50, 300, 32768)

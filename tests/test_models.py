@@ -8,24 +8,24 @@ from torch import nn
 from feeder.layouts import KINECT_V1_20, NTU25
 from feeder.modalities import to_modality
 from models.cmd import CMD
-from models.gru import GRUEncoder
 from models.losses import cmd_loss, infonce, neighbour_kl
 from models.stgcn import STGCNEncoder
+from tests.conftest import gru, with_defaults
 from tests.reference import published_gru_features
 
 
 def _published_gru(encoder):
-    gru = nn.GRU(encoder.input_norm.num_features, encoder.hidden_size, encoder.num_layers,
-                 batch_first=True, bidirectional=True)
-    gru.load_state_dict(encoder.released_gru_state())
-    return gru
+    published = nn.GRU(encoder.input_norm.num_features, encoder.hidden_size, encoder.num_layers,
+                       batch_first=True, bidirectional=True)
+    published.load_state_dict(encoder.released_gru_state())
+    return published
 
 
 @pytest.mark.parametrize('layout, persons, hidden, frames', [(NTU25, 2, 32, 20), (KINECT_V1_20, 1, 16, 7)])
 @pytest.mark.parametrize('train', [True, False])
 def test_gru_equals_frame_by_frame_formulation(layout, persons, hidden, frames, train):
     torch.manual_seed(0)
-    encoder = GRUEncoder(3 * layout.num_joints * persons, hidden, 3, dim=16)
+    encoder = gru(hidden, 3, inputs=3 * layout.num_joints * persons)
     x = torch.randn(6, 3, frames, layout.num_joints, persons)
     oracle_norm = copy.deepcopy(encoder.input_norm)
     encoder.train(train), oracle_norm.train(train)
@@ -37,7 +37,7 @@ def test_gru_equals_frame_by_frame_formulation(layout, persons, hidden, frames, 
 
 def test_gru_recurrent_blocks_stay_block_diagonal_in_training():
     torch.manual_seed(0)
-    encoder = GRUEncoder(150, 8, 3, dim=16)
+    encoder = gru(8, 3, dim=16)
     optimizer = torch.optim.SGD(encoder.parameters(), lr=0.5, momentum=0.9, weight_decay=1e-2)
     for _ in range(3):
         optimizer.zero_grad()
@@ -56,7 +56,7 @@ def test_gru_recurrent_blocks_stay_block_diagonal_in_training():
 
 
 def test_gru_initialisation_follows_the_published_code():
-    encoder = GRUEncoder(150, 64, 3, dim=128, mlp=True)
+    encoder = gru(64, 3, dim=128, mlp=True)
     state = encoder.released_gru_state()
     bound = (6 / (150 + 3 * 64)) ** 0.5  # Xavier-uniform on each chain's (3H, in) matrix
     assert state['weight_ih_l0'].abs().max() <= bound and state['weight_ih_l0'].abs().max() > 0.9 * bound
@@ -67,7 +67,7 @@ def test_gru_initialisation_follows_the_published_code():
 
 def test_bidirectional_mode_joins_last_forward_and_first_backward_state():
     torch.manual_seed(0)
-    encoder = GRUEncoder(150, 8, 2, dim=16, mode='bidirectional').eval()
+    encoder = gru(8, 2, dim=16, mode='bidirectional').eval()
     x = torch.randn(3, 3, 12, 25, 2)
     seq = encoder.input_norm(x.permute(0, 2, 3, 1, 4).reshape(3, 12, 150).transpose(1, 2)).transpose(1, 2)
     _, h = encoder.gru(seq)  # h: (layers * 2, N, H): the final states of both directions
@@ -78,14 +78,14 @@ def test_mean_pool_is_the_mean_of_every_prefix_clips_last_output():
     # A forward-in-time chain's output at frame t is the last output of the clip cut after t
     # (in eval mode, where BatchNorm does not look across frames).
     torch.manual_seed(0)
-    mean = GRUEncoder(150, 8, 2, dim=16, pool='mean').eval()
-    last = GRUEncoder(150, 8, 2, dim=16).eval()
+    mean = gru(8, 2, dim=16, pool='mean').eval()
+    last = gru(8, 2, dim=16).eval()
     last.load_state_dict(mean.state_dict())
     x = torch.randn(3, 3, 7, 25, 2)
     prefixes = torch.stack([last.features(x[:, :, :t + 1]) for t in range(7)])
     torch.testing.assert_close(mean.features(x), prefixes.mean(0))
     with pytest.raises(ValueError, match="'last' or 'mean'"):
-        GRUEncoder(150, 8, 2, pool='max')
+        gru(8, 2, pool='max')
 
 
 @pytest.mark.parametrize('layout, persons', [(NTU25, 2), (KINECT_V1_20, 1)])
@@ -162,8 +162,8 @@ def test_student_is_compared_on_the_teachers_neighbours():
 
 def _tiny_cmd(modalities=('joint', 'motion', 'bone'), cmd_weight=1.0, queue=16):
     torch.manual_seed(0)
-    return CMD(lambda: GRUEncoder(150, 8, 2, dim=16), NTU25, modalities, dim=16, queue_size=queue,
-               momentum_key=0.9, topk=8, cmd_weight=cmd_weight)
+    return with_defaults(CMD, lambda: gru(8, 2, dim=16), modalities=modalities, dim=16, queue_size=queue,
+                         momentum_key=0.9, topk=8, cmd_weight=cmd_weight)
 
 
 def test_step_gradients_momentum_and_queue():
@@ -207,7 +207,7 @@ def test_single_modality_is_moco_and_weight_zero_turns_cmd_off():
 
 def test_topk_above_queue_is_an_error():
     with pytest.raises(ValueError, match='top-k'):
-        CMD(lambda: GRUEncoder(150, 8, 1, dim=16), NTU25, dim=16, queue_size=8, topk=9)
+        with_defaults(CMD, lambda: gru(8, 1, dim=16), dim=16, queue_size=8, topk=9)
 
 
 def test_every_recipe_key_has_a_flag_and_every_encoder_setting_a_default():

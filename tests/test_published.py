@@ -22,7 +22,7 @@ from models.mamp import MAMP, FinetuneHead, keep_tokens, masking_key, motion_pri
 from models.moco import CrosSCLR, SkeletonCLR
 from models.moco import skeletonclr as skeletonclr_view
 from models.stgcn import STGCNEncoder
-from models.transformer import TransformerEncoder
+from tests.conftest import transformer, with_defaults
 from tests.golden import assert_golden, load_golden
 from utils.schedule import learning_rate, make_optimizer
 
@@ -57,8 +57,8 @@ def stgcn(config):
 
 def moco(cls, config, state, **options):
     """A model of the golden ``config`` in float64, loaded with the published ``state``, in train mode."""
-    model = cls(lambda: stgcn(config), NTU25, dim=config['feature_dim'], queue_size=config['queue_size'],
-                momentum_key=config['momentum'], contrast_t=config['Temperature'], **options).double()
+    model = with_defaults(cls, lambda: stgcn(config), dim=config['feature_dim'], queue_size=config['queue_size'],
+                          momentum_key=config['momentum'], contrast_t=config['Temperature'], **options).double()
     model.load_released_state_dict(state)
     return model.train()
 
@@ -147,7 +147,7 @@ def test_the_temporal_crop_is_the_published_one(skeletonclr):
 
 def test_the_published_initialisation():
     torch.manual_seed(0)
-    model = SkeletonCLR(lambda: STGCNEncoder(NTU25), NTU25).requires_grad_(False)  # the published size
+    model = with_defaults(SkeletonCLR, lambda: STGCNEncoder(NTU25)).requires_grad_(False)  # the published size
     weights = torch.cat([m.weight.flatten() for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))])
     biases = torch.cat([m.bias.flatten() for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))])
     norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
@@ -245,7 +245,8 @@ def test_the_extreme_view_is_the_published_one(aimclr, case):
                  sigmas=torch.tensor([draws['blur_sigma']], dtype=torch.float64), blur=on['blur'],
                  axis=torch.tensor([draws['mask_axis'] if on['mask'] else -1]))
     frames = clip.shape[2]
-    augment = ViewAugment(25, (extreme,), frames, shear=golden['shear_amplitude'], mirror=NTU25.mirror)
+    augment = ViewAugment(25, (extreme,), frames=frames, min_crop=frames, shear=golden['shear_amplitude'],
+                          corruption=0.0, rotation=0.0, mirror=NTU25.mirror)
     assert NTU25.mirror == tuple(golden['transform_order_ntu'])
     assert_golden(blur_taps(torch.tensor([1.3], dtype=torch.float64), normalise=False)[0], golden['blur_kernel_a'],
                   'blur taps')
@@ -311,11 +312,12 @@ def mamp_model(golden, tau=None):
     config = golden['config']
 
     def make_encoder():
-        return TransformerEncoder(config['num_joints'], config['dim_in'], config['dim_feat'], config['depth'],
-                                  config['num_heads'], config['mlp_ratio'], config['t_patch_size'])
-    model = MAMP(make_encoder, NTU25, mask_ratio=config['mask_ratio'],
-                 mask_tau=config['motion_aware_tau'] if tau is None else tau,
-                 decoder_depth=config['decoder_depth']).double()
+        return transformer(width=config['dim_feat'], depth=config['depth'], heads=config['num_heads'],
+                           mlp_ratio=config['mlp_ratio'], patch=config['t_patch_size'], dim=128,
+                           joints=config['num_joints'], channels=config['dim_in'])
+    model = with_defaults(MAMP, make_encoder, mask_ratio=config['mask_ratio'],
+                          mask_tau=config['motion_aware_tau'] if tau is None else tau,
+                          decoder_depth=config['decoder_depth']).double()
     model.load_released_state_dict(golden['state_dict'])
     return model
 
@@ -395,7 +397,7 @@ def test_mamps_optimiser_groups_and_schedule_are_the_published_ones(mamp):
 
 def test_mamps_initialisation_is_the_published_one(mamp):
     torch.manual_seed(0)  # the published size: width 256, 8 heads, 120 frames; one block each
-    model = MAMP(lambda: TransformerEncoder(25, 3, 256, 1, 8, 4, 4), NTU25, decoder_depth=1)
+    model = with_defaults(MAMP, lambda: transformer(width=256, depth=1, heads=8, dim=128), decoder_depth=1)
     state = model.released_state_dict()
     for name, stats in mamp['init']['stats_published_size'].items():
         if not isinstance(stats, dict):
@@ -466,13 +468,12 @@ def test_mamps_fine_tuning_head_and_layer_decay_are_the_published_ones(mamp):
     published = MAMP.PROTOCOLS['finetune']
     assert (published['drop_path'], published['label_smoothing'], published['betas']) == \
         (golden['drop_path_rate'], golden['label_smoothing'], [0.9, 0.999])
-    transformer = TransformerEncoder(25, 3, 16, 8, 2, 4, 4)
-    transformer.set_drop_path(golden['drop_path_rate'])
-    assert_golden(torch.tensor([b.drop_path for b in transformer.blocks], dtype=torch.float64),
+    depth8 = transformer(width=16, depth=8, heads=2, dim=128)
+    depth8.set_drop_path(golden['drop_path_rate'])
+    assert_golden(torch.tensor([b.drop_path for b in depth8.blocks], dtype=torch.float64),
                   torch.tensor(golden['drop_path_per_block_published'], dtype=torch.float64), 'drop path per block')
 
     decay = mamp['layer_decay']
-    depth8 = TransformerEncoder(25, 3, 16, 8, 2, 4, 4)
     scales = [decay['layer_decay'] ** (depth8.decay_layers - i) for i in range(depth8.decay_layers + 1)]
     assert_golden(torch.tensor(scales, dtype=torch.float64),
                   torch.tensor(decay['layer_scales_published_depth8'], dtype=torch.float64), 'scales at depth 8')

@@ -100,7 +100,7 @@ def test_a_wrong_fast_path_falls_back_to_the_reference(data_root, tmp_path, caps
     fell_back = run_pretrain(data_root, tmp_path / 'fast', *GROUPED)
     said = capsys.readouterr().out
     assert len([line for line in said.splitlines() if 'self-check' in line]) == 1
-    assert f'self-check of the fast path FAILED in' in said and '; continuing on --speed reference' in said
+    assert 'self-check of the fast path FAILED in' in said and '; continuing on --speed reference' in said
     assert re.search(message, said)
     args = _args(tmp_path / 'fast')
     assert re.search(message, args['speed_fallback'])

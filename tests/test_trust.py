@@ -14,7 +14,7 @@ import knn_eval
 import linear_eval
 import pretrain
 from engine import DIVERGENCE_FACTOR
-from tests.conftest import run_pretrain
+from tests.conftest import gru, run_pretrain
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -170,10 +170,9 @@ def _monitor_worker(rank, init_file, data_root, out_dir):
     import torch.distributed as dist
     from evaluation.monitor import KNNMonitor
     from feeder.info import dataset_info
-    from models.gru import GRUEncoder
     dist.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank, world_size=2)
     torch.manual_seed(0)
-    encoders = {m: GRUEncoder(150, 8, 2, 16) for m in ('joint', 'bone')}
+    encoders = {m: gru(8, 2, dim=16) for m in ('joint', 'bone')}
     monitor = KNNMonitor(os.path.join(data_root, 'xsub'), dataset_info('synthetic'), 8, 1, 1, 0, torch.device('cpu'))
     monitor.parts['val'] = _odd(monitor.parts['val'])
     torch.save(monitor(encoders), os.path.join(out_dir, f'rank{rank}.pt'))
@@ -191,10 +190,9 @@ def test_the_monitor_under_ddp_uses_every_ranks_clips(data_root, tmp_path):
     import torch.multiprocessing as mp
     from evaluation.monitor import KNNMonitor
     from feeder.info import dataset_info
-    from models.gru import GRUEncoder
     mp.spawn(_monitor_worker, args=(str(tmp_path / 'init'), str(data_root), str(tmp_path)), nprocs=2, join=True)
     torch.manual_seed(0)
-    encoders = {m: GRUEncoder(150, 8, 2, 16) for m in ('joint', 'bone')}
+    encoders = {m: gru(8, 2, dim=16) for m in ('joint', 'bone')}
     monitor = KNNMonitor(str(data_root / 'xsub'), dataset_info('synthetic'), 8, 1, 1, 0, torch.device('cpu'))
     monitor.parts['val'] = _odd(monitor.parts['val'])
     assert len(monitor.parts['val']) % 2

@@ -2,9 +2,9 @@
 # Everything that needs a GPU, in one run on a lent machine (which has PyTorch, Triton,
 # scikit-learn, TensorBoard, tqdm and pytest, and reaches no registry): first the fast path's
 # self-check at the published recipe (the defaults, --amp, and the frame kernels), the recurrence's pieces,
-# the speed benchmark of the main variants at the published recipe (and, when an older tree is
-# unpacked in .bench_old, its default in the same run), then the CUDA tests and the parity
-# tests. Logs go to $OUT (or ./gpu_check) as well as stdout.
+# the speed benchmark of the main variants at the published recipe, the ST-GCN methods' steps beside
+# their published steps (eager and graphed), and, when an older tree is unpacked in .bench_old, its
+# default in the same run; then the CUDA tests and the parity tests. Logs go to $OUT (or ./gpu_check) as well as stdout.
 #   bash benchmarks/gpu_check.sh
 # Ends with one line naming the steps that exited non-zero (or saying that none did).
 set -uo pipefail
@@ -36,6 +36,9 @@ e2e=()
 step bench timeout 330 "$PYTHON" benchmarks/pretrain_speed.py --device cuda --config published --steps 20 \
     --variants 'frame-by-frame tf32' "$default" 'grouped+graph overlap tf32' 'grouped+graph overlap bf16*' \
                'grouped+graph overlap frame bf16*' --profile 'grouped frame fp16-ops tf32' "${e2e[@]}"
+# the ST-GCN methods at their published batch: published step, ours eager, ours graphed
+step methods timeout 150 "$PYTHON" benchmarks/method_speed.py --device cuda --batch 128 --steps 10 \
+    --methods skeletonclr crossclr aimclr
 if [ -d .bench_old ]; then
     step bench_old bash -c "cd .bench_old && TRITON_PRINT_AUTOTUNING=0 timeout 90 '$PYTHON' benchmarks/pretrain_speed.py \
         --device cuda --config published --steps 20 --variants '$default'"

@@ -90,7 +90,7 @@ class PublishedMoCoStep:
         loss = 0
         for i, s in enumerate(model.modalities):
             logits = contrast(q[s], k[s], model.queue[i], model.contrast_t)
-            labels = torch.zeros(logits.shape[0], dtype=torch.long)
+            labels = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)
             with torch.no_grad():
                 model.queue[i][:, self.ptr:self.ptr + len(k[s])] = k[s].T
             loss = loss + F.cross_entropy(logits, labels)
@@ -144,7 +144,7 @@ class PublishedAimCLRStep(PublishedMoCoStep):
         target = torch.softmax(logits.clone().detach(), dim=1).detach()
         with torch.no_grad():
             model.queue[0][:, self.ptr:self.ptr + len(k)] = k.T
-        loss = F.cross_entropy(logits, torch.zeros(logits.shape[0], dtype=torch.long))
+        loss = F.cross_entropy(logits, torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device))
         loss = loss + (-torch.mean(torch.sum(torch.log(p_e) * target, dim=1))
                        - torch.mean(torch.sum(torch.log(p_ed) * target, dim=1))) / 2
         self.optimizer.zero_grad()
@@ -209,13 +209,13 @@ class PublishedMAMPStep:
         motion[:, 0] = motion[:, 1]
         motion = motion.mean(dim=[3]).reshape(nm, length)
         motion = motion / (torch.max(motion, dim=-1, keepdim=True).values * self.model.mask_tau + 1e-10)
-        uniform = torch.rand(nm, length, dtype=motion.dtype)
+        uniform = torch.rand(nm, length, dtype=motion.dtype, device=motion.device)
         noise = torch.log(F.softmax(motion, dim=-1)) - torch.log(-torch.log(uniform + 1e-10) + 1e-10)
         ids_shuffle = torch.argsort(noise, dim=1)
         ids_restore = torch.argsort(ids_shuffle, dim=1)
         ids_keep = ids_shuffle[:, :len_keep]
         latent = torch.gather(tokens, dim=1, index=ids_keep.unsqueeze(-1).repeat(1, 1, d))
-        mask = torch.ones([nm, length])
+        mask = torch.ones([nm, length], device=motion.device)
         mask[:, :len_keep] = 0
         mask = torch.gather(mask, dim=1, index=ids_restore)
         for block in encoder.blocks:

@@ -42,8 +42,9 @@ def add_speed_arguments(parser):
                        help='compute the keys on a second CUDA stream beside the queries (same function; '
                             'fast: on for one CUDA process)')
     speed.add_argument('--cuda-graph', default=None, action=argparse.BooleanOptionalAction,
-                       help='capture the whole training step as a CUDA graph (fast: on for one CUDA process '
-                            'with --gru-impl grouped)')
+                       help='capture the whole training step as a CUDA graph (any method; same function; fast: on '
+                            'for one CUDA process with an SGD step whose lr holds within an epoch (no --cos, no '
+                            'warm-up), and for the GRU with --gru-impl grouped)')
     speed.add_argument('--augment-on', default=None, choices=['loader', 'device'],
                        help='where the views are made: per clip in the data-loader workers, or per batch '
                             'on the training device (default: device on CUDA, loader on CPU)')
@@ -79,10 +80,23 @@ def fill_switches(values):
     fill('recurrent_fp16', fast and cuda and v['gru_impl'] == 'grouped' and v['tf32'] and not v['amp']
          and v['gru_kernels'] != 'triton')
     fill('overlap_keys', fast and cuda and single)
-    # a graph captures its lr: one set at every step (a warm-up) would be captured anew every step
-    fill('cuda_graph', fast and cuda and single and v['gru_impl'] == 'grouped'
-         and not (v['amp'] and v['amp_dtype'] == 'float16') and not v.get('warmup_epochs'))
+    # any method's step replays as a graph, but the GRU's only grouped (eager, cuDNN's fused call is faster)
+    fill('cuda_graph', v['speed'] == 'fast' and cuda and single and not graph_problems(v)
+         and (v['encoder'] != 'gru' or v['gru_impl'] == 'grouped'))
     return {k: v[k] for k in why}, why
+
+
+def graph_problems(values):
+    """Why a run's step (``values``: its settings) cannot replay as one CUDA graph, as sentences."""
+    out = []
+    if values.get('cos') or values.get('warmup_epochs'):
+        # a graph captures its lr: one set at every step would be captured anew every step
+        out.append('--cuda-graph replays one learning rate; --cos and a warm-up change it at every step')
+    if values.get('optimizer') == 'adamw':
+        out.append('--cuda-graph captures SGD steps, not --optimizer adamw')
+    if values.get('amp') and values.get('amp_dtype') == 'float16':
+        out.append('--cuda-graph cannot capture float16 gradient scaling; use --amp-dtype bfloat16')
+    return out
 
 
 @dataclass(frozen=True)
@@ -107,6 +121,8 @@ class SpeedSettings:
         speed = cls(cuda=cuda, **{f.name: getattr(settings, f.name) for f in fields(cls) if f.name != 'cuda'})
         published_gru = settings.encoder == 'gru' and settings.gru_mode == 'published'
         problems = speed.problems(settings.world_size == 1, published_gru, settings.method)
+        if speed.cuda_graph:
+            problems += graph_problems(vars(settings))
         if problems:
             raise SystemExit('error: ' + '\n       '.join(problems))
         return speed
@@ -114,9 +130,9 @@ class SpeedSettings:
     def problems(self, single, published_gru, method=None):
         """The settings that contradict each other or the run, as sentences."""
         out = []
-        if not computes(method_class(method)) and (self.gru_impl == 'grouped' or self.overlap_keys or self.cuda_graph):
+        if not computes(method_class(method)) and (self.gru_impl == 'grouped' or self.overlap_keys):
             fast = next(name for name, cls in METHODS.items() if computes(cls))
-            out.append(f'--gru-impl grouped, --overlap-keys and --cuda-graph compute --method {fast}, not {method}')
+            out.append(f'--gru-impl grouped and --overlap-keys compute --method {fast}, not {method}')
         if self.float16_scaling and not self.cuda:
             out.append('--amp --amp-dtype float16 needs --device cuda (bfloat16 also runs on the CPU)')
         if self.gru_impl == 'grouped' and not published_gru:
@@ -132,8 +148,6 @@ class SpeedSettings:
             out.append('--overlap-keys needs --device cuda and a single process')
         if self.cuda_graph and not (self.cuda and single):
             out.append('--cuda-graph needs --device cuda and a single process')
-        if self.cuda_graph and self.float16_scaling:
-            out.append('--cuda-graph cannot capture float16 gradient scaling; use --amp-dtype bfloat16')
         return out
 
     @classmethod

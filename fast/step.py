@@ -9,19 +9,21 @@ from engine import device_views, to_views, train_step
 class GraphedStep:
     """:func:`engine.train_step` captured once as a CUDA graph and replayed on every later batch.
 
-    The frame-by-frame recurrence launches a few thousand small kernels per step, and replaying
-    them as one graph removes the launch gaps between them. The first ``warmup`` steps run
+    A step launches many small kernels (the grouped GRU's frame-by-frame recurrence a few
+    thousand; an ST-GCN method's step hundreds, at the published width of 16 to 256 channels), and
+    replaying them as one graph removes the launch gaps between them. The first ``warmup`` steps run
     eagerly (lazy initialisation such as momentum buffers, cuBLAS handles and Triton compilation
     must not happen during capture); the graph is captured again whenever the learning rate
-    changes, because the optimizer reads it as a Python number. A replay returns the same output
-    tensors every time: read them before the next call.
+    changes, because the optimizer reads it as a Python number, and whenever the method's
+    :meth:`models.method.Method.step_state` does (a method starting to mine neighbours). A
+    replay returns the same output tensors every time: read them before the next call.
     """
 
     def __init__(self, model, optimizer, scaler, amp=False, amp_dtype=torch.bfloat16, warmup=3):
         self.model, self.optimizer, self.scaler = model, optimizer, scaler
         self.amp, self.amp_dtype = amp, amp_dtype
         self.warmup, self.warmed = warmup, 0
-        self.graph = self.static = self.lr = None
+        self.graph = self.static = self.key = None
 
     def _run(self, views):
         # the autocast weight cache must stay off during capture (its casts would be replayed stale)
@@ -37,15 +39,15 @@ class GraphedStep:
                 out = self._run(views)
             torch.cuda.current_stream().wait_stream(side)
             return out
-        lr = [group['lr'] for group in self.optimizer.param_groups]
-        if self.graph is None or lr != self.lr or [v.shape for v in views] != [v.shape for v in self.static[0]]:
-            self._capture(views, lr)
+        key = ([group['lr'] for group in self.optimizer.param_groups], self.model.step_state())
+        if self.graph is None or key != self.key or [v.shape for v in views] != [v.shape for v in self.static[0]]:
+            self._capture(views, key)
         for static, view in zip(self.static[0], views):
             static.copy_(view)
         self.graph.replay()
         return self.static[1]
 
-    def _capture(self, views, lr):
+    def _capture(self, views, key):
         self.graph = self.static = None
         torch.cuda.synchronize()
         views = tuple(view.clone() for view in views)
@@ -53,7 +55,7 @@ class GraphedStep:
         # thread-local capture: the data loader's pin-memory thread keeps calling CUDA meanwhile
         with torch.cuda.graph(graph, capture_error_mode='thread_local'):
             out = self._run(views)
-        self.graph, self.static, self.lr = graph, (views, out), lr
+        self.graph, self.static, self.key = graph, (views, out), key
 
 
 def prefetch_views(loader, device, augment=None):

@@ -101,6 +101,9 @@ class AimCLR(MoCo):
     def resolve(cls, values):
         return resolve_mining(values)
 
+    def step_state(self):
+        return self.epoch >= self.mining_epoch  # mining or not
+
     def extreme(self, encoder, view):
         """Normalised embeddings of the extreme view, and of the same with EADM on the last map."""
         feature_map, persons = encoder.feature_map(view)

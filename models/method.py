@@ -37,7 +37,7 @@ class Method(nn.Module):
       ones, ``{'linear': {...}, 'finetune': {...}}``, and ``PUBLISHED``, whose code that is.
 
     Implemented by the class: :meth:`build`, :meth:`forward`, :meth:`encoders`; optionally
-    :meth:`set_epoch`, :meth:`problems` and :meth:`resolve`.
+    :meth:`set_epoch`, :meth:`step_state`, :meth:`problems` and :meth:`resolve`.
     """
 
     VIEWS = (normal, normal)
@@ -66,6 +66,12 @@ class Method(nn.Module):
         """The training loop says which epoch (0-based) the next steps belong to: a method whose
         loss changes during the run reads ``self.epoch``."""
         self.epoch = epoch
+
+    def step_state(self):
+        """What a training step computes, where its inputs, weights and buffers do not say it: a
+        captured step (``fast/step.py``) is captured anew when it changes. ``None`` unless the
+        method's computation changes during the run."""
+        return None
 
     @classmethod
     def problems(cls, args, global_batch):

@@ -341,6 +341,9 @@ class CrosSCLR(MoCo):
             encoders[m].fc = nn.Sequential(nn.Linear(width, width), nn.ReLU(inplace=True), first.fc)
         return encoders
 
+    def step_state(self):
+        return self.epoch >= self.mining_epoch  # mining or not
+
     @torch.no_grad()
     def _momentum_update_key_encoder(self):
         if self.fix_defects:

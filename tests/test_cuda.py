@@ -186,13 +186,58 @@ def test_graphed_steps_equal_eager_steps(full_float32, amp, overlap, kernels, fp
         return model.state_dict(), torch.stack(losses), step
     eager, eager_losses, _ = train(False)
     graphed, graphed_losses, step = train(True)
-    assert step.graph is not None and step.lr == [0.005]
+    assert step.graph is not None and step.key == ([0.005], None)
     tol = dict(atol=2e-2, rtol=2e-2) if amp else dict(atol=1e-4, rtol=1e-3)
     if fp16:  # the same kernels in both, but a rounding to float16 can flip with the summation order
         tol = dict(atol=2e-3, rtol=1e-2)
     torch.testing.assert_close(graphed_losses, eager_losses, **tol)
     for key, value in eager.items():
         torch.testing.assert_close(graphed[key].float(), value.float(), **tol, msg=key)
+
+
+@pytest.mark.parametrize('method', ['skeletonclr', 'crossclr', 'aimclr'])
+def test_every_methods_graphed_steps_equal_its_eager_steps(full_float32, method):
+    """An ST-GCN method's step captured and replayed (dropout drawn inside it) leaves the model where
+    eager steps do, across a learning-rate change and the start of mining (recaptured for both)."""
+    from models import METHODS
+    from models.stgcn import STGCNEncoder
+    from feeder.layouts import NTU25
+    cls, views = METHODS[method], len(METHODS[method].VIEWS)
+    mining = {} if method == 'skeletonclr' else dict(mining_epoch=1)
+
+    def train(graph):
+        torch.manual_seed(0)
+        with CUDA:
+            model = with_defaults(cls, lambda: STGCNEncoder(NTU25, base_channels=8, out_channels=32, dim=16),
+                                  dim=16, queue_size=64, **mining).train()
+        optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.05, momentum=0.9,
+                                    weight_decay=1e-4, fused=graph)
+        scaler = torch.amp.GradScaler('cuda', enabled=False)
+        step = GraphedStep(model, optimizer, scaler) if graph else functools.partial(train_step, model, optimizer,
+                                                                                     scaler)
+        gen = torch.Generator(device=CUDA).manual_seed(1)
+        losses = []
+        for i in range(12):
+            model.set_epoch(i // 8)  # mining from step 8 on
+            if i == 5:
+                optimizer.param_groups[0]['lr'] = 0.005
+            batch = [torch.randn(16, 3, 20, 25, 2, device=CUDA, generator=gen) for _ in range(views)]
+            losses.append(step(batch)[0].clone())
+        return model.state_dict(), torch.stack(losses), step
+    eager, eager_losses, _ = train(False)
+    graphed, graphed_losses, step = train(True)
+    assert step.key == ([0.005], None if method == 'skeletonclr' else True)
+    torch.testing.assert_close(graphed_losses, eager_losses, atol=1e-4, rtol=1e-3)
+    for key, value in eager.items():
+        torch.testing.assert_close(graphed[key].float(), value.float(), atol=1e-4, rtol=1e-3, msg=key)
+
+
+def test_an_stgcn_method_pretrains_graphed_after_its_self_check(data_root, tmp_path, capsys):
+    run_pretrain(data_root, tmp_path / 'skeletonclr', '--method', 'skeletonclr', '--epochs', '2', '--frames', '16',
+                 '--device', 'cuda', '--knn-every', '0')
+    args = json.loads((tmp_path / 'skeletonclr' / 'args.json').read_text())
+    assert args['cuda_graph'] and args['speed_fallback'] is None
+    assert 'self-check of the fast path passed' in capsys.readouterr().out
 
 
 def test_pretraining_implementations_agree_on_the_gpu(data_root, tmp_path, full_float32):

@@ -89,9 +89,8 @@ def test_a_new_method_is_one_class_and_one_row(toy, data_root, tmp_path):
     assert 0 <= linear['accuracy']['joint']['top1'] <= 100
 
 
-def test_the_fast_path_is_cmds_alone(toy, data_root, tmp_path):
-    with pytest.raises(SystemExit, match='--gru-impl grouped, --overlap-keys and --cuda-graph compute --method cmd, '
-                                         'not toy'):
+def test_the_fast_model_is_cmds_alone(toy, data_root, tmp_path):
+    with pytest.raises(SystemExit, match='--gru-impl grouped and --overlap-keys compute --method cmd, not toy'):
         run_pretrain(data_root, tmp_path / 'x', '--method', 'toy', '--gru-impl', 'grouped')
     from fast.model import FastCMD
     args = type('Args', (), {'method': 'toy'})()

@@ -1,6 +1,7 @@
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -246,7 +247,9 @@ SWITCHES = ('gru_impl', 'cuda_graph', 'overlap_keys', 'recurrent_fp16', 'tf32', 
     (['--amp'], 'cuda', 1, ('grouped', True, True, False, True, 'device')),
     (['--amp', '--amp-dtype', 'float16'], 'cuda', 1, ('grouped', False, True, False, True, 'device')),
     (['--no-tf32'], 'cuda', 1, ('grouped', True, True, False, False, 'device')),
-    (['--encoder', 'stgcn'], 'cuda', 1, ('fused', False, True, False, True, 'device')),
+    (['--encoder', 'stgcn'], 'cuda', 1, ('fused', True, True, False, True, 'device')),
+    (['--encoder', 'stgcn', '--cos'], 'cuda', 1, ('fused', False, True, False, True, 'device')),
+    (['--gru-mode', 'bidirectional'], 'cuda', 1, ('fused', False, True, False, True, 'device')),
     ([], 'cpu', 1, ('fused', False, False, False, False, 'loader')),
     (['--speed', 'fast'], 'cpu', 1, ('fused', False, False, False, False, 'loader')),
 ])
@@ -260,6 +263,28 @@ def test_speed_resolves_its_switches(extra, device, world_size, expected):
         {k: 'command line' if k in given else default for k in SWITCHES if k != 'augment_on'}
     assert args.speed == ('fast' if '--speed' not in extra and device == 'cuda' else
                           extra[extra.index('--speed') + 1] if '--speed' in extra else 'reference')
+
+
+@pytest.mark.parametrize('method, graph', [('skeletonclr', True), ('crossclr', True), ('aimclr', True),
+                                           ('mamp', False)])
+def test_every_methods_step_is_captured_where_its_lr_holds(method, graph):
+    # the fast model and overlapped keys are CMD's; a captured step is any method's, but MAMP's
+    # published cosine schedule changes the lr at every step
+    args, speed = speed_args('--method', method)
+    assert (speed.gru_impl, speed.overlap_keys, speed.cuda_graph) == ('fused', False, graph)
+    assert args.sources['cuda_graph'] == f'speed default (cuda, 1 process, --method {method})'
+
+
+@pytest.mark.parametrize('extra, message', [
+    (['--method', 'mamp'], '--cuda-graph replays one learning rate; --cos and a warm-up change it at every step'),
+    (['--method', 'skeletonclr', '--optimizer', 'adamw'], '--cuda-graph captures SGD steps, not --optimizer adamw'),
+    (['--amp', '--amp-dtype', 'float16'], '--cuda-graph cannot capture float16 gradient scaling'),
+    (['--method', 'crossclr', '--overlap-keys'], '--gru-impl grouped and --overlap-keys compute --method cmd, not '
+                                                  'crossclr'),
+])
+def test_a_step_that_cannot_be_captured_is_refused(extra, message):
+    with pytest.raises(SystemExit, match=re.escape(message)):
+        speed_args('--cuda-graph', *extra)
 
 
 def test_the_reference_speed_builds_the_reference_model():

@@ -301,5 +301,5 @@ class ViewAugment:
         ``min_crop`` of ``None`` means ``frames``) for clips of ``layout`` (a
         :class:`feeder.layouts.Layout`)."""
         return cls(layout.num_joints, views, frames=args.frames, min_crop=args.min_crop or args.frames,
-                   shear=args.shear, corruption=args.corruption, rotation=args.rotation, coordinates=coordinates, mirror=layout.mirror,
-                   options={name: getattr(args, name, None) for name in options})
+                   shear=args.shear, corruption=args.corruption, rotation=args.rotation, coordinates=coordinates,
+                   mirror=layout.mirror, options={name: getattr(args, name, None) for name in options})

@@ -208,17 +208,20 @@ def check_topk(topk, queue_size):
         raise ValueError(f'top-k ({topk}) cannot exceed the queue size ({queue_size})')
 
 
-def mining_start(args):
-    """The epoch from which a method mines neighbours: ``--mining-epoch``, by default half the run
-    (published: 150 of 300)."""
-    return args.mining_epoch if getattr(args, 'mining_epoch', None) is not None else args.epochs // 2
-
-
 def resolve_mining(values):
-    """``mining_epoch`` left open: half the epochs."""
+    """``mining_epoch`` left open: half the epochs (published: 150 of 300)."""
     if values.get('mining_epoch') is not None:
         return {}
     return {'mining_epoch': (values['epochs'] // 2, 'half the epochs (published 150 of 300)')}
+
+
+def mining_start(args):
+    """The epoch from which a method mines neighbours: what the run resolved, or for a record
+    written before the resolver filled it, what :func:`resolve_mining` resolves."""
+    values = vars(args)
+    if values.get('mining_epoch') is not None:
+        return values['mining_epoch']
+    return resolve_mining(values)['mining_epoch'][0]
 
 
 # The ST-GCN methods' published linear protocol (CrosSCLR's config/linear_eval/*.yaml and

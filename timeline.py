@@ -5,7 +5,8 @@
         --out windows.csv --segments segments.csv --plot timeline.png
     python timeline.py --checkpoint OUT/heads.pth --dataset pku1 --raw-dir RAW --protocol xsub --part val \\
         --out-dir DIR
-    python timeline.py --checkpoint OUT/heads.pth --follow FOLDER|- [--out windows.csv]
+    python timeline.py --checkpoint OUT/heads.pth --video FILE [--out windows.csv --segments ...]
+    python timeline.py --checkpoint OUT/heads.pth --follow FOLDER|-|VIDEO|CAMERA [--out windows.csv]
 
 ``--checkpoint``: the ``heads.pth`` of ``linear_eval.py`` or ``finetune.py``, or the file
 ``export.py`` made of one. ``--recording``: an OpenPose folder of one video, a Kinetics-skeleton
@@ -14,9 +15,11 @@ or a PKU-MMD skeleton ``.txt``. Windows of ``--window`` frames every ``--stride`
 classifier's frames and a quarter of them), per tracked person, are prepared as the classifier's
 training clips were and scored; ``windows.csv`` has ``person,start,end,pred1,prob1,...,pred5,prob5``
 (frames of the recording, end exclusive); ``segments.csv`` ``person,start,end,label,score``. The
-second form scores the PKU-MMD detection protocol into ``DIR/results.json``; ``--follow`` reads
-OpenPose frames as an estimator writes them into FOLDER (or JSON lines on standard input) and prints
-a line per window as soon as its last frame arrives.
+second form scores the PKU-MMD detection protocol into ``DIR/results.json``. ``--video`` estimates the
+poses of a video file here (BlazePose, ``requirements-video.txt``; a ``mediapipe33`` classifier) and
+scores them as a recording. ``--follow`` reads OpenPose frames as an estimator writes them into
+FOLDER (or JSON lines on standard input), or estimates the frames of a video file as it grows or of
+a camera (its index), and prints a line per window as soon as its last frame arrives.
 """
 import argparse
 import json
@@ -33,6 +36,7 @@ from recordings.follow import follow
 from recordings.model import load_classifier
 from recordings.read import RECORDING_FORMATS, read_recording
 from recordings.segments import person_scores, segments
+from recordings.video import channels_of, read_video
 from recordings.windows import MIN_PRESENCE, WindowScorer
 from utils.io import csv_text, write_text_atomic
 from utils.plots import save_timeline
@@ -51,8 +55,11 @@ def get_timeline_parser():
     source.add_argument('--recording', help='one recording (see above)')
     source.add_argument('--raw-dir', help='PKU-MMD in its own layout (skeleton/, label/, split files): the detection '
                                           'protocol')
-    source.add_argument('--follow', help='a folder an estimator writes OpenPose frames into, or - for JSON lines of '
-                                         'frames on standard input')
+    source.add_argument('--video', help='a video file: its poses estimated here (BlazePose), then scored as a '
+                                        'recording')
+    source.add_argument('--follow', help='a folder an estimator writes OpenPose frames into, - for JSON lines of '
+                                         'frames on standard input, or a video file as it is written or a camera '
+                                         'index, whose poses are estimated here')
     parser.add_argument('--layout', default=None, help="the recording's skeleton layout (default: the classifier's; "
                                                         'checked against it)')
     parser.add_argument('--format', default=None, choices=RECORDING_FORMATS, help='the recording\'s format (default: '
@@ -82,7 +89,7 @@ def get_timeline_parser():
     parser.add_argument('--part', default='val', choices=['train', 'val'], help='with --raw-dir')
     parser.add_argument('--out-dir', default=None, help='with --raw-dir: where results.json and segments.csv go')
     parser.add_argument('--idle-exit', type=float, default=None,
-                        help='with --follow FOLDER: stop after this many seconds without a new frame '
+                        help='with --follow FOLDER or VIDEO: stop after this many seconds without a new frame '
                              '(default: run until interrupted)')
     parser.add_argument('--batch-size', type=positive_int, default=None, help=f'windows scored at once (default '
                                                                               f'{BATCH_SIZE})')
@@ -135,15 +142,21 @@ WINDOW_HEADER = ['person', 'start', 'end'] + [f'{c}{i}' for i in range(1, TOP + 
 def recording_timeline(args, scorer):
     info = scorer.info
     layout = check_layout(args, info)
-    recording = read_recording(args.recording, layout, args.format, args.image_size, colour=info.channels != 'xyz')
-    scorer.prepare.check(recording, f'--recording {args.recording}')
+    if args.video:
+        flag, source = '--video', args.video
+        recording = read_video(args.video, layout, channels_of(info))
+    else:
+        flag, source = '--recording', args.recording
+        recording = read_recording(args.recording, layout, args.format, args.image_size,
+                                   colour=info.channels != 'xyz')
+    scorer.prepare.check(recording, f'{flag} {source}')
     if recording.frames < args.window:
-        raise ValueError(f'--recording {args.recording}: {recording.frames} frames, shorter than one window '
+        raise ValueError(f'{flag} {source}: {recording.frames} frames, shorter than one window '
                          f'(--window {args.window})')
     windows = scorer.windows(recording, args.window, args.stride, args.min_presence)
-    print(f'{args.recording}: {recording.frames} frames, {len(recording.keypoint)} tracked '
+    print(f'{source}: {recording.frames} frames, {len(recording.keypoint)} tracked '
           f'person{"s" if len(recording.keypoint) > 1 else ""}, {len(windows)} windows scored')
-    return write_outputs(args, windows, recording.frames, info, os.path.basename(args.recording))
+    return write_outputs(args, windows, recording.frames, info, os.path.basename(source))
 
 
 def write_outputs(args, windows, frames, info, title):

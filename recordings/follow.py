@@ -1,6 +1,7 @@
 """The live mode (``timeline.py --follow``, docs/protocols.md, "Timelines"): OpenPose frames read as
 an estimator writes them, into a folder (``<name>_<frame>_keypoints.json``) or as JSON lines on
-standard input, their people tracked frame by frame (:class:`feeder.raw.tracking.Tracker`), and a
+standard input, or poses estimated here from a video file as it grows or a camera
+(:mod:`recordings.video`), their people tracked frame by frame (:class:`feeder.raw.tracking.Tracker`), and a
 line printed per window as soon as its last frame has arrived, with the latency from that frame's
 arrival to the line. A frame that is not JSON (a truncated file or line) is skipped and counted: a
 folder's file once a later frame is there (until then it may still be being written), a line at
@@ -17,6 +18,7 @@ import numpy as np
 from feeder.raw.pose_json import OPENPOSE_FILE, openpose_people
 from feeder.raw.tracking import Tracker
 from recordings.read import Recording
+from recordings.video import channels_of, is_video_source, video_frames
 from recordings.windows import Window
 
 POLL_SECONDS = 0.02
@@ -85,9 +87,10 @@ def line_frames(stream, num_joints, image_size, counts):
 class LiveWindows:
     """Frames in one at a time; the windows that end at each frame scored at once, per track."""
 
-    def __init__(self, scorer, window, stride, min_presence, num_joints):
+    def __init__(self, scorer, window, stride, min_presence, num_joints, channels=2):
         self.scorer, self.window, self.stride, self.min_presence = scorer, window, stride, min_presence
         self.tracker, self.recent, self.frames, self.num_joints = Tracker(), deque(maxlen=window), 0, num_joints
+        self.channels = channels
 
     def add(self, detections):
         """Frame ``self.frames``'s detections in; the :class:`Window` list of the window ending here."""
@@ -100,7 +103,7 @@ class LiveWindows:
         persons = sorted({track for frame in self.recent for track in frame})
         if not persons:
             return []
-        keypoint = np.zeros((len(persons), self.window, self.num_joints, 2), dtype=np.float32)
+        keypoint = np.zeros((len(persons), self.window, self.num_joints, self.channels), dtype=np.float32)
         score = np.zeros(keypoint.shape[:3], dtype=np.float32)
         for t, frame in enumerate(self.recent):
             for m, track in enumerate(persons):
@@ -108,7 +111,7 @@ class LiveWindows:
                     xy, confidence = frame[track]
                     keypoint[m, t] = np.where(confidence[:, None] > 0, xy, 0)
                     score[m, t] = confidence
-        recording = Recording(keypoint, score, 'openpose')
+        recording = Recording(keypoint, score, 'live')
         found = self.scorer.windows(recording, self.window, self.window, self.min_presence)
         return [Window(persons[w.person], start, start + self.window, w.probs) for w in found]
 
@@ -116,15 +119,18 @@ class LiveWindows:
 def follow(args, scorer, layout):
     """Run the live mode until the stream ends (or Ctrl-C); returns what it saw (:class:`Followed`)."""
     info = scorer.info
-    if info.channels == 'xyz':
-        raise ValueError(f'--follow reads 2D OpenPose frames, but the classifier was trained on 3D clips of '
-                         f'{info.name}')
-    counts = {'unreadable': 0}
-    if args.follow == '-':
+    counts, channels = {'unreadable': 0}, 2
+    if is_video_source(args.follow):
+        channels = channels_of(info)
+        frames = video_frames(args.follow, layout, channels, args.idle_exit)
+    elif info.channels == 'xyz':
+        raise ValueError(f'--follow {args.follow}: OpenPose frames are 2D, but the classifier was trained on 3D clips '
+                         f'of {info.name}')
+    elif args.follow == '-':
         frames = line_frames(sys.stdin, layout.num_joints, args.image_size, counts)
     else:
         frames = folder_frames(args.follow, layout.num_joints, args.image_size, counts, args.idle_exit)
-    live = LiveWindows(scorer, args.window, args.stride, args.min_presence, layout.num_joints)
+    live = LiveWindows(scorer, args.window, args.stride, args.min_presence, layout.num_joints, channels)
     scored, latencies = [], []
     try:
         for arrived, detections in frames:

@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from tests.video_sample import estimator_installed
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCHMARKS = os.path.join(ROOT, 'benchmarks')
 
@@ -36,10 +38,15 @@ RUNS = {
                          '--mamp-width', '32', '--mamp-depth', '2', '--steps', '1', '--rounds', '1'],
                         [r'method\s+published ms\s+ours ms\s+ours/published'] +
                         [rf'^{m}\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+0$' for m in ('skeletonclr', 'crossclr', 'aimclr', 'mamp')]),
+    'video_speed.py': (['--videos', '4', '--frames', '16', '--size', '320', '240', '--window', '16', '--workers', '2'],
+                       [r'^stage\s+frames/s$', r'^decode \(OpenCV, one process\)\s+[\d.]+$',
+                        r'^feeder.video, 2 workers \(decode, estimate, write\)\s+[\d.]+$',
+                        r'^timeline.py --video \(estimate, track, score\)\s+[\d.]+$', r'\d+% estimation\)$']),
     # needs CUDA: says so in one line
     'recurrence_speed.py': ([], [r'^recurrence_speed.py times CUDA kernels; no CUDA device is available$']),
 }
 NEEDS_CUDA = {'recurrence_speed.py'}
+NEEDS_ESTIMATOR = {'video_speed.py'}  # requirements-video.txt
 NOT_SCRIPTS = {'published_steps.py'}  # a module method_speed.py imports
 
 
@@ -61,6 +68,8 @@ def test_every_benchmark_script_has_a_run():
 
 @pytest.mark.parametrize('script', sorted(RUNS))
 def test_the_benchmark_runs_at_its_smallest_size(script):
+    if script in NEEDS_ESTIMATOR and not estimator_installed():
+        pytest.skip('mediapipe is not installed (requirements-video.txt)')
     arguments, patterns = RUNS[script]
     done = run([sys.executable, os.path.join('benchmarks', script), *arguments],
                env=dict(os.environ, CUDA_VISIBLE_DEVICES=''))

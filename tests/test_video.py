@@ -36,11 +36,12 @@ def test_nothing_but_the_video_modules_imports_the_estimator():
 
 
 def test_without_the_estimator_one_line_says_what_to_install(tmp_path, monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, 'mediapipe', None)  # an import of it raises ImportError
+    for name in ('cv2', 'mediapipe'):
+        monkeypatch.setitem(sys.modules, name, None)  # an import of it raises ImportError
     (tmp_path / 'a.mp4').write_bytes(b'')
     assert video.main([str(tmp_path / 'a.mp4'), '--out-dir', str(tmp_path / 'out')]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ['error: video input needs mediapipe and OpenCV (mediapipe is not installed): '
+    assert err == ['error: video input needs mediapipe and OpenCV (cv2 is not installed): '
                    'pip install -r requirements-video.txt']
     assert not (tmp_path / 'out').exists()
 

@@ -2,6 +2,8 @@
 the matplotlib package) moved, scaled and tilted over frames on a grey canvas, with stretches
 without her. Each frame's transform is known, so where the estimator must find a landmark follows
 from where it finds it in any one frame."""
+import importlib.util
+
 import numpy as np
 
 SIZE = (320, 240)  # (W, H)
@@ -10,12 +12,7 @@ BACKGROUND = 90
 
 def estimator_installed():
     """Whether requirements-video.txt is installed."""
-    try:
-        import cv2  # noqa: F401
-        import mediapipe  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return all(importlib.util.find_spec(name) is not None for name in ('cv2', 'mediapipe'))
 
 
 def photo():

@@ -93,9 +93,12 @@ class LiveWindows:
         self.channels = channels
 
     def add(self, detections):
-        """Frame ``self.frames``'s detections in; the :class:`Window` list of the window ending here."""
-        tracks = self.tracker.step(self.frames, detections)
-        self.recent.append({track: detection for track, detection in zip(tracks, detections) if track >= 0})
+        """Frame ``self.frames``'s detections in, each (xy, confidence), tracked by its xy, or (xy,
+        confidence, coordinates) where the clip's coordinates are others (world coordinates, tracked
+        in the image); the :class:`Window` list of the window ending here."""
+        tracks = self.tracker.step(self.frames, [detection[:2] for detection in detections])
+        self.recent.append({track: (detection[2 if len(detection) > 2 else 0], detection[1])
+                            for track, detection in zip(tracks, detections) if track >= 0})
         self.frames += 1
         if self.frames < self.window or (self.frames - self.window) % self.stride:
             return []

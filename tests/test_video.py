@@ -5,6 +5,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -15,7 +17,7 @@ import predict
 import timeline
 from feeder import video
 from feeder.layouts import get_layout
-from feeder.raw.video import estimate_video
+from feeder.raw.video import by_person, estimate_video, frame_tracks
 from recordings.video import read_video
 from tests.video_sample import estimator_installed, fit_point, transforms, write_video
 
@@ -76,6 +78,22 @@ def test_landmarks_follow_the_photograph_and_a_frame_without_her_has_none(videos
 
 
 @needs_estimator
+def test_a_jump_across_the_frame_starts_another_person(tmp_path):
+    maps = transforms(40, shift=0.0)
+    for t, affine in enumerate(maps):
+        affine[0, 2] = 20 if t < 20 else 300  # the person now far from where she was: another one
+    write_video(tmp_path / 'jump.avi', maps, size=(480, 240))
+    poses = estimate_video(str(tmp_path / 'jump.avi'))
+    track = frame_tracks(poses)  # BlazePose, tracking, may miss a frame (it does at the jump)
+    assert set(track[:20]) <= {0, -1} and set(track[20:]) <= {1, -1} and (track >= 0).sum() >= 36
+    keypoint, score = by_person(poses, poses.world)
+    assert keypoint.shape == (2, 40, 33, 3)
+    for m in (0, 1):
+        assert ((score[m] > 0).any(-1) == (track == m)).all()
+        np.testing.assert_array_equal(keypoint[m, track == m], poses.world[track == m])
+
+
+@needs_estimator
 def test_feeder_video_writes_what_preparation_reads_and_a_rerun_skips(videos, tmp_path, capsys):
     root, _ = videos
     out = tmp_path / 'poses'
@@ -98,8 +116,10 @@ def test_feeder_video_writes_what_preparation_reads_and_a_rerun_skips(videos, tm
     world = tmp_path / 'world'
     assert video.main([str(root / 'turn.avi'), '--out-dir', str(world), '--coordinates', 'world', '--quiet']) == 0
     clip = np.load(world / 'turn.npy')
-    assert clip.shape == (1, 72, 33, 3) and clip.dtype == np.float32
-    assert not clip[0, 30:42].any() and (clip[0, :30] != 0).any(-1).all()
+    # away for more than 10 frames: back as another person, as preparation's tracker would link her
+    assert clip.shape == (2, 72, 33, 3) and clip.dtype == np.float32
+    present = (clip != 0).any(-1).any(-1)
+    assert present[0].tolist() == [True] * 30 + [False] * 42 and present[1].tolist() == [False] * 42 + [True] * 30
     with pytest.raises(SystemExit):
         video.main([str(root / 'turn.avi'), '--out-dir', str(world), '--coordinates', 'pixels'])
     assert video.main([str(root / 'turn.avi'), '--out-dir', str(world), '--quiet']) == 1
@@ -169,6 +189,25 @@ def test_predictions_and_a_timeline_straight_from_a_video(videos, classifier, tm
     assert '72 frames read (0 unreadable, skipped)' in out and 'person 0 frames 0-16: upright' in out
     assert [(w.person, w.start) for w in live] == [(w.person, w.start) for w in windows]
     for a, b in zip(live, windows):
+        np.testing.assert_allclose(a.probs, b.probs, atol=1e-5)
+
+    # --follow of a file while it is written, a frame's chunk at a time: the same windows again
+    data, growing = (root / 'turn.avi').read_bytes(), tmp_path / 'growing.avi'
+    cuts = [i for i in range(len(data)) if data.startswith(b'00dc', i)] + [len(data)]
+    growing.write_bytes(data[:cuts[0]])
+
+    def write_on():
+        for start, end in zip(cuts, cuts[1:]):
+            time.sleep(0.01)
+            with open(growing, 'ab') as f:
+                f.write(data[start:end])
+
+    writer = threading.Thread(target=write_on)
+    writer.start()
+    grown, _ = run_timeline('--checkpoint', head, '--follow', growing, '--stride', 4, '--idle-exit', 1.0)
+    writer.join()
+    assert [(w.person, w.start) for w in grown] == [(w.person, w.start) for w in windows]
+    for a, b in zip(grown, windows):
         np.testing.assert_allclose(a.probs, b.probs, atol=1e-5)
 
 

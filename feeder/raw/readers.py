@@ -136,6 +136,7 @@ _WIDTH = 16   # characters a number may take on the array path; longer ones go t
 _POWERS = 10.0 ** np.arange(_WIDTH - 1, -1, -1)   # a right-aligned character's place value
 # row k: a mask that clears a row's first k characters, as the two 8-byte words of the row
 _KEEP = np.where(np.tri(_WIDTH + 1, _WIDTH, -1, dtype=bool), 0, 255).astype(np.uint8).view(np.uint64)
+_ONES = np.uint64(0x0101010101010101)   # a 1 in every byte of a word
 
 
 def _read_ntu_fast(data, max_bodies, num_joints, columns):
@@ -217,7 +218,9 @@ def _decimals(data, lo, hi):
     digits.view(np.uint64)[:] &= _KEEP.take(np.where(fits, _WIDTH - length, 0) + negative, axis=0)
     dot = (digits == 254).view(np.uint8)   # '.' - '0', wrapped
     dot_words = dot.view(np.uint64)
-    dots = np.bitwise_count(dot_words[:, 0]).astype(np.int64) + np.bitwise_count(dot_words[:, 1])
+    # a word's 0/1 bytes summed by one multiplication into its top byte (numpy 1.x has no bitwise_count)
+    in_word = (dot_words * _ONES) >> np.uint64(56)
+    dots = (in_word[:, 0] + in_word[:, 1]).astype(np.int64)
     digits.view(np.uint64)[:] &= ~(dot_words * np.uint64(255))
     other = (digits >= 10).view(np.uint64)
     count = length - negative - dots

@@ -15,6 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from feeder.raw.tracking import link_tracks
 from utils.io import write_atomic, write_text_atomic
 
 INSTALL = 'pip install -r requirements-video.txt'
@@ -183,10 +184,30 @@ def kinetics_json(poses, source):
     return {'data': data, 'video': video_record(poses, source)}
 
 
-def world_clip(poses):
-    """(1, T, 33, 3) world coordinates, all zero where no person was found or a landmark's
-    confidence is 0 (the ``.npy`` reader's mark of a missed joint)."""
-    return np.where(poses.score[..., None] > 0, poses.world, 0).astype(np.float32)[None]
+def frame_tracks(poses):
+    """Each frame's person (-1 where nobody was found): the detections linked in image coordinates by
+    the tracker preparation uses (docs/data.md, "Pose estimator output"), so that where BlazePose
+    loses its person and takes up another (a jump of the body by more than half its size, or more
+    than 10 frames away) a new person begins."""
+    frames = [[(poses.image[t], poses.score[t])] if poses.score[t].any() else [] for t in range(poses.frames)]
+    track = np.full(poses.frames, -1)
+    for m, detections in enumerate(link_tracks(frames)):
+        for t, _, _ in detections:
+            track[t] = m
+    return track
+
+
+def by_person(poses, coordinates):
+    """(M, T, 33, C) ``coordinates`` (poses.image or poses.world) and confidence (M, T, 33), a person
+    each (:func:`frame_tracks`), zero where a person was not found or a landmark's confidence is 0
+    (the mark of a missed joint); one empty person where nobody was found at all."""
+    track = frame_tracks(poses)
+    keypoint = np.zeros((max(track.max() + 1, 1),) + coordinates.shape, np.float32)
+    score = np.zeros(keypoint.shape[:3], np.float32)
+    for t in np.flatnonzero(track >= 0):
+        keypoint[track[t], t] = np.where(poses.score[t, :, None] > 0, coordinates[t], 0)
+        score[track[t], t] = poses.score[t]
+    return keypoint, score
 
 
 def output_paths(out_dir, name):
@@ -195,13 +216,13 @@ def output_paths(out_dir, name):
 
 def write_poses(out_dir, name, poses, source, coordinates):
     """``NAME.json`` (Kinetics-skeleton, pixels, with the video's record) and, for world
-    coordinates, ``NAME.npy`` (1, T, 33, 3) after it: the file that marks a video done is written
+    coordinates, ``NAME.npy`` (M, T, 33, 3), a person each, after it: the file that marks a video done is written
     last, each through a temporary file, so a stopped run leaves nothing half-written."""
     record_path, world_path = output_paths(out_dir, name)
     write_text_atomic(record_path, json.dumps(kinetics_json(poses, source), separators=(',', ':')),
                       durable=False)
     if coordinates == 'world':
-        clip = world_clip(poses)
+        clip = by_person(poses, poses.world)[0]
         write_atomic(world_path, lambda f: np.save(f, clip), durable=False)
 
 

@@ -282,7 +282,7 @@ def test_bad_input_gets_one_clear_line(openpose_head, untrimmed, tmp_path):
     np.save(tmp_path / 'flat.npy', np.ones((80, 25, 2), dtype=np.float32))
     with pytest.raises(ValueError, match='flat.npy: 2 numbers per joint, but the classifier was trained on xyz clips'):
         run_timeline('--checkpoint', untrimmed / 'head' / 'heads.pth', '--recording', tmp_path / 'flat.npy')
-    with pytest.raises(ValueError, match='--follow reads 2D OpenPose frames'):
+    with pytest.raises(ValueError, match='OpenPose frames are 2D, but the classifier was trained on 3D clips'):
         run_timeline('--checkpoint', untrimmed / 'head' / 'heads.pth', '--follow', tmp_path / 'empty')
     (tmp_path / 'model.onnx').write_bytes(b'')
     with pytest.raises(FileNotFoundError, match='no model.onnx.json beside it'):

@@ -237,6 +237,6 @@ def test_bad_videos_get_one_line_and_nothing_half_written(videos, tmp_path, caps
     lines = capsys.readouterr().out.splitlines()
     assert sorted(os.listdir(out)) == ['good.json']  # no temporary file, nothing of the bad ones
     assert sum(line.startswith('left out: ') for line in lines) == 3
-    with pytest.raises(ValueError, match="--video .* gives mediapipe33 poses .BlazePose., but the classifier's layout is "
-                                         r"coco17 \(17 joints\)"):
+    with pytest.raises(ValueError, match="--video .* gives mediapipe33 poses .BlazePose., but the classifier's "
+                                         r"layout is coco17 \(17 joints\)"):
         read_video(str(bad / 'good.avi'), get_layout('coco17'), 2)

@@ -10,12 +10,13 @@ rate and size. A rerun skips the videos already done."""
 import argparse
 import os
 import sys
-from multiprocessing import get_context
+from multiprocessing import TimeoutError, get_context
+from multiprocessing.pool import ThreadPool
 
 from tqdm import tqdm
 
 from feeder.raw.video import (COORDINATES, VIDEO_SUFFIXES, VideoError, estimate_video, finished, import_estimator,
-                              write_poses)
+                              open_capture, write_poses)
 from utils.io import WriteError, csv_text, write_text_atomic
 
 
@@ -59,14 +60,53 @@ def write_labels(out_dir, videos):
 
 
 def estimate_one(task):
-    """One video into ``out_dir`` (in a worker): (name, frames, frames with a person, error or None)."""
+    """One video into ``out_dir`` (in a worker): (name, frames, frames with a person, error or None);
+    its frames are counted into the progress queue as they are done."""
     name, path, out_dir, coordinates, min_visibility = task
+    pending = [0]  # frames not yet counted
+
+    def on_frame():
+        pending[0] += 1
+        if pending[0] == PROGRESS_FRAMES:
+            _progress.put(pending[0])
+            pending[0] = 0
+
     try:
-        poses = estimate_video(path, min_visibility)
+        poses = estimate_video(path, min_visibility, on_frame if _progress is not None else None)
         write_poses(out_dir, name, poses, path, coordinates)
     except (VideoError, WriteError) as e:
         return name, 0, 0, str(e)
+    finally:
+        if _progress is not None and pending[0]:
+            _progress.put(pending[0])
     return name, poses.frames, poses.found, None
+
+
+# frames a worker counts before it tells the progress bar
+PROGRESS_FRAMES = 10
+_progress = None  # in a worker, or in this process without workers: the queue of frames done
+
+
+def start_worker(queue, quiet):
+    """A worker's start: the progress queue; where ``quiet`` (a worker process, which returns its
+    errors) its standard error, where the estimator's threads log, to /dev/null."""
+    global _progress
+    _progress = queue
+    if quiet:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 2)
+        os.close(null)
+
+
+def declared_frames(path):
+    """The frame count a video's header declares (0 where it cannot be opened: the worker says why)."""
+    try:
+        capture = open_capture(path)[0]
+    except VideoError:
+        return 0
+    count = int(capture.get(import_estimator()[0].CAP_PROP_FRAME_COUNT) or 0)
+    capture.release()
+    return max(count, 0)
 
 
 def check_out_dir(out_dir, coordinates):
@@ -78,8 +118,8 @@ def check_out_dir(out_dir, coordinates):
 
 
 def run(args):
-    """Every video not yet done, in parallel processes; returns (videos done now, frames, frames
-    with a person, [a line per bad video left out])."""
+    """Every video not yet done, in parallel processes, with a progress bar of frames; returns (videos
+    done now, frames, frames with a person, [a line per bad video left out])."""
     import_estimator()
     videos = list_videos(args.videos)
     check_out_dir(args.out_dir, args.coordinates)
@@ -89,47 +129,51 @@ def run(args):
     if len(todo) < len(videos):
         print(f'{len(videos) - len(todo)} of {len(videos)} videos already done in {args.out_dir}: skipped')
     bad, frames, found = [], 0, 0
-    progress = tqdm(total=len(todo), unit='video', desc='estimate poses', disable=args.quiet, file=sys.stdout)
+    progress = tqdm(total=sum(declared_frames(task[1]) for task in todo) if not args.quiet else 0, unit='frame',
+                    desc=f'estimate poses of {len(todo)} video(s)', disable=args.quiet, file=sys.stdout)
     workers = max(1, min(args.workers, len(todo)))
-    # spawn: each worker loads its own estimator (a forked TFLite runtime is not safe to share); a worker
-    # returns its errors, so its standard error, where the estimator's threads log, goes to /dev/null
-    with get_context('spawn').Pool(workers, initializer=silence_stderr) if workers > 1 else _InProcess() as pool:
-        for name, n, seen, error in pool.imap_unordered(estimate_one, todo):
-            progress.update(1)
-            if error is not None:
-                if not args.skip_bad:
-                    pool.terminate()
-                    progress.close()
-                    raise VideoError(f'{error}; the videos done are kept, rerun with --skip-bad to leave it out')
-                bad.append((name, error))
-            frames, found = frames + n, found + seen
-    progress.close()
+    # spawn: each worker loads its own estimator (a forked TFLite runtime is not safe to share)
+    context = get_context('spawn')
+    queue = context.SimpleQueue() if not args.quiet else None
+    if workers > 1:
+        pool = context.Pool(workers, initializer=start_worker, initargs=(queue, True))
+    else:  # one video, or --workers 1: a thread of this process
+        pool = ThreadPool(1, initializer=start_worker, initargs=(queue, False))
+    try:
+        with pool:
+            results = pool.imap_unordered(estimate_one, todo)
+            for _ in range(len(todo)):
+                name, n, seen, error = _next_result(results, queue, progress)
+                if error is not None:
+                    if not args.skip_bad:
+                        raise VideoError(f'{error}; the videos done are kept, rerun with --skip-bad to leave it out')
+                    bad.append((name, error))
+                frames, found = frames + n, found + seen
+        _count_progress(queue, progress)
+    finally:
+        start_worker(None, False)
+        progress.close()
     if any(label is not None for _, _, label in videos):
         left_out = {name for name, _ in bad}
         write_labels(args.out_dir, [video for video in videos if video[0] not in left_out])
     return len(todo) - len(bad), frames, found, [error for _, error in bad]
 
 
-def silence_stderr():
-    null = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(null, 2)
-    os.close(null)
+def _count_progress(queue, progress):
+    while queue is not None and not queue.empty():
+        progress.update(queue.get())
 
 
-class _InProcess:
-    """The pool's interface for one worker: no process started (one video, or ``--workers 1``)."""
-
-    def imap_unordered(self, fn, tasks):
-        return map(fn, tasks)
-
-    def terminate(self):
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
+def _next_result(results, queue, progress):
+    """The next video's result, the progress bar moved on by the frames done meanwhile."""
+    while True:
+        try:
+            result = results.next(timeout=0.2)
+        except TimeoutError:
+            result = None
+        _count_progress(queue, progress)
+        if result is not None:
+            return result
 
 
 def get_args_parser():

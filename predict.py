@@ -60,10 +60,13 @@ def main(args):
     args.stream = 'all' if len(record['streams']) > 1 else record['streams'][0]
     run = setup_evaluation(args, KNN, output_required=False)
     args = run.args
-    classifiers, trained_on = load_classifiers(record)
-    if trained_on.skeleton != run.dataset.skeleton:
-        raise SystemExit(f'error: --checkpoint {args.checkpoint} classifies clips of {trained_on.name}, whose '
-                         f'skeleton differs from that of {run.dataset.name}')
+    try:  # clips of another skeleton are mapped onto the encoders' (evaluation/transfer.py)
+        classifiers, trained_on = load_classifiers(record, run.dataset)
+    except ValueError as e:
+        raise SystemExit(f'error: --checkpoint {args.checkpoint} cannot read {run.dataset.name}: {e}') from None
+    adapt = next(iter(classifiers.values())).adapt
+    if adapt is not None:
+        print(f'--checkpoint {args.checkpoint}: {adapt.summary()}')
     model = classifier_model(record, classifiers).body  # the clips below are cropped as it was tested
     # the dataset's labels are the classifier's classes only where both name the same classes
     names = run.dataset.class_names, trained_on.class_names

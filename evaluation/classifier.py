@@ -21,7 +21,7 @@ class Classifier(StreamEncoder):
     varies by channel), or one of ``models.HEADS`` on the encoder's token grid."""
 
     def __init__(self, stream, num_classes, batchnorm=False, head='linear'):
-        super().__init__(stream.encoder, stream.modality, stream.layout, stream.coordinates)
+        super().__init__(stream.encoder, stream.modality, stream.layout, stream.coordinates, stream.adapt)
         self.kind = head
         if head != 'linear':
             if not hasattr(stream.encoder, 'token_grid'):

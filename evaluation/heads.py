@@ -13,6 +13,7 @@ import torch
 from evaluation.classifier import Classifier, fuse, stream_weights
 from evaluation.deploy import CentreCrop, Deployable
 from evaluation.features import RawFeatures
+from evaluation.transfer import skeleton_map
 from feeder.info import DatasetInfo
 from models import EncoderConfig, build_encoder, encoder_of
 from models.encoder import StreamEncoder
@@ -29,6 +30,9 @@ def heads_record(kind, classifiers, args, dataset, loaded):
     return {'kind': kind, 'streams': list(classifiers), 'frames': loaded['frames'],
             'encoder': plain(encoder_of(vars(args))),
             'encoder_kind': loaded['kind'], 'dataset': dataset.to_json(),
+            # encoders of another dataset's skeleton (evaluation/transfer.py): the one they take
+            **({'encoder_dataset': loaded['encoder_dataset'].to_json(), 'mapping': loaded['mapping']}
+               if loaded.get('mapping') else {}),
             'heads': {s: {k: v.detach().cpu().clone() for k, v in c.state_dict().items()}
                       for s, c in classifiers.items()},
             'trained_from': plain({k: loaded[k] for k in ('kind', 'checkpoint', 'sha256', 'epoch')}),
@@ -54,10 +58,17 @@ def read_heads(path):
     return record
 
 
+def encoder_dataset(record):
+    """The dataset whose skeleton a ``heads.pth`` record's encoders take: its own, or where they were
+    pretrained on another's and its clips mapped (:mod:`evaluation.transfer`), that one."""
+    key = 'encoder_dataset' if 'encoder_dataset' in record else 'dataset'
+    return DatasetInfo.from_json(record[key], source=f'heads.pth "{key}"')
+
+
 def stream_encoder(record, stream):
     """One stream's encoder of a ``heads.pth`` record (the bare encoder, before its modality), built
     and loaded, in eval mode."""
-    info = DatasetInfo.from_json(record['dataset'], source='heads.pth "dataset"')
+    info = encoder_dataset(record)
     if record['encoder_kind'] == 'raw':
         encoder = RawFeatures(len(info.channels), record['frames'], info.layout.num_joints, info.persons)
     else:
@@ -68,17 +79,21 @@ def stream_encoder(record, stream):
     return encoder.eval()
 
 
-def load_classifiers(record):
-    """{stream: :class:`Classifier`} of a ``heads.pth`` record, in eval mode, and the dataset's
-    description."""
+def load_classifiers(record, data=None):
+    """{stream: :class:`Classifier`} of a ``heads.pth`` record, in eval mode, and the description of
+    the dataset it classifies. ``data``: the dataset whose clips it will read (default: that one);
+    where its skeleton is not the encoders', its clips are mapped (:mod:`evaluation.transfer`)."""
     info = DatasetInfo.from_json(record['dataset'], source='heads.pth "dataset"')
+    encoders_take = encoder_dataset(record)
+    adapt = skeleton_map(data or info, encoders_take)
     classifiers = {}
     for stream in record['streams']:
         head = record['heads'][stream]
         kind = (record.get('args') or {}).get('head') or 'linear'
         classes = head['head.weight' if kind == 'linear' else 'head.fc2.weight'].shape[0]
-        classifier = Classifier(StreamEncoder(stream_encoder(record, stream), stream, info.layout, info.coordinates),
-                                classes, batchnorm='norm.running_mean' in head, head=kind)
+        encoder = StreamEncoder(stream_encoder(record, stream), stream, encoders_take.layout,
+                                encoders_take.coordinates, adapt)
+        classifier = Classifier(encoder, classes, batchnorm='norm.running_mean' in head, head=kind)
         classifier.load_state_dict(head)
         classifiers[stream] = classifier.eval()
     return classifiers, info

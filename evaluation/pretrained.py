@@ -11,7 +11,8 @@ import re
 import torch
 
 from evaluation.features import RawFeatures, StreamFeatures
-from evaluation.heads import is_heads, stream_encoder
+from evaluation.heads import encoder_dataset, is_heads, stream_encoder
+from evaluation.transfer import SkeletonMap
 from feeder.info import BUILTIN_DATASETS, DatasetInfo, dataset_info
 from feeder.modalities import MODALITIES
 from models import DEFAULT_METHOD, METHODS, EncoderConfig, build_encoder, build_method, encoder_setting_names
@@ -77,10 +78,12 @@ def feature_extractors(checkpoint, dataset, streams=MODALITIES, data_root=None):
 
 
 def _trained_on(path, kind, checkpoint, ckpt_args, info):
-    """The description of the data a checkpoint was pretrained on: recorded in our checkpoints,
-    looked up by name in older ones, assumed to be ``info``'s for released files and random
-    encoders."""
-    if kind in ('ours', 'heads') and isinstance(checkpoint.get('dataset'), dict):
+    """The description of the data a checkpoint's encoders take: recorded in our checkpoints (a
+    classifier's: :func:`evaluation.heads.encoder_dataset`), looked up by name in older ones, assumed
+    to be ``info``'s for released files and random encoders."""
+    if kind == 'heads':
+        return encoder_dataset(checkpoint)
+    if kind == 'ours' and isinstance(checkpoint.get('dataset'), dict):
         return DatasetInfo.from_json(checkpoint['dataset'], source=f'--checkpoint {path}: "dataset"')
     return BUILTIN_DATASETS.get(ckpt_args.get('dataset'), info)
 
@@ -119,8 +122,11 @@ def encoder_settings(pretrained, dataset, random_args=None, benchmark=None):
     (:func:`options.presets.recipe` with ``recorded``), or for a random encoder the recipe of
     ``random_args``' method (by default what a run on the dataset pretrains) overridden by the
     non-``None`` architecture entries of ``random_args``."""
-    kind, _, ckpt_args = pretrained
+    kind, checkpoint, ckpt_args = pretrained
     if kind not in NO_CHECKPOINT:
+        trained_on = _trained_on(None, kind, checkpoint, ckpt_args, dataset)
+        if trained_on.skeleton != dataset.skeleton:  # its own data's recipe: the encoder was built for it
+            dataset, benchmark = trained_on, ckpt_args.get('protocol')
         return recipe(dataset, ckpt_args.get('encoder') or PRETRAIN['encoder'], ckpt_args.get('method'),
                       benchmark, recorded=ckpt_args)[0]
     names = encoder_setting_names()
@@ -161,20 +167,28 @@ def load_encoders(path, streams, dataset, frames=None, random_args=None, pretrai
     its own architecture), or ``'raw'`` for :class:`evaluation.features.RawFeatures` at the
     recipe's frames. ``pretrained``: what :func:`open_pretrained` returned for ``path``, if
     it was read already. ``dataset``: a :class:`feeder.info.DatasetInfo` or a built-in dataset's
-    name. Checks that the checkpoint's skeleton (layout, persons, channels) matches the dataset's.
+    name. Where the checkpoint's skeleton (layout, persons, channels) is not the dataset's, the clips
+    are made clips of its skeleton first (:mod:`evaluation.transfer`, printed and recorded as
+    ``mapping``), or the one-line error where they cannot be.
     """
     info = dataset if isinstance(dataset, DatasetInfo) else dataset_info(dataset)
     pretrained = pretrained or open_pretrained(path)
     settings = encoder_settings(pretrained, info, random_args, benchmark)
     kind, checkpoint, ckpt_args = pretrained
     trained_on = _trained_on(path, kind, checkpoint, ckpt_args, info)
+    adapt = None
     if trained_on.skeleton != info.skeleton:
-        raise ValueError(f'--checkpoint {path} was pretrained on {trained_on.name} ({_skeleton(trained_on)}) and '
-                         f'cannot encode {info.name} ({_skeleton(info)})')
+        try:
+            adapt = SkeletonMap(info, trained_on)
+        except ValueError as e:
+            raise ValueError(f'--checkpoint {path} was pretrained on {trained_on.name} ({_skeleton(trained_on)}) and '
+                             f'cannot encode {info.name} ({_skeleton(info)}): {e}') from None
+        print(f'--checkpoint {path}: {adapt.summary()}')
     config = EncoderConfig.from_dict(settings)
     frames = frames or settings['frames']
     encoders, report = {}, {}
-    trained = _pretrained_method(path, checkpoint, ckpt_args, settings, info).encoders() if kind == 'ours' else None
+    built = trained_on if adapt is not None else info  # the skeleton the encoders take
+    trained = _pretrained_method(path, checkpoint, ckpt_args, settings, built).encoders() if kind == 'ours' else None
     for stream in streams:
         torch.manual_seed(PRETRAIN['seed'])
         if kind == 'ours':
@@ -201,10 +215,10 @@ def load_encoders(path, streams, dataset, frames=None, random_args=None, pretrai
         missing = [k for k in missing if not k.startswith('fc.')]
         if missing or unexpected:
             raise ValueError(f'--checkpoint {path}, {stream} encoder: missing {missing}, unexpected {unexpected}')
-        encoders[stream] = StreamEncoder(encoder.eval(), stream, info.layout, info.coordinates)
+        encoders[stream] = StreamEncoder(encoder.eval(), stream, built.layout, built.coordinates, adapt)
         report[stream] = {'loaded': [] if kind in NO_CHECKPOINT else sorted(state), 'missing': missing}
     info = {'kind': kind, 'checkpoint': None if kind in NO_CHECKPOINT else str(path),
             'sha256': None if kind in NO_CHECKPOINT else file_hash(path), 'pretrain_args': ckpt_args,
-            'frames': frames,
+            'frames': frames, 'encoder_dataset': built, 'mapping': None if adapt is None else adapt.record,
             'epoch': checkpoint.get('epoch') if isinstance(checkpoint, dict) else None}
     return encoders, info, report

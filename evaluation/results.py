@@ -23,7 +23,7 @@ def save_results(output_path, protocol, args, info, streams, settings, **extra):
               'checkpoint': info['checkpoint'], 'checkpoint_sha256': info['sha256'],
               'encoder_kind': info['kind'],
               'encoder': None if info['kind'] == 'raw' else plain(encoder_of(vars(args))),  # what was evaluated
-              'pretrain_dataset': info['pretrain_args'].get('dataset'),
+              'pretrain_dataset': info['pretrain_args'].get('dataset'), 'mapping': info.get('mapping'),
               'pretrain_epoch': info['epoch'], 'streams': streams,
               'settings': {**settings, 'frames': info['frames']}, 'sources': sources,
               **extra, 'git_revision': git_revision()}

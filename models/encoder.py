@@ -97,19 +97,23 @@ class Encoder(nn.Module):
 class StreamEncoder(nn.Module):
     """One stream: ``encoder`` fed the ``modality`` of joint clips (N, C, T, V, M) of ``layout``
     skeletons (``coordinates``: how many leading channels are coordinates, the rest carried along;
-    :func:`feeder.modalities.to_modality`). What a method's ``encoders()`` returns and evaluation
+    :func:`feeder.modalities.to_modality`), clips of another skeleton first through ``adapt``. What a method's ``encoders()`` returns and evaluation
     reads; its parameters are the encoder's, under ``encoder.``."""
 
-    def __init__(self, encoder, modality, layout, coordinates=None):
+    def __init__(self, encoder, modality, layout, coordinates=None, adapt=None):
         super().__init__()
         self.encoder, self.modality, self.layout, self.coordinates = encoder, modality, layout, coordinates
+        self.adapt = adapt
 
     @property
     def feature_dim(self):
         return self.encoder.feature_dim
 
     def inputs(self, clips):
-        """The encoder's input: this stream's modality of ``clips``."""
+        """The encoder's input: this stream's modality of ``clips`` (first made clips of the encoder's
+        skeleton by ``adapt``, where they are another dataset's: :mod:`evaluation.transfer`)."""
+        if self.adapt is not None:
+            clips = self.adapt(clips)
         return to_modality(clips, self.modality, self.layout, self.coordinates)
 
     def features(self, clips):

@@ -126,11 +126,17 @@ def test_unsafe_or_foreign_checkpoints_are_refused(tmp_path):
         load_encoders(str(tmp_path / 'missing.pth'), ['joint'], 'ntu60')
 
 
-def test_transfer_needs_the_same_layout(tiny_checkpoint):
-    encoders, info, _ = load_encoders(str(tiny_checkpoint), ['joint'], 'pku2')  # same layout: fine
-    assert info['pretrain_args']['dataset'] == 'synthetic'
-    with pytest.raises(ValueError, match='cannot encode ucla'):
-        load_encoders(str(tiny_checkpoint), ['joint'], 'ucla')
+def test_another_layout_is_mapped_onto_the_checkpoints(tiny_checkpoint):
+    encoders, info, _ = load_encoders(str(tiny_checkpoint), ['joint'], 'pku2')  # the same skeleton: as it is
+    assert info['pretrain_args']['dataset'] == 'synthetic' and info['mapping'] is None
+    encoders, info, _ = load_encoders(str(tiny_checkpoint), ['joint'], 'ucla')  # Kinect v1, one person
+    assert info['mapping']['source'] == 'kinect_v1_20' and info['mapping']['target'] == 'ntu25'
+    clips = torch.randn(2, 3, 8, 20, 1)
+    made = encoders['joint'].adapt(clips)  # NTU's second person empty
+    assert made.shape == (2, 3, 8, 25, 2) and not made[..., 1].any()
+    # Kinect v1's shoulder centre is NTU's spine_shoulder; the top of NTU's neck, its hand tips and thumbs zero
+    torch.testing.assert_close(made[:, :, :, 20, 0], clips[:, :, :, 2, 0])
+    assert not made[:, :, :, 2].any() and not made[:, :, :, 21:].any()
 
 
 def test_balanced_subset():

@@ -97,8 +97,9 @@ class Encoder(nn.Module):
 class StreamEncoder(nn.Module):
     """One stream: ``encoder`` fed the ``modality`` of joint clips (N, C, T, V, M) of ``layout``
     skeletons (``coordinates``: how many leading channels are coordinates, the rest carried along;
-    :func:`feeder.modalities.to_modality`), clips of another skeleton first through ``adapt``. What a method's ``encoders()`` returns and evaluation
-    reads; its parameters are the encoder's, under ``encoder.``."""
+    :func:`feeder.modalities.to_modality`), clips of another skeleton first through ``adapt``. What
+    a method's ``encoders()`` returns and evaluation reads; its parameters are the encoder's, under
+    ``encoder.``."""
 
     def __init__(self, encoder, modality, layout, coordinates=None, adapt=None):
         super().__init__()

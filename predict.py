@@ -60,7 +60,7 @@ def main(args):
     args.stream = 'all' if len(record['streams']) > 1 else record['streams'][0]
     run = setup_evaluation(args, KNN, output_required=False)
     args = run.args
-    try:  # clips of another skeleton are mapped onto the encoders' (evaluation/transfer.py)
+    try:  # clips of another skeleton are mapped onto the encoders' (feeder/joints.py)
         classifiers, trained_on = load_classifiers(record, run.dataset)
     except ValueError as e:
         raise SystemExit(f'error: --checkpoint {args.checkpoint} cannot read {run.dataset.name}: {e}') from None

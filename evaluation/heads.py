@@ -13,8 +13,8 @@ import torch
 from evaluation.classifier import Classifier, fuse, stream_weights
 from evaluation.deploy import CentreCrop, Deployable
 from evaluation.features import RawFeatures
-from evaluation.transfer import skeleton_map
 from feeder.info import DatasetInfo
+from feeder.joints import skeleton_map
 from models import EncoderConfig, build_encoder, encoder_of
 from models.encoder import StreamEncoder
 from utils.checkpoint_io import read_checkpoint
@@ -30,7 +30,7 @@ def heads_record(kind, classifiers, args, dataset, loaded):
     return {'kind': kind, 'streams': list(classifiers), 'frames': loaded['frames'],
             'encoder': plain(encoder_of(vars(args))),
             'encoder_kind': loaded['kind'], 'dataset': dataset.to_json(),
-            # encoders of another dataset's skeleton (evaluation/transfer.py): the one they take
+            # encoders of another dataset's skeleton (feeder/joints.py): the one they take
             **({'encoder_dataset': loaded['encoder_dataset'].to_json(), 'mapping': loaded['mapping']}
                if loaded.get('mapping') else {}),
             'heads': {s: {k: v.detach().cpu().clone() for k, v in c.state_dict().items()}
@@ -60,7 +60,7 @@ def read_heads(path):
 
 def encoder_dataset(record):
     """The dataset whose skeleton a ``heads.pth`` record's encoders take: its own, or where they were
-    pretrained on another's and its clips mapped (:mod:`evaluation.transfer`), that one."""
+    pretrained on another's and its clips mapped (:class:`feeder.joints.SkeletonMap`), that one."""
     key = 'encoder_dataset' if 'encoder_dataset' in record else 'dataset'
     return DatasetInfo.from_json(record[key], source=f'heads.pth "{key}"')
 
@@ -82,7 +82,7 @@ def stream_encoder(record, stream):
 def load_classifiers(record, data=None):
     """{stream: :class:`Classifier`} of a ``heads.pth`` record, in eval mode, and the description of
     the dataset it classifies. ``data``: the dataset whose clips it will read (default: that one);
-    where its skeleton is not the encoders', its clips are mapped (:mod:`evaluation.transfer`)."""
+    where its skeleton is not the encoders', its clips are mapped (:class:`feeder.joints.SkeletonMap`)."""
     info = DatasetInfo.from_json(record['dataset'], source='heads.pth "dataset"')
     encoders_take = encoder_dataset(record)
     adapt = skeleton_map(data or info, encoders_take)

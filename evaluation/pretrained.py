@@ -12,8 +12,8 @@ import torch
 
 from evaluation.features import RawFeatures, StreamFeatures
 from evaluation.heads import encoder_dataset, is_heads, stream_encoder
-from evaluation.transfer import SkeletonMap
 from feeder.info import BUILTIN_DATASETS, DatasetInfo, dataset_info
+from feeder.joints import SkeletonMap
 from feeder.modalities import MODALITIES
 from models import DEFAULT_METHOD, METHODS, EncoderConfig, build_encoder, build_method, encoder_setting_names
 from models.encoder import StreamEncoder
@@ -168,7 +168,7 @@ def load_encoders(path, streams, dataset, frames=None, random_args=None, pretrai
     recipe's frames. ``pretrained``: what :func:`open_pretrained` returned for ``path``, if
     it was read already. ``dataset``: a :class:`feeder.info.DatasetInfo` or a built-in dataset's
     name. Where the checkpoint's skeleton (layout, persons, channels) is not the dataset's, the clips
-    are made clips of its skeleton first (:mod:`evaluation.transfer`, printed and recorded as
+    are made clips of its skeleton first (:class:`feeder.joints.SkeletonMap`, printed and recorded as
     ``mapping``), or the one-line error where they cannot be.
     """
     info = dataset if isinstance(dataset, DatasetInfo) else dataset_info(dataset)

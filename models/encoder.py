@@ -112,7 +112,7 @@ class StreamEncoder(nn.Module):
 
     def inputs(self, clips):
         """The encoder's input: this stream's modality of ``clips`` (first made clips of the encoder's
-        skeleton by ``adapt``, where they are another dataset's: :mod:`evaluation.transfer`)."""
+        skeleton by ``adapt``, where they are another dataset's: :class:`feeder.joints.SkeletonMap`)."""
         if self.adapt is not None:
             clips = self.adapt(clips)
         return to_modality(clips, self.modality, self.layout, self.coordinates)

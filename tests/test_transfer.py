@@ -1,4 +1,4 @@
-"""A checkpoint of one skeleton reading data of another (evaluation/transfer.py): pretrained on 2D
+"""A checkpoint of one skeleton reading data of another (feeder/joints.py): pretrained on 2D
 COCO-17 detections, evaluated on the 3D NTU-layout synthetic set, against the mapping written out."""
 import dataclasses
 import json
@@ -12,8 +12,8 @@ import linear_eval
 import predict
 import pretrain
 from evaluation.pretrained import load_encoders
-from evaluation.transfer import SkeletonMap
 from feeder.info import dataset_info
+from feeder.joints import SkeletonMap
 from feeder.layouts import COCO17, Layout
 from feeder.modalities import to_modality
 from feeder.raw.synthetic import write_openpose

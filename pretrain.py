@@ -8,20 +8,20 @@ pretrain.py ...`` (``--batch-size`` is per process).
 """
 import argparse
 import inspect
-import os
 
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from engine import first_views, pretrain_epochs
-from evaluation.monitor import KNNMonitor
+from evaluation.monitor import KNNMonitor, KNNMonitors
 from fast.self_check import check_before_run
 from fast.settings import add_speed_arguments
 from feeder.augment import ViewAugment
-from feeder.datasets import PretrainDataset, SkeletonFolder, collate_clips
+from feeder.datasets import PretrainDataset, collate_clips
 from feeder.info import dataset_info
 from feeder.modalities import MODALITIES
-from feeder.offline import check_step, offline_transform
+from feeder.offline import check_step
+from feeder.pool import SAMPLING, BalancedSampler, PooledFolder, open_pool, pooled_info
 from models import DEFAULT_METHOD, ENCODERS, METHODS, build_method, method_class, method_settings
 from options.args import (add_settings, format_default, get_args_parser, get_augment_parser,
                           get_optim_parser, non_negative_int, positive_int, settle_device, show_defaults)
@@ -44,6 +44,13 @@ def get_pretrain_parser():
                              '(docs/protocols.md), or what the checkpoint resumed records)')
     parser.add_argument('--modalities', nargs='+', default=None, choices=MODALITIES,
                         help='the streams the method trains, each from its modality of the clips')
+    pool = parser.add_argument_group('pooling datasets (docs/pretraining.md, "Pooling datasets")')
+    pool.add_argument('--pool', action='append', default=None, metavar='ROOT:BENCHMARK',
+                      help="also pretrain on this prepared benchmark's training part, its clips mapped onto the run's "
+                           'skeleton by joint names (repeat for several)')
+    pool.add_argument('--pool-sampling', default=None, choices=SAMPLING,
+                      help='proportional: every clip of the pool once an epoch (the default); balanced: each '
+                           'benchmark the same share of an epoch')
     add_speed_arguments(parser)
     add_settings(parser.add_argument_group("each method's own settings (models.METHODS; a method refuses another's)"),
                  method_settings().values())
@@ -133,8 +140,7 @@ def start_run(args, dataset):
         print(f'continuing on --speed reference, as this run has since its self-check: {args.speed_fallback}')
     rules = rules_report(args)
     check_step(args.offline_step, dataset)
-    folder = SkeletonFolder(os.path.join(args.data_root, args.protocol), 'train',
-                            offline_transform(args.offline_step, dataset.layout))
+    folder = PooledFolder(open_pool(args.pool or [], args.data_root, args.protocol, dataset, args.offline_step))
     check_settings(args, folder, dataset)
     if is_main_process():
         aside = run_folder.claim(args.output_dir, args.resume, args.auto_resume, args.overwrite)
@@ -142,8 +148,12 @@ def start_run(args, dataset):
             print(f'--overwrite: moved the earlier run in {args.output_dir} to {aside}')
     barrier()
     announce(args)
+    for part in folder.parts if args.pool else ():
+        print(f'pool: {part.name}, {len(part.folder)} training clips'
+              + (f'; {part.adapt.summary()}' if part.adapt is not None else ''))
     if rules:
-        print(f'small-data rules (docs/protocols.md) for the {folder.part} part of {args.protocol}:', *rules, sep='\n')
+        print(f'small-data rules (docs/protocols.md) for the {folder.part} part of {args.protocol}'
+              + (f' and the pool ({len(folder)} clips)' if args.pool else '') + ':', *rules, sep='\n')
     return folder
 
 
@@ -175,11 +185,13 @@ def main(args):
     device = settle_device(args.device)  # first: the process group and each process's GPU follow from it
     launch = launch_env()
     init_distributed(device, *launch)
-    dataset = dataset_info(args.dataset, args.data_root)
     resume, checkpoint = checkpoint_to_resume(args)
     recorded = checkpoint.get('args') if isinstance(checkpoint, dict) else None
-    args, speed = resolve_settings(args, dataset, device, launch, recorded if isinstance(recorded, dict) else None,
-                                   resume)
+    recorded = recorded if isinstance(recorded, dict) else None
+    # the small-data rules see the pool's size; a resumed run pools what it pooled
+    dataset = pooled_info(dataset_info(args.dataset, args.data_root), args.protocol,
+                          args.pool or (recorded or {}).get('pool') or [], args.data_root)
+    args, speed = resolve_settings(args, dataset, device, launch, recorded, resume)
     folder = start_run(args, dataset)
 
     device = torch.device(args.device, args.local_rank if args.device == 'cuda' else None)
@@ -200,12 +212,14 @@ def main(args):
         set_rng_state(rng)
     print_parameters(unwrapped(model))
 
-    sampler = DistributedSampler(clips, seed=args.seed) if args.distributed else None
+    sampler = BalancedSampler(folder.sizes, args.seed, args.rank, args.world_size) \
+        if args.pool_sampling == 'balanced' else DistributedSampler(clips, seed=args.seed) if args.distributed else None
     loader = DataLoader(clips, batch_size=args.batch_size, shuffle=sampler is None, sampler=sampler,
                         num_workers=args.workers, pin_memory=device.type == 'cuda', drop_last=True,
                         collate_fn=collate_clips if on_device else None)
-    monitor = KNNMonitor(folder.root, dataset, args.frames, args.knn_every, args.epochs, args.workers, device,
-                         folder.transform)
+    monitor = KNNMonitors([(part.name if k else '', KNNMonitor(part.root, part.info, args.frames, args.knn_every,
+                                                                args.epochs, args.workers, device, part.folder.transform))
+                           for k, part in enumerate(folder.parts)])
     if monitor.note:
         print(monitor.note)
     pretrain_epochs(model, optimizer, scaler, speed, loader, sampler, augment if on_device else None, monitor, args,

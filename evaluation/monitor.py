@@ -49,6 +49,27 @@ class KNNMonitor:
         return {f'knn{k}_{name}': values[f'top1@k={k}'] for name, values in accuracy.items() for k in self.ks}
 
 
+class KNNMonitors:
+    """Several benchmarks' monitors as one (a pooled run's: docs/pretraining.md, "Pooling datasets"):
+    ``monitors`` [(prefix, :class:`KNNMonitor`)], the run's own with prefix '' and its keys as they
+    are, each pooled one's keys ``<prefix>/knn<k>_<stream>``."""
+
+    def __init__(self, monitors):
+        self.monitors = monitors
+        notes = [f'{prefix}: {m.note}' if prefix else m.note for prefix, m in monitors if m.note]
+        self.note = '; '.join(notes) or None
+
+    def due(self, epoch):
+        return any(m.due(epoch) for _, m in self.monitors)
+
+    def __call__(self, encoders):
+        out = {}
+        for prefix, monitor in self.monitors:
+            if monitor.note is None:
+                out.update({f'{prefix}/{k}' if prefix else k: v for k, v in monitor(encoders).items()})
+        return out
+
+
 def _all_ranks(encoders, clips, dataset, device, workers):
     world, n = world_size(), len(clips)
     if world == 1:

@@ -30,12 +30,13 @@ SYNONYMS = {
     'left_toe': ('left_big_toe', 'left_foot_index', 'left_foot'),
     'right_toe': ('right_big_toe', 'right_foot_index', 'right_foot'),
 }
-# a built-in layout's own names that mean another place than the vocabulary's: Kinect v2's and
-# Human3.6M's neck is the top of the neck (their base is spine_shoulder and thorax); Human3.6M's
-# foot joint lies at the ankle
+# a built-in layout's own names that mean another place than the vocabulary's: Kinect v2's,
+# Human3.6M's and the synthetic rig's neck is the top of the neck (their base is spine_shoulder,
+# thorax and chest); Human3.6M's foot joint lies at the ankle
 LAYOUT_NAMES = {
     'ntu25': {'neck': 'upper_neck'},
     'h36m17': {'neck': 'upper_neck', 'left_foot': 'left_ankle', 'right_foot': 'right_ankle'},
+    'synthetic_rig': {'chest': 'neck', 'neck': 'upper_neck'},  # feeder/raw/synthetic.py's 3D rig
 }
 # a joint the source lacks, made as the mean of joints it has
 DERIVED = {

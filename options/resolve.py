@@ -51,6 +51,14 @@ def pretraining_settings(args, parser, dataset, device, launch=(0, 1, 0), record
         set_('min_crop', values['frames'], 'the frames')
     for key, (value, reason) in method_class(method).resolve(values).items():
         set_(key, value, reason)
+    kept = past.get('sources') or {}
+    if values.get('pool') is None and past.get('pool'):  # a resumed run pools what it pooled
+        set_('pool', past['pool'], kept.get('pool', 'checkpoint'))
+    if values.get('pool_sampling') is None:
+        set_('pool_sampling', past.get('pool_sampling') or 'proportional',
+             kept.get('pool_sampling', 'checkpoint') if past.get('pool_sampling') else 'default')
+    if values['pool_sampling'] == 'balanced' and not values.get('pool'):
+        raise SystemExit('error: --pool-sampling balanced shares the epochs between pooled benchmarks; give --pool')
     if values['knn_every'] is None:
         set_('knn_every', knn_every_default(values['epochs']), 'a tenth of the run')
     values['modalities'] = list(dict.fromkeys(values['modalities']))

@@ -1,0 +1,152 @@
+"""Pooled pretraining (docs/pretraining.md, "Pooling datasets"): the training part of the run's benchmark
+and of each ``--pool ROOT:BENCHMARK``, the pooled clips made clips of the run's skeleton
+(:class:`feeder.joints.SkeletonMap`) as they are read. Only training parts are pooled."""
+import bisect
+import dataclasses
+import os
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch.utils.data import Sampler
+
+from feeder.datasets import SkeletonFolder
+from feeder.info import read_dataset_json
+from feeder.joints import SkeletonMap
+from feeder.offline import offline_transform
+
+SAMPLING = ('proportional', 'balanced')
+
+
+class PoolPart(NamedTuple):
+    """One benchmark of the pool: its ``root`` (ROOT/BENCHMARK), description, training folder (each
+    clip after the run's offline step, then mapped) and the map, ``None`` for the run's own."""
+    name: str
+    root: str
+    info: object
+    folder: SkeletonFolder
+    adapt: object
+
+
+class MappedStep:
+    """What a pooled clip goes through: the run's offline step on its own skeleton, then the map (a
+    class, not a closure: data-loader workers may be spawned)."""
+
+    def __init__(self, step, adapt):
+        self.step, self.adapt = step, adapt
+
+    def __call__(self, clip):
+        return self.adapt((self.step(clip) if self.step else clip)[None])[0]
+
+
+def _transform(layout, adapt, offline):
+    step = offline_transform(offline, layout)
+    return step if adapt is None else MappedStep(step, adapt)
+
+
+def parse_pool(spec):
+    """``ROOT:BENCHMARK`` -> (root, benchmark), or the error naming the flag."""
+    root, _, benchmark = spec.rpartition(':')
+    if not root or not benchmark:
+        raise ValueError(f'--pool {spec}: expected ROOT:BENCHMARK, a prepared folder and one of its benchmarks')
+    return root, benchmark
+
+
+def pooled_parts(specs, data_root, protocol, dataset):
+    """[(name, root, info, adapt)] of the pool: the run's benchmark, then each ``--pool`` spec's; one
+    line for a spec that is not a prepared benchmark, repeats one, or cannot be mapped."""
+    parts, seen = [(dataset.name, os.path.join(data_root, protocol), dataset, None)], {
+        os.path.realpath(os.path.join(data_root, protocol))}
+    for spec in specs:
+        root, benchmark = parse_pool(spec)
+        description = os.path.join(root, 'dataset.json')
+        if not os.path.isfile(description):
+            raise FileNotFoundError(f'--pool {spec}: no {description}; expected a folder feeder.prepare wrote')
+        info = read_dataset_json(description)
+        if benchmark not in info.benchmarks:
+            raise ValueError(f'--pool {spec}: {info.name} has the benchmarks {", ".join(info.benchmarks)}, not '
+                             f'{benchmark}')
+        folder = os.path.realpath(os.path.join(root, benchmark))
+        if folder in seen:
+            raise ValueError(f'--pool {spec}: {folder} is in the pool already')
+        seen.add(folder)
+        try:
+            adapt = None if info.skeleton == dataset.skeleton else SkeletonMap(info, dataset)
+        except ValueError as e:
+            raise ValueError(f'--pool {spec}: {e}') from None
+        parts.append((f'{info.name}:{benchmark}', os.path.join(root, benchmark), info, adapt))
+    return parts
+
+
+def open_pool(specs, data_root, protocol, dataset, offline):
+    """The :class:`PoolPart` list of the run's benchmark and ``specs``, their training folders open."""
+    return [PoolPart(name, root, info, SkeletonFolder(root, 'train', _transform(info.layout, adapt, offline)), adapt)
+            for name, root, info, adapt in pooled_parts(specs, data_root, protocol, dataset)]
+
+
+def pooled_info(dataset, protocol, specs, data_root):
+    """``dataset`` described with the pool's training size and median clip length for ``protocol``,
+    which the small-data rules read (docs/protocols.md, "Small datasets")."""
+    if not specs:
+        return dataset
+    lengths = [np.load(os.path.join(root, 'train_num_frame.npy'))
+               for _, root, _, _ in pooled_parts(specs, data_root, protocol, dataset)]
+    lengths = np.concatenate(lengths)
+    sizes = {**dataset.sizes, protocol: {**dataset.sizes.get(protocol, {}), 'train': int(len(lengths))}}
+    median = {**dataset.lengths.get(protocol, {}), 'train': {'median': float(np.median(lengths))}}
+    return dataclasses.replace(dataset, sizes=sizes, lengths={**dataset.lengths, protocol: median})
+
+
+class PooledFolder:
+    """The pool's training clips one after another, as one folder (the interface pretraining reads
+    of :class:`feeder.datasets.SkeletonFolder`)."""
+
+    def __init__(self, parts):
+        self.parts = parts
+        self.offsets = np.cumsum([0] + [len(p.folder) for p in parts]).tolist()
+        self.root, self.part = parts[0].folder.root, 'train'
+        self.data_path = ' + '.join(p.folder.data_path for p in parts)
+        self.transform = parts[0].folder.transform
+
+    def __len__(self):
+        return self.offsets[-1]
+
+    @property
+    def sizes(self):
+        return [len(p.folder) for p in self.parts]
+
+    def check(self, dataset):
+        for part in self.parts:
+            part.folder.check(part.info)
+
+    def clip(self, index):
+        k = bisect.bisect_right(self.offsets, index) - 1
+        return self.parts[k].folder.clip(index - self.offsets[k])
+
+
+class BalancedSampler(Sampler):
+    """``--pool-sampling balanced``: an epoch of as many clips as the pool holds, each benchmark the
+    same share of them (a smaller one's clips repeated, a larger one's not all seen), shuffled; under
+    DDP each process takes every world-size-th. ``set_epoch`` draws anew, the same on every rank."""
+
+    def __init__(self, sizes, seed, rank=0, world_size=1):
+        self.sizes, self.seed, self.rank, self.world_size, self.epoch = list(sizes), seed, rank, world_size, 0
+        self.total = sum(self.sizes) - sum(self.sizes) % world_size
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+
+    def __len__(self):
+        return self.total // self.world_size
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        offsets = np.cumsum([0] + self.sizes)
+        share = [self.total // len(self.sizes) + (k < self.total % len(self.sizes)) for k in range(len(self.sizes))]
+        drawn = []
+        for k, (size, n) in enumerate(zip(self.sizes, share)):
+            # whole shuffled passes, then part of one more: a clip repeats only once all have been drawn
+            passes = [torch.randperm(size, generator=generator) for _ in range(-(-n // size))]
+            drawn.append(torch.cat(passes)[:n] + int(offsets[k]))
+        order = torch.cat(drawn)[torch.randperm(self.total, generator=generator)]
+        return iter(order[self.rank::self.world_size].tolist())

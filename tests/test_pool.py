@@ -1,0 +1,117 @@
+"""Pooled pretraining (feeder/pool.py): the synthetic NTU-layout set pooled with the same performances
+in the synthetic 3D rig's layout, the pooled clips against their map written out, the balanced
+sampler's shares, the run's record, monitors and resume, and the refusals."""
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import feeder.prepare as prep
+from feeder.datasets import SkeletonFolder
+from feeder.info import dataset_info
+from feeder.pool import BalancedSampler, PooledFolder, open_pool, pooled_info
+from feeder.raw.synthetic import write_openpose, write_pyskl
+from tests.conftest import run_pretrain
+
+# NTU's joints from the synthetic rig's (feeder/raw/synthetic.py, RIG), by name, written out; the
+# hands, feet, hand tips and thumbs are not in the rig
+NTU_FROM_RIG = {'spine_base': 'pelvis', 'spine_mid': 'spine', 'neck': 'neck', 'head': 'head',
+                'shoulder_left': 'l_shoulder', 'elbow_left': 'l_elbow', 'wrist_left': 'l_wrist',
+                'shoulder_right': 'r_shoulder', 'elbow_right': 'r_elbow', 'wrist_right': 'r_wrist',
+                'hip_left': 'l_hip', 'knee_left': 'l_knee', 'ankle_left': 'l_ankle', 'hip_right': 'r_hip',
+                'knee_right': 'r_knee', 'ankle_right': 'r_ankle', 'spine_shoulder': 'chest'}
+
+
+@pytest.fixture(scope='module')
+def rig(tmp_path_factory):
+    """The synthetic performances in the 3D rig's layout (17 joints), prepared."""
+    root = tmp_path_factory.mktemp('rig')
+    write_pyskl(str(root / 'rig.pkl'), '3d', classes=4, subjects=3, cameras=2, replications=1)
+    assert prep.main(['--dataset', 'custom', '--annotations', str(root / 'rig.pkl'), '--layout',
+                      str(root / 'rig_layout.json'), '--out-dir', str(root / 'data'), '--workers', '0', '--quiet']) == 0
+    return root / 'data'
+
+
+def test_pooled_clips_are_the_others_mapped_as_written_out(data_root, rig):
+    ntu = dataset_info('synthetic', str(data_root))
+    pool = PooledFolder(open_pool([f'{rig}:xsub'], str(data_root), 'xsub', ntu, 'none'))
+    own, other = SkeletonFolder(str(data_root / 'xsub'), 'train'), SkeletonFolder(str(rig / 'xsub'), 'train')
+    assert len(pool) == len(own) + len(other) and pool.sizes == [len(own), len(other)]
+    torch.testing.assert_close(pool.clip(3), own.clip(3))
+    rig_names = dataset_info('custom', str(rig)).layout.joint_names
+    for i in (0, len(other) - 1):
+        source, made = other.clip(i), pool.clip(len(own) + i)
+        written = torch.zeros(3, source.shape[1], 25, 2)
+        for v, name in enumerate(ntu.layout.joint_names):
+            if name in NTU_FROM_RIG:
+                written[:, :, v] = source[:, :, rig_names.index(NTU_FROM_RIG[name])]
+        torch.testing.assert_close(made, written)
+
+
+def test_balanced_sampling_gives_each_benchmark_its_share():
+    sizes = [30, 6, 12]
+    sampler = BalancedSampler(sizes, seed=1)
+    sampler.set_epoch(2)
+    order = list(sampler)
+    assert len(order) == len(sampler) == 48
+    part = np.searchsorted(np.cumsum(sizes), order, side='right')
+    assert np.bincount(part).tolist() == [16, 16, 16]
+    small = [i for i in order if 30 <= i < 36]  # 16 draws of 6 clips: each twice or thrice
+    assert sorted(np.bincount(small)[30:].tolist()) == [2, 2, 3, 3, 3, 3]
+    big = [i for i in order if i < 30]  # 16 of 30: none twice
+    assert len(set(big)) == 16
+    assert order == list(sampler)
+    sampler.set_epoch(3)
+    assert order != list(sampler)
+    # two processes take every other clip of the same order
+    ranks = [BalancedSampler(sizes, seed=1, rank=r, world_size=2) for r in (0, 1)]
+    for r in ranks:
+        r.set_epoch(2)
+    assert sorted(list(ranks[0]) + list(ranks[1])) == sorted(order)
+
+
+def test_a_pooled_run_records_monitors_and_resumes(data_root, rig, tmp_path, capsys):
+    out = tmp_path / 'run'
+    run_pretrain(data_root, out, '--epochs', '1', '--pool', f'{rig}:xsub', '--knn-every', '1')
+    printed = capsys.readouterr().out
+    rig_name = dataset_info('custom', str(rig)).name
+    own, other = (len(SkeletonFolder(str(root / 'xsub'), 'train')) for root in (data_root, rig))
+    assert f'pool: synthetic, {own} training clips\npool: {rig_name}:xsub, {other} training clips; ' in printed
+    # the small-data rules read the pool's size and median length
+    info = pooled_info(dataset_info('synthetic', str(data_root)), 'xsub', [f'{rig}:xsub'], str(data_root))
+    lengths = np.concatenate([np.load(root / 'xsub' / 'train_num_frame.npy') for root in (data_root, rig)])
+    assert info.sizes['xsub']['train'] == own + other == len(lengths)
+    assert info.lengths['xsub']['train']['median'] == float(np.median(lengths))
+    assert 'read as synthetic (xyz, 2 persons): synthetic_rig -> ntu25: 17 of 25 joints by name' in printed
+    args = json.loads((out / 'args.json').read_text())
+    assert args['pool'] == [f'{rig}:xsub'] and args['pool_sampling'] == 'proportional'
+    assert args['sources']['pool'] == 'command line'
+    record = json.loads((out / 'log.txt').read_text().splitlines()[-1])
+    assert {'knn1_joint', f'{rig_name}:xsub/knn1_joint'} <= set(record)
+    # resumed without --pool, it pools what it pooled
+    run_pretrain(data_root, out, '--epochs', '2', '--auto-resume')
+    args = json.loads((out / 'args.json').read_text())
+    assert args['pool'] == [f'{rig}:xsub'] and args['sources']['pool'] == 'command line'  # where it came from
+
+
+def test_what_cannot_be_pooled_gets_one_line(data_root, rig, tmp_path):
+    coco = tmp_path / 'coco'
+    write_openpose(str(coco / 'raw'), classes=4, subjects=3, cameras=2, replications=1)
+    assert prep.main(['--dataset', 'custom', '--annotations', str(coco / 'raw'), '--layout', 'coco17', '--out-dir',
+                      str(coco / 'data'), '--workers', '0', '--quiet']) == 0
+    ntu = dataset_info('synthetic', str(data_root))
+    with pytest.raises(ValueError, match=r'--pool .*:xsub: clips of channels xy cannot feed an encoder trained on xyz'):
+        open_pool([f'{coco / "data"}:xsub'], str(data_root), 'xsub', ntu, 'none')
+    with pytest.raises(ValueError, match=r'has the benchmarks xsub, xview, not fold1'):
+        open_pool([f'{rig}:fold1'], str(data_root), 'xsub', ntu, 'none')
+    with pytest.raises(FileNotFoundError, match=r'--pool .*nowhere:xsub: no .*dataset.json'):
+        open_pool([f'{tmp_path / "nowhere"}:xsub'], str(data_root), 'xsub', ntu, 'none')
+    with pytest.raises(ValueError, match='is in the pool already'):
+        open_pool([f'{data_root}:xsub'], str(data_root), 'xsub', ntu, 'none')
+    with pytest.raises(ValueError, match='expected ROOT:BENCHMARK'):
+        open_pool(['xsub'], str(data_root), 'xsub', ntu, 'none')
+    with pytest.raises(SystemExit, match='--pool-sampling balanced shares the epochs between pooled benchmarks'):
+        run_pretrain(data_root, tmp_path / 'b', '--epochs', '1', '--pool-sampling', 'balanced')
+    assert not os.path.exists(tmp_path / 'b' / 'checkpoint.pth')

@@ -11,6 +11,7 @@ from feeder.datasets import DownstreamDataset, SkeletonFolder
 from feeder.info import DatasetInfo, dataset_info
 from feeder.modalities import MODALITIES
 from feeder.offline import check_step, offline_transform
+from evaluation.features import RAW_STREAM
 from evaluation.pretrained import NO_CHECKPOINT, encoder_settings, load_encoders, open_pretrained, streams_held
 from models import DEFAULT_METHOD, METHODS, encoder_of, encoder_setting_names
 from options.args import check_places, settle_device
@@ -76,8 +77,11 @@ class Evaluation:
 
 
 def streams_of(stream, held=MODALITIES):
-    """``--stream``: one modality, or ``all`` for every one of ``held``, the streams the checkpoint has."""
-    return [m for m in MODALITIES if m in held] if stream == 'all' else [stream]
+    """``--stream``: one modality, ``all`` for every one of ``held`` (the streams the checkpoint
+    has), ``all+raw`` for those and the raw coordinates (:data:`evaluation.features.RAW_STREAM`)."""
+    if stream in ('all', 'all+raw'):
+        return [m for m in MODALITIES if m in held] + ([RAW_STREAM] if stream == 'all+raw' else [])
+    return [stream]
 
 
 def pretrained_method(pretrained, requested=None):

@@ -4,6 +4,9 @@ from torch.utils.data import DataLoader
 
 from models.encoder import StreamEncoder
 
+# ``--stream all+raw``: the prepared coordinates as one more stream beside the learned ones
+RAW_STREAM = 'raw'
+
 
 @torch.no_grad()
 def extract_features(encoders, dataset, device, batch_size=256, workers=4):
@@ -31,7 +34,7 @@ class StreamFeatures(StreamEncoder):
     frames), to (N, D) features before ``fc``."""
 
     def __init__(self, stream):
-        super().__init__(stream.encoder.eval(), stream.modality, stream.layout, stream.coordinates)
+        super().__init__(stream.encoder.eval(), stream.modality, stream.layout, stream.coordinates, stream.adapt)
 
     @torch.no_grad()
     def forward(self, clips):
@@ -50,3 +53,10 @@ class RawFeatures(torch.nn.Module):
 
     def features(self, x):
         return x.flatten(1)
+
+
+def raw_stream(info, frames, adapt=None):
+    """The raw coordinates of ``info``'s clips (a :class:`feeder.info.DatasetInfo`) as a stream: its
+    joint modality, flattened (``adapt``: clips of another dataset made its clips first)."""
+    return StreamEncoder(RawFeatures(len(info.channels), frames, info.layout.num_joints, info.persons), 'joint',
+                         info.layout, info.coordinates, adapt)

@@ -129,9 +129,11 @@ def get_eval_parser(fusion=True, add_help=False):
                         help="with --checkpoint random or raw: the method whose encoder (its recipe's, at its size) "
                              'and evaluation protocol a baseline takes, to stand beside that method\'s checkpoint; a '
                              'checkpoint records its own')
-    parser.add_argument('--stream', default='joint', choices=list(MODALITIES) + (['all'] if fusion else []),
+    parser.add_argument('--stream', default='joint', choices=list(MODALITIES) + (['all', 'all+raw'] if fusion else []),
                         help="the modality evaluated{}".format(", or 'all': every stream the checkpoint has (results.json "
-                                                   "lists them) and, for several, their fusion" if fusion else ''))
+                                                   "lists them) and, for several, their fusion; 'all+raw': those and "
+                                                   "the prepared coordinates themselves (stream raw), fused"
+                                                   if fusion else ''))
     return parser
 
 

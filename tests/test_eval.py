@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader, TensorDataset
 import finetune
 import knn_eval
 import linear_eval
+import predict
 from evaluation.classifier import Classifier, fit_classifiers
 from feeder.layouts import NTU25
 from finetune import balanced_subset
@@ -358,3 +359,26 @@ def test_topk_accuracy_counts_targets_among_the_top_scores():
     # by hand: top-1 hits rows 0 and 3; top-2 also row 2 (0.3 is second), not row 1 (0.2 is last)
     assert topk_accuracy(scores, labels).item() == 50 and topk_accuracy(scores, labels, 2).item() == 75
     assert topk_accuracy(scores).item() == 50  # index 0, the contrastive positive: rows 1 and 3
+
+
+def test_the_raw_coordinates_as_one_more_stream(data_root, tiny_checkpoint, tmp_path):
+    """``--stream all+raw``: the raw stream is what ``--checkpoint raw`` gives, fused with the
+    learned ones; its classifier reads the data's own clips in predictions too."""
+    def knn(checkpoint, stream, out):
+        return knn_eval.main(knn_eval.get_knn_parser().parse_args(
+            ['--checkpoint', checkpoint, '--data-root', str(data_root), '--stream', stream, '--k', '1',
+             '--output-dir', str(tmp_path / out), *COMMON]))['accuracy']
+    both = knn(str(tiny_checkpoint), 'all+raw', 'both')
+    assert set(both) == {'joint', 'motion', 'bone', 'raw', 'fused'}
+    assert both['raw'] == knn('raw', 'joint', 'raw')['joint']
+    assert both['joint'] == knn(str(tiny_checkpoint), 'joint', 'joint')['joint']
+    linear = linear_eval.main(linear_eval.get_linear_parser().parse_args(
+        ['--checkpoint', str(tiny_checkpoint), '--data-root', str(data_root), '--stream', 'all+raw', '--epochs', '2',
+         '--quiet', '--output-dir', str(tmp_path / 'linear'), *COMMON]))
+    heads = torch.load(tmp_path / 'linear' / 'heads.pth', weights_only=True)
+    assert heads['streams'] == ['joint', 'motion', 'bone', 'raw']
+    predict.main(predict.get_predict_parser().parse_args(
+        ['--dataset', 'synthetic', '--data-root', str(data_root), '--checkpoint', str(tmp_path / 'linear' / 'heads.pth'),
+         '--parts', 'val', '--workers', '0', '--device', 'cpu', '--out', str(tmp_path / 'p.csv')]))
+    top1 = json.loads((tmp_path / 'p.json').read_text())['parts']['val']['top1']
+    assert top1 == pytest.approx(linear['accuracy']['fused']['top1'], abs=1e-6)

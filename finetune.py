@@ -6,8 +6,10 @@
 A class-balanced random subset of the training labels (every class keeps at least one clip) is
 used to fine-tune the whole network in train mode with a new linear head. ``--repeats`` runs
 several seeds (subset and training) and reports mean and standard deviation of the last epoch's
-top-1. Transfer is the same command with a checkpoint pretrained on another dataset of the same
-skeleton layout. Writes ``OUT/results.json`` and the first repeat's model, ``OUT/heads.pth``
+top-1. Transfer is the same command with a checkpoint pretrained on another dataset (of another
+skeleton too: docs/protocols.md, "Across datasets"). ``--checkpoint random`` trains the network
+from scratch; ``--checkpoint raw`` trains a linear head on the prepared coordinates (there is no
+encoder), the baseline of the few-labels table. Writes ``OUT/results.json`` and the first repeat's model, ``OUT/heads.pth``
 (``predict.py``, ``export.py``).
 """
 import argparse
@@ -78,9 +80,6 @@ def layer_scales(classifier, stream, decay):
 
 
 def main(args):
-    if args.checkpoint == 'raw':
-        raise SystemExit('error: --checkpoint raw has no encoder to fine-tune; measure the prepared coordinates with '
-                         'linear_eval.py or knn_eval.py --checkpoint raw')
     run = setup_evaluation(args, FINETUNE, protocol='finetune')
     args = run.args
     labels = run.folder('train').labels

@@ -2,7 +2,8 @@
 one row for the prepared coordinates (raw), one per random encoder (of a method's architecture,
 under its protocol) and one per pretrained method,
 each with 1-NN top-1 of the joint, motion and bone streams and their fusion, linear top-1 (fused,
-or the method's one stream), and the pretraining minutes (the run's epochs, resumes included).
+or the method's one stream), and the pretraining minutes (the run's epochs, resumes included);
+with ``--labels`` runs, a second table: fine-tuning top-1 at each share of the labels.
 
     python scripts/small_data_table.py OUTPUT_ROOT/sbu_fold1 ...
 """
@@ -53,15 +54,48 @@ def rows(run):
             yield [name, f'{entry} ({encoder})'] + cells(os.path.join(run, entry)) + [f'{minutes:.1f}']
 
 
+def label_table(runs):
+    """With ``--labels``: the fractions of the labels, and per evaluated encoder (raw, random,
+    pretrained) its fine-tuning top-1 at each, mean +- sd over the seeds; and the seed counts."""
+    found = []
+    for run in runs:
+        for entry in sorted(os.listdir(run)):
+            folder = os.path.join(run, entry)
+            tuned = {float(f[len('finetune_'):]): read(folder, f) for f in sorted(os.listdir(folder))
+                     if f.startswith('finetune_')} if os.path.isdir(folder) else {}
+            if tuned:
+                found.append((os.path.basename(run), entry, tuned))
+    fractions = sorted({f for _, _, tuned in found for f in tuned})
+    order = {'raw': 0, 'random': 1}
+    table, seeds = [], set()
+    for name, entry, tuned in sorted(found, key=lambda e: (e[0], order.get(e[1].split('_')[0], 2), e[1])):
+        what = ('linear head on the raw coordinates' if entry == 'raw' else
+                f'from scratch ({entry[len("random_"):]}\'s encoder)' if entry.startswith('random_') else
+                f'{entry}, pretrained')
+        cells = [f"{tuned[f]['accuracy']['top1_mean']:.1f} +- {tuned[f]['accuracy']['top1_std']:.1f}"
+                 if f in tuned else '' for f in fractions]
+        seeds |= {len(result['runs']) for result in tuned.values()}
+        table.append([name, what] + cells)
+    return fractions, table, seeds
+
+
+def print_table(header, table):
+    print('| ' + ' | '.join(header) + ' |')
+    print('|' + '---|' * len(header))
+    for row in table:
+        print('| ' + ' | '.join(row) + ' |')
+
+
 def main(runs):
     header = ['dataset', 'features'] + [f'1-NN {s}' for s in STREAMS] + ['linear', 'pretrain min']
     print(f'\n1-NN and linear top-1 (%) on the val part, last epoch; measured on {platform.machine()} CPU '
           f'x{os.cpu_count()}, torch {torch.__version__}\n')
-    print('| ' + ' | '.join(header) + ' |')
-    print('|' + '---|' * len(header))
-    for run in runs:
-        for row in rows(run):
-            print('| ' + ' | '.join(row) + ' |')
+    print_table(header, [row for run in runs for row in rows(run)])
+    fractions, table, seeds = label_table(runs)
+    if table:
+        print(f'\nFine-tuning top-1 (%) on the val part with a share of the training labels, last epoch, mean +- sd '
+              f'over {"/".join(map(str, sorted(seeds)))} seeds\n')
+        print_table(['dataset', 'features'] + [f'{100 * f:g}% labels' for f in fractions], table)
 
 
 if __name__ == '__main__':

@@ -6,13 +6,18 @@
 # encoder of each pretrained one's architecture, evaluated with the same method's protocol; then
 # one row per dataset and method.
 #
-#   bash scripts/small_data_table.sh [--method NAME[:ENCODER]]... DATA_ROOT:BENCHMARK...
+#   bash scripts/small_data_table.sh [--method NAME[:ENCODER]]... [--labels] DATA_ROOT:BENCHMARK...
 #   bash scripts/small_data_table.sh --method cmd --method cmd:transformer data/sbu:fold1 data/NW-UCLA-AGCN:xview
+#
+# --labels adds what pretraining buys with few labels (docs/protocols.md, "Few labels"): fine-tuning with
+# each of FRACTIONS (default "0.01 0.1 1") of the training labels from each pretrained encoder, from
+# its random encoder (training from scratch) and a linear head on the raw coordinates, each over
+# REPEATS seeds (default 3; mean +- sd), in a second table.
 #
 # --method: any of pretrain.py's, with its default encoder or after a colon another, repeated for
 # several (default cmd); each goes to a folder of that name (cmd_transformer). Environment: PYTHON (default
 # python), OUTPUT_ROOT (default ./output/small_data), PRETRAIN_ARGS and LINEAR_ARGS (extra
-# pretrain.py and linear_eval.py flags).
+# pretrain.py and linear_eval.py flags), FINETUNE_ARGS (finetune.py's, with --labels).
 # Running it again continues unfinished runs (their minutes in log.txt add up) and keeps what is
 # finished: a pretraining whose log reached its last epoch, an evaluation with both results.
 set -euo pipefail
@@ -23,10 +28,14 @@ read -r -a extra <<< "${PRETRAIN_ARGS:-}"
 read -r -a linear_extra <<< "${LINEAR_ARGS:-}"
 methods=()
 specs=()
+labels=no
+read -r -a fractions <<< "${FRACTIONS:-0.01 0.1 1}"
+read -r -a finetune_extra <<< "${FINETUNE_ARGS:-}"
 while (( $# )); do
     case "$1" in
         --method) [[ $# -ge 2 ]] || { echo "error: --method needs a name" >&2; exit 2; }; methods+=("$2"); shift 2 ;;
         --method=*) methods+=("${1#--method=}"); shift ;;
+        --labels) labels=yes; shift ;;
         -*) echo "error: unknown option $1; expected --method NAME or DATA_ROOT:BENCHMARK" >&2; exit 2 ;;
         *) specs+=("$1"); shift ;;
     esac
@@ -58,6 +67,18 @@ evaluate() {
         "${linear_extra[@]}" --output-dir "$folder/linear"
 }
 
+# fine_tune CHECKPOINT FOLDER [FLAGS...]: with --labels, fine-tuning at each fraction of the labels into
+# FOLDER/finetune_<fraction> (kept where its results are there already)
+fine_tune() {
+    local checkpoint=$1 folder=$2 fraction
+    shift 2
+    [[ $labels == yes ]] || return 0
+    for fraction in "${fractions[@]}"; do
+        [[ -f "$folder/finetune_$fraction/results.json" ]] && continue
+        "$PYTHON" finetune.py "${common[@]}" --checkpoint "$checkpoint" --label-fraction "$fraction" \
+            --repeats "${REPEATS:-3}" --quiet "$@" "${finetune_extra[@]}" --output-dir "$folder/finetune_$fraction"
+    done
+}
 runs=()
 for spec in "${specs[@]}"; do
     root=${spec%:*}
@@ -67,6 +88,7 @@ for spec in "${specs[@]}"; do
     mkdir -p "$run"
     common=(--dataset "$kind" --data-root "$root" --protocol "$benchmark")
     evaluate raw all "$run/raw"
+    fine_tune raw "$run/raw"
     for spec_method in "${methods[@]}"; do
         method=${spec_method%%:*}
         choice=()
@@ -81,6 +103,7 @@ print("yes" if done else "no")' "$folder/pretrain")
         [[ $finished == yes ]] || "$PYTHON" pretrain.py "${common[@]}" --method "$method" "${choice[@]}" \
             --output-dir "$folder/pretrain" --auto-resume --quiet --drop-unread "${extra[@]}"
         evaluate "$folder/pretrain/checkpoint.pth" all "$folder"  # every stream it has, fused
+        fine_tune "$folder/pretrain/checkpoint.pth" "$folder"
         # a random encoder of the same architecture, under the same method's protocol
         read -r -a same <<< "$("$PYTHON" -c 'import json, sys
 from models import encoder_of
@@ -88,6 +111,7 @@ args = json.load(open(sys.argv[1]))
 print(" ".join(f"--{k.replace(chr(95), chr(45))} {v}" for k, v in encoder_of(args).items() if not isinstance(v, bool))
       + " --mlp" * bool(args.get("mlp")) + " --no-mlp" * (not args.get("mlp")))' "$folder/pretrain/args.json")"
         evaluate random all "$run/random_${spec_method/:/_}" --method "$method" "${same[@]}"
+        fine_tune random "$run/random_${spec_method/:/_}" --method "$method" "${same[@]}"
     done
     runs+=("$run")
 done

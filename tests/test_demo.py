@@ -56,12 +56,14 @@ def test_the_ucla_script_pretrains_evaluates_and_continues(tmp_path, rng):
     assert again['checkpoint_sha256'] == knn['checkpoint_sha256'] and again['accuracy'] == knn['accuracy']
 
 
-def test_the_small_data_table_script(tmp_path, rng):
+def _mine(tmp_path, rng):
+    """90 labelled clips of a 15-joint chain (70 training clips: one linear-protocol batch of 64 at
+    least), prepared, and the environment of a small table run."""
     import numpy as np
     raw = tmp_path / 'clips'
     raw.mkdir()
     rows = ['name,label,split']
-    for i in range(90):  # 70 training clips: one linear-protocol batch (64) at least
+    for i in range(90):
         np.save(raw / f'c{i:02d}.npy', random_body(rng, 12 + i % 9, joints=15))
         rows.append(f'c{i:02d},{i % 3},b_{"train" if i < 70 else "val"}')
     (raw / 'labels.csv').write_text('\n'.join(rows) + '\n')
@@ -71,8 +73,12 @@ def test_the_small_data_table_script(tmp_path, rng):
                     '--out-dir', str(data), '--quiet', '--workers', '0'], cwd=ROOT, check=True, capture_output=True)
     small = ('--epochs 2 --hidden-size 8 --width 16 --depth 1 --heads 2 --frames 8 --min-crop 4 --batch-size 8 '
              '--queue-size 16 --topk 8 --workers 0 --device cpu --knn-every 0')
-    env = dict(os.environ, OUTPUT_ROOT=str(tmp_path / 'out'), PYTHON=sys.executable, PRETRAIN_ARGS=small,
-               LINEAR_ARGS='--epochs 2 --batch-size 16')
+    return data, dict(os.environ, OUTPUT_ROOT=str(tmp_path / 'out'), PYTHON=sys.executable, PRETRAIN_ARGS=small,
+                      LINEAR_ARGS='--epochs 2 --batch-size 16')
+
+
+def test_the_small_data_table_script(tmp_path, rng):
+    data, env = _mine(tmp_path, rng)
     done = subprocess.run(['bash', 'scripts/small_data_table.sh', '--method', 'cmd', '--method', 'skeletonclr',
                            '--method', 'mamp', '--method', 'cmd:transformer', f'{data}:b'], cwd=ROOT, env=env,
                           capture_output=True, text=True)
@@ -115,6 +121,30 @@ def test_the_small_data_table_script(tmp_path, rng):
     bad = subprocess.run(['bash', 'scripts/small_data_table.sh', '--method', 'cmd:lstm', f'{data}:b'], cwd=ROOT,
                          env=env, capture_output=True, text=True)
     assert bad.returncode == 2 and '--method cmd:lstm: encoder lstm unknown; known: gru stgcn transformer' in bad.stderr
+
+
+def test_the_few_labels_table(tmp_path, rng):
+    data, env = _mine(tmp_path, rng)
+    env.update(FRACTIONS='0.5 1', REPEATS='2', FINETUNE_ARGS='--epochs 1 --batch-size 16')
+    done = subprocess.run(['bash', 'scripts/small_data_table.sh', '--method', 'cmd', '--labels', f'{data}:b'], cwd=ROOT,
+                          env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    after = done.stdout.split('Fine-tuning top-1 (%) on the val part with a share of the training labels')[1]
+    assert after.startswith(', last epoch, mean +- sd over 2 seeds')
+    lines = after.splitlines()
+    assert '| dataset | features | 50% labels | 100% labels |' in lines
+    table = [[c.strip() for c in line.strip('|').split('|')] for line in lines if line.startswith('| mine_b |')]
+    assert [row[1] for row in table] == ['linear head on the raw coordinates', "from scratch (cmd's encoder)",
+                                         'cmd, pretrained']
+    run = tmp_path / 'out' / 'mine_b'
+    for row, folder in zip(table, ('raw', 'random_cmd', 'cmd')):
+        for cell, fraction in zip(row[2:], ('0.5', '1')):
+            result = json.loads((run / folder / f'finetune_{fraction}' / 'results.json').read_text())
+            assert len(result['runs']) == 2 and result['settings']['label_fraction'] == float(fraction)
+            assert cell == f"{result['accuracy']['top1_mean']:.1f} +- {result['accuracy']['top1_std']:.1f}"
+    kinds = {json.loads((run / f / 'finetune_1' / 'results.json').read_text())['encoder_kind'] for f in
+             ('raw', 'random_cmd', 'cmd')}
+    assert kinds == {'raw', 'random', 'ours'}
 
 
 def _chain_layout(tmp_path, joints):

@@ -346,10 +346,16 @@ def test_raw_baseline_equals_the_prepared_coordinates_by_hand(data_root, tmp_pat
         ['--checkpoint', 'raw', '--data-root', str(data_root), '--stream', 'joint', '--epochs', '1',
          '--output-dir', str(tmp_path / 'linear'), '--quiet', *COMMON])
     assert linear_eval.main(linear)['encoder_kind'] == 'raw'
-    tuned = finetune.get_finetune_parser().parse_args(
-        ['--checkpoint', 'raw', '--data-root', str(data_root), '--output-dir', str(tmp_path / 'ft'), *COMMON])
-    with pytest.raises(SystemExit, match='--checkpoint raw has no encoder to fine-tune'):
-        finetune.main(tuned)
+    # fine-tuning "raw": a linear head on the coordinates, on a class-balanced share of the labels
+    tuned = finetune.main(finetune.get_finetune_parser().parse_args(
+        ['--checkpoint', 'raw', '--data-root', str(data_root), '--output-dir', str(tmp_path / 'ft'), '--epochs', '1',
+         '--label-fraction', '0.5', '--repeats', '2', '--quiet', *COMMON]))
+    labels = SkeletonFolder(str(data_root / 'xsub'), 'train').labels
+    assert tuned['encoder_kind'] == 'raw' and [r['seed'] for r in tuned['runs']] == [tuned['settings']['seed'] + k
+                                                                                     for k in (0, 1)]
+    assert all(r['labelled'] == len(balanced_subset(labels, 0.5, r['seed'])) for r in tuned['runs'])
+    head = torch.load(tmp_path / 'ft' / 'heads.pth', weights_only=True)['heads']['joint']
+    assert sorted(head) == ['head.bias', 'head.weight'] and head['head.weight'].shape[1] == 3 * 8 * 25 * 2
 
 
 def test_topk_accuracy_counts_targets_among_the_top_scores():

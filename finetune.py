@@ -9,8 +9,8 @@ several seeds (subset and training) and reports mean and standard deviation of t
 top-1. Transfer is the same command with a checkpoint pretrained on another dataset (of another
 skeleton too: docs/protocols.md, "Across datasets"). ``--checkpoint random`` trains the network
 from scratch; ``--checkpoint raw`` trains a linear head on the prepared coordinates (there is no
-encoder), the baseline of the few-labels table. Writes ``OUT/results.json`` and the first repeat's model, ``OUT/heads.pth``
-(``predict.py``, ``export.py``).
+encoder), the baseline of the few-labels table. Writes ``OUT/results.json`` and the first
+repeat's model, ``OUT/heads.pth`` (``predict.py``, ``export.py``).
 """
 import argparse
 import os

@@ -385,6 +385,7 @@ def test_the_raw_coordinates_as_one_more_stream(data_root, tiny_checkpoint, tmp_
     assert heads['streams'] == ['joint', 'motion', 'bone', 'raw']
     predict.main(predict.get_predict_parser().parse_args(
         ['--dataset', 'synthetic', '--data-root', str(data_root), '--checkpoint',
-         str(tmp_path / 'linear' / 'heads.pth'), '--parts', 'val', '--workers', '0', '--device', 'cpu', '--out', str(tmp_path / 'p.csv')]))
+         str(tmp_path / 'linear' / 'heads.pth'), '--parts', 'val', '--workers', '0', '--device', 'cpu', '--out',
+         str(tmp_path / 'p.csv')]))
     top1 = json.loads((tmp_path / 'p.json').read_text())['parts']['val']['top1']
     assert top1 == pytest.approx(linear['accuracy']['fused']['top1'], abs=1e-6)

@@ -55,8 +55,8 @@ def parse_pool(spec):
 def pooled_parts(specs, data_root, protocol, dataset):
     """[(name, root, info, adapt)] of the pool: the run's benchmark, then each ``--pool`` spec's; one
     line for a spec that is not a prepared benchmark, repeats one, or cannot be mapped."""
-    parts, seen = [(dataset.name, os.path.join(data_root, protocol), dataset, None)], {
-        os.path.realpath(os.path.join(data_root, protocol))}
+    own = os.path.join(data_root, protocol)
+    parts, seen = [(dataset.name, own, dataset, None)], {os.path.realpath(own)}
     for spec in specs:
         root, benchmark = parse_pool(spec)
         description = os.path.join(root, 'dataset.json')
@@ -104,9 +104,8 @@ class PooledFolder:
     def __init__(self, parts):
         self.parts = parts
         self.offsets = np.cumsum([0] + [len(p.folder) for p in parts]).tolist()
-        self.root, self.part = parts[0].folder.root, 'train'
+        self.part = 'train'
         self.data_path = ' + '.join(p.folder.data_path for p in parts)
-        self.transform = parts[0].folder.transform
 
     def __len__(self):
         return self.offsets[-1]
@@ -116,6 +115,7 @@ class PooledFolder:
         return [len(p.folder) for p in self.parts]
 
     def check(self, dataset):
+        """Each benchmark's arrays against its own description (the first's is ``dataset``)."""
         for part in self.parts:
             part.folder.check(part.info)
 

@@ -3,6 +3,8 @@ in the synthetic 3D rig's layout, the pooled clips against their map written out
 sampler's shares, the run's record, monitors and resume, and the refusals."""
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -13,7 +15,9 @@ from feeder.datasets import SkeletonFolder
 from feeder.info import dataset_info
 from feeder.pool import BalancedSampler, PooledFolder, open_pool, pooled_info
 from feeder.raw.synthetic import write_openpose, write_pyskl
-from tests.conftest import run_pretrain
+from tests.conftest import run_pretrain, tiny_flags
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # NTU's joints from the synthetic rig's (feeder/raw/synthetic.py, RIG), by name, written out; the
 # hands, feet, hand tips and thumbs are not in the rig
@@ -115,3 +119,19 @@ def test_what_cannot_be_pooled_gets_one_line(data_root, rig, tmp_path):
     with pytest.raises(SystemExit, match='--pool-sampling balanced shares the epochs between pooled benchmarks'):
         run_pretrain(data_root, tmp_path / 'b', '--epochs', '1', '--pool-sampling', 'balanced')
     assert not os.path.exists(tmp_path / 'b' / 'checkpoint.pth')
+
+
+def test_a_pooled_run_on_two_processes(data_root, rig, tmp_path):
+    """torchrun with two gloo processes on the CPU, the pool balanced: each process takes every
+    other clip of the same draw, and both monitors run."""
+    out = tmp_path / 'ddp'
+    done = subprocess.run(
+        [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', 'pretrain.py', '--dataset', 'synthetic',
+         '--data-root', str(data_root), '--output-dir', str(out), '--pool', f'{rig}:xsub', '--pool-sampling', 'balanced',
+         '--epochs', '2', '--knn-every', '1', *tiny_flags()], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    args = json.loads((out / 'args.json').read_text())
+    assert args['world_size'] == 2 and args['pool_sampling'] == 'balanced'
+    rig_name = dataset_info('custom', str(rig)).name
+    log = [json.loads(line) for line in (out / 'log.txt').read_text().splitlines()]
+    assert [r['epoch'] for r in log] == [0, 1] and all(f'{rig_name}:xsub/knn1_fused' in r for r in log)

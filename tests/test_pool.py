@@ -125,10 +125,10 @@ def test_a_pooled_run_on_two_processes(data_root, rig, tmp_path):
     """torchrun with two gloo processes on the CPU, the pool balanced: each process takes every
     other clip of the same draw, and both monitors run."""
     out = tmp_path / 'ddp'
-    done = subprocess.run(
-        [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', 'pretrain.py', '--dataset', 'synthetic',
-         '--data-root', str(data_root), '--output-dir', str(out), '--pool', f'{rig}:xsub', '--pool-sampling', 'balanced',
-         '--epochs', '2', '--knn-every', '1', *tiny_flags()], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    command = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', 'pretrain.py', '--dataset',
+               'synthetic', '--data-root', str(data_root), '--output-dir', str(out), '--pool', f'{rig}:xsub',
+               '--pool-sampling', 'balanced', '--epochs', '2', '--knn-every', '1', *tiny_flags()]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     args = json.loads((out / 'args.json').read_text())
     assert args['world_size'] == 2 and args['pool_sampling'] == 'balanced'

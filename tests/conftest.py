@@ -98,6 +98,17 @@ def data_root(tmp_path_factory):
     return root / 'data'
 
 
+def openpose_data(root):
+    """The synthetic performances (4 classes, 3 subjects, 2 cameras) as OpenPose COCO-17 detections
+    (2D, untracked) in ``root/raw``, prepared into ``root/data``; returns that folder."""
+    from feeder.raw import prepare as prep
+    from feeder.raw.synthetic import write_openpose
+    write_openpose(str(root / 'raw'), classes=4, subjects=3, cameras=2, replications=1)
+    assert prep.main(['--dataset', 'custom', '--annotations', str(root / 'raw'), '--layout', 'coco17', '--out-dir',
+                      str(root / 'data'), '--workers', '0', '--quiet']) == 0
+    return root / 'data'
+
+
 @pytest.fixture(scope='session')
 def tiny_checkpoint(data_root, tmp_path_factory):
     out = tmp_path_factory.mktemp('pretrained')

@@ -14,8 +14,8 @@ import feeder.prepare as prep
 from feeder.datasets import SkeletonFolder
 from feeder.info import dataset_info
 from feeder.pool import BalancedSampler, PooledFolder, open_pool, pooled_info
-from feeder.raw.synthetic import write_openpose, write_pyskl
-from tests.conftest import run_pretrain, tiny_flags
+from feeder.raw.synthetic import write_pyskl
+from tests.conftest import openpose_data, run_pretrain, tiny_flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -101,13 +101,10 @@ def test_a_pooled_run_records_monitors_and_resumes(data_root, rig, tmp_path, cap
 
 
 def test_what_cannot_be_pooled_gets_one_line(data_root, rig, tmp_path):
-    coco = tmp_path / 'coco'
-    write_openpose(str(coco / 'raw'), classes=4, subjects=3, cameras=2, replications=1)
-    assert prep.main(['--dataset', 'custom', '--annotations', str(coco / 'raw'), '--layout', 'coco17', '--out-dir',
-                      str(coco / 'data'), '--workers', '0', '--quiet']) == 0
+    coco = openpose_data(tmp_path)
     ntu = dataset_info('synthetic', str(data_root))
     with pytest.raises(ValueError, match=r'--pool .*:xsub: clips of channels xy cannot feed an encoder trained on xyz'):
-        open_pool([f'{coco / "data"}:xsub'], str(data_root), 'xsub', ntu, 'none')
+        open_pool([f'{coco}:xsub'], str(data_root), 'xsub', ntu, 'none')
     with pytest.raises(ValueError, match=r'has the benchmarks xsub, xview, not fold1'):
         open_pool([f'{rig}:fold1'], str(data_root), 'xsub', ntu, 'none')
     with pytest.raises(FileNotFoundError, match=r'--pool .*nowhere:xsub: no .*dataset.json'):

@@ -17,12 +17,11 @@ from feeder.datasets import SkeletonFolder
 from feeder.info import read_dataset_json
 from feeder.raw import prepare as prep
 from feeder.raw.readers import read_pku_labels, read_pku_split, read_pku_video
-from feeder.raw.synthetic import write_openpose
 from feeder.synthetic import main as synthetic_cli
 from recordings.read import read_recording
 from recordings.segments import Segment, frame_labels, frame_scores, segments, smooth
 from recordings.windows import Window, WindowPreparation, window_persons, window_starts
-from tests.conftest import random_body
+from tests.conftest import openpose_data, random_body
 
 
 def test_temporal_iou_is_the_overlap_over_the_union():
@@ -214,9 +213,7 @@ def test_detection_protocol_finds_the_performances(untrimmed, tmp_path):
 def openpose_head(tmp_path_factory):
     """OpenPose folders of the synthetic performances (2D, untracked), prepared, and a linear head."""
     root = tmp_path_factory.mktemp('openpose')
-    write_openpose(str(root / 'raw'), classes=4, subjects=3, cameras=2, replications=1)
-    assert prep.main(['--dataset', 'custom', '--annotations', str(root / 'raw'), '--layout', 'coco17', '--out-dir',
-                      str(root / 'data'), '--workers', '0', '--quiet']) == 0
+    openpose_data(root)
     linear_eval.main(linear_eval.get_linear_parser().parse_args(
         ['--dataset', 'custom', '--data-root', str(root / 'data'), '--protocol', 'xsub', '--checkpoint', 'raw',
          '--stream', 'all', '--epochs', '5', '--frames', '16', '--workers', '0', '--device', 'cpu', '--quiet',

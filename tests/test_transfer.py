@@ -6,7 +6,6 @@ import json
 import pytest
 import torch
 
-import feeder.prepare as prep
 import knn_eval
 import linear_eval
 import predict
@@ -16,8 +15,7 @@ from feeder.info import dataset_info
 from feeder.joints import SkeletonMap
 from feeder.layouts import COCO17, Layout
 from feeder.modalities import to_modality
-from feeder.raw.synthetic import write_openpose
-from tests.conftest import tf32_switches, tiny_flags
+from tests.conftest import openpose_data, tf32_switches, tiny_flags
 
 # COCO-17's joints in NTU's names (docs/data.md, "Joints across layouts"), written out; the face is
 # not in NTU's layout
@@ -31,9 +29,7 @@ COCO_FROM_NTU = {'left_shoulder': 'shoulder_left', 'right_shoulder': 'shoulder_r
 def coco_checkpoint(tmp_path_factory):
     """A tiny CMD pretraining on the synthetic performances as OpenPose COCO-17 detections (2D)."""
     root = tmp_path_factory.mktemp('coco')
-    write_openpose(str(root / 'raw'), classes=4, subjects=3, cameras=2, replications=1)
-    assert prep.main(['--dataset', 'custom', '--annotations', str(root / 'raw'), '--layout', 'coco17', '--out-dir',
-                      str(root / 'data'), '--workers', '0', '--quiet']) == 0
+    openpose_data(root)
     with tf32_switches():
         pretrain.main(pretrain.get_pretrain_parser().parse_args(
             ['--dataset', 'custom', '--data-root', str(root / 'data'), '--protocol', 'xsub', '--output-dir',

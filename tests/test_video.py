@@ -133,25 +133,30 @@ def test_feeder_video_writes_what_preparation_reads_and_a_rerun_skips(videos, tm
         assert info['channels'] == channels and info['layout']['name'] == 'mediapipe33'
 
 
-@pytest.fixture(scope='module')
-def classifier(videos, tmp_path_factory):
-    """The class videos' poses prepared (one video of each class held out for val) and a linear head
-    on their coordinates."""
-    root, _ = videos
-    work = tmp_path_factory.mktemp('classifier')
-    if not estimator_installed():
-        pytest.skip('mediapipe is not installed (requirements-video.txt)')
-    assert video.main([str(root / 'classes'), '--out-dir', str(work / 'poses'), '--workers', '2', '--quiet']) == 0
-    rows = list(csv.reader(open(work / 'poses' / 'labels.csv')))[1:]
-    (work / 'poses' / 'labels.csv').write_text(
+def linear_head(videos_root, work, coordinates='image'):
+    """The class videos' poses (``coordinates``) prepared, one video of each class held out for val,
+    and a linear head on their coordinates, in ``work``."""
+    poses = work / 'poses'
+    assert video.main([str(videos_root / 'classes'), '--out-dir', str(poses), '--workers', '2', '--quiet',
+                       '--coordinates', coordinates]) == 0
+    rows = list(csv.reader(open(poses / 'labels.csv')))[1:]
+    (poses / 'labels.csv').write_text(
         'name,label,split\n' + ''.join(f'{n},{y},{"val" if n.endswith("2") else "train"}\n' for n, y in rows))
-    assert prep.main(['--dataset', 'custom', '--annotations', str(work / 'poses'), '--layout', 'mediapipe33',
+    assert prep.main(['--dataset', 'custom', '--annotations', str(poses), '--layout', 'mediapipe33',
                       '--out-dir', str(work / 'data'), '--workers', '0', '--quiet']) == 0
     linear_eval.main(linear_eval.get_linear_parser().parse_args(
         ['--dataset', 'custom', '--data-root', str(work / 'data'), '--protocol', 'all', '--checkpoint', 'raw',
          '--epochs', '30', '--frames', str(FRAMES), '--workers', '0', '--device', 'cpu', '--quiet',
          '--output-dir', str(work / 'head')]))
     return work
+
+
+@pytest.fixture(scope='module')
+def classifier(videos, tmp_path_factory):
+    """A linear head on the class videos' image coordinates (2D)."""
+    if not estimator_installed():
+        pytest.skip('mediapipe is not installed (requirements-video.txt)')
+    return linear_head(videos[0], tmp_path_factory.mktemp('classifier'))
 
 
 def run_timeline(*argv):
@@ -208,6 +213,21 @@ def test_predictions_and_a_timeline_straight_from_a_video(videos, classifier, tm
     writer.join()
     assert [(w.person, w.start) for w in grown] == [(w.person, w.start) for w in windows]
     for a, b in zip(grown, windows):
+        np.testing.assert_allclose(a.probs, b.probs, atol=1e-5)
+
+
+@needs_estimator
+def test_a_3d_classifier_reads_the_world_coordinates(videos, tmp_path):
+    root, _ = videos
+    head = linear_head(root, tmp_path / 'world', 'world') / 'head' / 'heads.pth'
+    assert json.loads((tmp_path / 'world' / 'data' / 'dataset.json').read_text())['channels'] == 'xyz'
+    windows, _ = run_timeline('--checkpoint', head, '--video', root / 'turn.avi', '--stride', 4)
+    assert video.main([str(root / 'turn.avi'), '--out-dir', str(tmp_path / 'turn'), '--coordinates', 'world',
+                       '--quiet']) == 0
+    recorded, _ = run_timeline('--checkpoint', head, '--recording', tmp_path / 'turn' / 'turn.npy', '--stride', 4)
+    assert {w.person for w in windows} == {0, 1}
+    assert [(w.person, w.start) for w in windows] == [(w.person, w.start) for w in recorded]
+    for a, b in zip(windows, recorded):
         np.testing.assert_allclose(a.probs, b.probs, atol=1e-5)
 
 

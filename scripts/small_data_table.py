@@ -3,7 +3,8 @@ one row for the prepared coordinates (raw), one per random encoder (of a method'
 under its protocol) and one per pretrained method,
 each with 1-NN top-1 of the joint, motion and bone streams and their fusion, linear top-1 (fused,
 or the method's one stream), and the pretraining minutes (the run's epochs, resumes included);
-with ``--labels`` runs, a second table: fine-tuning top-1 at each share of the labels.
+with ``--transfer``, rows of each other dataset's and the pooled encoders; with ``--labels`` runs, a
+second table: fine-tuning top-1 at each share of the labels.
 
     python scripts/small_data_table.py OUTPUT_ROOT/sbu_fold1 ...
 """
@@ -52,6 +53,23 @@ def rows(run):
             with open(os.path.join(run, entry, 'pretrain', 'args.json')) as f:
                 encoder = json.load(f)['encoder']
             yield [name, f'{entry} ({encoder})'] + cells(os.path.join(run, entry)) + [f'{minutes:.1f}']
+    for entry in entries:  # --transfer: another dataset's encoders, and the pooled ones
+        if entry.startswith(('from__', 'pooled__')):
+            yield [name, described(entry)] + cells(os.path.join(run, entry)) + ['']
+
+
+def described(entry):
+    """A row's words for a run folder's entry."""
+    if entry == 'raw':
+        return 'linear head on the raw coordinates'
+    if entry.startswith('random_'):
+        return f'from scratch ({entry[len("random_"):]}\'s encoder)'
+    if entry.startswith('from__'):
+        _, source, method = entry.split('__')
+        return f'{method}, pretrained on {source}'
+    if entry.startswith('pooled__'):
+        return f'{entry[len("pooled__"):]}, pretrained on the pool'
+    return f'{entry}, pretrained'
 
 
 def label_table(runs):
@@ -66,16 +84,13 @@ def label_table(runs):
             if tuned:
                 found.append((os.path.basename(run), entry, tuned))
     fractions = sorted({f for _, _, tuned in found for f in tuned})
-    order = {'raw': 0, 'random': 1}
+    order = {'raw': 0, 'random': 1, 'from': 3, 'pooled': 4}
     table, seeds = [], set()
     for name, entry, tuned in sorted(found, key=lambda e: (e[0], order.get(e[1].split('_')[0], 2), e[1])):
-        what = ('linear head on the raw coordinates' if entry == 'raw' else
-                f'from scratch ({entry[len("random_"):]}\'s encoder)' if entry.startswith('random_') else
-                f'{entry}, pretrained')
         cells = [f"{tuned[f]['accuracy']['top1_mean']:.1f} +- {tuned[f]['accuracy']['top1_std']:.1f}"
                  if f in tuned else '' for f in fractions]
         seeds |= {len(result['runs']) for result in tuned.values()}
-        table.append([name, what] + cells)
+        table.append([name, described(entry)] + cells)
     return fractions, table, seeds
 
 

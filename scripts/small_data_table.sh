@@ -6,13 +6,17 @@
 # encoder of each pretrained one's architecture, evaluated with the same method's protocol; then
 # one row per dataset and method.
 #
-#   bash scripts/small_data_table.sh [--method NAME[:ENCODER]]... [--labels] DATA_ROOT:BENCHMARK...
+#   bash scripts/small_data_table.sh [--method NAME[:ENCODER]]... [--labels] [--transfer] DATA_ROOT:BENCHMARK...
 #   bash scripts/small_data_table.sh --method cmd --method cmd:transformer data/sbu:fold1 data/NW-UCLA-AGCN:xview
 #
 # --labels adds what pretraining buys with few labels (docs/protocols.md, "Few labels"): fine-tuning with
 # each of FRACTIONS (default "0.01 0.1 1") of the training labels from each pretrained encoder, from
 # its random encoder (training from scratch) and a linear head on the raw coordinates, each over
 # REPEATS seeds (default 3; mean +- sd), in a second table.
+# --transfer adds, on every dataset, each other dataset's pretrained encoders and those of one pooled
+# pretraining per method (the first dataset's benchmark with every other's training part: pretrain.py
+# --pool), each read through the joint map (docs/protocols.md, "Across datasets"): rows "from OTHER"
+# and "pooled", with --labels their fine-tuning too.
 #
 # --method: any of pretrain.py's, with its default encoder or after a colon another, repeated for
 # several (default cmd); each goes to a folder of that name (cmd_transformer). Environment: PYTHON (default
@@ -29,6 +33,7 @@ read -r -a linear_extra <<< "${LINEAR_ARGS:-}"
 methods=()
 specs=()
 labels=no
+transfer=no
 read -r -a fractions <<< "${FRACTIONS:-0.01 0.1 1}"
 read -r -a finetune_extra <<< "${FINETUNE_ARGS:-}"
 while (( $# )); do
@@ -36,6 +41,7 @@ while (( $# )); do
         --method) [[ $# -ge 2 ]] || { echo "error: --method needs a name" >&2; exit 2; }; methods+=("$2"); shift 2 ;;
         --method=*) methods+=("${1#--method=}"); shift ;;
         --labels) labels=yes; shift ;;
+        --transfer) transfer=yes; shift ;;
         -*) echo "error: unknown option $1; expected --method NAME or DATA_ROOT:BENCHMARK" >&2; exit 2 ;;
         *) specs+=("$1"); shift ;;
     esac
@@ -79,14 +85,35 @@ fine_tune() {
             --repeats "${REPEATS:-3}" --quiet "$@" "${finetune_extra[@]}" --output-dir "$folder/finetune_$fraction"
     done
 }
+# pretrain_once FOLDER [FLAGS...]: pretraining into FOLDER, continued where it stopped; a finished run
+# (its log's last epoch is its last) is not started again: its checkpoint may be gone
+pretrain_once() {
+    local folder=$1 finished
+    shift
+    finished=$("$PYTHON" -c 'import json, os, sys
+log, args = (os.path.join(sys.argv[1], n) for n in ("log.txt", "args.json"))
+done = os.path.isfile(log) and os.path.isfile(args) and open(log).read().strip() and \
+    json.loads(open(log).read().splitlines()[-1])["epoch"] + 1 == json.load(open(args))["epochs"]
+print("yes" if done else "no")' "$folder")
+    [[ $finished == yes ]] || "$PYTHON" pretrain.py "${common[@]}" "$@" --output-dir "$folder" --auto-resume --quiet \
+        --drop-unread "${extra[@]}"
+}
 runs=()
-for spec in "${specs[@]}"; do
-    root=${spec%:*}
-    benchmark=${spec##*:}
+# run_name DATA_ROOT:BENCHMARK: the folder of a dataset's runs; set_common DATA_ROOT:BENCHMARK: the flags
+# that name its data
+run_name() {
+    local root=${1%:*}
+    echo "$(basename "$root")_${1##*:}"
+}
+set_common() {
+    local root=${1%:*} kind
     kind=$("$PYTHON" -c 'import sys; from feeder.info import read_dataset_json; print(read_dataset_json(sys.argv[1]).kind)' "$root/dataset.json")
-    run=$out_root/$(basename "$root")_$benchmark
+    common=(--dataset "$kind" --data-root "$root" --protocol "${1##*:}")
+}
+for spec in "${specs[@]}"; do
+    run=$out_root/$(run_name "$spec")
     mkdir -p "$run"
-    common=(--dataset "$kind" --data-root "$root" --protocol "$benchmark")
+    set_common "$spec"
     evaluate raw all "$run/raw"
     fine_tune raw "$run/raw"
     for spec_method in "${methods[@]}"; do
@@ -94,14 +121,7 @@ for spec in "${specs[@]}"; do
         choice=()
         [[ "$spec_method" == *:* ]] && choice=(--encoder "${spec_method#*:}")
         folder=$run/${spec_method/:/_}
-        # a finished run (its log's last epoch is its last) is not started again: its checkpoint may be gone
-        finished=$("$PYTHON" -c 'import json, os, sys
-log, args = (os.path.join(sys.argv[1], n) for n in ("log.txt", "args.json"))
-done = os.path.isfile(log) and os.path.isfile(args) and open(log).read().strip() and \
-    json.loads(open(log).read().splitlines()[-1])["epoch"] + 1 == json.load(open(args))["epochs"]
-print("yes" if done else "no")' "$folder/pretrain")
-        [[ $finished == yes ]] || "$PYTHON" pretrain.py "${common[@]}" --method "$method" "${choice[@]}" \
-            --output-dir "$folder/pretrain" --auto-resume --quiet --drop-unread "${extra[@]}"
+        pretrain_once "$folder/pretrain" --method "$method" "${choice[@]}"
         evaluate "$folder/pretrain/checkpoint.pth" all "$folder"  # every stream it has, fused
         fine_tune "$folder/pretrain/checkpoint.pth" "$folder"
         # a random encoder of the same architecture, under the same method's protocol
@@ -115,4 +135,31 @@ print(" ".join(f"--{k.replace(chr(95), chr(45))} {v}" for k, v in encoder_of(arg
     done
     runs+=("$run")
 done
+if [[ $transfer == yes ]]; then
+    # one pooled pretraining per method: the first dataset's benchmark and every other's training part
+    set_common "${specs[0]}"
+    pool=()
+    for spec in "${specs[@]:1}"; do pool+=(--pool "$spec"); done
+    pooled=$out_root/pooled_$(run_name "${specs[0]}")
+    for spec_method in "${methods[@]}"; do
+        choice=()
+        [[ "$spec_method" == *:* ]] && choice=(--encoder "${spec_method#*:}")
+        pretrain_once "$pooled/${spec_method/:/_}/pretrain" --method "${spec_method%%:*}" "${choice[@]}" "${pool[@]}"
+    done
+    # on every dataset: each other dataset's checkpoints and the pooled ones, through the joint map
+    for target in "${specs[@]}"; do
+        set_common "$target"
+        for spec_method in "${methods[@]}"; do
+            name=${spec_method/:/_}
+            for source in "${specs[@]}"; do
+                [[ $source == "$target" ]] && continue
+                checkpoint=$out_root/$(run_name "$source")/$name/pretrain/checkpoint.pth
+                evaluate "$checkpoint" all "$out_root/$(run_name "$target")/from__$(run_name "$source")__$name"
+                fine_tune "$checkpoint" "$out_root/$(run_name "$target")/from__$(run_name "$source")__$name"
+            done
+            evaluate "$pooled/$name/pretrain/checkpoint.pth" all "$out_root/$(run_name "$target")/pooled__$name"
+            fine_tune "$pooled/$name/pretrain/checkpoint.pth" "$out_root/$(run_name "$target")/pooled__$name"
+        done
+    done
+fi
 "$PYTHON" scripts/small_data_table.py "${runs[@]}"

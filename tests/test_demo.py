@@ -56,18 +56,18 @@ def test_the_ucla_script_pretrains_evaluates_and_continues(tmp_path, rng):
     assert again['checkpoint_sha256'] == knn['checkpoint_sha256'] and again['accuracy'] == knn['accuracy']
 
 
-def _mine(tmp_path, rng):
+def _mine(tmp_path, rng, name='mine'):
     """90 labelled clips of a 15-joint chain (70 training clips: one linear-protocol batch of 64 at
-    least), prepared, and the environment of a small table run."""
+    least), prepared into ``tmp_path/name``, and the environment of a small table run."""
     import numpy as np
-    raw = tmp_path / 'clips'
+    raw = tmp_path / f'{name}_clips'
     raw.mkdir()
     rows = ['name,label,split']
     for i in range(90):
         np.save(raw / f'c{i:02d}.npy', random_body(rng, 12 + i % 9, joints=15))
         rows.append(f'c{i:02d},{i % 3},b_{"train" if i < 70 else "val"}')
     (raw / 'labels.csv').write_text('\n'.join(rows) + '\n')
-    data = tmp_path / 'mine'
+    data = tmp_path / name
     subprocess.run([sys.executable, '-m', 'feeder.prepare', '--dataset', 'custom', '--annotations', str(raw),
                     '--layout', str(_chain_layout(tmp_path, 15)),
                     '--out-dir', str(data), '--quiet', '--workers', '0'], cwd=ROOT, check=True, capture_output=True)
@@ -145,6 +145,27 @@ def test_the_few_labels_table(tmp_path, rng):
     kinds = {json.loads((run / f / 'finetune_1' / 'results.json').read_text())['encoder_kind'] for f in
              ('raw', 'random_cmd', 'cmd')}
     assert kinds == {'raw', 'random', 'ours'}
+
+
+def test_the_transfer_rows(tmp_path, rng):
+    """--transfer: each dataset's encoders on the other, and a pooled pretraining's on both."""
+    first, env = _mine(tmp_path, rng)
+    second, _ = _mine(tmp_path, rng, 'other')
+    done = subprocess.run(['bash', 'scripts/small_data_table.sh', '--method', 'cmd', '--transfer', f'{first}:b',
+                           f'{second}:b'], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = tmp_path / 'out'
+    pooled = json.loads((out / 'pooled_mine_b' / 'cmd' / 'pretrain' / 'args.json').read_text())
+    assert pooled['pool'] == [f'{second}:b'] and pooled['data_root'] == str(first)
+    rows = [[c.strip() for c in line.strip('|').split('|')] for line in done.stdout.splitlines()
+            if line.startswith(('| mine_b |', '| other_b |'))]
+    described = {(row[0], row[1]) for row in rows}
+    assert {('mine_b', 'cmd, pretrained on other_b'), ('other_b', 'cmd, pretrained on mine_b'),
+            ('mine_b', 'cmd, pretrained on the pool'), ('other_b', 'cmd, pretrained on the pool')} <= described
+    from_other = json.loads((out / 'mine_b' / 'from__other_b__cmd' / 'knn' / 'results.json').read_text())
+    assert from_other['checkpoint'] == str(out / 'other_b' / 'cmd' / 'pretrain' / 'checkpoint.pth')
+    row = next(r for r in rows if r[:2] == ['mine_b', 'cmd, pretrained on other_b'])
+    assert row[5] == f"{from_other['accuracy']['fused']['top1@k=1']:.1f}"
 
 
 def _chain_layout(tmp_path, joints):

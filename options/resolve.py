@@ -4,6 +4,7 @@ evaluation's in ``evaluation/common.py``, a timeline's in ``timeline.py``, each 
 came from."""
 from evaluation.monitor import knn_every_default
 from fast.settings import SpeedSettings, fill_switches
+from feeder.pool import pooled_parts
 from models import DEFAULT_METHOD, ENCODERS, method_class, method_settings, readers
 from options.args import check_places, format_default
 from options.presets import default_choice, reads, recipe
@@ -59,6 +60,10 @@ def pretraining_settings(args, parser, dataset, device, launch=(0, 1, 0), record
              kept.get('pool_sampling', 'checkpoint') if past.get('pool_sampling') else 'default')
     if values['pool_sampling'] == 'balanced' and not values.get('pool'):
         raise SystemExit('error: --pool-sampling balanced shares the epochs between pooled benchmarks; give --pool')
+    if values.get('pool'):  # what each pooled benchmark's clips become (feeder/joints.py), for args.json
+        set_('pool_mapping', {name: None if adapt is None else adapt.record for name, _, _, adapt in
+                              pooled_parts(values['pool'], values['data_root'], values['protocol'], dataset)[1:]},
+             "the pooled benchmarks' joint maps")
     if values['knn_every'] is None:
         set_('knn_every', knn_every_default(values['epochs']), 'a tenth of the run')
     values['modalities'] = list(dict.fromkeys(values['modalities']))

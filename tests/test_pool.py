@@ -92,6 +92,8 @@ def test_a_pooled_run_records_monitors_and_resumes(data_root, rig, tmp_path, cap
     args = json.loads((out / 'args.json').read_text())
     assert args['pool'] == [f'{rig}:xsub'] and args['pool_sampling'] == 'proportional'
     assert args['sources']['pool'] == 'command line'
+    mapping = args['pool_mapping'][f'{rig_name}:xsub']
+    assert mapping['source'] == 'synthetic_rig' and mapping['joints']['spine_shoulder'] == 'chest'
     record = json.loads((out / 'log.txt').read_text().splitlines()[-1])
     assert {'knn1_joint', f'{rig_name}:xsub/knn1_joint'} <= set(record)
     # resumed without --pool, it pools what it pooled

@@ -1,16 +1,19 @@
 """A checkpoint of one skeleton reading data of another (feeder/joints.py): pretrained on 2D
 COCO-17 detections, evaluated on the 3D NTU-layout synthetic set, against the mapping written out."""
+import csv
 import dataclasses
 import json
 
 import pytest
 import torch
 
+import export
 import knn_eval
 import linear_eval
 import predict
 import pretrain
 from evaluation.pretrained import load_encoders
+from feeder.datasets import SkeletonFolder
 from feeder.info import dataset_info
 from feeder.joints import SkeletonMap
 from feeder.layouts import COCO17, Layout
@@ -77,6 +80,16 @@ def test_knn_linear_and_predictions_across_skeletons(coco_checkpoint, data_root,
                       '--device', 'cpu', '--out', str(tmp_path / 'p.csv')]))
     top1 = json.loads((tmp_path / 'p.json').read_text())['parts']['val']['top1']
     assert top1 == pytest.approx(linear['accuracy']['joint']['top1'], abs=1e-6)
+    # exported, the classifier maps NTU clips itself: the probabilities predict.py wrote
+    import onnxruntime
+    export.main(export.get_export_parser().parse_args(['--checkpoint', str(tmp_path / 'linear' / 'heads.pth'),
+                                                       '--format', 'onnx', '--out', str(tmp_path / 'h.onnx')]))
+    session = onnxruntime.InferenceSession(str(tmp_path / 'h.onnx'))
+    rows = list(csv.DictReader(open(tmp_path / 'p.csv')))
+    folder = SkeletonFolder(str(data_root / 'xsub'), 'val')
+    for i in (0, 3):
+        probs = session.run(None, {'clips': folder.clip(i)[None].numpy()})[0][0]
+        assert probs.max() == pytest.approx(float(rows[i]['prob1']), abs=1e-5)
 
 
 def test_what_cannot_be_mapped_gets_one_line(tiny_checkpoint, coco_checkpoint):

@@ -228,10 +228,11 @@ def test_features_out_and_skeletons_checked(tmp_path, tiny_checkpoint, data_root
     assert features['joint_train'].shape == (6, 16) and features['joint_train'].dtype == np.float32
     assert features['fused_train'].shape == (6, 48) and features['labels_train'].tolist() == [-1] * 6
     assert features['names_train'].tolist() == [f'c{i}' for i in range(6)] and str(features['checkpoint']) == 'random'
-    # an NTU-layout checkpoint cannot encode COCO-17 clips
+    # an NTU-layout (3D) checkpoint cannot encode COCO-17 (2D) clips: 2D never feeds a 3D encoder
     args.checkpoint = str(tiny_checkpoint)
     with pytest.raises(ValueError, match=r'pretrained on synthetic \(layout ntu25 .*cannot encode unlabelled '
-                                         r'\(layout coco17 of 17 joints x 1 persons x xy\)'):
+                                         r'\(layout coco17 of 17 joints x 1 persons x xy\): clips of channels xy '
+                                         r'cannot feed an encoder trained on xyz clips'):
         extract_features.main(args)
 
 

@@ -36,7 +36,7 @@ from recordings.follow import follow
 from recordings.model import load_classifier
 from recordings.read import RECORDING_FORMATS, read_recording
 from recordings.segments import person_scores, segments
-from recordings.video import channels_of, read_video
+from recordings.video import read_video
 from recordings.windows import MIN_PRESENCE, WindowScorer
 from utils.io import csv_text, write_text_atomic
 from utils.plots import save_timeline
@@ -144,7 +144,7 @@ def recording_timeline(args, scorer):
     layout = check_layout(args, info)
     if args.video:
         flag, source = '--video', args.video
-        recording = read_video(args.video, layout, channels_of(info))
+        recording = read_video(args.video, layout, info.coordinates)
     else:
         flag, source = '--recording', args.recording
         recording = read_recording(args.recording, layout, args.format, args.image_size,

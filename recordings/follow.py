@@ -18,7 +18,7 @@ import numpy as np
 from feeder.raw.pose_json import OPENPOSE_FILE, openpose_people
 from feeder.raw.tracking import Tracker
 from recordings.read import Recording
-from recordings.video import channels_of, is_video_source, video_frames
+from recordings.video import is_video_source, video_frames
 from recordings.windows import Window
 
 POLL_SECONDS = 0.02
@@ -124,7 +124,7 @@ def follow(args, scorer, layout):
     info = scorer.info
     counts, channels = {'unreadable': 0}, 2
     if is_video_source(args.follow):
-        channels = channels_of(info)
+        channels = info.coordinates  # world metres for a 3D classifier, else pixels
         frames = video_frames(args.follow, layout, channels, args.idle_exit)
     elif info.channels == 'xyz':
         raise ValueError(f'--follow {args.follow}: OpenPose frames are 2D, but the classifier was trained on 3D clips '

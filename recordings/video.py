@@ -86,8 +86,3 @@ def video_frames(source, layout, channels, idle_exit=None):
         finally:
             if capture is not None:
                 capture.release()
-
-
-def channels_of(info):
-    """The coordinates a classifier reads: 3 (world) for 3D clips, else 2 (pixels)."""
-    return 3 if info.channels == 'xyz' else 2

@@ -71,6 +71,9 @@ def main(args):
     # the dataset's labels are the classifier's classes only where both name the same classes
     names = run.dataset.class_names, trained_on.class_names
     same_classes = run.dataset.num_classes == trained_on.num_classes and (not all(names) or names[0] == names[1])
+    if not same_classes:
+        print(f'{run.dataset.name} has other classes than the classifier ({trained_on.name}): its labels are written as '
+              'its own, and no top-1 is computed')
     reported = result_name(record['streams'])  # as linear_eval.py names it
     reports = {}
     parts = args.parts or [p for p in PARTS if os.path.isfile(os.path.join(run.root, f'{p}_data_joint.npy'))]
@@ -82,7 +85,7 @@ def main(args):
         top = probs.topk(min(TOP, probs.shape[1]), dim=1)
         for name, label, p, c in zip(clips.folder.names, clips.folder.labels, top.values.tolist(), top.indices.tolist()):
             cells = [x for pair in zip(map(trained_on.class_name, c), (f'{v:.6f}' for v in p)) for x in pair]
-            rows.append([part, name, trained_on.class_name(label)] + cells
+            rows.append([part, name, run.dataset.class_name(label)] + cells
                         + [''] * (2 * TOP - len(cells)))
         labels = torch.as_tensor(clips.folder.labels)
         if same_classes and len(labels) and bool((labels >= 0).all()):

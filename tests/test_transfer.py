@@ -90,6 +90,23 @@ def test_knn_linear_and_predictions_across_skeletons(coco_checkpoint, data_root,
     for i in (0, 3):
         probs = session.run(None, {'clips': folder.clip(i)[None].numpy()})[0][0]
         assert probs.max() == pytest.approx(float(rows[i]['prob1']), abs=1e-5)
+    # data whose classes are not the classifier's: one line, its labels named as its own, no top-1
+    other = tmp_path / 'other'
+    other.mkdir()
+    (other / 'xsub').symlink_to(data_root / 'xsub')
+    description = json.loads((data_root / 'dataset.json').read_text())
+    description.update(name='other', dataset='custom', num_classes=5, class_names=[f'other_{c}' for c in range(5)])
+    (other / 'dataset.json').write_text(json.dumps(description))
+    capsys.readouterr()
+    predict.main(predict.get_predict_parser().parse_args(
+        ['--dataset', 'custom', '--data-root', str(other), '--checkpoint', str(tmp_path / 'linear' / 'heads.pth'),
+         '--parts', 'val', '--workers', '0', '--device', 'cpu', '--out', str(tmp_path / 'q.csv')]))
+    out = capsys.readouterr().out
+    assert 'other has other classes than the classifier (synthetic): its labels are written as its own, and no ' \
+           'top-1 is computed' in out and 'top-1' not in out.split('no top-1 is computed')[1]
+    labelled = list(csv.DictReader(open(tmp_path / 'q.csv')))
+    assert [r['label'] for r in labelled] == [f'other_{label}' for label in folder.labels]
+    assert [r['pred1'] for r in labelled] == [r['pred1'] for r in rows] and not (tmp_path / 'q.json').exists()
 
 
 def test_what_cannot_be_mapped_gets_one_line(tiny_checkpoint, coco_checkpoint):

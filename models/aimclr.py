@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from feeder.augment import random_axis_mask, random_axis_rotation, random_blur, random_flip, random_noise
 from models.losses import distribution_matching, multi_positive_nce, neighbour_positives, topk_accuracy
 from models.moco import (INIT, MINING_SETTINGS, MOCO_SETTINGS, STGCN_DATA, STGCN_LINEAR, MoCo, SkeletonCLRConfig,
-                         check_topk, mining_start, processor_init, resolve_mining, skeletonclr)
+                         Mining, check_topk, processor_init, skeletonclr)
 
 
 def attention_drop(feature_map, keep=0.7, eps=1e-4):
@@ -57,7 +57,7 @@ class AimCLRConfig(SkeletonCLRConfig):
     fix_defects: bool
 
 
-class AimCLR(MoCo):
+class AimCLR(Mining, MoCo):
     """Views: the query's and the key's (SkeletonCLR's), then the extreme one. Per modality the loss
     is InfoNCE on ``l = [q.k, q.Q] / t`` (from ``mining_epoch`` on: the mean ``-log softmax(l)`` over
     the key and the ``topk`` queue neighbours of q, of the extreme query and of its dropped copy),
@@ -92,14 +92,6 @@ class AimCLR(MoCo):
         self.topk, self.mining_epoch, self.fix_defects = topk, mining_epoch, fix_defects
         if init == 'published':
             processor_init(self)
-
-    @classmethod
-    def build(cls, make_encoder, args, dataset, **extra):
-        return super().build(make_encoder, args, dataset, mining_epoch=mining_start(args), **extra)
-
-    @classmethod
-    def resolve(cls, values):
-        return resolve_mining(values)
 
     def step_state(self):
         return self.epoch >= self.mining_epoch  # mining or not

@@ -208,20 +208,23 @@ def check_topk(topk, queue_size):
         raise ValueError(f'top-k ({topk}) cannot exceed the queue size ({queue_size})')
 
 
-def resolve_mining(values):
-    """``mining_epoch`` left open: half the epochs (published: 150 of 300)."""
-    if values.get('mining_epoch') is not None:
-        return {}
-    return {'mining_epoch': (values['epochs'] // 2, 'half the epochs (published 150 of 300)')}
+class Mining:
+    """What the methods that mine neighbours from ``mining_epoch`` on share (CrosSCLR, AimCLR): left
+    open, it is half the epochs (published: 150 of 300); a record written before the resolver filled
+    it is built with what that rule gives."""
 
+    @classmethod
+    def resolve(cls, values):
+        if values.get('mining_epoch') is not None:
+            return {}
+        return {'mining_epoch': (values['epochs'] // 2, 'half the epochs (published 150 of 300)')}
 
-def mining_start(args):
-    """The epoch from which a method mines neighbours: what the run resolved, or for a record
-    written before the resolver filled it, what :func:`resolve_mining` resolves."""
-    values = vars(args)
-    if values.get('mining_epoch') is not None:
-        return values['mining_epoch']
-    return resolve_mining(values)['mining_epoch'][0]
+    @classmethod
+    def build(cls, make_encoder, args, dataset, **extra):
+        values = vars(args)
+        start = values.get('mining_epoch')
+        start = cls.resolve(values)['mining_epoch'][0] if start is None else start
+        return super().build(make_encoder, args, dataset, mining_epoch=start, **extra)
 
 
 # The ST-GCN methods' published linear protocol (CrosSCLR's config/linear_eval/*.yaml and
@@ -294,7 +297,7 @@ class CrosSCLRConfig(SkeletonCLRConfig):
     fix_defects: bool
 
 
-class CrosSCLR(MoCo):
+class CrosSCLR(Mining, MoCo):
     """CrosSCLR (Li et al., CVPR 2021): MoCo on each modality with SkeletonCLR's views and
     initialisation; from ``mining_epoch`` on, each modality's loss takes as extra positives the queue
     entries nearest to the sample in every other modality, with the context block
@@ -325,14 +328,6 @@ class CrosSCLR(MoCo):
         self.topk, self.mining_epoch = topk, mining_epoch
         if init == 'published':
             processor_init(self)
-
-    @classmethod
-    def build(cls, make_encoder, args, dataset, **extra):
-        return super().build(make_encoder, args, dataset, mining_epoch=mining_start(args), **extra)
-
-    @classmethod
-    def resolve(cls, values):
-        return resolve_mining(values)
 
     def query_encoders(self, make_encoder):
         encoders = super().query_encoders(make_encoder)

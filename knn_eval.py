@@ -50,9 +50,9 @@ def print_table(title, rows, columns):
 
 
 def main(args):
-    out_path = result_path(args)
     run = setup_evaluation(args, KNN, output_required=False)
     args = run.args
+    out_path = result_path(args)
     encoders, info, _ = run.load_encoders()
     start = time.perf_counter()
     feats, labels = {}, {}

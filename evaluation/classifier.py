@@ -4,6 +4,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from evaluation.features import raw_modality
 from feeder.modalities import FUSED, MODALITIES
 from models import HEADS
 from models.encoder import StreamEncoder
@@ -60,10 +61,12 @@ def fuse(logits, fusion='softmax', weights=None):
 
 
 def stream_weights(weights, streams):
-    """The fusion weights of ``streams``: ``weights`` are given per modality (joint, motion, bone)."""
+    """The fusion weights of ``streams``: ``weights`` are given per modality (joint, motion, bone);
+    a raw stream (``--stream all+raw``) takes its modality's."""
     if weights is None:
         return None
-    return [w for m, w in zip(MODALITIES, weights) if m in streams]
+    weight = dict(zip(MODALITIES, weights))
+    return [weight[raw_modality(s) or s] for s in streams if (raw_modality(s) or s) in weight]
 
 
 def train_classifiers_one_epoch(classifiers, loader, optimizer, device, frozen, quiet=False, epoch=0,

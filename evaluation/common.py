@@ -11,10 +11,11 @@ from feeder.datasets import DownstreamDataset, SkeletonFolder
 from feeder.info import DatasetInfo, dataset_info
 from feeder.modalities import MODALITIES
 from feeder.offline import check_step, offline_transform
-from evaluation.features import RAW_STREAM
+from evaluation.features import RAW_STREAMS
 from evaluation.pretrained import NO_CHECKPOINT, encoder_settings, load_encoders, open_pretrained, streams_held
 from models import DEFAULT_METHOD, METHODS, encoder_of, encoder_setting_names
 from options.args import check_places, settle_device
+from options.presets import default_stream
 from options.settings import Resolution
 from utils.dist import launch_env
 from utils.run import announce
@@ -78,9 +79,10 @@ class Evaluation:
 
 def streams_of(stream, held=MODALITIES):
     """``--stream``: one modality, ``all`` for every one of ``held`` (the streams the checkpoint
-    has), ``all+raw`` for those and the raw coordinates (:data:`evaluation.features.RAW_STREAM`)."""
+    has), ``all+raw`` for those and the raw coordinates in every modality
+    (:data:`evaluation.features.RAW_STREAMS`)."""
     if stream in ('all', 'all+raw'):
-        return [m for m in MODALITIES if m in held] + ([RAW_STREAM] if stream == 'all+raw' else [])
+        return [m for m in MODALITIES if m in held] + (list(RAW_STREAMS) if stream == 'all+raw' else [])
     return [stream]
 
 
@@ -121,6 +123,8 @@ def setup_evaluation(args, recipe, output_required=True, protocol=None):
     resolution = Resolution(args)
     values = resolution.values
     pretrained = open_pretrained(args.checkpoint)
+    stream, why = default_stream(dataset, args.protocol, pretrained[0] in ('ours', 'released', 'random'))
+    resolution.layer({'stream': stream}, why)
     if getattr(args, 'method', None) and pretrained[0] not in NO_CHECKPOINT:
         raise SystemExit(f'error: --method {args.method} is for --checkpoint random or raw; --checkpoint '
                          f'{args.checkpoint} records its own')

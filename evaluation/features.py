@@ -2,10 +2,18 @@
 import torch
 from torch.utils.data import DataLoader
 
+from feeder.modalities import MODALITIES
 from models.encoder import StreamEncoder
 
-# ``--stream all+raw``: the prepared coordinates as one more stream beside the learned ones
-RAW_STREAM = 'raw'
+# ``--stream all+raw``: the prepared coordinates in each modality, one stream each, beside the
+# learned ones (docs/protocols.md, "The coordinates as a stream")
+RAW_PREFIX = 'raw_'
+RAW_STREAMS = tuple(RAW_PREFIX + m for m in MODALITIES)
+
+
+def raw_modality(stream):
+    """The modality of a raw stream (``raw_motion`` -> ``motion``), ``None`` for a learned one."""
+    return stream[len(RAW_PREFIX):] if stream in RAW_STREAMS else None
 
 
 @torch.no_grad()
@@ -55,8 +63,9 @@ class RawFeatures(torch.nn.Module):
         return x.flatten(1)
 
 
-def raw_stream(info, frames, adapt=None):
-    """The raw coordinates of ``info``'s clips (a :class:`feeder.info.DatasetInfo`) as a stream: its
-    joint modality, flattened (``adapt``: clips of another dataset made its clips first)."""
-    return StreamEncoder(RawFeatures(len(info.channels), frames, info.layout.num_joints, info.persons), 'joint',
-                         info.layout, info.coordinates, adapt)
+def raw_stream(info, frames, stream, adapt=None):
+    """The raw coordinates of ``info``'s clips (a :class:`feeder.info.DatasetInfo`) as the raw
+    ``stream`` (one of :data:`RAW_STREAMS`): its modality, flattened (``adapt``: clips of another
+    dataset made its clips first)."""
+    return StreamEncoder(RawFeatures(len(info.channels), frames, info.layout.num_joints, info.persons),
+                         raw_modality(stream), info.layout, info.coordinates, adapt)

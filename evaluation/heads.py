@@ -12,7 +12,7 @@ import torch
 
 from evaluation.classifier import Classifier, fuse, stream_weights
 from evaluation.deploy import CentreCrop, Deployable
-from evaluation.features import RAW_STREAM, RawFeatures, raw_stream
+from evaluation.features import RawFeatures, raw_modality, raw_stream
 from feeder.info import DatasetInfo
 from feeder.joints import skeleton_map
 from models import EncoderConfig, build_encoder, encoder_of
@@ -91,8 +91,8 @@ def load_classifiers(record, data=None):
         head = record['heads'][stream]
         kind = (record.get('args') or {}).get('head') or 'linear'
         classes = head['head.weight' if kind == 'linear' else 'head.fc2.weight'].shape[0]
-        if stream == RAW_STREAM:  # the classified dataset's own coordinates
-            encoder = raw_stream(info, record['frames'], skeleton_map(data or info, info))
+        if raw_modality(stream):  # the classified dataset's own coordinates
+            encoder = raw_stream(info, record['frames'], stream, skeleton_map(data or info, info))
         else:
             encoder = StreamEncoder(stream_encoder(record, stream), stream, encoders_take.layout,
                                     encoders_take.coordinates, adapt)

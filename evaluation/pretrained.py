@@ -10,7 +10,7 @@ import re
 
 import torch
 
-from evaluation.features import RAW_STREAM, RawFeatures, StreamFeatures, raw_stream
+from evaluation.features import RawFeatures, StreamFeatures, raw_modality, raw_stream
 from evaluation.heads import encoder_dataset, is_heads, stream_encoder
 from feeder.info import BUILTIN_DATASETS, DatasetInfo, dataset_info
 from feeder.joints import SkeletonMap
@@ -191,8 +191,8 @@ def load_encoders(path, streams, dataset, frames=None, random_args=None, pretrai
     trained = _pretrained_method(path, checkpoint, ckpt_args, settings, built).encoders() if kind == 'ours' else None
     for stream in streams:
         torch.manual_seed(PRETRAIN['seed'])
-        if stream == RAW_STREAM:  # the data's own coordinates, beside the encoders
-            encoders[stream], report[stream] = raw_stream(info, frames), {'loaded': [], 'missing': []}
+        if raw_modality(stream):  # the data's own coordinates, beside the encoders
+            encoders[stream], report[stream] = raw_stream(info, frames, stream), {'loaded': [], 'missing': []}
             continue
         if kind == 'ours':
             if stream not in trained:

@@ -15,7 +15,7 @@ def save_results(output_path, protocol, args, info, streams, settings, **extra):
     each value came from."""
     known = getattr(args, 'sources', {})
     named = [] if isinstance(settings, dict) else list(settings)
-    named.append('offline_step')  # how every clip was prepared, whatever the protocol
+    named += ['stream', 'offline_step']  # what was evaluated and how every clip was prepared, whatever the protocol
     given = settings if isinstance(settings, dict) else {}
     settings = {**given, **{k: getattr(args, k, None) for k in named}}
     sources = {k: known[k] for k in named if k in known}

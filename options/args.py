@@ -129,10 +129,13 @@ def get_eval_parser(fusion=True, add_help=False):
                         help="with --checkpoint random or raw: the method whose encoder (its recipe's, at its size) "
                              'and evaluation protocol a baseline takes, to stand beside that method\'s checkpoint; a '
                              'checkpoint records its own')
-    parser.add_argument('--stream', default='joint', choices=list(MODALITIES) + (['all', 'all+raw'] if fusion else []),
+    parser.add_argument('--stream', default=None if fusion else 'joint',
+                        choices=list(MODALITIES) + (['all', 'all+raw'] if fusion else []),
                         help="the modality evaluated{}".format(", or 'all': every stream the checkpoint has (results.json "
                                                    "lists them) and, for several, their fusion; 'all+raw': those and "
-                                                   "the prepared coordinates themselves (stream raw), fused"
+                                                   "the prepared coordinates in each modality (streams raw_joint, "
+                                                   "raw_motion, raw_bone), fused (default: all+raw on a small dataset, "
+                                                   "as the small-data preset decides, else joint)"
                                                    if fusion else ''))
     return parser
 

@@ -81,6 +81,17 @@ def is_small(kind, train_clips=None):
     return kind in SMALL_DATASETS and (kind != 'custom' or train_clips is None or train_clips < SMALL_DATA_CLIPS)
 
 
+def default_stream(dataset, benchmark, encoded=True):
+    """The streams an evaluation of ``dataset``'s ``benchmark`` takes without ``--stream``, and why:
+    on a small dataset (:func:`is_small`) an encoder's (``encoded``) streams with the coordinates
+    fused, which on both validation splits was never below the better of the two alone
+    (benchmarks/RESULTS.md, "The coordinates as streams"); else the joint stream, as the published
+    protocols evaluate."""
+    if encoded and is_small(dataset.kind, dataset.sizes.get(benchmark, {}).get('train')):
+        return 'all+raw', 'small data: the learned streams and the coordinates (docs/protocols.md)'
+    return 'joint', 'the published protocols'
+
+
 def default_choice(dataset, benchmark=None):
     """The method and encoder a run on ``dataset`` (a :class:`feeder.info.DatasetInfo`, or a kind
     by name) takes when the command line names neither, and why: ``models.SMALL_DEFAULT`` on a small

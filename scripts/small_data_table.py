@@ -3,6 +3,7 @@ one row for the prepared coordinates (raw), one per random encoder (of a method'
 under its protocol) and one per pretrained method,
 each with 1-NN top-1 of the joint, motion and bone streams and their fusion, linear top-1 (fused,
 or the method's one stream), and the pretraining minutes (the run's epochs, resumes included);
+each encoder's fused 1-NN and linear with the coordinates (``--stream all+raw``);
 with ``--transfer``, rows of each other dataset's and the pooled encoders; with ``--labels`` runs, a
 second table: fine-tuning top-1 at each share of the labels.
 
@@ -28,10 +29,16 @@ def read(folder, name):
 
 
 def cells(folder):
-    """1-NN per stream (blank where not pretrained) and linear top-1 of one evaluated encoder."""
+    """1-NN per stream (blank where not pretrained), linear top-1 (fused, or the method's one stream)
+    and, for an encoder, fused 1-NN and linear with the coordinates (blank where not evaluated so)."""
     knn, linear = read(folder, 'knn')['accuracy'], read(folder, 'linear')['accuracy']
     out = [f"{knn[s]['top1@k=1']:.1f}" if s in knn else '' for s in STREAMS]
-    return out + [f"{linear['fused' if 'fused' in linear else next(iter(linear))]['top1']:.1f}"]
+    out.append(f"{linear['fused' if 'fused' in linear else next(iter(linear))]['top1']:.1f}")
+    with_raw = [os.path.join(folder, name, 'results.json') for name in ('knn_raw', 'linear_raw')]
+    if not all(map(os.path.isfile, with_raw)):
+        return out + ['', '']
+    knn, linear = (read(folder, name)['accuracy']['fused'] for name in ('knn_raw', 'linear_raw'))
+    return out + [f"{knn['top1@k=1']:.1f}", f"{linear['top1']:.1f}"]
 
 
 def rows(run):
@@ -102,7 +109,8 @@ def print_table(header, table):
 
 
 def main(runs):
-    header = ['dataset', 'features'] + [f'1-NN {s}' for s in STREAMS] + ['linear', 'pretrain min']
+    header = ['dataset', 'features'] + [f'1-NN {s}' for s in STREAMS] + ['linear', '1-NN fused + raw',
+                                                                         'linear fused + raw', 'pretrain min']
     print(f'\n1-NN and linear top-1 (%) on the val part, last epoch; measured on {platform.machine()} CPU '
           f'x{os.cpu_count()}, torch {torch.__version__}\n')
     print_table(header, [row for run in runs for row in rows(run)])

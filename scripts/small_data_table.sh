@@ -4,7 +4,8 @@
 # 1-NN (each stream and fused) and linear evaluation of the pretrained encoders (each with its
 # method's protocol), beside the same of the prepared coordinates (--checkpoint raw) and of a random
 # encoder of each pretrained one's architecture, evaluated with the same method's protocol; then
-# one row per dataset and method.
+# one row per dataset and method, each encoder's also with the coordinates fused (--stream all+raw,
+# the evaluations' default on small data).
 #
 #   bash scripts/small_data_table.sh [--method NAME[:ENCODER]]... [--labels] [--transfer] DATA_ROOT:BENCHMARK...
 #   bash scripts/small_data_table.sh --method cmd --method cmd:transformer data/sbu:fold1 data/NW-UCLA-AGCN:xview
@@ -23,7 +24,7 @@
 # python), OUTPUT_ROOT (default ./output/small_data), PRETRAIN_ARGS and LINEAR_ARGS (extra
 # pretrain.py and linear_eval.py flags), FINETUNE_ARGS (finetune.py's, with --labels).
 # Running it again continues unfinished runs (their minutes in log.txt add up) and keeps what is
-# finished: a pretraining whose log reached its last epoch, an evaluation with both results.
+# finished: a pretraining whose log reached its last epoch, an evaluation with its results.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python}
@@ -62,15 +63,22 @@ for spec in "${specs[@]}"; do
 done
 
 # evaluate CHECKPOINT STREAM FOLDER [FLAGS...]: 1-NN and linear top-1 into FOLDER/knn, FOLDER/linear
-# (kept where both results are there already)
+# and, for an encoder, the same with the coordinates fused (--stream all+raw) into FOLDER/knn_raw,
+# FOLDER/linear_raw (each kept where its results are there already)
 evaluate() {
-    local checkpoint=$1 stream=$2 folder=$3
+    local checkpoint=$1 stream=$2 folder=$3 with suffix
     shift 3
-    [[ -f "$folder/knn/results.json" && -f "$folder/linear/results.json" ]] && return
-    "$PYTHON" knn_eval.py "${common[@]}" --checkpoint "$checkpoint" --stream "$stream" --k 1 "$@" \
-        --output-dir "$folder/knn"
-    "$PYTHON" linear_eval.py "${common[@]}" --checkpoint "$checkpoint" --stream "$stream" --quiet "$@" \
-        "${linear_extra[@]}" --output-dir "$folder/linear"
+    with=("$stream")
+    [[ $checkpoint == raw ]] || with+=(all+raw)
+    for stream in "${with[@]}"; do
+        suffix=
+        [[ $stream == all+raw ]] && suffix=_raw
+        [[ -f "$folder/knn$suffix/results.json" ]] || "$PYTHON" knn_eval.py "${common[@]}" --checkpoint "$checkpoint" \
+            --stream "$stream" --k 1 "$@" --output-dir "$folder/knn$suffix"
+        [[ -f "$folder/linear$suffix/results.json" ]] || "$PYTHON" linear_eval.py "${common[@]}" \
+            --checkpoint "$checkpoint" --stream "$stream" --quiet "$@" "${linear_extra[@]}" \
+            --output-dir "$folder/linear$suffix"
+    done
 }
 
 # fine_tune CHECKPOINT FOLDER [FLAGS...]: with --labels, fine-tuning at each fraction of the labels into

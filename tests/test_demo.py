@@ -89,7 +89,7 @@ def test_the_small_data_table_script(tmp_path, rng):
                                          'random transformer (as cmd_transformer)', 'random transformer (as mamp)',
                                          'random stgcn (as skeletonclr)', 'cmd (gru)', 'cmd_transformer (transformer)',
                                          'mamp (transformer)', 'skeletonclr (stgcn)']
-    assert all(len(cells) == 6 for cells in table.values())
+    assert all(len(cells) == 8 for cells in table.values())
     run = tmp_path / 'out' / 'mine_b'
     kinds = {json.loads((run / k / 'knn' / 'results.json').read_text())['encoder_kind'] for k in
              ('cmd', 'random_cmd', 'raw')}
@@ -103,7 +103,14 @@ def test_the_small_data_table_script(tmp_path, rng):
     assert f'{raw_fused:.1f}' == table[('mine_b', 'raw coordinates')][3]
     single = table[('mine_b', 'skeletonclr (stgcn)')]  # one stream pretrained: joint alone
     linear = json.loads((run / 'skeletonclr' / 'linear' / 'results.json').read_text())['accuracy']['joint']['top1']
-    assert single[0] and single[1:4] == ['', '', ''] and single[4] == f'{linear:.1f}' and float(single[5]) >= 0
+    assert single[0] and single[1:4] == ['', '', ''] and single[4] == f'{linear:.1f}' and float(single[7]) >= 0
+    # each encoder also with the coordinates fused (the raw coordinates' row has nothing to fuse them with)
+    for folder, row in (('skeletonclr', single), ('random_cmd', table[('mine_b', 'random gru (as cmd)')])):
+        with_raw = [json.loads((run / folder / name / 'results.json').read_text()) for name in ('knn_raw', 'linear_raw')]
+        assert with_raw[0]['streams'][-3:] == ['raw_joint', 'raw_motion', 'raw_bone']
+        assert row[5:7] == [f"{with_raw[0]['accuracy']['fused']['top1@k=1']:.1f}",
+                            f"{with_raw[1]['accuracy']['fused']['top1']:.1f}"]
+    assert table[('mine_b', 'raw coordinates')][5:7] == ['', ''] and not (run / 'raw' / 'knn_raw').exists()
     # run again without the checkpoints: what is finished is kept, not redone
     for checkpoint in run.rglob('*.pth'):
         checkpoint.unlink()

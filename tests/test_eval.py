@@ -367,22 +367,23 @@ def test_topk_accuracy_counts_targets_among_the_top_scores():
     assert topk_accuracy(scores).item() == 50  # index 0, the contrastive positive: rows 1 and 3
 
 
-def test_the_raw_coordinates_as_one_more_stream(data_root, tiny_checkpoint, tmp_path):
-    """``--stream all+raw``: the raw stream is what ``--checkpoint raw`` gives, fused with the
-    learned ones; its classifier reads the data's own clips in predictions too."""
+def test_the_raw_coordinates_as_more_streams(data_root, tiny_checkpoint, tmp_path):
+    """``--stream all+raw``: a raw stream per modality, each what ``--checkpoint raw`` gives in it,
+    fused with the learned ones; its classifier reads the data's own clips in predictions too."""
     def knn(checkpoint, stream, out):
         return knn_eval.main(knn_eval.get_knn_parser().parse_args(
             ['--checkpoint', checkpoint, '--data-root', str(data_root), '--stream', stream, '--k', '1',
              '--output-dir', str(tmp_path / out), *COMMON]))['accuracy']
     both = knn(str(tiny_checkpoint), 'all+raw', 'both')
-    assert set(both) == {'joint', 'motion', 'bone', 'raw', 'fused'}
-    assert both['raw'] == knn('raw', 'joint', 'raw')['joint']
+    assert set(both) == {'joint', 'motion', 'bone', 'raw_joint', 'raw_motion', 'raw_bone', 'fused'}
+    coordinates = knn('raw', 'all', 'raw')
+    assert all(both[f'raw_{m}'] == coordinates[m] for m in ('joint', 'motion', 'bone'))
     assert both['joint'] == knn(str(tiny_checkpoint), 'joint', 'joint')['joint']
     linear = linear_eval.main(linear_eval.get_linear_parser().parse_args(
         ['--checkpoint', str(tiny_checkpoint), '--data-root', str(data_root), '--stream', 'all+raw', '--epochs', '2',
          '--quiet', '--output-dir', str(tmp_path / 'linear'), *COMMON]))
     heads = torch.load(tmp_path / 'linear' / 'heads.pth', weights_only=True)
-    assert heads['streams'] == ['joint', 'motion', 'bone', 'raw']
+    assert heads['streams'] == ['joint', 'motion', 'bone', 'raw_joint', 'raw_motion', 'raw_bone']
     predict.main(predict.get_predict_parser().parse_args(
         ['--dataset', 'synthetic', '--data-root', str(data_root), '--checkpoint',
          str(tmp_path / 'linear' / 'heads.pth'), '--parts', 'val', '--workers', '0', '--device', 'cpu', '--out',

@@ -526,6 +526,10 @@ def test_the_fusions_are_their_formulas():
     probabilities = Probabilities({s: Fixed(v) for s, v in logits.items() if s != 'motion'}, 'logits-weighted',
                                   [0.6, 0.4, 0.6])  # the weights are the modalities': joint and bone keep 0.6
     torch.testing.assert_close(probabilities(None), (0.6 * a + 0.6 * c).softmax(1))
+    # --stream all+raw: a raw stream takes its modality's weight
+    raw = Probabilities({'joint': Fixed(a), 'raw_joint': Fixed(b), 'raw_motion': Fixed(c)}, 'logits-weighted',
+                        [0.6, 0.4, 0.6])
+    torch.testing.assert_close(raw(None), (0.6 * a + 0.6 * b + 0.4 * c).softmax(1))
     with pytest.raises(ValueError, match='needs one weight per stream'):
         fuse(logits, 'logits-weighted', [1.0])
     # CrosSCLR's view all: one cross-entropy of the mean logits, with the labels smoothed as asked

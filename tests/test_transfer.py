@@ -118,3 +118,22 @@ def test_what_cannot_be_mapped_gets_one_line(tiny_checkpoint, coco_checkpoint):
                             'up': ['a', 'b'], 'across': ['b', 'c']})
     with pytest.raises(ValueError, match="layout rig cannot be mapped onto coco17: coco17's alignment joints"):
         SkeletonMap(dataclasses.replace(coco, layout=rig), coco)
+
+
+def test_small_data_evaluates_the_learned_streams_with_the_coordinates(coco_checkpoint, data_root, tmp_path):
+    """Without --stream, a small dataset (custom, under 5,000 training clips) is evaluated as
+    ``all+raw`` and a large one (the synthetic kind trains with its own recipe) on the joint stream;
+    results.json says why."""
+    coco = str(coco_checkpoint.parent.parent / 'data')
+    def knn(dataset, root, out, *flags):
+        knn_eval.main(knn_eval.get_knn_parser().parse_args(
+            ['--dataset', dataset, '--data-root', root, '--checkpoint', str(coco_checkpoint), '--workers', '0',
+             '--device', 'cpu', '--output-dir', str(tmp_path / out), *flags]))
+        return json.loads((tmp_path / out / 'results.json').read_text())
+    small = knn('custom', coco, 'small')
+    assert small['settings']['stream'] == 'all+raw' and small['sources']['stream'].startswith('small data')
+    assert set(small['accuracy']) == {'joint', 'motion', 'bone', 'raw_joint', 'raw_motion', 'raw_bone', 'fused'}
+    large = knn('synthetic', str(data_root), 'large')
+    assert large['settings']['stream'] == 'joint' and set(large['accuracy']) == {'joint'}
+    assert large['sources']['stream'] == 'the published protocols'
+    assert knn('custom', coco, 'given', '--stream', 'all')['sources']['stream'] == 'command line'

@@ -84,9 +84,9 @@ def is_small(kind, train_clips=None):
 def default_stream(dataset, benchmark, encoded=True):
     """The streams an evaluation of ``dataset``'s ``benchmark`` takes without ``--stream``, and why:
     on a small dataset (:func:`is_small`) an encoder's (``encoded``) streams with the coordinates
-    fused, which on both validation splits was never below the better of the two alone
-    (benchmarks/RESULTS.md, "The coordinates as streams"); else the joint stream, as the published
-    protocols evaluate."""
+    fused, which on both validation splits was never more than one clip below the better of the two
+    alone (benchmarks/RESULTS.md, "The coordinates as streams"); else the joint stream, as the
+    published protocols evaluate."""
     if encoded and is_small(dataset.kind, dataset.sizes.get(benchmark, {}).get('train')):
         return 'all+raw', 'small data: the learned streams and the coordinates (docs/protocols.md)'
     return 'joint', 'the published protocols'

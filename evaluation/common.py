@@ -123,7 +123,7 @@ def setup_evaluation(args, recipe, output_required=True, protocol=None):
     resolution = Resolution(args)
     values = resolution.values
     pretrained = open_pretrained(args.checkpoint)
-    stream, why = default_stream(dataset, args.protocol, pretrained[0] in ('ours', 'released', 'random'))
+    stream, why = default_stream(dataset, args.protocol, pretrained[0] in ('ours', 'released', 'random'), protocol)
     resolution.layer({'stream': stream}, why)
     if getattr(args, 'method', None) and pretrained[0] not in NO_CHECKPOINT:
         raise SystemExit(f'error: --method {args.method} is for --checkpoint random or raw; --checkpoint '

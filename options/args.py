@@ -134,8 +134,9 @@ def get_eval_parser(fusion=True, add_help=False):
                         help="the modality evaluated{}".format(", or 'all': every stream the checkpoint has (results.json "
                                                    "lists them) and, for several, their fusion; 'all+raw': those and "
                                                    "the prepared coordinates in each modality (streams raw_joint, "
-                                                   "raw_motion, raw_bone), fused (default: all+raw on a small dataset, "
-                                                   "as the small-data preset decides, else joint)"
+                                                   "raw_motion, raw_bone), fused (default on a small dataset, as the "
+                                                   "small-data preset decides: all+raw for kNN, all for a linear head; "
+                                                   "else joint)"
                                                    if fusion else ''))
     return parser
 

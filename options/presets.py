@@ -81,14 +81,16 @@ def is_small(kind, train_clips=None):
     return kind in SMALL_DATASETS and (kind != 'custom' or train_clips is None or train_clips < SMALL_DATA_CLIPS)
 
 
-def default_stream(dataset, benchmark, encoded=True):
-    """The streams an evaluation of ``dataset``'s ``benchmark`` takes without ``--stream``, and why:
-    on a small dataset (:func:`is_small`) an encoder's (``encoded``) streams with the coordinates
-    fused, which on both validation splits was never more than one clip below the better of the two
-    alone (benchmarks/RESULTS.md, "The coordinates as streams"); else the joint stream, as the
-    published protocols evaluate."""
+def default_stream(dataset, benchmark, encoded=True, protocol=None):
+    """The streams an evaluation of ``dataset``'s ``benchmark`` takes without ``--stream``, and why.
+    On a small dataset (:func:`is_small`) an encoder's (``encoded``) streams are fused, for kNN with
+    the coordinates too, for a linear head (``protocol``) not: chosen on the validation splits
+    (benchmarks/RESULTS.md, "The coordinates as streams"). Else the joint stream, as the published
+    protocols evaluate."""
     if encoded and is_small(dataset.kind, dataset.sizes.get(benchmark, {}).get('train')):
-        return 'all+raw', 'small data: the learned streams and the coordinates (docs/protocols.md)'
+        if protocol == 'linear':
+            return 'all', 'small data: the learned streams fused (docs/protocols.md)'
+        return 'all+raw', 'small data: the learned streams and the coordinates fused (docs/protocols.md)'
     return 'joint', 'the published protocols'
 
 

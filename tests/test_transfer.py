@@ -121,9 +121,9 @@ def test_what_cannot_be_mapped_gets_one_line(tiny_checkpoint, coco_checkpoint):
 
 
 def test_small_data_evaluates_the_learned_streams_with_the_coordinates(coco_checkpoint, data_root, tmp_path):
-    """Without --stream, a small dataset (custom, under 5,000 training clips) is evaluated as
-    ``all+raw`` and a large one (the synthetic kind trains with its own recipe) on the joint stream;
-    results.json says why."""
+    """Without --stream, kNN on a small dataset (custom, under 5,000 training clips) fuses the learned
+    streams and the coordinates, a linear head the learned streams, and a large dataset (the synthetic
+    kind trains with its own recipe) is evaluated on the joint stream; results.json says why."""
     coco = str(coco_checkpoint.parent.parent / 'data')
     def knn(dataset, root, out, *flags):
         knn_eval.main(knn_eval.get_knn_parser().parse_args(
@@ -137,3 +137,8 @@ def test_small_data_evaluates_the_learned_streams_with_the_coordinates(coco_chec
     assert large['settings']['stream'] == 'joint' and set(large['accuracy']) == {'joint'}
     assert large['sources']['stream'] == 'the published protocols'
     assert knn('custom', coco, 'given', '--stream', 'all')['sources']['stream'] == 'command line'
+    linear = linear_eval.main(linear_eval.get_linear_parser().parse_args(
+        ['--dataset', 'custom', '--data-root', coco, '--checkpoint', str(coco_checkpoint), '--workers', '0',
+         '--device', 'cpu', '--epochs', '1', '--quiet', '--output-dir', str(tmp_path / 'linear')]))
+    assert linear['settings']['stream'] == 'all' and set(linear['accuracy']) == {'joint', 'motion', 'bone', 'fused'}
+    assert linear['sources']['stream'] == 'small data: the learned streams fused (docs/protocols.md)'

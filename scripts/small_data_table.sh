@@ -22,7 +22,8 @@
 # --method: any of pretrain.py's, with its default encoder or after a colon another, repeated for
 # several (default cmd); each goes to a folder of that name (cmd_transformer). Environment: PYTHON (default
 # python), OUTPUT_ROOT (default ./output/small_data), PRETRAIN_ARGS and LINEAR_ARGS (extra
-# pretrain.py and linear_eval.py flags), FINETUNE_ARGS (finetune.py's, with --labels).
+# pretrain.py and linear_eval.py flags), FINETUNE_ARGS (finetune.py's, with --labels), FUSE_RAW
+# (default yes; no skips the evaluations with the coordinates fused).
 # Running it again continues unfinished runs (their minutes in log.txt add up) and keeps what is
 # finished: a pretraining whose log reached its last epoch, an evaluation with its results.
 set -euo pipefail
@@ -69,7 +70,7 @@ evaluate() {
     local checkpoint=$1 stream=$2 folder=$3 with suffix
     shift 3
     with=("$stream")
-    [[ $checkpoint == raw ]] || with+=(all+raw)
+    [[ $checkpoint == raw || ${FUSE_RAW:-yes} == no ]] || with+=(all+raw)
     for stream in "${with[@]}"; do
         suffix=
         [[ $stream == all+raw ]] && suffix=_raw

@@ -74,11 +74,12 @@ def _mine(tmp_path, rng, name='mine'):
     small = ('--epochs 2 --hidden-size 8 --width 16 --depth 1 --heads 2 --frames 8 --min-crop 4 --batch-size 8 '
              '--queue-size 16 --topk 8 --workers 0 --device cpu --knn-every 0')
     return data, dict(os.environ, OUTPUT_ROOT=str(tmp_path / 'out'), PYTHON=sys.executable, PRETRAIN_ARGS=small,
-                      LINEAR_ARGS='--epochs 2 --batch-size 16')
+                      LINEAR_ARGS='--epochs 2 --batch-size 16', FUSE_RAW='no')
 
 
 def test_the_small_data_table_script(tmp_path, rng):
     data, env = _mine(tmp_path, rng)
+    env['FUSE_RAW'] = 'yes'
     done = subprocess.run(['bash', 'scripts/small_data_table.sh', '--method', 'cmd', '--method', 'skeletonclr',
                            '--method', 'mamp', '--method', 'cmd:transformer', f'{data}:b'], cwd=ROOT, env=env,
                           capture_output=True, text=True)

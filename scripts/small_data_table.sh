@@ -49,6 +49,7 @@ while (( $# )); do
     esac
 done
 (( ${#methods[@]} )) || methods=(cmd)
+[[ ${FUSE_RAW:-yes} == yes || ${FUSE_RAW:-yes} == no ]] || { echo "error: FUSE_RAW=$FUSE_RAW: expected yes or no" >&2; exit 2; }
 (( ${#specs[@]} )) || { echo "error: no DATA_ROOT:BENCHMARK given" >&2; exit 2; }
 known=$("$PYTHON" -c 'import models; print(" ".join(models.METHODS))')
 encoders_known=$("$PYTHON" -c 'import models; print(" ".join(models.ENCODERS))')

@@ -79,7 +79,6 @@ def _mine(tmp_path, rng, name='mine'):
 
 def test_the_small_data_table_script(tmp_path, rng):
     data, env = _mine(tmp_path, rng)
-    env['FUSE_RAW'] = 'yes'
     done = subprocess.run(['bash', 'scripts/small_data_table.sh', '--method', 'cmd', '--method', 'skeletonclr',
                            '--method', 'mamp', '--method', 'cmd:transformer', f'{data}:b'], cwd=ROOT, env=env,
                           capture_output=True, text=True)
@@ -105,13 +104,7 @@ def test_the_small_data_table_script(tmp_path, rng):
     single = table[('mine_b', 'skeletonclr (stgcn)')]  # one stream pretrained: joint alone
     linear = json.loads((run / 'skeletonclr' / 'linear' / 'results.json').read_text())['accuracy']['joint']['top1']
     assert single[0] and single[1:4] == ['', '', ''] and single[4] == f'{linear:.1f}' and float(single[7]) >= 0
-    # each encoder also with the coordinates fused (the raw coordinates' row has nothing to fuse them with)
-    for folder, row in (('skeletonclr', single), ('random_cmd', table[('mine_b', 'random gru (as cmd)')])):
-        with_raw = [json.loads((run / folder / name / 'results.json').read_text()) for name in ('knn_raw', 'linear_raw')]
-        assert with_raw[0]['streams'][-3:] == ['raw_joint', 'raw_motion', 'raw_bone']
-        assert row[5:7] == [f"{with_raw[0]['accuracy']['fused']['top1@k=1']:.1f}",
-                            f"{with_raw[1]['accuracy']['fused']['top1']:.1f}"]
-    assert table[('mine_b', 'raw coordinates')][5:7] == ['', ''] and not (run / 'raw' / 'knn_raw').exists()
+    assert all(row[5:7] == ['', ''] for row in table.values()) and not (run / 'cmd' / 'knn_raw').exists()  # FUSE_RAW=no
     # run again without the checkpoints: what is finished is kept, not redone
     for checkpoint in run.rglob('*.pth'):
         checkpoint.unlink()
@@ -136,10 +129,21 @@ def test_the_small_data_table_script(tmp_path, rng):
 
 def test_the_few_labels_table(tmp_path, rng):
     data, env = _mine(tmp_path, rng)
-    env.update(FRACTIONS='0.5 1', REPEATS='2', FINETUNE_ARGS='--epochs 1 --batch-size 16')
+    env.update(FRACTIONS='0.5 1', REPEATS='2', FINETUNE_ARGS='--epochs 1 --batch-size 16', FUSE_RAW='yes')
     done = subprocess.run(['bash', 'scripts/small_data_table.sh', '--method', 'cmd', '--labels', f'{data}:b'], cwd=ROOT,
                           env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
+    # each encoder also with the coordinates fused (the raw coordinates' row has nothing to fuse them with)
+    table = {c[1]: c[2:] for c in ([c.strip() for c in line.strip('|').split('|')] for line in
+                                   done.stdout.split('Fine-tuning top-1')[0].splitlines()
+                                   if line.startswith('| mine_b |'))}
+    run = tmp_path / 'out' / 'mine_b'
+    for folder, row in (('cmd', 'cmd (gru)'), ('random_cmd', 'random gru (as cmd)')):
+        with_raw = [json.loads((run / folder / name / 'results.json').read_text()) for name in ('knn_raw', 'linear_raw')]
+        assert with_raw[0]['streams'][-3:] == ['raw_joint', 'raw_motion', 'raw_bone']
+        assert table[row][5:7] == [f"{with_raw[0]['accuracy']['fused']['top1@k=1']:.1f}",
+                                   f"{with_raw[1]['accuracy']['fused']['top1']:.1f}"]
+    assert table['raw coordinates'][5:7] == ['', ''] and not (run / 'raw' / 'knn_raw').exists()
     after = done.stdout.split('Fine-tuning top-1 (%) on the val part with a share of the training labels')[1]
     assert after.startswith(', last epoch, mean +- sd over 2 seeds')
     lines = after.splitlines()
@@ -147,7 +151,6 @@ def test_the_few_labels_table(tmp_path, rng):
     table = [[c.strip() for c in line.strip('|').split('|')] for line in lines if line.startswith('| mine_b |')]
     assert [row[1] for row in table] == ['linear head on the raw coordinates', "from scratch (cmd's encoder)",
                                          'cmd, pretrained']
-    run = tmp_path / 'out' / 'mine_b'
     for row, folder in zip(table, ('raw', 'random_cmd', 'cmd')):
         for cell, fraction in zip(row[2:], ('0.5', '1')):
             result = json.loads((run / folder / f'finetune_{fraction}' / 'results.json').read_text())

@@ -32,14 +32,13 @@ def get_extract_parser():
     parser.add_argument('--out', required=True, help='the .npz file to write')
     parser.add_argument('--parts', nargs='+', default=None, choices=PARTS,
                         help="the benchmark's parts to export (default: every part it has)")
-    parser.set_defaults(stream='all')
     return parser
 
 
 def main(args):
     if os.path.isdir(args.out):
         raise SystemExit(f'error: --out {args.out} is a folder; expected a .npz file to write')
-    run = setup_evaluation(args, KNN, output_required=False)
+    run = setup_evaluation(args, KNN, output_required=False, protocol='features')
     args = run.args
     parts = args.parts or [p for p in PARTS if os.path.isfile(os.path.join(run.root, f'{p}_data_joint.npy'))]
     encoders, info, _ = run.load_encoders()

@@ -41,7 +41,6 @@ def get_retrieve_parser():
     parser.add_argument('--k', type=positive_int, default=10, help='neighbours listed')
     parser.add_argument('--out', default=None, help='CSV to write as well')
     parser.add_argument('--plot', default=None, help='PNG of the query and its neighbours')
-    parser.set_defaults(stream='all')
     return parser
 
 
@@ -56,7 +55,7 @@ def neighbours(query, gallery, k, leave_out=None):
 
 
 def main(args):
-    run = setup_evaluation(args, KNN, output_required=False)
+    run = setup_evaluation(args, KNN, output_required=False, protocol='features')
     args = run.args
     part = args.part or ('val' if os.path.isfile(os.path.join(run.root, 'val_data_joint.npy')) else 'train')
     encoders, info, _ = run.load_encoders()

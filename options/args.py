@@ -136,7 +136,7 @@ def get_eval_parser(fusion=True, add_help=False):
                                                    "the prepared coordinates in each modality (streams raw_joint, "
                                                    "raw_motion, raw_bone), fused (default on a small dataset, as the "
                                                    "small-data preset decides: all+raw for kNN, all for a linear head; "
-                                                   "else joint)"
+                                                   "else joint; extract_features.py and retrieve.py: all)"
                                                    if fusion else ''))
     return parser
 

@@ -86,7 +86,10 @@ def default_stream(dataset, benchmark, encoded=True, protocol=None):
     On a small dataset (:func:`is_small`) an encoder's (``encoded``) streams are fused, for kNN with
     the coordinates too, for a linear head (``protocol``) not: chosen on the validation splits
     (benchmarks/RESULTS.md, "The coordinates as streams"). Else the joint stream, as the published
-    protocols evaluate."""
+    protocols evaluate. ``protocol`` ``features`` (extract_features.py, retrieve.py): every stream
+    the checkpoint has, fused, wherever."""
+    if protocol == 'features':
+        return 'all', 'every stream fused: the features of extract_features.py and retrieve.py'
     if encoded and is_small(dataset.kind, dataset.sizes.get(benchmark, {}).get('train')):
         if protocol == 'linear':
             return 'all', 'small data: the learned streams fused (docs/protocols.md)'

@@ -209,7 +209,7 @@ def test_custom_input_errors_are_one_clear_line(tmp_path, capsys, argv, message)
     assert "split 'fold1' is not named P_train" in capsys.readouterr().err
 
 
-def test_features_out_and_skeletons_checked(tmp_path, tiny_checkpoint, data_root):
+def test_features_out_and_skeletons_checked(tmp_path, tiny_checkpoint, data_root, capsys):
     rng = np.random.default_rng(4)
     annotations = []
     for i in range(6):
@@ -222,6 +222,8 @@ def test_features_out_and_skeletons_checked(tmp_path, tiny_checkpoint, data_root
         ['--dataset', 'custom', '--data-root', str(out), '--protocol', 'all', '--checkpoint', 'random',
          '--hidden-size', '8', '--num-layers', '1', '--frames', '8', '--workers', '0', '--out', str(tmp_path / 'f.npz')])
     extract_features.main(args)
+    assert 'stream: all  (every stream fused: the features of extract_features.py and retrieve.py)' in \
+        capsys.readouterr().out.splitlines()
     features = np.load(tmp_path / 'f.npz')  # no allow_pickle needed
     assert sorted(features.files) == ['bone_train', 'checkpoint', 'checkpoint_sha256', 'fused_train', 'joint_train',
                                       'labels_train', 'motion_train', 'names_train']

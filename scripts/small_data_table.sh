@@ -14,10 +14,10 @@
 # each of FRACTIONS (default "0.01 0.1 1") of the training labels from each pretrained encoder, from
 # its random encoder (training from scratch) and a linear head on the raw coordinates, each over
 # REPEATS seeds (default 3; mean +- sd), in a second table.
-# --transfer adds, on every dataset, each other dataset's pretrained encoders and those of one pooled
-# pretraining per method (the first dataset's benchmark with every other's training part: pretrain.py
-# --pool), each read through the joint map (docs/protocols.md, "Across datasets"): rows "from OTHER"
-# and "pooled", with --labels their fine-tuning too.
+# --transfer adds, on every dataset, each other dataset's pretrained encoders, read through the joint map
+# (docs/protocols.md, "Across datasets"), and those of a pooled pretraining per method in that dataset's
+# skeleton (its benchmark with every other's training part: pretrain.py --pool): rows "from OTHER" and
+# "pooled", with --labels their fine-tuning too.
 #
 # --method: any of pretrain.py's, with its default encoder or after a colon another, repeated for
 # several (default cmd); each goes to a folder of that name (cmd_transformer). Environment: PYTHON (default
@@ -146,19 +146,14 @@ print(" ".join(f"--{k.replace(chr(95), chr(45))} {v}" for k, v in encoder_of(arg
     runs+=("$run")
 done
 if [[ $transfer == yes ]]; then
-    # one pooled pretraining per method: the first dataset's benchmark and every other's training part
-    set_common "${specs[0]}"
-    pool=()
-    for spec in "${specs[@]:1}"; do pool+=(--pool "$spec"); done
-    pooled=$out_root/pooled_$(run_name "${specs[0]}")
-    for spec_method in "${methods[@]}"; do
-        choice=()
-        [[ "$spec_method" == *:* ]] && choice=(--encoder "${spec_method#*:}")
-        pretrain_once "$pooled/${spec_method/:/_}/pretrain" --method "${spec_method%%:*}" "${choice[@]}" "${pool[@]}"
-    done
-    # on every dataset: each other dataset's checkpoints and the pooled ones, through the joint map
+    # on every dataset: each other dataset's checkpoints through the joint map, and one pooled pretraining
+    # per method in the dataset's own skeleton (its benchmark with every other's training part), as a user
+    # with a small dataset pools others into it
     for target in "${specs[@]}"; do
         set_common "$target"
+        pool=()
+        for spec in "${specs[@]}"; do [[ $spec == "$target" ]] || pool+=(--pool "$spec"); done
+        pooled=$out_root/pooled_$(run_name "$target")
         for spec_method in "${methods[@]}"; do
             name=${spec_method/:/_}
             for source in "${specs[@]}"; do
@@ -167,6 +162,9 @@ if [[ $transfer == yes ]]; then
                 evaluate "$checkpoint" all "$out_root/$(run_name "$target")/from__$(run_name "$source")__$name"
                 fine_tune "$checkpoint" "$out_root/$(run_name "$target")/from__$(run_name "$source")__$name"
             done
+            choice=()
+            [[ "$spec_method" == *:* ]] && choice=(--encoder "${spec_method#*:}")
+            pretrain_once "$pooled/$name/pretrain" --method "${spec_method%%:*}" "${choice[@]}" "${pool[@]}"
             evaluate "$pooled/$name/pretrain/checkpoint.pth" all "$out_root/$(run_name "$target")/pooled__$name"
             fine_tune "$pooled/$name/pretrain/checkpoint.pth" "$out_root/$(run_name "$target")/pooled__$name"
         done

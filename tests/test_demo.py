@@ -162,15 +162,18 @@ def test_the_few_labels_table(tmp_path, rng):
 
 
 def test_the_transfer_rows(tmp_path, rng):
-    """--transfer: each dataset's encoders on the other, and a pooled pretraining's on both."""
+    """--transfer: each dataset's encoders on the other, and on each a pooled pretraining in its skeleton."""
     first, env = _mine(tmp_path, rng)
     second, _ = _mine(tmp_path, rng, 'other')
     done = subprocess.run(['bash', 'scripts/small_data_table.sh', '--method', 'cmd', '--transfer', f'{first}:b',
                            f'{second}:b'], cwd=ROOT, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     out = tmp_path / 'out'
-    pooled = json.loads((out / 'pooled_mine_b' / 'cmd' / 'pretrain' / 'args.json').read_text())
-    assert pooled['pool'] == [f'{second}:b'] and pooled['data_root'] == str(first)
+    for target, other in ((first, second), (second, first)):
+        pooled = json.loads((out / f'pooled_{target.name}_b' / 'cmd' / 'pretrain' / 'args.json').read_text())
+        assert pooled['pool'] == [f'{other}:b'] and pooled['data_root'] == str(target)
+    on_the_pool = json.loads((out / 'other_b' / 'pooled__cmd' / 'knn' / 'results.json').read_text())
+    assert on_the_pool['checkpoint'] == str(out / 'pooled_other_b' / 'cmd' / 'pretrain' / 'checkpoint.pth')
     rows = [[c.strip() for c in line.strip('|').split('|')] for line in done.stdout.splitlines()
             if line.startswith(('| mine_b |', '| other_b |'))]
     described = {(row[0], row[1]) for row in rows}

@@ -95,7 +95,7 @@ def main(args):
                 raise SystemExit(f'error: --drop-path {args.drop_path:g}: the {type(classifier.encoder).__name__} has '
                                  'no blocks to drop; it applies to --encoder transformer')
             classifier.encoder.set_drop_path(args.drop_path)
-        train_loader, test_loader, args = run.supervised_loaders(info['frames'], subset)
+        train_loader, test_loader, args = run.supervised_loaders(info['frames'], subset, few_labels=True)
         print(f'run {repeat + 1}/{args.repeats}: seed {seed}, {len(subset)} labelled clips of {len(labels)}')
         scales = layer_scales(classifier, args.stream, args.layer_decay) if args.layer_decay != 1 else None
         history, tested = fit_classifiers({args.stream: classifier}, train_loader, test_loader, args, run.device,

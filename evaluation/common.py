@@ -15,7 +15,7 @@ from evaluation.features import RAW_STREAMS
 from evaluation.pretrained import NO_CHECKPOINT, encoder_settings, load_encoders, open_pretrained, streams_held
 from models import DEFAULT_METHOD, METHODS, encoder_of, encoder_setting_names
 from options.args import check_places, settle_device
-from options.presets import default_stream
+from options.presets import default_stream, few_labels_batch
 from options.settings import Resolution
 from utils.dist import launch_env
 from utils.run import announce
@@ -58,15 +58,22 @@ class Evaluation:
                                  rotation=getattr(args, 'rotate_train', 0.0) or 0.0,
                                  coordinates=self.dataset.coordinates)
 
-    def supervised_loaders(self, frames, train_indices=None):
+    def supervised_loaders(self, frames, train_indices=None, few_labels=False):
         """Random 0.5-1.0 crops for training, the 95% centre crop for testing (docs/protocols.md),
-        and the settings they follow: a training set smaller than ``--batch-size`` trains on one
-        batch of all its clips, which the returned settings record (and a line says)."""
+        and the settings they follow: with ``few_labels`` (fine-tuning) the recipe's batch follows
+        the few-labels rule (:func:`options.presets.few_labels_batch`); a training set smaller than
+        ``--batch-size`` trains on one batch of all its clips. The returned settings record either
+        (and a line says)."""
         args = self.args
         train = self.clips('train', frames, train=True)
         test = self.clips('val', frames)
         if train_indices is not None:
             train = torch.utils.data.Subset(train, train_indices)
+        if few_labels and args.sources.get('batch_size') == 'evaluation recipe':
+            batch, why = few_labels_batch(len(train), args.batch_size)
+            if batch != args.batch_size:
+                print(f'batch_size {batch} ({why})')
+                args = args.replace(why, batch_size=batch)
         if len(train) < args.batch_size:
             why = f'one batch of all {len(train)} training clips, fewer than --batch-size {args.batch_size}'
             print(f'{why[0].upper()}{why[1:]}')
@@ -74,7 +81,7 @@ class Evaluation:
         pin = self.device.type == 'cuda'
         return (DataLoader(train, args.batch_size, shuffle=True, num_workers=args.workers, pin_memory=pin,
                            drop_last=True),
-                DataLoader(test, args.batch_size, shuffle=False, num_workers=args.workers, pin_memory=pin), args)
+                DataLoader(test, self.args.batch_size, shuffle=False, num_workers=args.workers, pin_memory=pin), args)
 
 
 def streams_of(stream, held=MODALITIES):

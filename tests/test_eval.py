@@ -268,6 +268,23 @@ def test_a_training_set_smaller_than_a_batch_trains_on_one_batch_of_it(data_root
     labelled = results['runs'][0]['labelled']
     assert labelled < 16 and results['settings']['batch_size'] == labelled
     assert results['sources']['batch_size'].startswith(f'one batch of all {labelled} training clips')
+    # the recipe's batch (not given) follows the few-labels rule instead: 64 halved to no less than 4
+    args = finetune.get_finetune_parser().parse_args(
+        ['--checkpoint', 'random', '--data-root', str(data_root), '--epochs', '1', '--label-fraction', '0.25',
+         '--output-dir', str(tmp_path / 'ft_rule'), '--quiet', *common])
+    results = finetune.main(args)
+    assert results['settings']['batch_size'] == 4 and results['sources']['batch_size'] == \
+        f"few-labels rule: the recipe's 64 halved until the {labelled} labelled clips make 4 batches"
+
+
+def test_the_few_labels_batch_is_halved_until_four_batches():
+    from options.presets import few_labels_batch
+    # written out: the largest of 64, 32, ..., 4 that the labelled clips fill 4 times, else 4
+    for clips in (1, 10, 16, 17, 63, 64, 72, 100, 255, 256, 400, 10000):
+        expected = next((b for b in (64, 32, 16, 8) if clips >= 4 * b), 4)
+        assert few_labels_batch(clips, 64)[0] == expected, clips
+    assert few_labels_batch(72, 64)[0] == 16 and few_labels_batch(16, 64)[0] == 4  # the validation splits at 10%
+    assert few_labels_batch(100, 48)[0] == 24  # a batch that is no power of two is halved all the same
 
 
 @pytest.mark.parametrize('encoder_args', [['--encoder', 'stgcn'], ['--gru-mode', 'bidirectional']])

@@ -4,7 +4,8 @@
         [--label-fraction 0.01|0.05|0.1|0.2|1.0] [--repeats 5] [--seed S]
 
 A class-balanced random subset of the training labels (every class keeps at least one clip) is
-used to fine-tune the whole network in train mode with a new linear head. ``--repeats`` runs
+used to fine-tune the whole network in train mode with a new linear head (``--stream all``: every
+stream's, their softmax scores summed). ``--repeats`` runs
 several seeds (subset and training) and reports mean and standard deviation of the last epoch's
 top-1. Transfer is the same command with a checkpoint pretrained on another dataset (of another
 skeleton too: docs/protocols.md, "Across datasets"). ``--checkpoint random`` trains the network
@@ -23,6 +24,7 @@ from evaluation.common import setup_evaluation
 from evaluation.heads import heads_record, save_heads
 from evaluation.report import class_report, save_confusion
 from evaluation.results import save_results
+from feeder.modalities import FUSED
 from options.args import (add_report_arguments, get_args_parser, get_eval_parser, get_supervised_parser,
                           positive_int, show_defaults)
 from models import HEADS
@@ -33,7 +35,7 @@ from utils.run import run_cli
 
 def get_finetune_parser():
     parser = argparse.ArgumentParser('CMD fine-tuning', description=__doc__,
-                                     parents=[get_args_parser(), get_eval_parser(fusion=False),
+                                     parents=[get_args_parser(), get_eval_parser(fusion='all'),
                                               get_supervised_parser()],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--label-fraction', type=float, default=1.0, help='share of training labels used')
@@ -89,30 +91,33 @@ def main(args):
         seed_everything(seed)
         subset = balanced_subset(labels, args.label_fraction, seed)
         encoders, info, _ = run.load_encoders()
-        classifier = Classifier(encoders[args.stream], run.dataset.num_classes, head=args.head).to(run.device)
-        if args.drop_path:
+        classifiers = {s: Classifier(encoders[s], run.dataset.num_classes, head=args.head).to(run.device)
+                       for s in run.streams}
+        for classifier in classifiers.values() if args.drop_path else ():
             if not hasattr(classifier.encoder, 'set_drop_path'):
                 raise SystemExit(f'error: --drop-path {args.drop_path:g}: the {type(classifier.encoder).__name__} has '
                                  'no blocks to drop; it applies to --encoder transformer')
             classifier.encoder.set_drop_path(args.drop_path)
         train_loader, test_loader, args = run.supervised_loaders(info['frames'], subset, few_labels=True)
         print(f'run {repeat + 1}/{args.repeats}: seed {seed}, {len(subset)} labelled clips of {len(labels)}')
-        scales = layer_scales(classifier, args.stream, args.layer_decay) if args.layer_decay != 1 else None
-        history, tested = fit_classifiers({args.stream: classifier}, train_loader, test_loader, args, run.device,
-                                          frozen=False, lr_scales=scales)
+        scales = ({k: v for s, c in classifiers.items() for k, v in layer_scales(c, s, args.layer_decay).items()}
+                  if args.layer_decay != 1 else None)
+        history, tested = fit_classifiers(classifiers, train_loader, test_loader, args, run.device, frozen=False,
+                                          lr_scales=scales)
         last, best = summarise(history)
         if repeat == 0:  # the first repeat's model is the one kept, and reported per class
             report = class_report(*tested, run.dataset)
             save_heads(os.path.join(args.output_dir, 'heads.pth'),
-                       heads_record('finetune', {args.stream: classifier}, args, run.dataset, info))
-        runs.append({'seed': seed, 'labelled': len(subset), 'accuracy': last[args.stream],
-                     'best_test_epoch_for_reference': best[args.stream], 'history': history})
+                       heads_record('finetune', classifiers, args, run.dataset, info))
+        result = FUSED if len(classifiers) > 1 else run.streams[0]
+        runs.append({'seed': seed, 'labelled': len(subset), 'accuracy': last[result], 'streams': last,
+                     'best_test_epoch_for_reference': best[result], 'history': history})
     top1 = [r['accuracy']['top1'] for r in runs]
     summary = {'top1_mean': statistics.mean(top1), 'top1_std': statistics.stdev(top1) if len(top1) > 1 else 0.0,
                'top5_mean': statistics.mean(r['accuracy']['top5'] for r in runs)}
     print(f'\nFine-tuning on {args.dataset} {args.protocol}, {args.label_fraction:g} of the labels, '
           f'{args.repeats} run(s), last epoch: top-1 {summary["top1_mean"]:.2f} +- {summary["top1_std"]:.2f}')
-    results = save_results(os.path.join(args.output_dir, 'results.json'), 'finetune', args, info, [args.stream],
+    results = save_results(os.path.join(args.output_dir, 'results.json'), 'finetune', args, info, run.streams,
                            ('label_fraction', 'repeats', 'seed', 'epochs', 'optimizer', 'lr', 'schedule', 'cos',
                             'min_lr', 'warmup_epochs', 'layer_decay', 'momentum', 'betas', 'weight_decay', 'batch_size',
                             'head', 'drop_path', 'label_smoothing', 'whole_clips', 'rotate_train'),

@@ -120,7 +120,9 @@ def get_augment_parser(add_help=False):
 
 
 def get_eval_parser(fusion=True, add_help=False):
-    """What every evaluation reads: the checkpoint and the streams (``fusion``: ``all`` allowed)."""
+    """What every evaluation reads: the checkpoint and the streams (``fusion``: ``all`` and
+    ``all+raw`` allowed, the default resolved later; ``'all'``: ``all`` allowed, joint by default;
+    ``False``: one modality)."""
     parser = argparse.ArgumentParser('evaluation', add_help=add_help)
     parser.add_argument('--checkpoint', default=None,
                         help="ours, the authors' released file, 'random' (an untrained encoder) or 'raw' (no encoder: "
@@ -129,6 +131,11 @@ def get_eval_parser(fusion=True, add_help=False):
                         help="with --checkpoint random or raw: the method whose encoder (its recipe's, at its size) "
                              'and evaluation protocol a baseline takes, to stand beside that method\'s checkpoint; a '
                              'checkpoint records its own')
+    if fusion == 'all':
+        parser.add_argument('--stream', default='joint', choices=list(MODALITIES) + ['all'],
+                            help="the modality fine-tuned, or 'all': every stream the checkpoint has, each "
+                                 'fine-tuned with its own head, their softmax scores summed')
+        return parser
     parser.add_argument('--stream', default=None if fusion else 'joint',
                         choices=list(MODALITIES) + (['all', 'all+raw'] if fusion else []),
                         help="the modality evaluated{}".format(", or 'all': every stream the checkpoint has (results.json "

@@ -91,6 +91,23 @@ def test_finetune_heads_predict_and_unlabelled_clips_have_an_empty_label(data_ro
     assert [r[2] for r in unlabelled] == [''] * len(val) and [r[3:] for r in unlabelled] == [r[3:] for r in val]
 
 
+def test_finetuning_every_stream_fuses_them_as_its_heads_predict(data_root, tiny_checkpoint, tmp_path):
+    args = finetune.get_finetune_parser().parse_args(
+        ['--checkpoint', str(tiny_checkpoint), '--data-root', str(data_root), '--epochs', '2', '--stream', 'all',
+         '--output-dir', str(tmp_path / 'ft'), '--quiet', *COMMON])
+    results = finetune.main(args)
+    assert results['streams'] == ['joint', 'motion', 'bone'] and results['settings']['stream'] == 'all'
+    run = results['runs'][0]
+    assert list(run['streams']) == ['joint', 'motion', 'bone', 'fused'] and run['accuracy'] == run['streams']['fused']
+    assert read_heads(str(tmp_path / 'ft' / 'heads.pth'))['streams'] == ['joint', 'motion', 'bone']
+    args = predict.get_predict_parser().parse_args(
+        ['--checkpoint', str(tmp_path / 'ft' / 'heads.pth'), '--data-root', str(data_root), '--parts', 'val',
+         '--out', str(tmp_path / 'p.csv'), *COMMON])
+    predict.main(args)
+    val = _rows(tmp_path / 'p.csv')[1:]
+    assert 100 * np.mean([r[2] == r[3] for r in val]) == pytest.approx(results['accuracy']['top1_mean'], abs=1e-6)
+
+
 def test_predict_refuses_a_pretraining_checkpoint(data_root, tiny_checkpoint, tmp_path):
     args = predict.get_predict_parser().parse_args(
         ['--checkpoint', str(tiny_checkpoint), '--data-root', str(data_root), '--out', str(tmp_path / 'p.csv'), *COMMON])

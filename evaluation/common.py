@@ -119,8 +119,9 @@ def setup_evaluation(args, recipe, output_required=True, protocol=None):
     the settings once: the command line, then where the checkpoint's method was published with
     another ``protocol`` (``linear``, ``finetune``) that method's, then the protocol's ``recipe``,
     the device, and the encoder's settings and frames (a checkpoint's own, else the pretraining
-    recipe's); ``protocol`` ``features`` takes every stream fused by default. Prints the revision and the settings; the returned :class:`Evaluation`'s ``args`` are
-    those settings, frozen (:class:`options.settings.Settings`), what the script reads from then on."""
+    recipe's); ``protocol`` ``features`` takes every stream fused by default. Prints the revision
+    and the settings; the returned :class:`Evaluation`'s ``args`` are those settings, frozen
+    (:class:`options.settings.Settings`), what the script reads from then on."""
     processes = launch_env()[1]
     if processes > 1:
         raise SystemExit(f'error: {os.path.basename(sys.argv[0])} runs as one process, but was started as one of '

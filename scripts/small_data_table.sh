@@ -51,6 +51,8 @@ done
 (( ${#methods[@]} )) || methods=(cmd)
 [[ ${FUSE_RAW:-yes} == yes || ${FUSE_RAW:-yes} == no ]] || { echo "error: FUSE_RAW=$FUSE_RAW: expected yes or no" >&2; exit 2; }
 (( ${#specs[@]} )) || { echo "error: no DATA_ROOT:BENCHMARK given" >&2; exit 2; }
+[[ $transfer == no || ${#specs[@]} -ge 2 ]] || {
+    echo "error: --transfer reads each dataset through the others: give two DATA_ROOT:BENCHMARK or more" >&2; exit 2; }
 known=$("$PYTHON" -c 'import models; print(" ".join(models.METHODS))')
 encoders_known=$("$PYTHON" -c 'import models; print(" ".join(models.ENCODERS))')
 for method in "${methods[@]}"; do

@@ -125,6 +125,10 @@ def test_the_small_data_table_script(tmp_path, rng):
     bad = subprocess.run(['bash', 'scripts/small_data_table.sh', f'{data}:b'], cwd=ROOT, env=dict(env, FUSE_RAW='maybe'),
                          capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.strip() == 'error: FUSE_RAW=maybe: expected yes or no'
+    bad = subprocess.run(['bash', 'scripts/small_data_table.sh', '--transfer', f'{data}:b'], cwd=ROOT, env=env,
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.strip() == ('error: --transfer reads each dataset through the others: '
+                                                          'give two DATA_ROOT:BENCHMARK or more')
 
 
 def test_the_few_labels_table(tmp_path, rng):

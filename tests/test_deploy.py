@@ -66,12 +66,11 @@ def test_heads_file_is_self_contained_and_predictions_equal_linear_eval(data_roo
     assert np.all(np.diff(probs, axis=1) <= 0) and np.all(probs.sum(1) <= 1 + 1e-5)  # five of the 12 classes
 
 
-def test_finetune_heads_predict_and_unlabelled_clips_have_an_empty_label(data_root, tmp_path):
-    args = finetune.get_finetune_parser().parse_args(
-        ['--checkpoint', 'random', '--data-root', str(data_root), '--epochs', '1', '--stream', 'motion',
-         '--hidden-size', '8', '--num-layers', '1', '--frames', '8', '--output-dir', str(tmp_path / 'ft'),
-         '--quiet', *COMMON])
-    results = finetune.main(args)
+def _fine_tune_and_predict(data_root, tmp_path, *flags):
+    """finetune.py with ``flags`` into tmp_path/ft, then predict.py on its heads over the val part:
+    the results, predict's arguments and its rows; the rows' top-1 is the fine-tuning's."""
+    results = finetune.main(finetune.get_finetune_parser().parse_args(
+        ['--data-root', str(data_root), '--output-dir', str(tmp_path / 'ft'), '--quiet', *flags, *COMMON]))
     assert read_heads(str(tmp_path / 'ft' / 'heads.pth'))['kind'] == 'finetune'
     args = predict.get_predict_parser().parse_args(
         ['--checkpoint', str(tmp_path / 'ft' / 'heads.pth'), '--data-root', str(data_root), '--parts', 'val',
@@ -79,6 +78,12 @@ def test_finetune_heads_predict_and_unlabelled_clips_have_an_empty_label(data_ro
     predict.main(args)
     val = _rows(tmp_path / 'p.csv')[1:]
     assert 100 * np.mean([r[2] == r[3] for r in val]) == pytest.approx(results['accuracy']['top1_mean'], abs=1e-6)
+    return results, args, val
+
+
+def test_finetune_heads_predict_and_unlabelled_clips_have_an_empty_label(data_root, tmp_path):
+    _, args, val = _fine_tune_and_predict(data_root, tmp_path, '--checkpoint', 'random', '--epochs', '1', '--stream',
+                                          'motion', '--hidden-size', '8', '--num-layers', '1', '--frames', '8')
     # the same clips without labels (a new recording): predicted, label left empty
     root = tmp_path / 'unlabelled'
     shutil.copytree(data_root, root)
@@ -92,20 +97,12 @@ def test_finetune_heads_predict_and_unlabelled_clips_have_an_empty_label(data_ro
 
 
 def test_finetuning_every_stream_fuses_them_as_its_heads_predict(data_root, tiny_checkpoint, tmp_path):
-    args = finetune.get_finetune_parser().parse_args(
-        ['--checkpoint', str(tiny_checkpoint), '--data-root', str(data_root), '--epochs', '2', '--stream', 'all',
-         '--output-dir', str(tmp_path / 'ft'), '--quiet', *COMMON])
-    results = finetune.main(args)
+    results, _, _ = _fine_tune_and_predict(data_root, tmp_path, '--checkpoint', str(tiny_checkpoint), '--epochs', '2',
+                                           '--stream', 'all')
     assert results['streams'] == ['joint', 'motion', 'bone'] and results['settings']['stream'] == 'all'
     run = results['runs'][0]
     assert list(run['streams']) == ['joint', 'motion', 'bone', 'fused'] and run['accuracy'] == run['streams']['fused']
     assert read_heads(str(tmp_path / 'ft' / 'heads.pth'))['streams'] == ['joint', 'motion', 'bone']
-    args = predict.get_predict_parser().parse_args(
-        ['--checkpoint', str(tmp_path / 'ft' / 'heads.pth'), '--data-root', str(data_root), '--parts', 'val',
-         '--out', str(tmp_path / 'p.csv'), *COMMON])
-    predict.main(args)
-    val = _rows(tmp_path / 'p.csv')[1:]
-    assert 100 * np.mean([r[2] == r[3] for r in val]) == pytest.approx(results['accuracy']['top1_mean'], abs=1e-6)
 
 
 def test_predict_refuses_a_pretraining_checkpoint(data_root, tiny_checkpoint, tmp_path):

@@ -21,7 +21,7 @@ from feeder.datasets import PretrainDataset, collate_clips
 from feeder.info import dataset_info
 from feeder.modalities import MODALITIES
 from feeder.offline import check_step
-from feeder.pool import SAMPLING, BalancedSampler, PooledFolder, open_pool, pooled_info
+from feeder.pool import SAMPLING, BalancedSampler, PooledFolder, in_layout, open_pool, pooled_info
 from models import DEFAULT_METHOD, ENCODERS, METHODS, build_method, method_class, method_settings
 from options.args import (add_settings, format_default, get_args_parser, get_augment_parser,
                           get_optim_parser, non_negative_int, positive_int, settle_device, show_defaults)
@@ -48,6 +48,10 @@ def get_pretrain_parser():
     pool.add_argument('--pool', action='append', default=None, metavar='ROOT:BENCHMARK',
                       help="also pretrain on this prepared benchmark's training part, its clips mapped onto the run's "
                            'skeleton by joint names (repeat for several)')
+    pool.add_argument('--layout', default=None, metavar='NAME',
+                      help="the run's skeleton: a built-in layout or a layout JSON file, into which the run's own "
+                           "benchmark and every pooled one are mapped, with the most persons any of them has "
+                           "(default: the run's own dataset's skeleton)")
     pool.add_argument('--pool-sampling', default=None, choices=SAMPLING,
                       help='proportional: every clip of the pool once an epoch (the default); balanced: each '
                            'benchmark the same share of an epoch')
@@ -132,7 +136,7 @@ def views_of(args, dataset):
                                  [s.name for s in getattr(method, 'SETTINGS', ())])
 
 
-def start_run(args, dataset):
+def start_run(args, dataset, own):
     """What a run checks and says before it builds anything: the offline step and the settings
     against the training part (returned), the output folder claimed (rank 0), the settings and
     the small-data rules that gave some of them printed."""
@@ -140,7 +144,7 @@ def start_run(args, dataset):
         print(f'continuing on --speed reference, as this run has since its self-check: {args.speed_fallback}')
     rules = rules_report(args)
     check_step(args.offline_step, dataset)
-    folder = PooledFolder(open_pool(args.pool or [], args.data_root, args.protocol, dataset, args.offline_step))
+    folder = PooledFolder(open_pool(args.pool or [], args.data_root, args.protocol, own, args.offline_step, dataset))
     check_settings(args, folder, dataset)
     if is_main_process():
         aside = run_folder.claim(args.output_dir, args.resume, args.auto_resume, args.overwrite)
@@ -148,7 +152,7 @@ def start_run(args, dataset):
             print(f'--overwrite: moved the earlier run in {args.output_dir} to {aside}')
     barrier()
     announce(args)
-    for part in folder.parts if args.pool else ():
+    for part in folder.parts if args.pool or args.layout else ():
         print(f'pool: {part.name}, {len(part.folder)} training clips'
               + (f'; {part.adapt.summary()}' if part.adapt is not None else ''))
     if rules:
@@ -188,11 +192,13 @@ def main(args):
     resume, checkpoint = checkpoint_to_resume(args)
     recorded = checkpoint.get('args') if isinstance(checkpoint, dict) else None
     recorded = recorded if isinstance(recorded, dict) else None
-    # the small-data rules see the pool's size; a resumed run pools what it pooled
-    dataset = pooled_info(dataset_info(args.dataset, args.data_root), args.protocol,
-                          args.pool or (recorded or {}).get('pool') or [], args.data_root)
+    # the small-data rules see the pool's size; a resumed run pools what it pooled, in the skeleton it had
+    own = dataset_info(args.dataset, args.data_root)
+    pool = args.pool or (recorded or {}).get('pool') or []
+    dataset = pooled_info(own, args.protocol, pool, args.data_root,
+                          in_layout(own, args.layout or (recorded or {}).get('layout'), pool))
     args, speed = resolve_settings(args, dataset, device, launch, recorded, resume)
-    folder = start_run(args, dataset)
+    folder = start_run(args, dataset, own)
 
     device = torch.device(args.device, args.local_rank if args.device == 'cuda' else None)
     speed.set_matmul_precision()

@@ -13,6 +13,7 @@ from torch.utils.data import Sampler
 from feeder.datasets import SkeletonFolder
 from feeder.info import read_dataset_json
 from feeder.joints import SkeletonMap
+from feeder.layouts import get_layout
 from feeder.offline import offline_transform
 
 SAMPLING = ('proportional', 'balanced')
@@ -52,11 +53,18 @@ def parse_pool(spec):
     return root, benchmark
 
 
-def pooled_parts(specs, data_root, protocol, dataset):
-    """[(name, root, info, adapt)] of the pool: the run's benchmark, then each ``--pool`` spec's; one
-    line for a spec that is not a prepared benchmark, repeats one, or cannot be mapped."""
+def pooled_parts(specs, data_root, protocol, dataset, run=None):
+    """[(name, root, info, adapt)] of the pool: the run's benchmark (``dataset``'s), then each
+    ``--pool`` spec's, each mapped onto ``run`` (the run's skeleton, :func:`in_layout`; default
+    ``dataset``); one line for a spec that is not a prepared benchmark, repeats one, or cannot be
+    mapped."""
+    run = run or dataset
     own = os.path.join(data_root, protocol)
-    parts, seen = [(dataset.name, own, dataset, None)], {os.path.realpath(own)}
+    try:
+        adapt = None if dataset.skeleton == run.skeleton else SkeletonMap(dataset, run)
+    except ValueError as e:
+        raise ValueError(f'--layout {run.layout.name}: {e}') from None
+    parts, seen = [(dataset.name, own, dataset, adapt)], {os.path.realpath(own)}
     for spec in specs:
         root, benchmark = parse_pool(spec)
         description = os.path.join(root, 'dataset.json')
@@ -71,30 +79,46 @@ def pooled_parts(specs, data_root, protocol, dataset):
             raise ValueError(f'--pool {spec}: {folder} is in the pool already')
         seen.add(folder)
         try:
-            adapt = None if info.skeleton == dataset.skeleton else SkeletonMap(info, dataset)
+            adapt = None if info.skeleton == run.skeleton else SkeletonMap(info, run)
         except ValueError as e:
             raise ValueError(f'--pool {spec}: {e}') from None
         parts.append((f'{info.name}:{benchmark}', os.path.join(root, benchmark), info, adapt))
     return parts
 
 
-def open_pool(specs, data_root, protocol, dataset, offline):
-    """The :class:`PoolPart` list of the run's benchmark and ``specs``, their training folders open."""
+def open_pool(specs, data_root, protocol, dataset, offline, run=None):
+    """The :class:`PoolPart` list of the run's benchmark and ``specs``, their training folders open,
+    each clip made one of ``run``'s skeleton (default ``dataset``'s)."""
     return [PoolPart(name, root, info, SkeletonFolder(root, 'train', _transform(info.layout, adapt, offline)), adapt)
-            for name, root, info, adapt in pooled_parts(specs, data_root, protocol, dataset)]
+            for name, root, info, adapt in pooled_parts(specs, data_root, protocol, dataset, run)]
 
 
-def pooled_info(dataset, protocol, specs, data_root):
-    """``dataset`` described with the pool's training size and median clip length for ``protocol``,
-    which the small-data rules read (docs/protocols.md, "Small datasets")."""
-    if not specs:
+def in_layout(dataset, layout, specs=()):
+    """The run's skeleton with ``--layout`` (a built-in name or a JSON file): ``dataset`` in that
+    layout, with the most persons of its own and each pooled benchmark's (``specs``); its channels."""
+    if not layout:
         return dataset
+    try:
+        chosen = get_layout(layout)
+    except ValueError as e:
+        raise ValueError(f'--layout {layout}: {e}') from None
+    persons = max([dataset.persons] + [read_dataset_json(os.path.join(parse_pool(spec)[0], 'dataset.json')).persons
+                                       for spec in specs])
+    return dataclasses.replace(dataset, layout=chosen, persons=persons)
+
+
+def pooled_info(dataset, protocol, specs, data_root, run=None):
+    """``run`` (default ``dataset``) described with the pool's training size and median clip length
+    for ``protocol``, which the small-data rules read (docs/protocols.md, "Small datasets")."""
+    run = run or dataset
+    if not specs:
+        return run
     lengths = [np.load(os.path.join(root, 'train_num_frame.npy'))
-               for _, root, _, _ in pooled_parts(specs, data_root, protocol, dataset)]
+               for _, root, _, _ in pooled_parts(specs, data_root, protocol, dataset, run)]
     lengths = np.concatenate(lengths)
-    sizes = {**dataset.sizes, protocol: {**dataset.sizes.get(protocol, {}), 'train': int(len(lengths))}}
-    median = {**dataset.lengths.get(protocol, {}), 'train': {'median': float(np.median(lengths))}}
-    return dataclasses.replace(dataset, sizes=sizes, lengths={**dataset.lengths, protocol: median})
+    sizes = {**run.sizes, protocol: {**run.sizes.get(protocol, {}), 'train': int(len(lengths))}}
+    median = {**run.lengths.get(protocol, {}), 'train': {'median': float(np.median(lengths))}}
+    return dataclasses.replace(run, sizes=sizes, lengths={**run.lengths, protocol: median})
 
 
 class PooledFolder:

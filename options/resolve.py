@@ -4,6 +4,7 @@ evaluation's in ``evaluation/common.py``, a timeline's in ``timeline.py``, each 
 came from."""
 from evaluation.monitor import knn_every_default
 from fast.settings import SpeedSettings, fill_switches
+from feeder.info import dataset_info
 from feeder.pool import pooled_parts
 from models import DEFAULT_METHOD, ENCODERS, method_class, method_settings, readers
 from options.args import check_places, format_default
@@ -60,10 +61,14 @@ def pretraining_settings(args, parser, dataset, device, launch=(0, 1, 0), record
              kept.get('pool_sampling', 'checkpoint') if past.get('pool_sampling') else 'default')
     if values['pool_sampling'] == 'balanced' and not values.get('pool'):
         raise SystemExit('error: --pool-sampling balanced shares the epochs between pooled benchmarks; give --pool')
-    if values.get('pool'):  # what each pooled benchmark's clips become (feeder/joints.py), for args.json
-        set_('pool_mapping', {name: None if adapt is None else adapt.record for name, _, _, adapt in
-                              pooled_parts(values['pool'], values['data_root'], values['protocol'], dataset)[1:]},
-             "the pooled benchmarks' joint maps")
+    if values.get('layout') is None and past.get('layout'):  # a resumed run keeps its skeleton
+        set_('layout', past['layout'], kept.get('layout', 'checkpoint'))
+    if values.get('pool') or values.get('layout'):  # what each benchmark's clips become (feeder/joints.py)
+        parts = pooled_parts(values.get('pool') or [], values['data_root'], values['protocol'],
+                             dataset_info(values['dataset'], values['data_root']), dataset)
+        set_('pool_mapping', {name: None if adapt is None else adapt.record
+                              for name, _, _, adapt in (parts if values.get('layout') else parts[1:])},
+             "the pooled benchmarks' joint maps" + (' and the run\'s own, into --layout' if values.get('layout') else ''))
     if values['knn_every'] is None:
         set_('knn_every', knn_every_default(values['epochs']), 'a tenth of the run')
     values['modalities'] = list(dict.fromkeys(values['modalities']))

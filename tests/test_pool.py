@@ -13,7 +13,7 @@ import torch
 import feeder.prepare as prep
 from feeder.datasets import SkeletonFolder
 from feeder.info import dataset_info
-from feeder.pool import BalancedSampler, PooledFolder, open_pool, pooled_info
+from feeder.pool import BalancedSampler, PooledFolder, in_layout, open_pool, pooled_info
 from feeder.raw.synthetic import write_pyskl
 from tests.conftest import openpose_data, run_pretrain, tiny_flags
 
@@ -52,6 +52,42 @@ def test_pooled_clips_are_the_others_mapped_as_written_out(data_root, rig):
             if name in NTU_FROM_RIG:
                 written[:, :, v] = source[:, :, rig_names.index(NTU_FROM_RIG[name])]
         torch.testing.assert_close(made, written)
+
+
+def test_a_named_layout_maps_the_runs_own_benchmark_too(data_root, rig, tmp_path):
+    """--layout: the run's skeleton is the named layout (here the rig's JSON), the run's own NTU clips
+    mapped into it as written out, the pooled rig's taken as they are."""
+    ntu, layout = dataset_info('synthetic', str(data_root)), str(rig.parent / 'rig_layout.json')
+    run = in_layout(ntu, layout, [f'{rig}:xsub'])
+    assert run.layout == dataset_info('custom', str(rig)).layout and run.persons == 2 and run.channels == 'xyz'
+    pool = PooledFolder(open_pool([f'{rig}:xsub'], str(data_root), 'xsub', ntu, 'none', run))
+    assert pool.parts[1].adapt is None
+    own = SkeletonFolder(str(data_root / 'xsub'), 'train')
+    rig_names, ntu_names = run.layout.joint_names, ntu.layout.joint_names
+    for i in (0, len(own) - 1):
+        source, written = own.clip(i), torch.zeros(3, own.clip(i).shape[1], 17, 2)
+        for name, rig_name in NTU_FROM_RIG.items():
+            written[:, :, rig_names.index(rig_name)] = source[:, :, ntu_names.index(name)]
+        torch.testing.assert_close(pool.clip(i), written)
+    with pytest.raises(ValueError, match=r"--layout nowhere: unknown skeleton layout 'nowhere'"):
+        in_layout(ntu, 'nowhere')
+    # a run in it records the layout, its own map, and keeps both when resumed without them
+    out = tmp_path / 'run'
+    run_pretrain(data_root, out, '--epochs', '1', '--pool', f'{rig}:xsub', '--layout', layout, '--knn-every', '1')
+    args = json.loads((out / 'args.json').read_text())
+    assert args['layout'] == layout and args['sources']['layout'] == 'command line'
+    assert args['pool_mapping']['synthetic']['source'] == 'ntu25' and args['pool_mapping'][
+        f'{dataset_info("custom", str(rig)).name}:xsub'] is None
+    assert torch.load(out / 'checkpoint.pth', weights_only=True)['dataset']['layout']['name'] == 'synthetic_rig'
+    run_pretrain(data_root, out, '--epochs', '2', '--auto-resume')
+    args = json.loads((out / 'args.json').read_text())
+    assert args['layout'] == layout and args['pool'] == [f'{rig}:xsub']
+    # its own benchmark is evaluated through the same map
+    import knn_eval
+    result = knn_eval.main(knn_eval.get_knn_parser().parse_args(
+        ['--dataset', 'synthetic', '--data-root', str(data_root), '--checkpoint', str(out / 'checkpoint.pth'),
+         '--stream', 'joint', '--workers', '0', '--device', 'cpu', '--output-dir', str(tmp_path / 'knn')]))
+    assert result['mapping']['source'] == 'ntu25' and result['mapping']['target'] == 'synthetic_rig'
 
 
 def test_balanced_sampling_gives_each_benchmark_its_share():

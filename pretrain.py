@@ -21,7 +21,7 @@ from feeder.datasets import PretrainDataset, collate_clips
 from feeder.info import dataset_info
 from feeder.modalities import MODALITIES
 from feeder.offline import check_step
-from feeder.pool import SAMPLING, BalancedSampler, PooledFolder, in_layout, open_pool, pooled_info
+from feeder.pool import SAMPLING, BalancedSampler, PooledFolder, in_layout, open_pool, pooled_info, pooled_parts
 from models import DEFAULT_METHOD, ENCODERS, METHODS, build_method, method_class, method_settings
 from options.args import (add_settings, format_default, get_args_parser, get_augment_parser,
                           get_optim_parser, non_negative_int, positive_int, settle_device, show_defaults)
@@ -83,9 +83,9 @@ def get_pretrain_parser():
     return parser
 
 
-def resolve_settings(args, dataset, device, launch=(0, 1, 0), recorded=None, resume=None):
+def resolve_settings(args, dataset, device, launch=(0, 1, 0), recorded=None, resume=None, parts=None):
     """The run's settings and speed settings (:func:`options.resolve.pretraining_settings`)."""
-    return pretraining_settings(args, get_pretrain_parser(), dataset, device, launch, recorded, resume)
+    return pretraining_settings(args, get_pretrain_parser(), dataset, device, launch, recorded, resume, parts)
 
 
 def check_settings(args, folder, dataset):
@@ -136,7 +136,7 @@ def views_of(args, dataset):
                                  [s.name for s in getattr(method, 'SETTINGS', ())])
 
 
-def start_run(args, dataset, own):
+def start_run(args, dataset, parts):
     """What a run checks and says before it builds anything: the offline step and the settings
     against the training part (returned), the output folder claimed (rank 0), the settings and
     the small-data rules that gave some of them printed."""
@@ -144,7 +144,7 @@ def start_run(args, dataset, own):
         print(f'continuing on --speed reference, as this run has since its self-check: {args.speed_fallback}')
     rules = rules_report(args)
     check_step(args.offline_step, dataset)
-    folder = PooledFolder(open_pool(args.pool or [], args.data_root, args.protocol, own, args.offline_step, dataset))
+    folder = PooledFolder(open_pool(parts, args.offline_step))
     check_settings(args, folder, dataset)
     if is_main_process():
         aside = run_folder.claim(args.output_dir, args.resume, args.auto_resume, args.overwrite)
@@ -193,12 +193,14 @@ def main(args):
     recorded = checkpoint.get('args') if isinstance(checkpoint, dict) else None
     recorded = recorded if isinstance(recorded, dict) else None
     # the small-data rules see the pool's size; a resumed run pools what it pooled, in the skeleton it had
+    # (the pool read once: its parts serve the rules, the record and the folder)
     own = dataset_info(args.dataset, args.data_root)
     pool = args.pool or (recorded or {}).get('pool') or []
-    dataset = pooled_info(own, args.protocol, pool, args.data_root,
-                          in_layout(own, args.layout or (recorded or {}).get('layout'), pool))
-    args, speed = resolve_settings(args, dataset, device, launch, recorded, resume)
-    folder = start_run(args, dataset, own)
+    run = in_layout(own, args.layout or (recorded or {}).get('layout'), pool)
+    parts = pooled_parts(pool, args.data_root, args.protocol, own, run)
+    dataset = pooled_info(run, args.protocol, parts)
+    args, speed = resolve_settings(args, dataset, device, launch, recorded, resume, parts)
+    folder = start_run(args, dataset, parts)
 
     device = torch.device(args.device, args.local_rank if args.device == 'cuda' else None)
     speed.set_matmul_precision()

@@ -86,11 +86,11 @@ def pooled_parts(specs, data_root, protocol, dataset, run=None):
     return parts
 
 
-def open_pool(specs, data_root, protocol, dataset, offline, run=None):
-    """The :class:`PoolPart` list of the run's benchmark and ``specs``, their training folders open,
-    each clip made one of ``run``'s skeleton (default ``dataset``'s)."""
+def open_pool(parts, offline):
+    """The :class:`PoolPart` list of :func:`pooled_parts`' ``parts``, their training folders open,
+    each clip after the run's ``offline`` step made one of the run's skeleton."""
     return [PoolPart(name, root, info, SkeletonFolder(root, 'train', _transform(info.layout, adapt, offline)), adapt)
-            for name, root, info, adapt in pooled_parts(specs, data_root, protocol, dataset, run)]
+            for name, root, info, adapt in parts]
 
 
 def in_layout(dataset, layout, specs=()):
@@ -107,14 +107,13 @@ def in_layout(dataset, layout, specs=()):
     return dataclasses.replace(dataset, layout=chosen, persons=persons)
 
 
-def pooled_info(dataset, protocol, specs, data_root, run=None):
-    """``run`` (default ``dataset``) described with the pool's training size and median clip length
-    for ``protocol``, which the small-data rules read (docs/protocols.md, "Small datasets")."""
-    run = run or dataset
-    if not specs:
+def pooled_info(run, protocol, parts):
+    """``run`` (the run's skeleton) described with the training size and median clip length of
+    :func:`pooled_parts`' ``parts`` for ``protocol``, which the small-data rules read
+    (docs/protocols.md, "Small datasets")."""
+    if len(parts) == 1:
         return run
-    lengths = [np.load(os.path.join(root, 'train_num_frame.npy'))
-               for _, root, _, _ in pooled_parts(specs, data_root, protocol, dataset, run)]
+    lengths = [np.load(os.path.join(root, 'train_num_frame.npy')) for _, root, _, _ in parts]
     lengths = np.concatenate(lengths)
     sizes = {**run.sizes, protocol: {**run.sizes.get(protocol, {}), 'train': int(len(lengths))}}
     median = {**run.lengths.get(protocol, {}), 'train': {'median': float(np.median(lengths))}}

@@ -12,7 +12,7 @@ from options.presets import default_choice, reads, recipe
 from options.settings import Resolution
 
 
-def pretraining_settings(args, parser, dataset, device, launch=(0, 1, 0), recorded=None, resume=None):
+def pretraining_settings(args, parser, dataset, device, launch=(0, 1, 0), recorded=None, resume=None, parts=None):
     """Every setting of a pretraining run (``args``, parsed by ``parser``), resolved once, as a
     frozen :class:`options.settings.Settings` whose ``sources`` say where each value came from: the
     command line; for a resumed run (``resume``: its checkpoint, ``recorded``: the args it records,
@@ -22,7 +22,8 @@ def pretraining_settings(args, parser, dataset, device, launch=(0, 1, 0), record
     (settled), the processes (``launch``: rank, world size, local rank), what the method resolves
     (``Method.resolve``) and the speed switches (:func:`fast.settings.fill_switches`). A flag the
     run's method and encoder do not read is refused (:func:`refuse_unread`). Returns the settings
-    and their :class:`fast.settings.SpeedSettings`."""
+    and their :class:`fast.settings.SpeedSettings`. ``parts``: the pool as the run reads it
+    (:func:`feeder.pool.pooled_parts`), where the caller has it."""
     check_places(args, dataset)
     resolution = Resolution(args, parser)
     rank, world_size, local_rank = launch
@@ -64,8 +65,8 @@ def pretraining_settings(args, parser, dataset, device, launch=(0, 1, 0), record
     if values.get('layout') is None and past.get('layout'):  # a resumed run keeps its skeleton
         set_('layout', past['layout'], kept.get('layout', 'checkpoint'))
     if values.get('pool') or values.get('layout'):  # what each benchmark's clips become (feeder/joints.py)
-        parts = pooled_parts(values.get('pool') or [], values['data_root'], values['protocol'],
-                             dataset_info(values['dataset'], values['data_root']), dataset)
+        parts = parts or pooled_parts(values.get('pool') or [], values['data_root'], values['protocol'],
+                                      dataset_info(values['dataset'], values['data_root']), dataset)
         set_('pool_mapping', {name: None if adapt is None else adapt.record
                               for name, _, _, adapt in (parts if values.get('layout') else parts[1:])},
              "the pooled benchmarks' joint maps" + (' and the run\'s own, into --layout' if values.get('layout') else ''))

@@ -100,8 +100,8 @@ def in_layout(dataset, layout, specs=()):
         return dataset
     try:
         chosen = get_layout(layout)
-    except ValueError as e:
-        raise ValueError(f'--layout {layout}: {e}') from None
+    except ValueError as e:  # a layout file's errors name the flag and the file already
+        raise ValueError(str(e) if str(e).startswith('--layout') else f'--layout {layout}: {e}') from None
     persons = max([dataset.persons] + [read_dataset_json(os.path.join(parse_pool(spec)[0], 'dataset.json')).persons
                                        for spec in specs])
     return dataclasses.replace(dataset, layout=chosen, persons=persons)

@@ -71,6 +71,9 @@ def test_a_named_layout_maps_the_runs_own_benchmark_too(data_root, rig, tmp_path
         torch.testing.assert_close(pool.clip(i), written)
     with pytest.raises(ValueError, match=r"--layout nowhere: unknown skeleton layout 'nowhere'"):
         in_layout(ntu, 'nowhere')
+    (tmp_path / 'broken.json').write_text('{"name": 3')
+    with pytest.raises(ValueError, match=r'^--layout \S*broken.json: not JSON \(Expecting'):
+        in_layout(ntu, str(tmp_path / 'broken.json'))
     # a run in it records the layout, its own map, and keeps both when resumed without them
     out = tmp_path / 'run'
     run_pretrain(data_root, out, '--epochs', '1', '--pool', f'{rig}:xsub', '--layout', layout, '--knn-every', '1')

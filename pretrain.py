@@ -21,7 +21,8 @@ from feeder.datasets import PretrainDataset, collate_clips
 from feeder.info import dataset_info
 from feeder.modalities import MODALITIES
 from feeder.offline import check_step
-from feeder.pool import SAMPLING, BalancedSampler, PooledFolder, in_layout, open_pool, pooled_info, pooled_parts
+from feeder.pool import (SAMPLING, BalancedSampler, PooledFolder, in_layout, open_pool, pooled_info, pooled_parts,
+                         read_pool)
 from models import DEFAULT_METHOD, ENCODERS, METHODS, build_method, method_class, method_settings
 from options.args import (add_settings, format_default, get_args_parser, get_augment_parser,
                           get_optim_parser, non_negative_int, positive_int, settle_device, show_defaults)
@@ -195,7 +196,7 @@ def main(args):
     # the small-data rules see the pool's size; a resumed run pools what it pooled, in the skeleton it had
     # (the pool read once: its parts serve the rules, the record and the folder)
     own = dataset_info(args.dataset, args.data_root)
-    pool = args.pool or (recorded or {}).get('pool') or []
+    pool = read_pool(args.pool or (recorded or {}).get('pool') or [])
     run = in_layout(own, args.layout or (recorded or {}).get('layout'), pool)
     parts = pooled_parts(pool, args.data_root, args.protocol, own, run)
     dataset = pooled_info(run, args.protocol, parts)

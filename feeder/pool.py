@@ -53,18 +53,19 @@ def parse_pool(spec):
     return root, benchmark
 
 
-def pooled_parts(specs, data_root, protocol, dataset, run=None):
-    """[(name, root, info, adapt)] of the pool: the run's benchmark (``dataset``'s), then each
-    ``--pool`` spec's, each mapped onto ``run`` (the run's skeleton, :func:`in_layout`; default
-    ``dataset``); one line for a spec that is not a prepared benchmark, repeats one, or cannot be
-    mapped."""
-    run = run or dataset
-    own = os.path.join(data_root, protocol)
-    try:
-        adapt = None if dataset.skeleton == run.skeleton else SkeletonMap(dataset, run)
-    except ValueError as e:
-        raise ValueError(f'--layout {run.layout.name}: {e}') from None
-    parts, seen = [(dataset.name, own, dataset, adapt)], {os.path.realpath(own)}
+class Pooled(NamedTuple):
+    """One ``--pool ROOT:BENCHMARK`` as read (:func:`read_pool`): the spec, ROOT/BENCHMARK, its name in
+    records (``NAME:BENCHMARK``) and its ``dataset.json``."""
+    spec: str
+    root: str
+    name: str
+    info: object
+
+
+def read_pool(specs):
+    """The :class:`Pooled` list of the ``--pool`` specs, each ``dataset.json`` read once; one line for a
+    spec that is not a prepared benchmark."""
+    pooled = []
     for spec in specs:
         root, benchmark = parse_pool(spec)
         description = os.path.join(root, 'dataset.json')
@@ -74,7 +75,23 @@ def pooled_parts(specs, data_root, protocol, dataset, run=None):
         if benchmark not in info.benchmarks:
             raise ValueError(f'--pool {spec}: {info.name} has the benchmarks {", ".join(info.benchmarks)}, not '
                              f'{benchmark}')
-        folder = os.path.realpath(os.path.join(root, benchmark))
+        pooled.append(Pooled(spec, os.path.join(root, benchmark), f'{info.name}:{benchmark}', info))
+    return pooled
+
+
+def pooled_parts(pooled, data_root, protocol, dataset, run=None):
+    """[(name, root, info, adapt)] of the pool: the run's benchmark (``dataset``'s), then each of
+    ``pooled`` (:func:`read_pool`), each mapped onto ``run`` (the run's skeleton, :func:`in_layout`;
+    default ``dataset``); one line for a benchmark pooled twice or one that cannot be mapped."""
+    run = run or dataset
+    own = os.path.join(data_root, protocol)
+    try:
+        adapt = None if dataset.skeleton == run.skeleton else SkeletonMap(dataset, run)
+    except ValueError as e:
+        raise ValueError(f'--layout {run.layout.name}: {e}') from None
+    parts, seen = [(dataset.name, own, dataset, adapt)], {os.path.realpath(own)}
+    for spec, root, name, info in pooled:
+        folder = os.path.realpath(root)
         if folder in seen:
             raise ValueError(f'--pool {spec}: {folder} is in the pool already')
         seen.add(folder)
@@ -82,7 +99,7 @@ def pooled_parts(specs, data_root, protocol, dataset, run=None):
             adapt = None if info.skeleton == run.skeleton else SkeletonMap(info, run)
         except ValueError as e:
             raise ValueError(f'--pool {spec}: {e}') from None
-        parts.append((f'{info.name}:{benchmark}', os.path.join(root, benchmark), info, adapt))
+        parts.append((name, root, info, adapt))
     return parts
 
 
@@ -93,17 +110,17 @@ def open_pool(parts, offline):
             for name, root, info, adapt in parts]
 
 
-def in_layout(dataset, layout, specs=()):
+def in_layout(dataset, layout, pooled=()):
     """The run's skeleton with ``--layout`` (a built-in name or a JSON file): ``dataset`` in that
-    layout, with the most persons of its own and each pooled benchmark's (``specs``); its channels."""
+    layout, with the most persons of its own and each pooled benchmark's (``pooled``, :func:`read_pool`);
+    its channels."""
     if not layout:
         return dataset
     try:
         chosen = get_layout(layout)
     except ValueError as e:  # a layout file's errors name the flag and the file already
         raise ValueError(str(e) if str(e).startswith('--layout') else f'--layout {layout}: {e}') from None
-    persons = max([dataset.persons] + [read_dataset_json(os.path.join(parse_pool(spec)[0], 'dataset.json')).persons
-                                       for spec in specs])
+    persons = max([dataset.persons] + [p.info.persons for p in pooled])
     return dataclasses.replace(dataset, layout=chosen, persons=persons)
 
 

@@ -5,7 +5,7 @@ came from."""
 from evaluation.monitor import knn_every_default
 from fast.settings import SpeedSettings, fill_switches
 from feeder.info import dataset_info
-from feeder.pool import pooled_parts
+from feeder.pool import pooled_parts, read_pool
 from models import DEFAULT_METHOD, ENCODERS, method_class, method_settings, readers
 from options.args import check_places, format_default
 from options.presets import default_choice, reads, recipe
@@ -65,7 +65,7 @@ def pretraining_settings(args, parser, dataset, device, launch=(0, 1, 0), record
     if values.get('layout') is None and past.get('layout'):  # a resumed run keeps its skeleton
         set_('layout', past['layout'], kept.get('layout', 'checkpoint'))
     if values.get('pool') or values.get('layout'):  # what each benchmark's clips become (feeder/joints.py)
-        parts = parts or pooled_parts(values.get('pool') or [], values['data_root'], values['protocol'],
+        parts = parts or pooled_parts(read_pool(values.get('pool') or []), values['data_root'], values['protocol'],
                                       dataset_info(values['dataset'], values['data_root']), dataset)
         set_('pool_mapping', {name: None if adapt is None else adapt.record
                               for name, _, _, adapt in (parts if values.get('layout') else parts[1:])},

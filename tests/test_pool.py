@@ -13,7 +13,7 @@ import torch
 import feeder.prepare as prep
 from feeder.datasets import SkeletonFolder
 from feeder.info import dataset_info
-from feeder.pool import BalancedSampler, PooledFolder, in_layout, open_pool, pooled_info, pooled_parts
+from feeder.pool import BalancedSampler, PooledFolder, in_layout, open_pool, pooled_info, pooled_parts, read_pool
 from feeder.raw.synthetic import write_pyskl
 from tests.conftest import openpose_data, run_pretrain, tiny_flags
 
@@ -40,7 +40,7 @@ def rig(tmp_path_factory):
 
 def test_pooled_clips_are_the_others_mapped_as_written_out(data_root, rig):
     ntu = dataset_info('synthetic', str(data_root))
-    pool = PooledFolder(open_pool(pooled_parts([f'{rig}:xsub'], str(data_root), 'xsub', ntu), 'none'))
+    pool = PooledFolder(open_pool(pooled_parts(read_pool([f'{rig}:xsub']), str(data_root), 'xsub', ntu), 'none'))
     own, other = SkeletonFolder(str(data_root / 'xsub'), 'train'), SkeletonFolder(str(rig / 'xsub'), 'train')
     assert len(pool) == len(own) + len(other) and pool.sizes == [len(own), len(other)]
     torch.testing.assert_close(pool.clip(3), own.clip(3))
@@ -58,9 +58,9 @@ def test_a_named_layout_maps_the_runs_own_benchmark_too(data_root, rig, tmp_path
     """--layout: the run's skeleton is the named layout (here the rig's JSON), the run's own NTU clips
     mapped into it as written out, the pooled rig's taken as they are."""
     ntu, layout = dataset_info('synthetic', str(data_root)), str(rig.parent / 'rig_layout.json')
-    run = in_layout(ntu, layout, [f'{rig}:xsub'])
+    run = in_layout(ntu, layout, read_pool([f'{rig}:xsub']))
     assert run.layout == dataset_info('custom', str(rig)).layout and run.persons == 2 and run.channels == 'xyz'
-    pool = PooledFolder(open_pool(pooled_parts([f'{rig}:xsub'], str(data_root), 'xsub', ntu, run), 'none'))
+    pool = PooledFolder(open_pool(pooled_parts(read_pool([f'{rig}:xsub']), str(data_root), 'xsub', ntu, run), 'none'))
     assert pool.parts[1].adapt is None
     own = SkeletonFolder(str(data_root / 'xsub'), 'train')
     rig_names, ntu_names = run.layout.joint_names, ntu.layout.joint_names
@@ -124,7 +124,7 @@ def test_a_pooled_run_records_monitors_and_resumes(data_root, rig, tmp_path, cap
     assert f'pool: synthetic, {own} training clips\npool: {rig_name}:xsub, {other} training clips; ' in printed
     # the small-data rules read the pool's size and median length
     ntu = dataset_info('synthetic', str(data_root))
-    info = pooled_info(ntu, 'xsub', pooled_parts([f'{rig}:xsub'], str(data_root), 'xsub', ntu))
+    info = pooled_info(ntu, 'xsub', pooled_parts(read_pool([f'{rig}:xsub']), str(data_root), 'xsub', ntu))
     lengths = np.concatenate([np.load(root / 'xsub' / 'train_num_frame.npy') for root in (data_root, rig)])
     assert info.sizes['xsub']['train'] == own + other == len(lengths)
     assert info.lengths['xsub']['train']['median'] == float(np.median(lengths))
@@ -146,15 +146,15 @@ def test_what_cannot_be_pooled_gets_one_line(data_root, rig, tmp_path):
     coco = openpose_data(tmp_path)
     ntu = dataset_info('synthetic', str(data_root))
     with pytest.raises(ValueError, match=r'--pool .*:xsub: clips of channels xy cannot feed an encoder trained on xyz'):
-        pooled_parts([f'{coco}:xsub'], str(data_root), 'xsub', ntu)
+        pooled_parts(read_pool([f'{coco}:xsub']), str(data_root), 'xsub', ntu)
     with pytest.raises(ValueError, match=r'has the benchmarks xsub, xview, not fold1'):
-        pooled_parts([f'{rig}:fold1'], str(data_root), 'xsub', ntu)
+        pooled_parts(read_pool([f'{rig}:fold1']), str(data_root), 'xsub', ntu)
     with pytest.raises(FileNotFoundError, match=r'--pool .*nowhere:xsub: no .*dataset.json'):
-        pooled_parts([f'{tmp_path / "nowhere"}:xsub'], str(data_root), 'xsub', ntu)
+        pooled_parts(read_pool([f'{tmp_path / "nowhere"}:xsub']), str(data_root), 'xsub', ntu)
     with pytest.raises(ValueError, match='is in the pool already'):
-        pooled_parts([f'{data_root}:xsub'], str(data_root), 'xsub', ntu)
+        pooled_parts(read_pool([f'{data_root}:xsub']), str(data_root), 'xsub', ntu)
     with pytest.raises(ValueError, match='expected ROOT:BENCHMARK'):
-        pooled_parts(['xsub'], str(data_root), 'xsub', ntu)
+        pooled_parts(read_pool(['xsub']), str(data_root), 'xsub', ntu)
     with pytest.raises(SystemExit, match='--pool-sampling balanced shares the epochs between pooled benchmarks'):
         run_pretrain(data_root, tmp_path / 'b', '--epochs', '1', '--pool-sampling', 'balanced')
     assert not os.path.exists(tmp_path / 'b' / 'checkpoint.pth')

@@ -12,6 +12,7 @@ second table: fine-tuning top-1 at each share of the labels.
 import json
 import os
 import platform
+import re
 import sys
 
 import torch
@@ -86,8 +87,10 @@ def label_table(runs):
     for run in runs:
         for entry in sorted(os.listdir(run)):
             folder = os.path.join(run, entry)
-            tuned = {float(f[len('finetune_'):]): read(folder, f) for f in sorted(os.listdir(folder))
-                     if f.startswith('finetune_')} if os.path.isdir(folder) else {}
+            # the script's folders only (finetune_<fraction>): a user's own beside them are theirs
+            names = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+            tuned = {float(f[len('finetune_'):]): read(folder, f) for f in names
+                     if re.fullmatch(r'finetune_\d*\.?\d+', f)}
             if tuned:
                 found.append((os.path.basename(run), entry, tuned))
     fractions = sorted({f for _, _, tuned in found for f in tuned})

@@ -2,6 +2,7 @@
 -> kNN and linear) and the NW-UCLA script."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -163,6 +164,12 @@ def test_the_few_labels_table(tmp_path, rng):
     kinds = {json.loads((run / f / 'finetune_1' / 'results.json').read_text())['encoder_kind'] for f in
              ('raw', 'random_cmd', 'cmd')}
     assert kinds == {'raw', 'random', 'ours'}
+    # a user's own fine-tuning beside the script's (another batch) is not read as a share of the labels
+    shutil.copytree(run / 'cmd' / 'finetune_1', run / 'cmd' / 'finetune_1_b16')
+    again = subprocess.run([sys.executable, 'scripts/small_data_table.py', str(run)], cwd=ROOT, env=env,
+                           capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.split('Fine-tuning top-1')[1] == done.stdout.split('Fine-tuning top-1')[1]
 
 
 def test_the_transfer_rows(tmp_path, rng):

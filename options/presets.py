@@ -211,4 +211,4 @@ def few_labels_batch(clips, batch_size):
     while batch // 2 >= FEW_LABELS['smallest'] and clips < FEW_LABELS['batches'] * batch:
         batch //= 2
     return batch, (f'few-labels rule: the recipe\'s {batch_size} halved until the {clips} labelled clips make '
-                   f'{FEW_LABELS["batches"]} batches')
+                   f'{FEW_LABELS["batches"]} batches, to no less than {FEW_LABELS["smallest"]}')

@@ -274,7 +274,7 @@ def test_a_training_set_smaller_than_a_batch_trains_on_one_batch_of_it(data_root
          '--output-dir', str(tmp_path / 'ft_rule'), '--quiet', *common])
     results = finetune.main(args)
     assert results['settings']['batch_size'] == 4 and results['sources']['batch_size'] == \
-        f"few-labels rule: the recipe's 64 halved until the {labelled} labelled clips make 4 batches"
+        f"few-labels rule: the recipe's 64 halved until the {labelled} labelled clips make 4 batches, to no less than 4"
 
 
 def test_the_few_labels_batch_is_halved_until_four_batches():

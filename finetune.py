@@ -4,13 +4,14 @@
         [--label-fraction 0.01|0.05|0.1|0.2|1.0] [--repeats 5] [--seed S]
 
 A class-balanced random subset of the training labels (every class keeps at least one clip) is
-used to fine-tune the whole network in train mode with a new linear head (``--stream all``: every
-stream's, their softmax scores summed). ``--repeats`` runs several seeds (subset and training)
-and reports mean and standard deviation of the last epoch's top-1. Transfer is the same command with a checkpoint pretrained on another dataset (of another
-skeleton too: docs/protocols.md, "Across datasets"). ``--checkpoint random`` trains the network
-from scratch; ``--checkpoint raw`` trains a linear head on the prepared coordinates (there is no
-encoder), the baseline of the few-labels table. Writes ``OUT/results.json`` and the first
-repeat's model, ``OUT/heads.pth`` (``predict.py``, ``export.py``).
+used to fine-tune the whole network in train mode with a new linear head (``--stream all``:
+every stream's, their softmax scores summed). ``--repeats`` runs several seeds (subset and
+training) and reports mean and standard deviation of the last epoch's top-1. Transfer is the
+same command with a checkpoint pretrained on another dataset (of another skeleton too:
+docs/protocols.md, "Across datasets"). ``--checkpoint random`` trains the network from scratch;
+``--checkpoint raw`` trains a linear head on the prepared coordinates (there is no encoder), the
+baseline of the few-labels table. Writes ``OUT/results.json`` and the first repeat's model,
+``OUT/heads.pth`` (``predict.py``, ``export.py``).
 """
 import argparse
 import os

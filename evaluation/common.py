@@ -81,6 +81,7 @@ class Evaluation:
         pin = self.device.type == 'cuda'
         return (DataLoader(train, args.batch_size, shuffle=True, num_workers=args.workers, pin_memory=pin,
                            drop_last=True),
+                # testing keeps the settings' batch: in eval mode the batch changes no result
                 DataLoader(test, self.args.batch_size, shuffle=False, num_workers=args.workers, pin_memory=pin), args)
 
 

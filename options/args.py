@@ -120,9 +120,8 @@ def get_augment_parser(add_help=False):
 
 
 def get_eval_parser(fusion=True, add_help=False):
-    """What every evaluation reads: the checkpoint and the streams (``fusion``: ``all`` and
-    ``all+raw`` allowed, the default resolved later; ``'all'``: ``all`` allowed, joint by default;
-    ``False``: one modality)."""
+    """What every evaluation reads: the checkpoint and the streams (``fusion`` True: ``all`` and
+    ``all+raw`` allowed, the default resolved later; ``'all'``: ``all`` allowed, joint by default)."""
     parser = argparse.ArgumentParser('evaluation', add_help=add_help)
     parser.add_argument('--checkpoint', default=None,
                         help="ours, the authors' released file, 'random' (an untrained encoder) or 'raw' (no encoder: "
@@ -131,20 +130,17 @@ def get_eval_parser(fusion=True, add_help=False):
                         help="with --checkpoint random or raw: the method whose encoder (its recipe's, at its size) "
                              'and evaluation protocol a baseline takes, to stand beside that method\'s checkpoint; a '
                              'checkpoint records its own')
-    if fusion == 'all':
-        parser.add_argument('--stream', default='joint', choices=list(MODALITIES) + ['all'],
-                            help="the modality fine-tuned, or 'all': every stream the checkpoint has, each "
-                                 'fine-tuned with its own head, their softmax scores summed')
-        return parser
-    parser.add_argument('--stream', default=None if fusion else 'joint',
-                        choices=list(MODALITIES) + (['all', 'all+raw'] if fusion else []),
-                        help="the modality evaluated{}".format(", or 'all': every stream the checkpoint has (results.json "
-                                                   "lists them) and, for several, their fusion; 'all+raw': those and "
-                                                   "the prepared coordinates in each modality (streams raw_joint, "
-                                                   "raw_motion, raw_bone), fused (default on a small dataset, as the "
-                                                   "small-data preset decides: all+raw for kNN, all for a linear head; "
-                                                   "else joint; extract_features.py and retrieve.py: all)"
-                                                   if fusion else ''))
+    if fusion is True:
+        choices, default, fused = ['all', 'all+raw'], None, (
+            ", or 'all': every stream the checkpoint has (results.json lists them) and, for several, their fusion; "
+            "'all+raw': those and the prepared coordinates in each modality (streams raw_joint, raw_motion, "
+            'raw_bone), fused (default on a small dataset, as the small-data preset decides: all+raw for kNN, all '
+            'for a linear head; else joint; extract_features.py and retrieve.py: all)')
+    else:
+        choices, default, fused = ['all'], 'joint', (
+            ", or 'all': every stream the checkpoint has, each with its own head, their softmax scores summed")
+    parser.add_argument('--stream', default=default, choices=list(MODALITIES) + choices,
+                        help=f'the modality evaluated{fused}')
     return parser
 
 

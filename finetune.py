@@ -5,9 +5,9 @@
 
 A class-balanced random subset of the training labels (every class keeps at least one clip) is
 used to fine-tune the whole network in train mode with a new linear head (``--stream all``:
-every stream's, their softmax scores summed). ``--repeats`` runs several seeds (subset and
-training) and reports mean and standard deviation of the last epoch's top-1. Transfer is the
-same command with a checkpoint pretrained on another dataset (of another skeleton too:
+every stream's, their softmax scores summed). ``--repeats`` runs several seeds (each its own
+subset, head, clip order and augmentations; ``random`` is one encoder for all) and reports mean
+and standard deviation of the last epoch's top-1. Transfer is the same command with a checkpoint pretrained on another dataset (of another skeleton too:
 docs/protocols.md, "Across datasets"). ``--checkpoint random`` trains the network from scratch;
 ``--checkpoint raw`` trains a linear head on the prepared coordinates (there is no encoder), the
 baseline of the few-labels table. Writes ``OUT/results.json`` and the first repeat's model,
@@ -88,9 +88,11 @@ def main(args):
     runs = []
     for repeat in range(args.repeats):
         seed = args.seed + repeat
-        seed_everything(seed)
         subset = balanced_subset(labels, args.label_fraction, seed)
         encoders, info, _ = run.load_encoders()
+        # after loading, which seeds a random encoder the same way for every use (from scratch starts
+        # from one encoder): the head, the clips' order and their augmentations are the repeat's own
+        seed_everything(seed)
         classifiers = {s: Classifier(encoders[s], run.dataset.num_classes, head=args.head).to(run.device)
                        for s in run.streams}
         for classifier in classifiers.values() if args.drop_path else ():

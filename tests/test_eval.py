@@ -239,14 +239,23 @@ def test_class_report_equals_scikit_learn():
 
 
 def test_finetune_results_and_random_baseline(data_root, tmp_path):
-    args = finetune.get_finetune_parser().parse_args(
-        ['--checkpoint', 'random', '--data-root', str(data_root), '--epochs', '1', '--label-fraction', '0.5',
-         '--repeats', '2', '--output-dir', str(tmp_path), '--quiet', *COMMON])
-    finetune.main(args)
-    results = json.loads((tmp_path / 'results.json').read_text())
+    def tune(out, *flags):
+        finetune.main(finetune.get_finetune_parser().parse_args(
+            ['--checkpoint', 'random', '--data-root', str(data_root), '--epochs', '1', '--output-dir', str(out),
+             '--quiet', *flags, *COMMON]))
+        return json.loads((out / 'results.json').read_text())
+
+    results = tune(tmp_path / 'half', '--label-fraction', '0.5', '--repeats', '2')
     assert results['encoder_kind'] == 'random' and results['checkpoint'] is None
     assert [r['seed'] for r in results['runs']] == [42, 43]
     assert set(results['accuracy']) == {'top1_mean', 'top1_std', 'top5_mean'}
+    # with every label the subsets agree: the seeds still train differently (head, order, augmentations),
+    # and a repeat is its seed's run alone
+    every = tune(tmp_path / 'all', '--label-fraction', '1', '--repeats', '2')
+    losses = [r['history'][0]['train_loss'] for r in every['runs']]
+    assert losses[0] != losses[1]
+    alone = tune(tmp_path / 'alone', '--label-fraction', '1', '--seed', '43')
+    assert alone['runs'][0]['history'] == every['runs'][1]['history']
 
 
 def test_a_training_set_smaller_than_a_batch_trains_on_one_batch_of_it(data_root, tiny_checkpoint, tmp_path, capsys):

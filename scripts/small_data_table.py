@@ -80,6 +80,14 @@ def described(entry):
     return f'{entry}, pretrained'
 
 
+def tuned_cell(result):
+    """Mean +- sd of a fine-tuning's seeds; one seed has no sd to show."""
+    accuracy = result['accuracy']
+    if len(result['runs']) == 1:
+        return f"{accuracy['top1_mean']:.1f} (1 seed)"
+    return f"{accuracy['top1_mean']:.1f} +- {accuracy['top1_std']:.1f}"
+
+
 def label_table(runs):
     """With ``--labels``: the fractions of the labels, and per evaluated encoder (raw, random,
     pretrained) its fine-tuning top-1 at each, mean +- sd over the seeds; and the seed counts."""
@@ -97,8 +105,7 @@ def label_table(runs):
     order = {'raw': 0, 'random': 1, 'from': 3, 'pooled': 4}
     table, seeds = [], set()
     for name, entry, tuned in sorted(found, key=lambda e: (e[0], order.get(e[1].split('_')[0], 2), e[1])):
-        cells = [f"{tuned[f]['accuracy']['top1_mean']:.1f} +- {tuned[f]['accuracy']['top1_std']:.1f}"
-                 if f in tuned else '' for f in fractions]
+        cells = [tuned_cell(tuned[f]) if f in tuned else '' for f in fractions]
         seeds |= {len(result['runs']) for result in tuned.values()}
         table.append([name, described(entry)] + cells)
     return fractions, table, seeds

@@ -170,6 +170,16 @@ def test_the_few_labels_table(tmp_path, rng):
                            capture_output=True, text=True)
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stdout.split('Fine-tuning top-1')[1] == done.stdout.split('Fine-tuning top-1')[1]
+    # a cell of one seed (REPEATS=1) shows no sd, and the header says how many seeds each has
+    path = run / 'cmd' / 'finetune_1' / 'results.json'
+    result = json.loads(path.read_text())
+    result['runs'] = result['runs'][:1]
+    result['accuracy'].update(top1_mean=result['runs'][0]['accuracy']['top1'], top1_std=0.0)
+    path.write_text(json.dumps(result))
+    one = subprocess.run([sys.executable, 'scripts/small_data_table.py', str(run)], cwd=ROOT, env=env,
+                         capture_output=True, text=True).stdout.split('Fine-tuning top-1')[1]
+    assert ', last epoch, mean +- sd over 1/2 seeds' in one
+    assert f"| {result['accuracy']['top1_mean']:.1f} (1 seed) |" in one
 
 
 def test_the_transfer_rows(tmp_path, rng):

@@ -37,7 +37,9 @@ RUNS = {
     'method_speed.py': (['--batch', '4', '--frames', '20', '--width', '4', '--queue', '64', '--mamp-frames', '16',
                          '--mamp-width', '32', '--mamp-depth', '2', '--steps', '1', '--rounds', '1'],
                         [r'method\s+published ms\s+ours ms\s+ours/published'] +
-                        [rf'^{m}\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+0$' for m in ('skeletonclr', 'crossclr', 'aimclr', 'mamp')]),
+                        # the float64 loss gap: 0, or float rounding (summation order differs between machines)
+                        [rf'^{m}\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+(0|\d(\.\d)?e-(1[3-9]|[2-9]\d))$'
+                         for m in ('skeletonclr', 'crossclr', 'aimclr', 'mamp')]),
     'video_speed.py': (['--videos', '4', '--frames', '16', '--size', '320', '240', '--window', '16', '--workers', '2'],
                        [r'^stage\s+frames/s$', r'^decode \(OpenCV, one process\)\s+[\d.]+$',
                         r'^feeder.video, 2 workers \(decode, estimate, write\)\s+[\d.]+$',

@@ -7,11 +7,12 @@ A class-balanced random subset of the training labels (every class keeps at leas
 used to fine-tune the whole network in train mode with a new linear head (``--stream all``:
 every stream's, their softmax scores summed). ``--repeats`` runs several seeds (each its own
 subset, head, clip order and augmentations; ``random`` is one encoder for all) and reports mean
-and standard deviation of the last epoch's top-1. Transfer is the same command with a checkpoint pretrained on another dataset (of another skeleton too:
-docs/protocols.md, "Across datasets"). ``--checkpoint random`` trains the network from scratch;
-``--checkpoint raw`` trains a linear head on the prepared coordinates (there is no encoder), the
-baseline of the few-labels table. Writes ``OUT/results.json`` and the first repeat's model,
-``OUT/heads.pth`` (``predict.py``, ``export.py``).
+and standard deviation of the last epoch's top-1. Transfer is the same command with a checkpoint
+pretrained on another dataset (of another skeleton too: docs/protocols.md, "Across datasets").
+``--checkpoint random`` trains the network from scratch; ``--checkpoint raw`` trains a linear
+head on the prepared coordinates (there is no encoder), the baseline of the few-labels table.
+Writes ``OUT/results.json`` and the first repeat's model, ``OUT/heads.pth`` (``predict.py``,
+``export.py``).
 """
 import argparse
 import os

@@ -329,6 +329,9 @@ def _watched_rank(rank, init_file, dead_after, queue):
             time.sleep(60)
     except RankStopped as e:
         queue.put((str(e), time.monotonic() - start))
+        os.kill(os.getpid(), signal.SIGTERM)  # the launcher's, while this rank says why it stopped
+        time.sleep(0.5)
+        queue.put('survived the SIGTERM')
 
 
 def test_the_watch_stops_a_rank_whose_peer_fell_silent(tmp_path):
@@ -339,9 +342,11 @@ def test_the_watch_stops_a_rank_whose_peer_fell_silent(tmp_path):
     for p in processes:
         p.start()
     reason, after = queue.get(timeout=60)
+    said = queue.get(timeout=10)
     for p in processes:
         p.join(timeout=30)
     assert reason == 'rank 1 has given no sign of life for 2 s' and after < 10
+    assert said == 'survived the SIGTERM'
 
 
 def test_atomic_writes_wait_for_the_disk_unless_the_file_can_be_made_again(tmp_path, monkeypatch):

@@ -114,7 +114,8 @@ class RankWatch:
     """Beats this rank's heart in the process group's store and watches the others': a rank
     silent for ``dead_after`` seconds (killed, crashed, its machine gone) makes every other rank
     stop with one line, rather than wait out the collective timeout. Also turns SIGTERM (what
-    ``torchrun`` sends the other ranks when one fails) into :class:`RankStopped`."""
+    ``torchrun`` sends the other ranks when one fails) into :class:`RankStopped`, and leaves it
+    ignored once the watched block has raised."""
 
     def __init__(self, heartbeat=HEARTBEAT, dead_after=DEAD_AFTER, grace=GRACE):
         self.heartbeat, self.dead_after, self.grace = heartbeat, dead_after, grace
@@ -175,6 +176,12 @@ class RankWatch:
         self._thread.start()
         try:
             yield self
+        except BaseException:
+            # this rank is stopping: the launcher's SIGTERM, which follows a peer's death within
+            # a tenth of a second, must not kill it before it has said why
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            raise
+        else:
+            signal.signal(signal.SIGTERM, previous)
         finally:
             self._stop.set()
-            signal.signal(signal.SIGTERM, previous)
